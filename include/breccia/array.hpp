@@ -1,0 +1,95 @@
+// Array: an n-d view of typed memory on one device, owning or borrowing it through shared
+// ownership. It is the single currency between the bindings, the ops and the kernels.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "breccia/device.hpp"
+#include "breccia/dtype.hpp"
+
+namespace breccia {
+
+using Shape = std::vector<std::int64_t>;
+using Strides = std::vector<std::int64_t>;  // in elements, as DLPack
+
+std::string shape_str(std::span<const std::int64_t> shape);  // "(4, 8)"
+
+// Product of dims, throwing ValueError (naming `argument`) on a negative dim or int64 overflow.
+std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view argument = "shape");
+
+// Row-major strides for `shape`.
+Strides contiguous_strides(std::span<const std::int64_t> shape);
+
+// Allocates device memory for outputs. The CPU one uses aligned operator new; a GPU one is
+// supplied by the caller's framework (its caching allocator, on its current stream).
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  // Returns an owner whose get() is the start of `bytes` bytes on `device`.
+  virtual std::shared_ptr<void> allocate(std::int64_t bytes, Device device) = 0;
+};
+
+Allocator& cpu_allocator();
+
+class Array {
+ public:
+  Array() = default;
+
+  // Fresh, uninitialised, contiguous memory from `allocator` (CPU by default).
+  static Array empty(DType dtype, Shape shape, Device device = Device::cpu(),
+                     Allocator* allocator = nullptr);
+  static Array zeros(DType dtype, Shape shape);  // CPU
+
+  // Wraps memory someone else owns; `owner` keeps it alive (may be null for memory that
+  // outlives the Array). `strides` empty means row-major.
+  static Array borrow(void* data, DType dtype, Shape shape, Strides strides, Device device,
+                      std::shared_ptr<void> owner, std::int64_t byte_offset = 0);
+
+  bool defined() const { return static_cast<bool>(base_) || numel() == 0; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  const Strides& strides() const { return strides_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  std::int64_t dim(int axis) const;  // negative axes count from the end
+  std::int64_t numel() const { return numel_; }
+  std::int64_t nbytes() const { return numel_ * itemsize(dtype_); }
+  Device device() const { return device_; }
+  std::int64_t byte_offset() const { return byte_offset_; }
+  const std::shared_ptr<void>& owner() const { return owner_; }
+
+  // Pointer DLPack calls `data` (before byte_offset).
+  void* base() const { return base_; }
+  // Address of element 0.
+  void* data() const { return static_cast<std::byte*>(base_) + byte_offset_; }
+  template <class T>
+  T* data_as() const {
+    return static_cast<T*>(data());
+  }
+
+  bool is_contiguous() const;
+  // This array if contiguous, else a row-major CPU copy. Throws DeviceError for device memory.
+  Array contiguous() const;
+  // Same memory under another shape (must be contiguous, same numel).
+  Array reshaped(Shape shape) const;
+  // Same bytes read as another dtype of the same itemsize (e.g. uint8 <-> float8_e4m3fn).
+  Array viewed_as(DType dtype) const;
+
+  std::string str() const;  // "Array(float32, (4, 8), cpu)"
+
+ private:
+  void* base_ = nullptr;
+  std::int64_t byte_offset_ = 0;
+  DType dtype_ = DType::kF32;
+  Shape shape_;
+  Strides strides_;
+  std::int64_t numel_ = 0;
+  Device device_;
+  std::shared_ptr<void> owner_;
+};
+
+}  // namespace breccia

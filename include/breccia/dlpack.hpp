@@ -1,0 +1,31 @@
+// DLPack 1.1 interchange for Array: versioned managed tensors in and out, with the float8 and
+// float4 type codes (plain uint8 for consumers that predate them).
+#pragma once
+
+#include <cstdint>
+
+#include "breccia/array.hpp"
+
+namespace breccia::dlpack {
+
+struct ExportOptions {
+  // Use the DLPack 1.1 float8 codes for float8 dtypes; false exports them as uint8.
+  bool float8_codes = true;
+  // Export uint8 data that holds packed E2M1 pairs as float4_e2m1fn (code 17, bits 4) with
+  // the logical shape (last dim doubled).
+  bool packed_float4 = false;
+};
+
+// A DLManagedTensorVersioned* (as void*, so this header does not need dlpack's) that keeps
+// `array` alive until its deleter runs.
+void* to_versioned(const Array& array, const ExportOptions& options = {});
+
+// Wraps a DLManagedTensorVersioned* without copying; the Array calls its deleter when the last
+// reference goes. float4_e2m1fn tensors come in as uint8 with the last dim halved. Rejects
+// unsupported dtypes, lanes != 1, and major versions other than 1, with ValueError.
+Array from_versioned(void* managed_tensor_versioned);
+
+// The same for a legacy (pre-1.0, unversioned) DLManagedTensor*.
+Array from_legacy(void* managed_tensor);
+
+}  // namespace breccia::dlpack

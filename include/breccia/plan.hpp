@@ -1,0 +1,49 @@
+// The quantization plan: everything about a cast that follows from (shape, recipe, axis) —
+// element format, block geometry, output shapes and dtypes — computed and validated once, in
+// one place, and handed unchanged to whichever kernel runs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "breccia/array.hpp"
+#include "breccia/layouts.hpp"
+#include "breccia/recipes.hpp"
+
+namespace breccia {
+
+class ScaledTensor;
+
+// The element encoding of a recipe's data.
+enum class ElementFormat : std::uint8_t { kE4M3, kE5M2, kE2M1, kInt4Signed, kInt4Unsigned };
+
+constexpr bool is_packed(ElementFormat format) {
+  return format == ElementFormat::kE2M1 || format == ElementFormat::kInt4Signed ||
+         format == ElementFormat::kInt4Unsigned;
+}
+
+ElementFormat element_format(const Recipe& recipe);
+
+struct QuantPlan {
+  Recipe recipe;
+  Layout layout;
+  ElementFormat format;
+  int axis = -1;               // -1 rowwise blocks, -2 columnwise blocks
+  Shape logical_shape;         // elements
+  ScaleGrid grid;              // scaling units over (batch, rows, cols)
+  std::int64_t amax_rows = 1;  // NVFP4 two_d: rows sharing one block amax (16), else 1
+  Shape data_shape;            // bytes: last dim halved for packed formats
+  DType data_dtype;
+  DType scale_dtype;
+  bool has_global_scale = false;  // NVFP4
+  bool has_zero_point = false;    // unsigned INT4
+};
+
+// Plan for cast(x, recipe, axis); throws ValueError naming the argument when the shape does
+// not fit the recipe (too few dims, a block not dividing the blocked axis, odd packed dim).
+QuantPlan plan_cast(std::span<const std::int64_t> x_shape, const Recipe& recipe, int axis = -1);
+
+// The plan that describes an existing ScaledTensor (for dequantize and fast kernels).
+QuantPlan plan_of(const ScaledTensor& scaled);
+
+}  // namespace breccia
