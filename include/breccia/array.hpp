@@ -50,7 +50,8 @@ class Array {
   static Array borrow(void* data, DType dtype, Shape shape, Strides strides, Device device,
                       std::shared_ptr<void> owner, std::int64_t byte_offset = 0);
 
-  bool defined() const { return static_cast<bool>(base_) || numel() == 0; }
+  // A default-constructed Array (no shape, no memory) is undefined; an empty one is defined.
+  bool defined() const { return static_cast<bool>(base_) || (numel_ == 0 && !shape_.empty()); }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   const Strides& strides() const { return strides_; }
@@ -61,6 +62,10 @@ class Array {
   Device device() const { return device_; }
   std::int64_t byte_offset() const { return byte_offset_; }
   const std::shared_ptr<void>& owner() const { return owner_; }
+  // Set for memory whose producer forbids writes (DLPack's read-only flag); views keep it and
+  // DLPack export passes it on.
+  bool read_only() const { return read_only_; }
+  Array marked_read_only() const;
 
   // Pointer DLPack calls `data` (before byte_offset).
   void* base() const { return base_; }
@@ -90,6 +95,7 @@ class Array {
   std::int64_t numel_ = 0;
   Device device_;
   std::shared_ptr<void> owner_;
+  bool read_only_ = false;
 };
 
 }  // namespace breccia

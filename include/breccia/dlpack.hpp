@@ -17,12 +17,15 @@ struct ExportOptions {
 };
 
 // A DLManagedTensorVersioned* (as void*, so this header does not need dlpack's) that keeps
-// `array` alive until its deleter runs.
+// `array` alive until its deleter runs. It carries the read-only flag if `array.read_only()`.
 void* to_versioned(const Array& array, const ExportOptions& options = {});
 
 // Wraps a DLManagedTensorVersioned* without copying; the Array calls its deleter when the last
 // reference goes. float4_e2m1fn tensors come in as uint8 with the last dim halved. Rejects
-// unsupported dtypes, lanes != 1, and major versions other than 1, with ValueError.
+// unsupported dtypes, lanes != 1, and major versions other than 1, with ValueError (DeviceError
+// for an unsupported device). A rejected tensor is left untouched: its deleter is not called,
+// so the caller still owns it. A read-only tensor is accepted (breccia only reads its inputs)
+// and comes back with Array::read_only() set.
 Array from_versioned(void* managed_tensor_versioned);
 
 // The same for a legacy (pre-1.0, unversioned) DLManagedTensor*.
