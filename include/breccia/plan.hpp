@@ -31,7 +31,9 @@ struct QuantPlan {
   int axis = -1;               // -1 rowwise blocks, -2 columnwise blocks
   Shape logical_shape;         // elements
   ScaleGrid grid;              // scaling units over (batch, rows, cols)
-  std::int64_t amax_rows = 1;  // NVFP4 two_d: rows sharing one block amax (16), else 1
+  // Tile whose amax sets one scale: the scale block itself, except NVFP4 two_d (16 x 16).
+  std::int64_t amax_block_rows = 1;
+  std::int64_t amax_block_cols = 1;
   Shape data_shape;            // bytes: last dim halved for packed formats
   DType data_dtype;
   DType scale_dtype;

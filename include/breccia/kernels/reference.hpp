@@ -3,6 +3,8 @@
 // Inputs are contiguous CPU arrays shaped as the plan says; the ops validate before calling.
 #pragma once
 
+#include <cstdint>
+
 #include "breccia/array.hpp"
 #include "breccia/plan.hpp"
 #include "breccia/recipes.hpp"
@@ -29,7 +31,12 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
 // amax over all elements of x (NaN if any is NaN).
 float amax(const Array& x);
 
-// out[b] = a[b] @ b[b] in fp32 for contiguous fp32 operands of shapes (batch, M, K), (batch, K, N).
-void matmul_f32(const Array& a, const Array& b, const Array& out);
+// Element-wise conversion between wide float dtypes (fp32/fp16/bf16/fp64), each value
+// rounded to nearest even; `in` and `out` contiguous with the same number of elements.
+void convert(const Array& in, const Array& out);
+
+// c = a @ b for row-major fp32 matrices a (m x k), b (k x n), c (m x n), through BLAS sgemm.
+void gemm_f32(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, const float* b,
+              float* c);
 
 }  // namespace breccia::kernels::reference

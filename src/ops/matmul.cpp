@@ -1,0 +1,119 @@
+#include <climits>
+#include <variant>
+
+#include "breccia/error.hpp"
+#include "breccia/kernels/reference.hpp"
+#include "breccia/ops.hpp"
+#include "ops/dispatch.hpp"
+
+namespace breccia {
+namespace {
+
+const Array& data_of(const Operand& operand) {
+  return std::holds_alternative<Array>(operand) ? std::get<Array>(operand)
+                                                : std::get<ScaledTensor>(operand).data();
+}
+
+Shape logical_shape_of(const Operand& operand) {
+  return std::holds_alternative<Array>(operand) ? std::get<Array>(operand).shape()
+                                                : std::get<ScaledTensor>(operand).logical_shape();
+}
+
+// The operand's values as a contiguous fp32 array.
+Array to_float32(const Operand& operand, std::string_view argument) {
+  if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) return dequantize(*scaled);
+  const Array& plain = std::get<Array>(operand);
+  if (!is_wide_float(plain.dtype())) {
+    fail<TypeError>(argument, ": expected a ScaledTensor or a float32, float16, bfloat16 or "
+                    "float64 array, got an array of ", dtype_name(plain.dtype()));
+  }
+  if (plain.dtype() == DType::kF32) return plain.contiguous();
+  Array converted = Array::empty(DType::kF32, plain.shape());
+  kernels::reference::convert(plain.contiguous(), converted);
+  return converted;
+}
+
+// NumPy broadcasting of the batch dims (everything before the last two).
+Shape broadcast_batch(const Shape& a, const Shape& b) {
+  const std::size_t a_batch = a.size() - 2;
+  const std::size_t b_batch = b.size() - 2;
+  const std::size_t n = std::max(a_batch, b_batch);
+  Shape out(n, 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t da = i + a_batch >= n ? a[i + a_batch - n] : 1;
+    const std::int64_t db = i + b_batch >= n ? b[i + b_batch - n] : 1;
+    if (da != db && da != 1 && db != 1) {
+      fail<ValueError>("matmul: batch dimensions of a ", shape_str(a), " and b ", shape_str(b),
+                       " do not broadcast (", da, " vs ", db, ")");
+    }
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+// Flat matrix index into an operand's batch for output batch `index` under broadcasting.
+std::int64_t source_batch(const Shape& operand, const Shape& batch, std::int64_t index) {
+  const std::size_t operand_batch = operand.size() - 2;
+  std::int64_t source = 0;
+  std::int64_t stride = 1;
+  for (std::size_t i = batch.size(); i-- > 0;) {
+    const std::int64_t coordinate = index % batch[i];
+    index /= batch[i];
+    const std::size_t offset = batch.size() - operand_batch;
+    if (i >= offset) {
+      const std::int64_t extent = operand[i - offset];
+      source += (extent == 1 ? 0 : coordinate) * stride;
+      stride *= extent;
+    }
+  }
+  return source;
+}
+
+}  // namespace
+
+Array matmul(const Operand& a, const Operand& b, DType out_dtype) {
+  if (!is_wide_float(out_dtype)) {
+    fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
+                    dtype_name(out_dtype));
+  }
+  const Device device = data_of(a).device();
+  ops_detail::require_device(data_of(b), "b", device);
+  ops_detail::require_kernels_for(device, "matmul");
+
+  const Shape a_shape = logical_shape_of(a);
+  const Shape b_shape = logical_shape_of(b);
+  if (a_shape.size() < 2) fail<ValueError>("a: expected shape (..., M, K), got ", shape_str(a_shape));
+  if (b_shape.size() < 2) fail<ValueError>("b: expected shape (..., K, N), got ", shape_str(b_shape));
+  const std::int64_t m = a_shape[a_shape.size() - 2];
+  const std::int64_t k = a_shape.back();
+  const std::int64_t n = b_shape.back();
+  if (b_shape[b_shape.size() - 2] != k) {
+    fail<ValueError>("matmul: a's last dimension (K=", k, ", shape ", shape_str(a_shape),
+                     ") must equal b's second-to-last (got ", b_shape[b_shape.size() - 2],
+                     ", shape ", shape_str(b_shape), ")");
+  }
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX) {
+    fail<ValueError>("matmul: M, N and K must each be below 2^31 for the BLAS GEMM, got M=", m,
+                     " N=", n, " K=", k);
+  }
+  const Shape batch = broadcast_batch(a_shape, b_shape);
+
+  const Array a32 = to_float32(a, "a");
+  const Array b32 = to_float32(b, "b");
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Array out32 = Array::empty(DType::kF32, out_shape);
+  const std::int64_t batches = checked_numel(batch);
+  for (std::int64_t i = 0; i < batches; ++i) {
+    kernels::reference::gemm_f32(m, n, k, a32.data_as<const float>() + source_batch(a_shape, batch, i) * m * k,
+                                 b32.data_as<const float>() + source_batch(b_shape, batch, i) * k * n,
+                                 out32.data_as<float>() + i * m * n);
+  }
+  if (out_dtype == DType::kF32) return out32;
+  Array out = Array::empty(out_dtype, out_shape);
+  kernels::reference::convert(out32, out);
+  return out;
+}
+
+}  // namespace breccia

@@ -1,0 +1,18 @@
+#include "breccia/ops.hpp"
+#include "breccia/plan.hpp"
+
+namespace breccia {
+
+ScaledTensor requantize(const ScaledTensor& scaled, const Recipe& new_recipe,
+                        const CastOptions& options) {
+  // Same recipe and block geometry: the bytes already are the answer (re-deriving scales from
+  // dequantized values would drift them).
+  const bool stateful = options.state != nullptr;
+  if (!stateful && new_recipe == scaled.recipe() &&
+      plan_cast(scaled.logical_shape(), new_recipe, options.axis).layout == scaled.layout()) {
+    return scaled;
+  }
+  return cast(dequantize(scaled, DType::kF32, options.allocator), new_recipe, options);
+}
+
+}  // namespace breccia

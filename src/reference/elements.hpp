@@ -1,0 +1,47 @@
+// Plain element access shared by the reference kernels: wide floats in and out, FP8 and
+// packed 4-bit codes, and the per-unit amax pass every scaled recipe starts with.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "breccia/array.hpp"
+#include "breccia/formats/formats.hpp"
+#include "breccia/numerics.hpp"
+#include "breccia/plan.hpp"
+
+namespace breccia::kernels::reference::detail {
+
+// Every element of a contiguous wide-float array, as fp32.
+std::vector<float> read_as_float32(const Array& x);
+
+// Stores fp32 `value` at flat index `i` of a contiguous wide-float array, rounding to its dtype.
+void write_wide(const Array& out, std::int64_t i, float value);
+// Reads flat index `i` of a contiguous wide-float array as fp32.
+float read_wide(const Array& in, std::int64_t i);
+
+// Code of one element in `format` (after the encode scale has been applied).
+std::uint8_t encode_fp8(ElementFormat format, float value);
+float decode_element(ElementFormat format, std::uint8_t code);
+
+// Writes element code `code` at logical flat index `i` (packed formats: nibble i % 2).
+void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code);
+std::uint8_t load_code(const QuantPlan& plan, const Array& data, std::int64_t i);
+
+// Coordinates (batch, row, col) of logical flat index i, for the plan's (batch, rows, cols).
+struct Coordinates {
+  std::int64_t batch;
+  std::int64_t row;
+  std::int64_t col;
+};
+Coordinates coordinates(const ScaleGrid& grid, std::int64_t i);
+
+// Index of the amax tile holding element (b, r, c): the scale block itself except for
+// NVFP4's 16 x 16 two_d tiles.
+std::int64_t amax_tile_index(const QuantPlan& plan, const Coordinates& at);
+std::int64_t amax_tile_count(const QuantPlan& plan);
+
+// amax (NaN-propagating) of every amax tile.
+std::vector<float> tile_amax(const QuantPlan& plan, const std::vector<float>& x);
+
+}  // namespace breccia::kernels::reference::detail
