@@ -27,7 +27,7 @@ ElementFormat element_format(const Recipe& recipe);
 struct QuantPlan {
   Recipe recipe;
   Layout layout;
-  ElementFormat format;
+  ElementFormat format = ElementFormat::kE4M3;
   int axis = -1;               // -1 rowwise blocks, -2 columnwise blocks
   Shape logical_shape;         // elements
   ScaleGrid grid;              // scaling units over (batch, rows, cols)
@@ -35,8 +35,8 @@ struct QuantPlan {
   std::int64_t amax_block_rows = 1;
   std::int64_t amax_block_cols = 1;
   Shape data_shape;            // bytes: last dim halved for packed formats
-  DType data_dtype;
-  DType scale_dtype;
+  DType data_dtype = DType::kU8;
+  DType scale_dtype = DType::kF32;
   bool has_global_scale = false;  // NVFP4
   bool has_zero_point = false;    // unsigned INT4
 };

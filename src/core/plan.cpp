@@ -128,7 +128,9 @@ QuantPlan plan_cast(std::span<const std::int64_t> x_shape, const Recipe& recipe,
                      "second-to-last), got ", axis, " for x of shape ", shape_str(x_shape));
   }
 
-  QuantPlan plan{.recipe = recipe, .layout = PerTensor{}, .format = element_format(recipe)};
+  QuantPlan plan;
+  plan.recipe = recipe;
+  plan.format = element_format(recipe);
   plan.axis = axis;
   plan.logical_shape.assign(x_shape.begin(), x_shape.end());
 
@@ -170,9 +172,10 @@ QuantPlan plan_cast(std::span<const std::int64_t> x_shape, const Recipe& recipe,
 }
 
 QuantPlan plan_of(const ScaledTensor& scaled) {
-  QuantPlan plan{.recipe = scaled.recipe(),
-                 .layout = scaled.layout(),
-                 .format = element_format(scaled.recipe())};
+  QuantPlan plan;
+  plan.recipe = scaled.recipe();
+  plan.layout = scaled.layout();
+  plan.format = element_format(scaled.recipe());
   plan.logical_shape = scaled.logical_shape();
   plan.grid = scaled.grid();
   plan.axis = plan.grid.block_rows > 1 && plan.grid.block_cols == 1 ? -2 : -1;

@@ -34,10 +34,9 @@ ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& optio
 
   Allocator* allocator = options.allocator;
   const Device device = x.device();
-  kernels::reference::CastOutputs out{
-      .data = Array::empty(plan.data_dtype, plan.data_shape, device, allocator),
-      .scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator),
-  };
+  kernels::reference::CastOutputs out;
+  out.data = Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
+  out.scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator);
   if (plan.has_global_scale) out.global_scale = Array::empty(DType::kF32, {}, device, allocator);
   if (plan.has_zero_point) {
     out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);

@@ -76,9 +76,9 @@ void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::u
     bytes[i] = code;
     return;
   }
+  // Elements are stored in order, so the even element starts its byte and the odd one fills it.
   std::uint8_t& byte = bytes[i / 2];
-  byte = (i % 2 == 0) ? formats::pack_nibbles(code, byte >> 4)
-                      : formats::pack_nibbles(byte & 0xF, code);
+  byte = (i % 2 == 0) ? formats::pack_nibbles(code, 0) : formats::pack_nibbles(byte & 0xF, code);
 }
 
 std::uint8_t load_code(const QuantPlan& plan, const Array& data, std::int64_t i) {
