@@ -1,0 +1,92 @@
+// safetensors files: a zero-copy reader over a memory mapping and an atomic writer.
+//
+// The format is an 8-byte little-endian header length N, N bytes of JSON
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//  "__metadata__": {"key": "value"}}, then the tensors' bytes, offsets relative to the end of
+// the header. The reader checks every structural rule of the format before it hands out a
+// single Array, so a hostile file fails with a ValueError naming the file, the tensor and the
+// rule, never with a read out of bounds.
+//
+// Quantized checkpoints (a ScaledTensor stored as `w`, `w.scale`, ... plus recipe and layout
+// JSON in the metadata) are a convention on top of these two calls, not a different format.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "breccia/array.hpp"
+#include "breccia/dtype.hpp"
+
+namespace breccia::io {
+
+// Element types as the safetensors header spells them ("F32", "BF16", "F8_E4M3", ...).
+enum class SafetensorsDType : std::uint8_t {
+  kBool,
+  kU8,
+  kI8,
+  kU16,
+  kI16,
+  kF16,
+  kBF16,
+  kU32,
+  kI32,
+  kF32,
+  kU64,
+  kI64,
+  kF64,
+  kF8E4M3,
+  kF8E5M2,
+  kF8E8M0,
+  kF4,  // E2M1, two per byte; the header's shape counts 4-bit elements
+};
+
+std::string_view to_string(SafetensorsDType dtype);
+// nullopt for a string the format does not define.
+std::optional<SafetensorsDType> safetensors_dtype_from_string(std::string_view text);
+
+// The breccia dtype whose bytes hold a tensor of this file dtype (U8 for F4); nullopt for the
+// integer and bool types breccia has no Array dtype for.
+std::optional<DType> array_dtype_for(SafetensorsDType dtype);
+// The file dtype an Array of `dtype` is written as by default.
+SafetensorsDType safetensors_dtype_for(DType dtype);
+
+using Metadata = std::map<std::string, std::string>;
+
+// One tensor as the file holds it. For F4 the array is uint8 with the last dim halved (two
+// E2M1 codes per byte, low nibble first); for every other dtype the shapes agree.
+struct StoredTensor {
+  Array array;
+  SafetensorsDType dtype = SafetensorsDType::kF32;
+};
+
+struct SafetensorsFile {
+  std::map<std::string, StoredTensor> tensors;
+  Metadata metadata;
+
+  // Just the arrays, by name.
+  std::map<std::string, Array> arrays() const;
+};
+
+// Maps `path` and returns every tensor as a CPU Array borrowing the mapping (which stays alive
+// while any of them does). A tensor whose bytes are not aligned to its element size in the file
+// (possible only in files other writers made) is copied instead, so pointers are always aligned.
+// Throws IOError when the file cannot be opened or mapped, ValueError when its content breaks
+// the format, and ValueError for a valid dtype breccia cannot represent (BOOL, U16, ...).
+SafetensorsFile load(const std::filesystem::path& path);
+
+// Writes `tensors` (CPU arrays, any strides) and `metadata` to `path`. The file appears whole
+// or not at all: it is written to a temporary file in the same directory, flushed to disk and
+// renamed over `path`; on any failure the temporary file is removed and `path` is untouched.
+// Names must be non-empty and not "__metadata__". Throws ValueError / DeviceError for bad
+// arguments (before touching the disk) and IOError when writing fails.
+void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
+          const Metadata& metadata = {});
+// The same, each array written under its own dtype (safetensors_dtype_for).
+void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
+          const Metadata& metadata = {});
+
+}  // namespace breccia::io

@@ -1,0 +1,629 @@
+#include "breccia/io/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "breccia/error.hpp"
+
+namespace breccia::io {
+namespace {
+
+using Json = nlohmann::json;
+
+// The reference implementation's limit: a larger header is an attack, not a model.
+constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+// Deeper JSON than any valid header needs; refusing it bounds the parser's memory.
+constexpr int kMaxJsonDepth = 64;
+constexpr std::string_view kMetadataKey = "__metadata__";
+
+struct DTypeInfo {
+  SafetensorsDType dtype;
+  std::string_view name;
+  int bits;
+};
+
+constexpr DTypeInfo kDTypes[] = {
+    {SafetensorsDType::kBool, "BOOL", 8},       {SafetensorsDType::kU8, "U8", 8},
+    {SafetensorsDType::kI8, "I8", 8},           {SafetensorsDType::kU16, "U16", 16},
+    {SafetensorsDType::kI16, "I16", 16},        {SafetensorsDType::kF16, "F16", 16},
+    {SafetensorsDType::kBF16, "BF16", 16},      {SafetensorsDType::kU32, "U32", 32},
+    {SafetensorsDType::kI32, "I32", 32},        {SafetensorsDType::kF32, "F32", 32},
+    {SafetensorsDType::kU64, "U64", 64},        {SafetensorsDType::kI64, "I64", 64},
+    {SafetensorsDType::kF64, "F64", 64},        {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
+    {SafetensorsDType::kF8E5M2, "F8_E5M2", 8},  {SafetensorsDType::kF8E8M0, "F8_E8M0", 8},
+    {SafetensorsDType::kF4, "F4", 4},
+};
+
+const DTypeInfo& info(SafetensorsDType dtype) {
+  for (const DTypeInfo& entry : kDTypes) {
+    if (entry.dtype == dtype) return entry;
+  }
+  fail<ValueError>("safetensors dtype: expected one of the format's dtypes, got code ",
+                   static_cast<int>(dtype));
+}
+
+std::string known_dtype_list() {
+  std::string list;
+  for (const DTypeInfo& entry : kDTypes) {
+    if (!list.empty()) list += ", ";
+    list += entry.name;
+  }
+  return list;
+}
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+// Releases the mapping when the last Array borrowing it goes away.
+class Mapping {
+ public:
+  Mapping(const void* address, std::size_t length) : address_(address), length_(length) {}
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() { munmap(const_cast<void*>(address_), length_); }
+  const std::byte* bytes() const { return static_cast<const std::byte*>(address_); }
+  std::size_t length() const { return length_; }
+
+ private:
+  const void* address_;
+  std::size_t length_;
+};
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  // Closes now, reporting the error close() can return for buffered writes.
+  int close() {
+    const int result = ::close(fd_);
+    fd_ = -1;
+    return result;
+  }
+
+ private:
+  int fd_;
+};
+
+std::shared_ptr<Mapping> map_file(const std::filesystem::path& path) {
+  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.get() < 0) {
+    fail<IOError>("safetensors file '", path.string(), "': cannot open: ", errno_text(errno));
+  }
+  struct stat status {};
+  if (::fstat(file.get(), &status) != 0) {
+    fail<IOError>("safetensors file '", path.string(), "': cannot stat: ", errno_text(errno));
+  }
+  if (!S_ISREG(status.st_mode)) {
+    fail<IOError>("safetensors file '", path.string(), "': expected a regular file, got ",
+                  S_ISDIR(status.st_mode) ? "a directory" : "a special file");
+  }
+  const auto length = static_cast<std::uint64_t>(status.st_size);
+  if (length < 8) {
+    fail<ValueError>("safetensors file '", path.string(),
+                     "': expected at least the 8-byte header length, got a file of ", length,
+                     " bytes");
+  }
+  void* address = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE, file.get(), 0);
+  if (address == MAP_FAILED) {
+    fail<IOError>("safetensors file '", path.string(), "': cannot map ", length,
+                  " bytes: ", errno_text(errno));
+  }
+  return std::make_shared<Mapping>(address, length);
+}
+
+// Index of the first byte that breaks UTF-8 (overlong forms, surrogates and code points past
+// U+10FFFF included), or nullopt when `text` is valid.
+std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = bytes[i];
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    int continuation = 0;
+    std::uint32_t code_point = 0;
+    std::uint32_t smallest = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      continuation = 1, code_point = lead & 0x1F, smallest = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      continuation = 2, code_point = lead & 0x0F, smallest = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      continuation = 3, code_point = lead & 0x07, smallest = 0x10000;
+    } else {
+      return i;
+    }
+    if (i + continuation >= text.size()) return i;  // truncated sequence
+    for (int k = 1; k <= continuation; ++k) {
+      const unsigned char next = bytes[i + k];
+      if ((next & 0xC0) != 0x80) return i;
+      code_point = (code_point << 6) | (next & 0x3F);
+    }
+    const bool surrogate = code_point >= 0xD800 && code_point <= 0xDFFF;
+    if (code_point < smallest || surrogate || code_point > 0x10FFFF) return i;
+    i += continuation + 1;
+  }
+  return std::nullopt;
+}
+
+// What went wrong inside the parser callback; rethrown as ValueError with the file's name.
+struct HeaderRejected {
+  std::string reason;
+};
+
+// Parses the header, rejecting duplicate keys (which nlohmann would silently collapse to the
+// last one, letting two readers of the same file see different tensors) and absurd nesting.
+Json parse_header(std::string_view text, const std::string& where) {
+  std::vector<std::set<std::string>> keys_per_open_object;
+  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event,
+                                            Json& parsed) {
+    if (depth > kMaxJsonDepth) {
+      throw HeaderRejected{"expected JSON nested at most " + std::to_string(kMaxJsonDepth) +
+                           " deep, got deeper"};
+    }
+    switch (event) {
+      case Json::parse_event_t::object_start:
+        keys_per_open_object.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        keys_per_open_object.pop_back();
+        break;
+      case Json::parse_event_t::key: {
+        const auto& key = parsed.get_ref<const std::string&>();
+        if (!keys_per_open_object.back().insert(key).second) {
+          throw HeaderRejected{"expected unique keys, got '" + key + "' twice"};
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return Json::parse(text.begin(), text.end(), check);
+  } catch (const HeaderRejected& rejected) {
+    fail<ValueError>(where, ": header: ", rejected.reason);
+  } catch (const Json::parse_error& error) {
+    fail<ValueError>(where, ": header: expected JSON, got a parse error (", error.what(), ")");
+  }
+}
+
+const char* json_type(const Json& value) { return value.type_name(); }
+
+// A non-negative integer that fits in int64 (JSON numbers arrive signed, unsigned or float).
+std::optional<std::int64_t> as_count(const Json& value) {
+  if (value.is_number_unsigned()) {
+    const auto number = value.get<std::uint64_t>();
+    if (number > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<std::int64_t>(number);
+  }
+  if (value.is_number_integer()) {
+    const auto number = value.get<std::int64_t>();
+    if (number < 0) return std::nullopt;
+    return number;
+  }
+  return std::nullopt;
+}
+
+struct TensorEntry {
+  std::string name;
+  SafetensorsDType dtype;
+  Shape shape;
+  std::int64_t begin;
+  std::int64_t end;
+};
+
+// Bytes a tensor of `shape` and `dtype` occupies; `where` names it in errors.
+std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std::string& where) {
+  const std::int64_t numel = checked_numel(shape, where + ": shape");
+  const int bits = info(dtype).bits;
+  if (bits == 4) {
+    if (shape.empty() || shape.back() % 2 != 0) {
+      fail<ValueError>(where, ": shape: expected an even last dim for F4 (two codes per byte), "
+                       "got ", shape_str(shape));
+    }
+    return numel / 2;
+  }
+  std::int64_t bytes = 0;
+  if (__builtin_mul_overflow(numel, bits / 8, &bytes)) {
+    fail<ValueError>(where, ": expected a byte size that fits in 64 bits, got ", numel,
+                     " elements of ", bits / 8, " bytes");
+  }
+  return bytes;
+}
+
+TensorEntry parse_entry(const std::string& name, const Json& entry, const std::string& where) {
+  const std::string here = where + ": tensor '" + name + "'";
+  if (!entry.is_object()) {
+    fail<ValueError>(here, ": expected an object with dtype, shape and data_offsets, got ",
+                     json_type(entry));
+  }
+  for (const char* field : {"dtype", "shape", "data_offsets"}) {
+    if (!entry.contains(field)) fail<ValueError>(here, ": expected a \"", field, "\" field");
+  }
+  const Json& dtype_json = entry.at("dtype");
+  if (!dtype_json.is_string()) {
+    fail<ValueError>(here, ": dtype: expected a string, got ", json_type(dtype_json));
+  }
+  const auto dtype = safetensors_dtype_from_string(dtype_json.get_ref<const std::string&>());
+  if (!dtype) {
+    fail<ValueError>(here, ": dtype: expected one of ", known_dtype_list(), ", got '",
+                     dtype_json.get_ref<const std::string&>(), "'");
+  }
+
+  const Json& shape_json = entry.at("shape");
+  if (!shape_json.is_array()) {
+    fail<ValueError>(here, ": shape: expected a list of non-negative integers, got ",
+                     json_type(shape_json));
+  }
+  Shape shape;
+  for (const Json& dim : shape_json) {
+    const auto count = as_count(dim);
+    if (!count) {
+      fail<ValueError>(here, ": shape: expected non-negative integers below 2^63, got ",
+                       shape_json.dump());
+    }
+    shape.push_back(*count);
+  }
+
+  const Json& offsets = entry.at("data_offsets");
+  std::optional<std::int64_t> begin;
+  std::optional<std::int64_t> end;
+  if (offsets.is_array() && offsets.size() == 2) {
+    begin = as_count(offsets[0]);
+    end = as_count(offsets[1]);
+  }
+  if (!begin || !end || *begin > *end) {
+    fail<ValueError>(here, ": data_offsets: expected [begin, end] with 0 <= begin <= end, got ",
+                     offsets.dump());
+  }
+
+  const std::int64_t bytes = stored_bytes(*dtype, shape, here);
+  if (bytes != *end - *begin) {
+    fail<ValueError>(here, ": expected ", bytes, " bytes for ", to_string(*dtype), " of shape ",
+                     shape_str(shape), ", got data_offsets [", *begin, ", ", *end, "] (",
+                     *end - *begin, " bytes)");
+  }
+  return {name, *dtype, std::move(shape), *begin, *end};
+}
+
+Metadata parse_metadata(const Json& value, const std::string& where) {
+  if (!value.is_object()) {
+    fail<ValueError>(where, ": __metadata__: expected an object of strings, got ",
+                     json_type(value));
+  }
+  Metadata metadata;
+  for (const auto& [key, text] : value.items()) {
+    if (!text.is_string()) {
+      fail<ValueError>(where, ": __metadata__: expected a string for key '", key, "', got ",
+                       json_type(text));
+    }
+    metadata.emplace(key, text.get<std::string>());
+  }
+  return metadata;
+}
+
+// The tensors must tile [0, data_bytes) exactly, so no byte is read twice or left unaccounted.
+void check_tiling(std::vector<TensorEntry>& entries, std::int64_t data_bytes,
+                  const std::string& where) {
+  std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  std::int64_t covered = 0;
+  const TensorEntry* previous = nullptr;
+  for (const TensorEntry& entry : entries) {
+    if (entry.end > data_bytes) {
+      fail<ValueError>(where, ": tensor '", entry.name, "': expected data inside the file's ",
+                       data_bytes, " data bytes, got data_offsets [", entry.begin, ", ",
+                       entry.end, "]");
+    }
+    if (entry.begin > covered) {
+      fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
+                       covered, " (tensors are contiguous), got a gap: data_offsets [",
+                       entry.begin, ", ", entry.end, "]");
+    }
+    if (entry.begin < covered) {
+      fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
+                       covered, ", got data_offsets [", entry.begin, ", ", entry.end,
+                       "] overlapping tensor '", previous->name, "'");
+    }
+    covered = entry.end;
+    previous = &entry;
+  }
+  if (covered != data_bytes) {
+    fail<ValueError>(where, ": expected the tensors to fill the file's ", data_bytes,
+                     " data bytes, got ", data_bytes - covered, " trailing bytes");
+  }
+}
+
+Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping,
+               std::size_t data_start, const std::string& where) {
+  const auto dtype = array_dtype_for(entry.dtype);
+  if (!dtype) {
+    fail<ValueError>(where, ": tensor '", entry.name, "': dtype ", to_string(entry.dtype),
+                     " is valid safetensors but breccia has no array type for it (expected "
+                     "U8, I8, I32, I64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2, F8_E8M0 or F4)");
+  }
+  Shape shape = entry.shape;
+  if (entry.dtype == SafetensorsDType::kF4) shape.back() /= 2;
+  const std::byte* bytes = mapping->bytes() + data_start + entry.begin;
+  if (reinterpret_cast<std::uintptr_t>(bytes) % itemsize(*dtype) == 0) {
+    // The mapping is PROT_READ: a write through the Array would fault, so forbid it up front.
+    return Array::borrow(const_cast<std::byte*>(bytes), *dtype, std::move(shape), {},
+                         Device::cpu(), mapping)
+        .marked_read_only();
+  }
+  Array copy = Array::empty(*dtype, std::move(shape));
+  std::memcpy(copy.data(), bytes, static_cast<std::size_t>(entry.end - entry.begin));
+  return copy;
+}
+
+void write_all(int fd, const void* data, std::size_t length, const std::string& where) {
+  const auto* cursor = static_cast<const char*>(data);
+  while (length > 0) {
+    const ssize_t written = ::write(fd, cursor, length);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      fail<IOError>(where, ": cannot write: ", errno_text(errno));
+    }
+    cursor += written;
+    length -= static_cast<std::size_t>(written);
+  }
+}
+
+// Creates a fresh file next to `path` that no other writer can be using.
+std::pair<std::filesystem::path, int> create_temporary(const std::filesystem::path& path) {
+  static std::atomic<unsigned> counter{0};
+  for (int attempt = 0;; ++attempt) {
+    std::filesystem::path candidate = path;
+    candidate += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) return {candidate, fd};
+    if (errno != EEXIST || attempt == 100) {
+      fail<IOError>("safetensors file '", path.string(), "': cannot create temporary file '",
+                    candidate.string(), "': ", errno_text(errno));
+    }
+  }
+}
+
+// Makes the rename itself durable; a failure here cannot undo the rename, so it is ignored.
+void sync_directory(const std::filesystem::path& directory) {
+  const FileDescriptor dir(::open(directory.empty() ? "." : directory.c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() >= 0) ::fsync(dir.get());
+}
+
+}  // namespace
+
+std::string_view to_string(SafetensorsDType dtype) { return info(dtype).name; }
+
+std::optional<SafetensorsDType> safetensors_dtype_from_string(std::string_view text) {
+  for (const DTypeInfo& entry : kDTypes) {
+    if (entry.name == text) return entry.dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<DType> array_dtype_for(SafetensorsDType dtype) {
+  switch (dtype) {
+    case SafetensorsDType::kU8:
+    case SafetensorsDType::kF4:
+      return DType::kU8;
+    case SafetensorsDType::kI8:
+      return DType::kI8;
+    case SafetensorsDType::kI32:
+      return DType::kI32;
+    case SafetensorsDType::kI64:
+      return DType::kI64;
+    case SafetensorsDType::kF16:
+      return DType::kF16;
+    case SafetensorsDType::kBF16:
+      return DType::kBF16;
+    case SafetensorsDType::kF32:
+      return DType::kF32;
+    case SafetensorsDType::kF64:
+      return DType::kF64;
+    case SafetensorsDType::kF8E4M3:
+      return DType::kE4M3;
+    case SafetensorsDType::kF8E5M2:
+      return DType::kE5M2;
+    case SafetensorsDType::kF8E8M0:
+      return DType::kE8M0;
+    default:
+      return std::nullopt;
+  }
+}
+
+SafetensorsDType safetensors_dtype_for(DType dtype) {
+  switch (dtype) {
+    case DType::kU8:
+      return SafetensorsDType::kU8;
+    case DType::kI8:
+      return SafetensorsDType::kI8;
+    case DType::kI32:
+      return SafetensorsDType::kI32;
+    case DType::kI64:
+      return SafetensorsDType::kI64;
+    case DType::kF16:
+      return SafetensorsDType::kF16;
+    case DType::kBF16:
+      return SafetensorsDType::kBF16;
+    case DType::kF32:
+      return SafetensorsDType::kF32;
+    case DType::kF64:
+      return SafetensorsDType::kF64;
+    case DType::kE4M3:
+      return SafetensorsDType::kF8E4M3;
+    case DType::kE5M2:
+      return SafetensorsDType::kF8E5M2;
+    case DType::kE8M0:
+      return SafetensorsDType::kF8E8M0;
+  }
+  fail<ValueError>("dtype: expected a breccia dtype, got code ", static_cast<int>(dtype));
+}
+
+std::map<std::string, Array> SafetensorsFile::arrays() const {
+  std::map<std::string, Array> result;
+  for (const auto& [name, tensor] : tensors) result.emplace(name, tensor.array);
+  return result;
+}
+
+SafetensorsFile load(const std::filesystem::path& path) {
+  const std::string where = "safetensors file '" + path.string() + "'";
+  const std::shared_ptr<Mapping> mapping = map_file(path);
+  const std::byte* bytes = mapping->bytes();
+  const std::uint64_t file_bytes = mapping->length();
+
+  std::uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | std::to_integer<unsigned>(bytes[i]);
+  if (header_bytes > kMaxHeaderBytes) {
+    fail<ValueError>(where, ": header length: expected at most ", kMaxHeaderBytes,
+                     " bytes, got ", header_bytes);
+  }
+  if (header_bytes > file_bytes - 8) {
+    fail<ValueError>(where, ": header length: expected at most the ", file_bytes - 8,
+                     " bytes after the length field, got ", header_bytes);
+  }
+
+  const std::string_view header_text(reinterpret_cast<const char*>(bytes + 8), header_bytes);
+  if (const auto bad = first_invalid_utf8(header_text)) {
+    fail<ValueError>(where, ": header: expected UTF-8 text, got an invalid byte at offset ",
+                     *bad);
+  }
+  const Json header = parse_header(header_text, where);
+  if (!header.is_object()) {
+    fail<ValueError>(where, ": header: expected a JSON object, got ", json_type(header));
+  }
+
+  SafetensorsFile file;
+  std::vector<TensorEntry> entries;
+  for (const auto& [name, value] : header.items()) {
+    if (name == kMetadataKey) {
+      file.metadata = parse_metadata(value, where);
+    } else {
+      entries.push_back(parse_entry(name, value, where));
+    }
+  }
+  const std::uint64_t data_start = 8 + header_bytes;
+  check_tiling(entries, static_cast<std::int64_t>(file_bytes - data_start), where);
+
+  for (const TensorEntry& entry : entries) {
+    file.tensors.emplace(entry.name,
+                         StoredTensor{to_array(entry, mapping, data_start, where), entry.dtype});
+  }
+  return file;
+}
+
+void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
+          const Metadata& metadata) {
+  const std::string where = "safetensors file '" + path.string() + "'";
+
+  // Validate everything before the disk is touched.
+  struct Pending {
+    const std::string* name;
+    const StoredTensor* tensor;
+    int alignment;
+  };
+  std::vector<Pending> pending;
+  for (const auto& [name, tensor] : tensors) {
+    const std::string here = where + ": tensor '" + name + "'";
+    if (name.empty() || name == kMetadataKey) {
+      fail<ValueError>(where, ": tensor name: expected a non-empty name other than ",
+                       kMetadataKey, ", got '", name, "'");
+    }
+    const Array& array = tensor.array;
+    if (!array.device().is_cpu()) {
+      fail<DeviceError>(here, ": expected a cpu array, got one on ", array.device());
+    }
+    const auto expected_dtype = array_dtype_for(tensor.dtype);
+    if (!expected_dtype) {
+      fail<ValueError>(here, ": dtype ", to_string(tensor.dtype),
+                       " has no breccia array type to write from");
+    }
+    if (array.dtype() != *expected_dtype) {
+      fail<TypeError>(here, ": expected a ", dtype_name(*expected_dtype), " array to store as ",
+                      to_string(tensor.dtype), ", got ", dtype_name(array.dtype()));
+    }
+    if (tensor.dtype == SafetensorsDType::kF4 && array.ndim() == 0) {
+      fail<ValueError>(here, ": expected packed F4 bytes with at least one dim, got a scalar");
+    }
+    if (!array.defined()) fail<ValueError>(here, ": expected an array with memory, got none");
+    pending.push_back({&name, &tensor, itemsize(array.dtype())});
+  }
+
+  // Widest elements first keeps every tensor aligned to its element size in the file.
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const Pending& a, const Pending& b) { return a.alignment > b.alignment; });
+
+  Json header = Json::object();
+  if (!metadata.empty()) header[std::string(kMetadataKey)] = metadata;
+  std::int64_t offset = 0;
+  for (const Pending& item : pending) {
+    const StoredTensor& tensor = *item.tensor;
+    Shape shape = tensor.array.shape();
+    if (tensor.dtype == SafetensorsDType::kF4) shape.back() *= 2;
+    const std::int64_t bytes = tensor.array.nbytes();
+    header[*item.name] = {{"dtype", to_string(tensor.dtype)},
+                          {"shape", shape},
+                          {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string header_text = header.dump();
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  unsigned char length_field[8];
+  for (int i = 0; i < 8; ++i) {
+    length_field[i] = static_cast<unsigned char>(header_text.size() >> (8 * i));
+  }
+
+  auto [temporary, fd] = create_temporary(path);
+  FileDescriptor file(fd);
+  try {
+    write_all(file.get(), length_field, sizeof length_field, where);
+    write_all(file.get(), header_text.data(), header_text.size(), where);
+    for (const Pending& item : pending) {
+      const Array contiguous = item.tensor->array.contiguous();
+      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()),
+                where);
+    }
+    if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
+    if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
+    if (::rename(temporary.c_str(), path.c_str()) != 0) {
+      fail<IOError>(where, ": cannot replace it with '", temporary.string(),
+                    "': ", errno_text(errno));
+    }
+  } catch (...) {
+    ::unlink(temporary.c_str());
+    throw;
+  }
+  sync_directory(path.parent_path());
+}
+
+void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
+          const Metadata& metadata) {
+  std::map<std::string, StoredTensor> stored;
+  for (const auto& [name, array] : tensors) {
+    stored.emplace(name, StoredTensor{array, safetensors_dtype_for(array.dtype())});
+  }
+  save(path, stored, metadata);
+}
+
+}  // namespace breccia::io
