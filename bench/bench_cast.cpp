@@ -1,0 +1,68 @@
+// Cast and dequantize throughput per recipe, beside a memcpy of the same input in the same
+// run: the ratio bytes/s(kernel) / bytes/s(memcpy) is what docs/performance.md records.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+
+#include "breccia/ops.hpp"
+
+namespace {
+
+using breccia::Array;
+using breccia::DType;
+using breccia::Recipe;
+
+constexpr std::int64_t kRows = 1024;
+constexpr std::int64_t kCols = 4096;
+
+Array random_input() {
+  Array x = Array::empty(DType::kF32, {kRows, kCols});
+  std::mt19937 rng(0);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = normal(rng);
+  return x;
+}
+
+const Array& input() {
+  static const Array x = random_input();
+  return x;
+}
+
+void BM_Memcpy(benchmark::State& state) {
+  const Array& x = input();
+  Array y = Array::empty(DType::kF32, x.shape());
+  for (auto _ : state) {
+    std::memcpy(y.data(), x.data(), static_cast<std::size_t>(x.nbytes()));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * x.nbytes());
+}
+
+void BM_Cast(benchmark::State& state, Recipe recipe) {
+  const Array& x = input();
+  for (auto _ : state) benchmark::DoNotOptimize(breccia::cast(x, recipe));
+  state.SetBytesProcessed(state.iterations() * x.nbytes());
+}
+
+void BM_Dequantize(benchmark::State& state, Recipe recipe) {
+  const breccia::ScaledTensor scaled = breccia::cast(input(), recipe);
+  for (auto _ : state) benchmark::DoNotOptimize(breccia::dequantize(scaled));
+  state.SetBytesProcessed(state.iterations() * input().nbytes());
+}
+
+BENCHMARK(BM_Memcpy);
+BENCHMARK_CAPTURE(BM_Cast, DelayedScaling, breccia::DelayedScaling{});
+BENCHMARK_CAPTURE(BM_Cast, Float8CurrentScaling, breccia::Float8CurrentScaling{});
+BENCHMARK_CAPTURE(BM_Cast, Float8BlockScaling, breccia::Float8BlockScaling{});
+BENCHMARK_CAPTURE(BM_Cast, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
+BENCHMARK_CAPTURE(BM_Cast, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});
+BENCHMARK_CAPTURE(BM_Cast, INT4Scaling, breccia::INT4Scaling{});
+BENCHMARK_CAPTURE(BM_Dequantize, Float8CurrentScaling, breccia::Float8CurrentScaling{});
+BENCHMARK_CAPTURE(BM_Dequantize, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
+BENCHMARK_CAPTURE(BM_Dequantize, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});
+BENCHMARK_CAPTURE(BM_Dequantize, INT4Scaling, breccia::INT4Scaling{});
+
+}  // namespace
+
+BENCHMARK_MAIN();
