@@ -1,6 +1,7 @@
 // The four scale layouts: where each scale applies, in logical element coordinates of the last
 // two dimensions (a 1-D tensor is one row). Leading dimensions are batch dimensions and the
-// scale carries them unchanged.
+// scale carries them unchanged; the scale has the data's rank, so a 1-D tensor's scale has no
+// row dimension: (ceil(K / block),), or (1,) for PerChannel.
 #pragma once
 
 #include <cstdint>
