@@ -1,0 +1,122 @@
+"""breccia: low-precision scaled tensors (FP8, MXFP8, NVFP4, INT4) for NumPy, PyTorch, MLX and JAX.
+
+One data class (``ScaledTensor``), five operations (``cast``, ``dequantize``, ``matmul``,
+``requantize``, ``from_buffer``), six recipes and four layouts (``breccia.layouts``). Every
+number is computed by breccia's C++ core; this package converts arrays, without copying where
+the framework allows, and results come back in the input's framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from breccia import _core, _ops
+from breccia._scaled_tensor import ScaledTensor
+from breccia.layouts import Layout, PerBlockK, PerBlockMN, PerChannel, PerTensor, layout_from_json
+from breccia.recipes import (
+    DelayedScaling,
+    DelayedScalingState,
+    Float8BlockScaling,
+    Float8CurrentScaling,
+    INT4Scaling,
+    MXFP8BlockScaling,
+    NVFP4BlockScaling,
+    ScalingRecipe,
+    recipe_from_json,
+)
+
+__version__: str = _core.__version__
+
+
+def cast(x: Any, recipe: ScalingRecipe, axis: int = -1, *,
+         state: DelayedScalingState | None = None) -> ScaledTensor:
+    """Quantize a high-precision tensor under ``recipe``.
+
+    x: a float32/float16/bfloat16/float64 NumPy, PyTorch (CPU), MLX or JAX (CPU) array; the
+    result's data and scale are arrays of the same framework. recipe: one of the six recipes.
+    Block-scaled recipes (Float8BlockScaling, MXFP8BlockScaling, NVFP4BlockScaling,
+    INT4Scaling) need x.ndim >= 2 (MXFP8 and INT4 also accept 1-D) and the blocked dimension
+    divisible by the block size.
+
+    axis (extension): -1 (default) puts the blocks along the last dimension; -2 along the
+    second-to-last (the K dimension of a right-hand matmul operand); the layout says which.
+    state (extension): a DelayedScalingState for DelayedScaling; quantizes with its current
+    scale and updates its amax history. Without it DelayedScaling uses this tensor's amax.
+
+    Raises TypeError for a non-array or non-float x, ValueError for a shape the recipe cannot
+    block, NotImplementedError for a GPU array when breccia was built without CUDA kernels.
+
+    >>> st = breccia.cast(np.ones((4, 64), np.float32), breccia.MXFP8BlockScaling())
+    """
+    return _ops.cast(_ops.DISPATCH, x, recipe, axis, state)
+
+
+def dequantize(scaled: ScaledTensor, out_dtype: Any = np.float32) -> Any:
+    """Recover a high-precision tensor from a ScaledTensor: decode(data) * scale in fp32.
+
+    The result is an array of the ScaledTensor's framework with its logical shape (packed
+    4-bit data unpacked). out_dtype (extension): float32 (default), float16, bfloat16 or
+    float64, given as a NumPy, ml_dtypes, PyTorch or MLX dtype or its name; the fp32 product
+    is rounded to it (nearest even).
+    """
+    return _ops.dequantize(_ops.DISPATCH, scaled, out_dtype)
+
+
+def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
+    """Scaled matmul: (..., M, K) @ (..., K, N) -> (..., M, N), batch dims broadcast as NumPy.
+
+    Each operand is a ScaledTensor or a plain float array; both must belong to one framework
+    (mixing raises ValueError). Operands are dequantized to fp32, multiplied in fp32, and the
+    result is rounded to out_dtype (float32 by default).
+    """
+    return _ops.matmul(_ops.DISPATCH, a, b, out_dtype)
+
+
+def requantize(scaled: ScaledTensor, new_recipe: ScalingRecipe, axis: int = -1, *,
+               state: DelayedScalingState | None = None) -> ScaledTensor:
+    """Convert a ScaledTensor to another recipe: ``cast(dequantize(scaled), new_recipe)``.
+
+    Requantizing to the tensor's own recipe (and blocking axis) returns the same bytes. axis
+    and state (extensions) are as in ``cast``.
+    """
+    return _ops.requantize(_ops.DISPATCH, scaled, new_recipe, axis, state)
+
+
+def from_buffer(data: Any, scale: Any, recipe: ScalingRecipe, layout: Layout,
+                global_scale: Any = None, zero_point: Any = None) -> ScaledTensor:
+    """Wrap existing quantized buffers (a checkpoint's, a vendor library's) as a ScaledTensor.
+
+    No reduction, no quantization and no copy: the ScaledTensor holds the very arrays given,
+    after the same validation as the constructor (dtype and scale shape for recipe and
+    layout). global_scale (NVFP4) and zero_point (unsigned INT4) are extensions, required by
+    those recipes.
+    """
+    return _ops.from_buffer(data, scale, recipe, layout, global_scale, zero_point)
+
+
+__all__ = [
+    "__version__",
+    "ScaledTensor",
+    "cast",
+    "dequantize",
+    "matmul",
+    "requantize",
+    "from_buffer",
+    "ScalingRecipe",
+    "DelayedScaling",
+    "DelayedScalingState",
+    "Float8CurrentScaling",
+    "Float8BlockScaling",
+    "MXFP8BlockScaling",
+    "NVFP4BlockScaling",
+    "INT4Scaling",
+    "recipe_from_json",
+    "Layout",
+    "PerTensor",
+    "PerBlockK",
+    "PerChannel",
+    "PerBlockMN",
+    "layout_from_json",
+]

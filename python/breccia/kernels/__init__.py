@@ -1,0 +1,1 @@
+"""Kernel modules: ``reference`` (the C++ oracle, always present) and ``cuda`` (import-gated)."""

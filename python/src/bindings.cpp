@@ -1,0 +1,379 @@
+// breccia._core: the C++ core as seen from Python. This file only converts (Python memory <->
+// breccia::Array, Python JSON text <-> recipes and layouts, C++ exceptions -> Python ones) and
+// forwards to the C++ operations; every number is computed in breccia::breccia.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "breccia/array.hpp"
+#include "breccia/error.hpp"
+#include "breccia/kernels/reference.hpp"
+#include "breccia/layouts.hpp"
+#include "breccia/ops.hpp"
+#include "breccia/plan.hpp"
+#include "breccia/recipes.hpp"
+#include "breccia/scaled_tensor.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace breccia::python {
+namespace {
+
+// Keeps a Python object alive for as long as a C++ Array borrows its memory. The last
+// reference may be dropped on a thread without the GIL, so the deleter takes it.
+std::shared_ptr<void> python_owner(nb::object owner) {
+  return std::shared_ptr<void>(owner.release().ptr(), [](void* object) {
+    nb::gil_scoped_acquire gil;
+    Py_DECREF(static_cast<PyObject*>(object));
+  });
+}
+
+// Wraps memory that a Python object (NumPy array, torch tensor, ...) owns, without copying.
+// Strides come in bytes, as NumPy and the array interface give them.
+Array borrow(std::uintptr_t address, std::string_view dtype_text, const Shape& shape,
+             const std::vector<std::int64_t>& byte_strides, nb::object owner, bool read_only,
+             std::string_view device_kind, int device_id, std::string_view argument) {
+  const DType dtype = dtype_from_name(dtype_text, argument);
+  if (byte_strides.size() != shape.size()) {
+    fail<ValueError>(argument, ": expected one stride per dimension (", shape.size(), "), got ",
+                     byte_strides.size());
+  }
+  Strides strides;
+  strides.reserve(byte_strides.size());
+  for (const std::int64_t stride : byte_strides) {
+    if (stride % itemsize(dtype) != 0) {
+      fail<ValueError>(argument, ": expected strides that are multiples of the ",
+                       itemsize(dtype), "-byte element size, got ", stride, " bytes");
+    }
+    strides.push_back(stride / itemsize(dtype));
+  }
+  Device device;
+  if (device_kind == "cuda") {
+    device = Device::cuda(device_id);
+  } else if (device_kind != "cpu") {
+    fail<ValueError>(argument, ": expected memory on 'cpu' or 'cuda', got '", device_kind, "'");
+  }
+  Array array = Array::borrow(reinterpret_cast<void*>(address), dtype, shape, strides, device,
+                              python_owner(std::move(owner)));
+  return read_only ? array.marked_read_only() : array;
+}
+
+// NumPy type string of the raw bytes of a dtype: float8 and bfloat16 travel as unsigned
+// integers of the same size, and Python views them with the ml_dtypes dtype afterwards.
+const char* raw_typestr(DType dtype) {
+  switch (dtype) {
+    case DType::kU8:
+    case DType::kE4M3:
+    case DType::kE5M2:
+    case DType::kE8M0:
+      return "|u1";
+    case DType::kI8:
+      return "|i1";
+    case DType::kI32:
+      return "<i4";
+    case DType::kI64:
+      return "<i8";
+    case DType::kF16:
+      return "<f2";
+    case DType::kBF16:
+      return "<u2";
+    case DType::kF32:
+      return "<f4";
+    case DType::kF64:
+      return "<f8";
+  }
+  return "|u1";
+}
+
+// The NumPy array interface (version 3) of a CPU Array, so numpy.asarray views it zero-copy
+// and keeps it alive through the array's base.
+nb::dict array_interface(const Array& array) {
+  if (!array.device().is_cpu()) {
+    fail<DeviceError>("array: only CPU memory has a NumPy array interface, got ",
+                      array.device().str());
+  }
+  nb::dict interface;
+  interface["version"] = 3;
+  interface["typestr"] = raw_typestr(array.dtype());
+  nb::list shape;
+  nb::list strides;
+  for (int axis = 0; axis < array.ndim(); ++axis) {
+    shape.append(array.shape()[axis]);
+    strides.append(array.strides()[axis] * itemsize(array.dtype()));
+  }
+  interface["shape"] = nb::tuple(shape);
+  interface["strides"] = nb::tuple(strides);
+  interface["data"] =
+      nb::make_tuple(reinterpret_cast<std::uintptr_t>(array.data()), array.read_only());
+  return interface;
+}
+
+nb::tuple shape_tuple(const Shape& shape) {
+  nb::list items;
+  for (const std::int64_t dim : shape) items.append(dim);
+  return nb::tuple(items);
+}
+
+// Python spelling of a C++ exception, by breccia's error kinds (error.hpp). The base classes
+// are caught last so the most specific kind wins.
+void translate_exception(const std::exception_ptr& exception, void*) {
+  try {
+    std::rethrow_exception(exception);
+  } catch (const breccia::TypeError& error) {
+    PyErr_SetString(PyExc_TypeError, error.what());
+  } catch (const breccia::ValueError& error) {  // DeviceError included
+    PyErr_SetString(PyExc_ValueError, error.what());
+  } catch (const breccia::UnsupportedError& error) {
+    PyErr_SetString(PyExc_NotImplementedError, error.what());
+  } catch (const breccia::IOError& error) {
+    PyErr_SetString(PyExc_OSError, error.what());
+  }
+}
+
+// The module (top-level package) a Python object's type comes from.
+std::string type_root_module(nb::handle object) {
+  nb::object module = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(Py_TYPE(object.ptr()))),
+                                  "__module__", nb::none());
+  if (module.is_none()) return {};
+  std::string name = nb::cast<std::string>(nb::str(module));
+  return name.substr(0, name.find('.'));
+}
+
+// --- Reference kernels, called directly (no dispatch), for breccia.kernels.reference ------
+
+ScaledTensor reference_cast(const Array& x, const Recipe& recipe, int axis,
+                            DelayedScalingState* state) {
+  if (!x.device().is_cpu()) {
+    fail<DeviceError>("x: the reference kernels run on the CPU, got ", x.device().str());
+  }
+  if (!is_wide_float(x.dtype())) {
+    fail<TypeError>("x: expected float32, float16, bfloat16 or float64 values to quantize, got ",
+                    dtype_name(x.dtype()));
+  }
+  if (state != nullptr && !std::holds_alternative<DelayedScaling>(recipe)) {
+    fail<ValueError>("state: a DelayedScalingState applies only to DelayedScaling, got recipe ",
+                     recipe_repr(recipe));
+  }
+  const QuantPlan plan = plan_cast(x.shape(), recipe, axis);
+  kernels::reference::CastOutputs out{
+      .data = Array::empty(plan.data_dtype, plan.data_shape),
+      .scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape),
+  };
+  if (plan.has_global_scale) out.global_scale = Array::empty(DType::kF32, {});
+  if (plan.has_zero_point) out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape);
+  kernels::reference::cast(plan, x.contiguous(), out, state);
+  return ScaledTensor(out.data, out.scale, recipe, plan.layout,
+                      plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,
+                      plan.has_zero_point ? std::optional<Array>(out.zero_point) : std::nullopt);
+}
+
+Array reference_dequantize(const ScaledTensor& scaled, DType out_dtype) {
+  if (!scaled.device().is_cpu()) {
+    fail<DeviceError>("scaled: the reference kernels run on the CPU, got ",
+                      scaled.device().str());
+  }
+  if (!is_wide_float(out_dtype)) {
+    fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
+                    dtype_name(out_dtype));
+  }
+  const QuantPlan plan = plan_of(scaled);
+  Array out = Array::empty(out_dtype, plan.logical_shape);
+  const Array none;
+  kernels::reference::dequantize(
+      plan, scaled.data().contiguous(), scaled.scale().contiguous(),
+      plan.has_global_scale ? scaled.global_scale()->contiguous() : none,
+      plan.has_zero_point ? scaled.zero_point()->contiguous() : none, out);
+  return out;
+}
+
+// A matmul operand with ScaledTensors replaced by their reference dequantization.
+Operand reference_operand(const Operand& operand) {
+  if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) {
+    return reference_dequantize(*scaled, DType::kF32);
+  }
+  return operand;
+}
+
+// A matmul operand: a bound ScaledTensor or Array. (nanobind's std::variant caster would also
+// claim Recipe and Layout, which are bound as opaque classes, so this is done by hand.)
+Operand operand_from(nb::handle object, std::string_view argument) {
+  if (nb::isinstance<ScaledTensor>(object)) return nb::cast<ScaledTensor>(object);
+  if (nb::isinstance<Array>(object)) return nb::cast<Array>(object);
+  fail<breccia::TypeError>(argument, ": expected a ScaledTensor or an array, got ",
+                           nb::cast<std::string>(nb::str(object.type())));
+}
+
+Recipe recipe_from_text(std::string_view json) {
+  Recipe recipe = recipe_from_json(json);
+  validate(recipe);
+  return recipe;
+}
+
+Layout layout_from_text(std::string_view json) {
+  Layout layout = layout_from_json(json);
+  validate(layout);
+  return layout;
+}
+
+}  // namespace
+}  // namespace breccia::python
+
+NB_MODULE(_core, m) {
+  using namespace breccia;
+  using namespace breccia::python;
+
+  m.doc() = "breccia's C++ core. Private: use the `breccia` package.";
+  m.attr("__version__") = BRECCIA_VERSION;
+#ifdef BRECCIA_WITH_CUDA
+  m.attr("CUDA_BUILT") = true;
+#else
+  m.attr("CUDA_BUILT") = false;
+#endif
+  nb::register_exception_translator(&translate_exception);
+
+  nb::class_<Array>(m, "Array", "An n-d view of typed memory (breccia::Array).")
+      .def_static("borrow", &borrow, "address"_a, "dtype"_a, "shape"_a, "byte_strides"_a,
+                  "owner"_a, "read_only"_a, "device_kind"_a = "cpu", "device_id"_a = 0,
+                  "argument"_a = "array",
+                  "Wraps memory owned by `owner` without copying it.")
+      .def_prop_ro("dtype", [](const Array& a) { return std::string(dtype_name(a.dtype())); })
+      .def_prop_ro("shape", [](const Array& a) { return shape_tuple(a.shape()); })
+      .def_prop_ro("device", [](const Array& a) { return a.device().str(); })
+      .def_prop_ro("address", [](const Array& a) { return reinterpret_cast<std::uintptr_t>(a.data()); })
+      .def_prop_ro("read_only", &Array::read_only)
+      .def_prop_ro("__array_interface__", &array_interface)
+      .def("__repr__", &Array::str);
+
+  nb::class_<Recipe>(m, "Recipe", "A scaling recipe (breccia::Recipe).")
+      .def_static("from_json", &recipe_from_text, "json"_a,
+                  "Parses and validates a recipe's JSON text.")
+      .def("to_json", [](const Recipe& r) { return recipe_to_json(r); })
+      .def_prop_ro("name", [](const Recipe& r) { return std::string(recipe_name(r)); })
+      .def("__repr__", [](const Recipe& r) { return recipe_repr(r); })
+      .def("__hash__", [](const Recipe& r) { return recipe_hash(r); })
+      .def("__eq__", [](const Recipe& a, const Recipe& b) { return a == b; });
+
+  nb::class_<Layout>(m, "Layout", "A scale layout (breccia::Layout).")
+      .def_static("from_json", &layout_from_text, "json"_a,
+                  "Parses and validates a layout's JSON text.")
+      .def("to_json", [](const Layout& l) { return layout_to_json(l); })
+      .def_prop_ro("name", [](const Layout& l) { return std::string(layout_name(l)); })
+      .def("__repr__", [](const Layout& l) { return layout_repr(l); })
+      .def("__hash__", [](const Layout& l) { return layout_hash(l); })
+      .def("__eq__", [](const Layout& a, const Layout& b) { return a == b; })
+      .def(
+          "validate",
+          [](const Layout& layout, const Shape& logical_shape, const Array& scale) {
+            validate_layout(layout, logical_shape, scale);
+          },
+          "logical_shape"_a, "scale"_a,
+          "Raises ValueError unless `scale` fits this layout over data of `logical_shape`.");
+
+  nb::class_<DelayedScalingState>(m, "DelayedScalingState",
+                                  "Amax history and encode scale of a DelayedScaling recipe.")
+      .def(
+          "__init__",
+          [](DelayedScalingState* self, const Recipe& recipe, std::optional<float> encode_scale,
+             std::optional<std::vector<float>> history) {
+            const auto* delayed = std::get_if<DelayedScaling>(&recipe);
+            if (delayed == nullptr) {
+              fail<ValueError>("recipe: a DelayedScalingState needs DelayedScaling, got ",
+                               recipe_repr(recipe));
+            }
+            if (encode_scale || history) {
+              new (self) DelayedScalingState(
+                  *delayed, encode_scale.value_or(1.0f),
+                  history.value_or(std::vector<float>(delayed->amax_history_len, 0.0f)));
+            } else {
+              new (self) DelayedScalingState(*delayed);
+            }
+          },
+          "recipe"_a, "encode_scale"_a = nb::none(), "amax_history"_a = nb::none())
+      .def_prop_ro("recipe", [](const DelayedScalingState& s) { return Recipe(s.recipe()); })
+      .def_prop_ro("encode_scale", &DelayedScalingState::encode_scale)
+      .def_prop_ro("decode_scale", &DelayedScalingState::decode_scale)
+      .def_prop_ro("amax_history", &DelayedScalingState::amax_history)
+      .def("update", &DelayedScalingState::update, "amax"_a);
+
+  nb::class_<ScaledTensor>(m, "ScaledTensor", "breccia::ScaledTensor over borrowed arrays.")
+      .def(nb::init<Array, Array, Recipe, Layout, std::optional<Array>, std::optional<Array>>(),
+           "data"_a, "scale"_a, "recipe"_a, "layout"_a, "global_scale"_a = nb::none(),
+           "zero_point"_a = nb::none())
+      .def_prop_ro("data", &ScaledTensor::data)
+      .def_prop_ro("scale", &ScaledTensor::scale)
+      .def_prop_ro("global_scale", &ScaledTensor::global_scale)
+      .def_prop_ro("zero_point", &ScaledTensor::zero_point)
+      .def_prop_ro("recipe", &ScaledTensor::recipe)
+      .def_prop_ro("layout", &ScaledTensor::layout)
+      .def_prop_ro("shape", [](const ScaledTensor& s) { return shape_tuple(s.shape()); })
+      .def_prop_ro("logical_shape",
+                   [](const ScaledTensor& s) { return shape_tuple(s.logical_shape()); })
+      .def("__repr__", &ScaledTensor::repr);
+
+  m.def(
+      "cast",
+      [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state) {
+        return cast(x, recipe, CastOptions{.axis = axis, .state = state});
+      },
+      "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none());
+  m.def(
+      "dequantize",
+      [](const ScaledTensor& scaled, std::string_view out_dtype) {
+        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"));
+      },
+      "scaled"_a, "out_dtype"_a = "float32");
+  m.def(
+      "matmul",
+      [](nb::handle a, nb::handle b, std::string_view out_dtype) {
+        return matmul(operand_from(a, "a"), operand_from(b, "b"),
+                      dtype_from_name(out_dtype, "out_dtype"));
+      },
+      "a"_a, "b"_a, "out_dtype"_a = "float32");
+  m.def(
+      "requantize",
+      [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state) {
+        return requantize(scaled, recipe, CastOptions{.axis = axis, .state = state});
+      },
+      "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none());
+  m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
+        "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
+
+  m.def("reference_cast", &reference_cast, "x"_a, "recipe"_a, "axis"_a = -1,
+        "state"_a = nb::none());
+  m.def(
+      "reference_dequantize",
+      [](const ScaledTensor& scaled, std::string_view out_dtype) {
+        return reference_dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"));
+      },
+      "scaled"_a, "out_dtype"_a = "float32");
+  m.def(
+      "reference_matmul",
+      [](nb::handle a, nb::handle b, std::string_view out_dtype) {
+        return matmul(reference_operand(operand_from(a, "a")),
+                      reference_operand(operand_from(b, "b")),
+                      dtype_from_name(out_dtype, "out_dtype"));
+      },
+      "a"_a, "b"_a, "out_dtype"_a = "float32");
+
+  m.def(
+      "_is_torch", [](nb::handle x) { return type_root_module(x) == "torch"; }, "x"_a,
+      "True for a PyTorch tensor.");
+  m.def(
+      "_is_mlx", [](nb::handle x) { return type_root_module(x) == "mlx"; }, "x"_a,
+      "True for an MLX array.");
+  m.def(
+      "_is_jax", [](nb::handle x) {
+        const std::string root = type_root_module(x);
+        return root == "jax" || root == "jaxlib";
+      },
+      "x"_a, "True for a JAX array.");
+}
