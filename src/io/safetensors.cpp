@@ -33,25 +33,29 @@ struct DTypeInfo {
   int bits;
 };
 
+// In the order the reference writer lays tensors out (widest first, ties by name); save()
+// follows it so that its files match the reference byte for byte.
 constexpr DTypeInfo kDTypes[] = {
-    {SafetensorsDType::kBool, "BOOL", 8},       {SafetensorsDType::kU8, "U8", 8},
-    {SafetensorsDType::kI8, "I8", 8},           {SafetensorsDType::kU16, "U16", 16},
-    {SafetensorsDType::kI16, "I16", 16},        {SafetensorsDType::kF16, "F16", 16},
-    {SafetensorsDType::kBF16, "BF16", 16},      {SafetensorsDType::kU32, "U32", 32},
-    {SafetensorsDType::kI32, "I32", 32},        {SafetensorsDType::kF32, "F32", 32},
     {SafetensorsDType::kU64, "U64", 64},        {SafetensorsDType::kI64, "I64", 64},
-    {SafetensorsDType::kF64, "F64", 64},        {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
-    {SafetensorsDType::kF8E5M2, "F8_E5M2", 8},  {SafetensorsDType::kF8E8M0, "F8_E8M0", 8},
-    {SafetensorsDType::kF4, "F4", 4},
+    {SafetensorsDType::kF64, "F64", 64},        {SafetensorsDType::kF32, "F32", 32},
+    {SafetensorsDType::kU32, "U32", 32},        {SafetensorsDType::kI32, "I32", 32},
+    {SafetensorsDType::kBF16, "BF16", 16},      {SafetensorsDType::kF16, "F16", 16},
+    {SafetensorsDType::kU16, "U16", 16},        {SafetensorsDType::kI16, "I16", 16},
+    {SafetensorsDType::kF8E8M0, "F8_E8M0", 8},  {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
+    {SafetensorsDType::kF8E5M2, "F8_E5M2", 8},  {SafetensorsDType::kI8, "I8", 8},
+    {SafetensorsDType::kU8, "U8", 8},           {SafetensorsDType::kF4, "F4", 4},
+    {SafetensorsDType::kBool, "BOOL", 8},
 };
 
-const DTypeInfo& info(SafetensorsDType dtype) {
-  for (const DTypeInfo& entry : kDTypes) {
-    if (entry.dtype == dtype) return entry;
+std::size_t layout_rank(SafetensorsDType dtype) {
+  for (std::size_t rank = 0; rank < std::size(kDTypes); ++rank) {
+    if (kDTypes[rank].dtype == dtype) return rank;
   }
   fail<ValueError>("safetensors dtype: expected one of the format's dtypes, got code ",
                    static_cast<int>(dtype));
 }
+
+const DTypeInfo& info(SafetensorsDType dtype) { return kDTypes[layout_rank(dtype)]; }
 
 std::string known_dtype_list() {
   std::string list;
@@ -541,7 +545,7 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   struct Pending {
     const std::string* name;
     const StoredTensor* tensor;
-    int alignment;
+    std::size_t rank;
   };
   std::vector<Pending> pending;
   for (const auto& [name, tensor] : tensors) {
@@ -567,14 +571,16 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
       fail<ValueError>(here, ": expected packed F4 bytes with at least one dim, got a scalar");
     }
     if (!array.defined()) fail<ValueError>(here, ": expected an array with memory, got none");
-    pending.push_back({&name, &tensor, itemsize(array.dtype())});
+    pending.push_back({&name, &tensor, layout_rank(tensor.dtype)});
   }
 
-  // Widest elements first keeps every tensor aligned to its element size in the file.
+  // Widest elements first keeps every tensor aligned to its element size in the file; the map
+  // already orders equal ranks by name.
   std::stable_sort(pending.begin(), pending.end(),
-                   [](const Pending& a, const Pending& b) { return a.alignment > b.alignment; });
+                   [](const Pending& a, const Pending& b) { return a.rank < b.rank; });
 
-  Json header = Json::object();
+  // Metadata first, then tensors in file order, as the reference writes them.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header[std::string(kMetadataKey)] = metadata;
   std::int64_t offset = 0;
   for (const Pending& item : pending) {

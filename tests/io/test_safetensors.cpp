@@ -1,0 +1,672 @@
+#include "breccia/io/safetensors.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "breccia/error.hpp"
+
+namespace breccia::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr DType kAllDTypes[] = {DType::kU8,  DType::kI8,  DType::kI32,  DType::kI64,
+                                DType::kF16, DType::kBF16, DType::kF32, DType::kF64,
+                                DType::kE4M3, DType::kE5M2, DType::kE8M0};
+
+std::string little_endian_u64(std::uint64_t value) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(value >> (8 * i));
+  return bytes;
+}
+
+// A file as the format lays it out: length field, header, data.
+std::string file_bytes(std::string_view header, std::string_view data = {}) {
+  return little_endian_u64(header.size()) + std::string(header) + std::string(data);
+}
+
+template <class T>
+std::string raw_bytes(std::initializer_list<T> values) {
+  std::string bytes;
+  for (T value : values) bytes.append(reinterpret_cast<const char*>(&value), sizeof value);
+  return bytes;
+}
+
+std::string array_bytes(const Array& array) {
+  const Array contiguous = array.contiguous();
+  return {static_cast<const char*>(contiguous.data()), static_cast<std::size_t>(contiguous.nbytes())};
+}
+
+Array random_array(DType dtype, Shape shape, std::mt19937& random) {
+  Array array = Array::empty(dtype, std::move(shape));
+  auto* bytes = static_cast<unsigned char*>(array.data());
+  for (std::int64_t i = 0; i < array.nbytes(); ++i) bytes[i] = static_cast<unsigned char>(random());
+  return array;
+}
+
+bool contains(const std::string& text, std::string_view fragment) {
+  return text.find(fragment) != std::string::npos;
+}
+
+class SafetensorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "breccia-safetensors-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    directory_ = pattern;
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::permissions(directory_, fs::perms::owner_all, fs::perm_options::add, ignored);
+    fs::remove_all(directory_, ignored);
+  }
+
+  fs::path write(const std::string& name, const std::string& bytes) {
+    const fs::path path = directory_ / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  }
+
+  static std::string read(const fs::path& path) {
+    std::ifstream file(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(file), {}};
+  }
+
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(directory_)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  // The message of the Error that loading `bytes` throws; fails the test for any other outcome.
+  template <class Error>
+  std::string load_error(const std::string& bytes) {
+    return load_error_at<Error>(write("hostile.safetensors", bytes));
+  }
+
+  template <class Error>
+  std::string load_error_at(const fs::path& path) {
+    try {
+      load(path);
+    } catch (const Error& error) {
+      return error.what();
+    } catch (const std::exception& error) {
+      ADD_FAILURE() << "expected another exception type, got: " << error.what();
+      return {};
+    }
+    ADD_FAILURE() << "expected " << path << " to be rejected";
+    return {};
+  }
+
+  // One tensor entry whose header is otherwise well-formed.
+  std::string entry_error(const std::string& entry, const std::string& data) {
+    return load_error<ValueError>(file_bytes("{\"t\":" + entry + "}", data));
+  }
+
+  fs::path directory_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Dtype names
+
+TEST(SafetensorsDTypes, NamesRoundTripAndMatchTheFormat) {
+  const std::vector<std::string> expected = {
+      "BOOL", "U8",   "I8",  "U16", "I16", "F16",     "BF16",    "U32", "I32",
+      "F32",  "U64",  "I64", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4"};
+  std::vector<std::string> names;
+  for (int code = 0; code <= static_cast<int>(SafetensorsDType::kF4); ++code) {
+    const auto dtype = static_cast<SafetensorsDType>(code);
+    names.emplace_back(to_string(dtype));
+    EXPECT_EQ(safetensors_dtype_from_string(to_string(dtype)), dtype);
+  }
+  EXPECT_EQ(names, expected);
+  for (const char* unknown : {"", "f32", "F128", "FLOAT32", "F8_E4M3FN", "F6_E2M3", "C64"}) {
+    EXPECT_FALSE(safetensors_dtype_from_string(unknown).has_value()) << unknown;
+  }
+}
+
+TEST(SafetensorsDTypes, EveryArrayDTypeHasAFileDTypeThatMapsBack) {
+  for (DType dtype : kAllDTypes) {
+    EXPECT_EQ(array_dtype_for(safetensors_dtype_for(dtype)), dtype) << dtype_name(dtype);
+  }
+  EXPECT_EQ(array_dtype_for(SafetensorsDType::kF4), DType::kU8);
+  for (auto dtype : {SafetensorsDType::kBool, SafetensorsDType::kU16, SafetensorsDType::kI16,
+                     SafetensorsDType::kU32, SafetensorsDType::kU64}) {
+    EXPECT_FALSE(array_dtype_for(dtype).has_value()) << to_string(dtype);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips and compatibility with the reference implementation
+
+TEST_F(SafetensorsTest, RoundTripsEveryDTypeWithMetadata) {
+  std::mt19937 random(7);
+  std::map<std::string, Array> tensors;
+  for (DType dtype : kAllDTypes) {
+    tensors.emplace(std::string(dtype_name(dtype)), random_array(dtype, {3, 5}, random));
+    tensors.emplace(std::string(dtype_name(dtype)) + ".scalar", random_array(dtype, {}, random));
+    tensors.emplace(std::string(dtype_name(dtype)) + ".empty", random_array(dtype, {0, 4}, random));
+  }
+  const Metadata metadata = {{"format", "pt"}, {"recipe", "{\"recipe\": \"INT4Scaling\"}"}};
+  const fs::path path = directory_ / "all.safetensors";
+  save(path, tensors, metadata);
+
+  const SafetensorsFile file = load(path);
+  EXPECT_EQ(file.metadata, metadata);
+  ASSERT_EQ(file.tensors.size(), tensors.size());
+  for (const auto& [name, original] : tensors) {
+    SCOPED_TRACE(name);
+    const StoredTensor& loaded = file.tensors.at(name);
+    EXPECT_EQ(loaded.dtype, safetensors_dtype_for(original.dtype()));
+    EXPECT_EQ(loaded.array.dtype(), original.dtype());
+    EXPECT_EQ(loaded.array.shape(), original.shape());
+    EXPECT_EQ(array_bytes(loaded.array), array_bytes(original));
+  }
+  EXPECT_EQ(file.arrays().size(), tensors.size());
+  EXPECT_EQ(entries(), std::vector<std::string>{"all.safetensors"});  // no temporary left
+}
+
+TEST_F(SafetensorsTest, RoundTripsPackedF4WithTheLogicalShapeInTheHeader) {
+  std::mt19937 random(11);
+  const Array packed = random_array(DType::kU8, {2, 3}, random);
+  const fs::path path = directory_ / "f4.safetensors";
+  save(path, std::map<std::string, StoredTensor>{{"w", {packed, SafetensorsDType::kF4}}});
+
+  EXPECT_TRUE(contains(read(path), R"("w":{"dtype":"F4","shape":[2,6],"data_offsets":[0,6]})"));
+  const StoredTensor loaded = load(path).tensors.at("w");
+  EXPECT_EQ(loaded.dtype, SafetensorsDType::kF4);
+  EXPECT_EQ(loaded.array.dtype(), DType::kU8);
+  EXPECT_EQ(loaded.array.shape(), (Shape{2, 3}));
+  EXPECT_EQ(array_bytes(loaded.array), array_bytes(packed));
+}
+
+// What the Python safetensors package (0.8, via safetensors.numpy.save) writes for these
+// tensors: metadata first, tensors widest first, header padded with spaces to 8 bytes.
+const std::string kReferenceNumpyFile =
+    file_bytes(R"({"__metadata__":{"format":"np"},)"
+               R"("weight":{"dtype":"F64","shape":[1,4],"data_offsets":[0,32]},)"
+               R"("bias":{"dtype":"F32","shape":[2],"data_offsets":[32,40]},)"
+               R"("codes":{"dtype":"U8","shape":[1,3],"data_offsets":[40,43]}})"
+               "     ",
+               raw_bytes<double>({0.25, -1.0, 3.0, 0.0}) + raw_bytes<float>({1.5f, -2.0f}) +
+                   std::string("\x01\x02\x03", 3));
+
+// The same from safetensors.torch.save with bf16, FP8, E8M0 and float4_e2m1fn_x2 tensors.
+const std::string kReferenceTorchFile = file_bytes(
+    R"({"__metadata__":{"recipe":"x"},)"
+    R"("ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+    R"("scale":{"dtype":"BF16","shape":[2],"data_offsets":[16,20]},)"
+    R"("exps":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[20,22]},)"
+    R"("codes":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[22,24]},)"
+    R"("packed":{"dtype":"F4","shape":[1,4],"data_offsets":[24,26]}})"
+    "   ",
+    raw_bytes<std::int64_t>({-1, 7}) + raw_bytes<std::uint16_t>({0x3F00, 0x4000}) +
+        std::string("\x7f\x80\x38\xb8\x21\x43", 6));
+
+TEST_F(SafetensorsTest, ReadsWhatTheReferenceWrites) {
+  const SafetensorsFile numpy_file = load(write("numpy.safetensors", kReferenceNumpyFile));
+  EXPECT_EQ(numpy_file.metadata, (Metadata{{"format", "np"}}));
+  const Array& weight = numpy_file.tensors.at("weight").array;
+  ASSERT_EQ(weight.dtype(), DType::kF64);
+  ASSERT_EQ(weight.shape(), (Shape{1, 4}));
+  EXPECT_EQ(weight.data_as<const double>()[0], 0.25);
+  EXPECT_EQ(weight.data_as<const double>()[2], 3.0);
+  const Array& bias = numpy_file.tensors.at("bias").array;
+  ASSERT_EQ(bias.dtype(), DType::kF32);
+  EXPECT_EQ(bias.data_as<const float>()[1], -2.0f);
+  EXPECT_EQ(numpy_file.tensors.at("codes").array.data_as<const std::uint8_t>()[2], 3);
+
+  const SafetensorsFile torch_file = load(write("torch.safetensors", kReferenceTorchFile));
+  EXPECT_EQ(torch_file.tensors.at("ids").array.data_as<const std::int64_t>()[0], -1);
+  EXPECT_EQ(torch_file.tensors.at("scale").array.dtype(), DType::kBF16);
+  EXPECT_EQ(torch_file.tensors.at("exps").array.dtype(), DType::kE8M0);
+  EXPECT_EQ(torch_file.tensors.at("codes").array.dtype(), DType::kE4M3);
+  const StoredTensor& packed = torch_file.tensors.at("packed");
+  EXPECT_EQ(packed.dtype, SafetensorsDType::kF4);
+  EXPECT_EQ(packed.array.shape(), (Shape{1, 2}));
+  EXPECT_EQ(packed.array.data_as<const std::uint8_t>()[1], 0x43);
+}
+
+TEST_F(SafetensorsTest, WritesByteForByteWhatTheReferenceWrites) {
+  for (const std::string& reference : {kReferenceNumpyFile, kReferenceTorchFile}) {
+    const SafetensorsFile original = load(write("reference.safetensors", reference));
+    const fs::path copy = directory_ / "copy.safetensors";
+    save(copy, original.tensors, original.metadata);
+    EXPECT_EQ(read(copy), reference);
+  }
+}
+
+TEST_F(SafetensorsTest, ArraysBorrowTheMappingReadOnlyAndOutliveTheFileObject) {
+  const fs::path path = write("numpy.safetensors", kReferenceNumpyFile);
+  Array bias;
+  {
+    const SafetensorsFile file = load(path);
+    const Array& weight = file.tensors.at("weight").array;
+    bias = file.tensors.at("bias").array;
+    // Zero-copy: both views share one owner, the mapping, and sit 32 bytes apart as in the file.
+    EXPECT_NE(bias.owner(), nullptr);
+    EXPECT_EQ(bias.owner(), weight.owner());
+    EXPECT_EQ(static_cast<const std::byte*>(bias.data()) -
+                  static_cast<const std::byte*>(weight.data()),
+              32);
+    EXPECT_TRUE(bias.read_only());
+  }
+  EXPECT_EQ(bias.data_as<const float>()[0], 1.5f);
+  EXPECT_EQ(bias.data_as<const float>()[1], -2.0f);
+}
+
+TEST_F(SafetensorsTest, CopiesTensorsThatAreMisalignedInTheFile) {
+  // An unpadded 57-byte header puts the F32 data at file offset 65, not a multiple of 4.
+  const std::string header = R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  ASSERT_NE((8 + header.size()) % 4, 0u);
+  const SafetensorsFile file = load(write("misaligned.safetensors",
+                                          file_bytes(header, raw_bytes<float>({0.75f, -3.0f}))));
+  const Array& array = file.tensors.at("t").array;
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(array.data()) % alignof(float), 0u);
+  EXPECT_EQ(array.data_as<const float>()[0], 0.75f);
+  EXPECT_EQ(array.data_as<const float>()[1], -3.0f);
+}
+
+TEST_F(SafetensorsTest, AcceptsEmptyTensorsAndAnEmptyHeader) {
+  const SafetensorsFile empty = load(write("empty.safetensors", file_bytes("{}")));
+  EXPECT_TRUE(empty.tensors.empty());
+  const SafetensorsFile zeros = load(write(
+      "zeros.safetensors",
+      file_bytes(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                 R"("b":{"dtype":"I8","shape":[2,0,3],"data_offsets":[0,0]},)"
+                 R"("c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+                 "\x05")));
+  EXPECT_EQ(zeros.tensors.at("b").array.shape(), (Shape{2, 0, 3}));
+  EXPECT_EQ(zeros.tensors.at("c").array.data_as<const std::uint8_t>()[0], 5);
+}
+
+TEST_F(SafetensorsTest, AcceptsNonAsciiNames) {
+  const std::string name = "caf\xc3\xa9.\xe2\x82\xac.\xf0\x9d\x84\x9e";  // café.€.𝄞
+  const fs::path path = directory_ / "utf8.safetensors";
+  save(path, std::map<std::string, Array>{{name, Array::zeros(DType::kF32, {2})}});
+  EXPECT_EQ(load(path).tensors.count(name), 1u);
+}
+
+TEST_F(SafetensorsTest, WritesStridedArraysInRowMajorOrder) {
+  // A transposed view of [[1, 2, 3], [4, 5, 6]].
+  Array matrix = Array::empty(DType::kF32, {2, 3});
+  for (int i = 0; i < 6; ++i) matrix.data_as<float>()[i] = static_cast<float>(i + 1);
+  const Array transposed =
+      Array::borrow(matrix.data(), DType::kF32, {3, 2}, {1, 3}, Device::cpu(), matrix.owner());
+  const fs::path path = directory_ / "strided.safetensors";
+  save(path, std::map<std::string, Array>{{"t", transposed}});
+  const Array loaded = load(path).tensors.at("t").array;
+  EXPECT_EQ(loaded.shape(), (Shape{3, 2}));
+  const std::vector<float> expected = {1, 4, 2, 5, 3, 6};
+  EXPECT_EQ(std::vector<float>(loaded.data_as<const float>(), loaded.data_as<const float>() + 6),
+            expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile files: one test per rule, each checking the error type and what the message says.
+
+TEST_F(SafetensorsTest, RejectsAMissingFile) {
+  const std::string message = load_error_at<IOError>(directory_ / "absent.safetensors");
+  EXPECT_TRUE(contains(message, "absent.safetensors")) << message;
+  EXPECT_TRUE(contains(message, "cannot open")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsADirectory) {
+  const std::string message = load_error_at<IOError>(directory_);
+  EXPECT_TRUE(contains(message, "expected a regular file, got a directory")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAFileShorterThanTheLengthField) {
+  for (int length : {0, 1, 7}) {
+    const std::string message = load_error<ValueError>(std::string(length, '\0'));
+    EXPECT_TRUE(contains(message, "hostile.safetensors")) << message;
+    EXPECT_TRUE(contains(message, "got a file of " + std::to_string(length) + " bytes"))
+        << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderLengthOverTheLimit) {
+  const std::string message =
+      load_error<ValueError>(little_endian_u64(100'000'001) + std::string(16, ' '));
+  EXPECT_TRUE(contains(message, "expected at most 100000000 bytes, got 100000001")) << message;
+  // Lengths near 2^64 must not wrap around in the bounds arithmetic.
+  const std::string huge = load_error<ValueError>(little_endian_u64(~std::uint64_t{0}) + "{}");
+  EXPECT_TRUE(contains(huge, "header length")) << huge;
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderLengthBeyondTheFile) {
+  const std::string message = load_error<ValueError>(little_endian_u64(10) + "{}");
+  EXPECT_TRUE(contains(message, "expected at most the 2 bytes after the length field, got 10"))
+      << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderThatIsNotUtf8) {
+  const std::vector<std::string> bad_names = {
+      "\xff",              // never valid
+      "\x80",              // continuation without a lead
+      "\xc3",              // truncated two-byte sequence
+      "\xc0\xaf",          // overlong '/'
+      "\xe0\x80\xaf",      // overlong '/' in three bytes
+      "\xed\xa0\x80",      // UTF-16 surrogate
+      "\xf4\x90\x80\x80",  // beyond U+10FFFF
+  };
+  for (const std::string& name : bad_names) {
+    const std::string message = load_error<ValueError>(file_bytes("{\"" + name + "\":1}"));
+    EXPECT_TRUE(contains(message, "expected UTF-8 text, got an invalid byte at offset 2"))
+        << message;
+  }
+  // A multibyte sequence cut off by the end of the header.
+  const std::string message = load_error<ValueError>(file_bytes("{}\xe2\x82"));
+  EXPECT_TRUE(contains(message, "UTF-8")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderThatIsNotJson) {
+  for (const std::string header : {"", "{", "{\"a\":}", "{} {}", "nope"}) {
+    const std::string message = load_error<ValueError>(file_bytes(header));
+    EXPECT_TRUE(contains(message, "header: expected JSON, got a parse error")) << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderThatIsNotAnObject) {
+  const std::string message = load_error<ValueError>(file_bytes("[1, 2]"));
+  EXPECT_TRUE(contains(message, "expected a JSON object, got array")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAHeaderNestedTooDeeply) {
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  const std::string message = load_error<ValueError>(file_bytes("{\"__metadata__\":" + deep + "}"));
+  EXPECT_TRUE(contains(message, "nested at most")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAnEntryThatIsNotAnObject) {
+  const std::string message = entry_error("[1]", "");
+  EXPECT_TRUE(contains(message, "tensor 't': expected an object")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAnEntryMissingAField) {
+  const std::map<std::string, std::string> entries = {
+      {"dtype", R"({"shape":[1],"data_offsets":[0,1]})"},
+      {"shape", R"({"dtype":"U8","data_offsets":[0,1]})"},
+      {"data_offsets", R"({"dtype":"U8","shape":[1]})"},
+  };
+  for (const auto& [field, entry] : entries) {
+    const std::string message = entry_error(entry, "x");
+    EXPECT_TRUE(contains(message, "tensor 't': expected a \"" + field + "\" field")) << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsAnUnknownDType) {
+  for (const std::string dtype : {"\"F128\"", "\"f32\"", "7"}) {
+    const std::string message =
+        entry_error(R"({"dtype":)" + dtype + R"(,"shape":[1],"data_offsets":[0,4]})", "abcd");
+    EXPECT_TRUE(contains(message, "tensor 't': dtype: expected")) << message;
+  }
+  const std::string message =
+      entry_error(R"({"dtype":"F128","shape":[1],"data_offsets":[0,4]})", "abcd");
+  EXPECT_TRUE(contains(message, "BF16")) << message;  // the list of valid names
+  EXPECT_TRUE(contains(message, "got 'F128'")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAShapeThatIsNotNonNegativeIntegers) {
+  for (const std::string shape : {"[-1]", "[1.5]", "[\"2\"]", "[9223372036854775808]", "4"}) {
+    const std::string message =
+        entry_error(R"({"dtype":"U8","shape":)" + shape + R"(,"data_offsets":[0,0]})", "");
+    EXPECT_TRUE(contains(message, "tensor 't': shape: expected")) << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsMalformedDataOffsets) {
+  for (const std::string offsets : {"[0]", "[0,1,1]", "[1,0]", "[-1,0]", "[0,\"1\"]", "{}"}) {
+    const std::string message =
+        entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":)" + offsets + "}", "x");
+    EXPECT_TRUE(contains(message, "tensor 't': data_offsets: expected [begin, end]")) << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsDuplicateTensorNames) {
+  const std::string message = load_error<ValueError>(
+      file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                 R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                 "xy"));
+  EXPECT_TRUE(contains(message, "expected unique keys, got 'a' twice")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsDuplicateKeysInsideAnEntryOrTheMetadata) {
+  const std::string in_entry = entry_error(
+      R"({"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]})", "x");
+  EXPECT_TRUE(contains(in_entry, "got 'dtype' twice")) << in_entry;
+  const std::string in_metadata =
+      load_error<ValueError>(file_bytes(R"({"__metadata__":{"k":"1","k":"2"}})"));
+  EXPECT_TRUE(contains(in_metadata, "got 'k' twice")) << in_metadata;
+}
+
+TEST_F(SafetensorsTest, RejectsMetadataThatIsNotAnObjectOfStrings) {
+  const std::string not_object = load_error<ValueError>(file_bytes(R"({"__metadata__":["a"]})"));
+  EXPECT_TRUE(contains(not_object, "__metadata__: expected an object of strings, got array"))
+      << not_object;
+  const std::string not_string =
+      load_error<ValueError>(file_bytes(R"({"__metadata__":{"layers":6}})"));
+  EXPECT_TRUE(contains(not_string, "expected a string for key 'layers', got number"))
+      << not_string;
+}
+
+TEST_F(SafetensorsTest, RejectsAGapBetweenTensors) {
+  const std::string message = load_error<ValueError>(
+      file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                 R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
+                 "xyz"));
+  EXPECT_TRUE(contains(message, "tensor 'b': expected data starting at byte 1")) << message;
+  EXPECT_TRUE(contains(message, "gap")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsAGapBeforeTheFirstTensor) {
+  const std::string message = entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":[1,2]})",
+                                          "xy");
+  EXPECT_TRUE(contains(message, "expected data starting at byte 0")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsOverlappingTensors) {
+  const std::string message = load_error<ValueError>(
+      file_bytes(R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]},)"
+                 R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
+                 "xyz"));
+  EXPECT_TRUE(contains(message, "tensor 'b'")) << message;
+  EXPECT_TRUE(contains(message, "overlapping tensor 'a'")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsDataBeyondTheEndOfTheFile) {
+  const std::string message =
+      entry_error(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", "abcd");
+  EXPECT_TRUE(contains(message, "tensor 't': expected data inside the file's 4 data bytes"))
+      << message;
+}
+
+TEST_F(SafetensorsTest, RejectsTrailingBytes) {
+  const std::string message =
+      entry_error(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})", "abcdef");
+  EXPECT_TRUE(contains(message, "got 2 trailing bytes")) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsASizeThatDisagreesWithShapeAndDType) {
+  const std::string message =
+      entry_error(R"({"dtype":"F32","shape":[2,3],"data_offsets":[0,20]})", std::string(20, 'x'));
+  EXPECT_TRUE(contains(message, "tensor 't': expected 24 bytes for F32 of shape (2, 3)"))
+      << message;
+}
+
+TEST_F(SafetensorsTest, RejectsShapesWhoseSizeOverflows) {
+  // 2^62 elements fit in int64, 2^64 bytes do not.
+  const std::string bytes = entry_error(
+      R"({"dtype":"F32","shape":[2305843009213693952,2],"data_offsets":[0,0]})", "");
+  EXPECT_TRUE(contains(bytes, "tensor 't': expected a byte size that fits in 64 bits")) << bytes;
+  // 2^64 elements do not fit either.
+  const std::string elements =
+      entry_error(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})", "");
+  EXPECT_TRUE(contains(elements, "tensor 't': shape")) << elements;
+}
+
+TEST_F(SafetensorsTest, RejectsF4WithAnOddOrMissingLastDim) {
+  for (const std::string shape : {"[3]", "[2,5]", "[]"}) {
+    const std::string message =
+        entry_error(R"({"dtype":"F4","shape":)" + shape + R"(,"data_offsets":[0,1]})", "x");
+    EXPECT_TRUE(contains(message, "tensor 't': shape: expected an even last dim for F4"))
+        << message;
+  }
+}
+
+TEST_F(SafetensorsTest, RejectsValidDTypesBrecciaCannotHold) {
+  const std::map<std::string, int> element_bytes = {
+      {"BOOL", 1}, {"U16", 2}, {"I16", 2}, {"U32", 4}, {"U64", 8}};
+  for (const auto& [dtype, bytes] : element_bytes) {
+    const std::string message =
+        entry_error(R"({"dtype":")" + dtype + R"(","shape":[1],"data_offsets":[0,)" +
+                        std::to_string(bytes) + "]}",
+                    std::string(bytes, '\0'));
+    EXPECT_TRUE(contains(message, "dtype " + dtype + " is valid safetensors but breccia has no"))
+        << message;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer: argument checks and atomicity
+
+TEST_F(SafetensorsTest, SaveRejectsDeviceArraysBeforeTouchingTheDisk) {
+  float fake_device_memory[2] = {};
+  const Array on_gpu = Array::borrow(fake_device_memory, DType::kF32, {2}, {}, Device::cuda(0),
+                                     nullptr);
+  try {
+    save(directory_ / "gpu.safetensors", std::map<std::string, Array>{{"w", on_gpu}});
+    ADD_FAILURE() << "expected a DeviceError";
+  } catch (const DeviceError& error) {
+    EXPECT_TRUE(contains(error.what(), "tensor 'w': expected a cpu array, got one on cuda:0"))
+        << error.what();
+  }
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SafetensorsTest, SaveRejectsAnArrayOfTheWrongDTypeForItsFileDType) {
+  const StoredTensor mismatched{Array::zeros(DType::kF32, {2}), SafetensorsDType::kF16};
+  EXPECT_THROW(save(directory_ / "x.safetensors",
+                    std::map<std::string, StoredTensor>{{"w", mismatched}}),
+               TypeError);
+  const StoredTensor unrepresentable{Array::zeros(DType::kU8, {2}), SafetensorsDType::kBool};
+  EXPECT_THROW(save(directory_ / "x.safetensors",
+                    std::map<std::string, StoredTensor>{{"w", unrepresentable}}),
+               ValueError);
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SafetensorsTest, SaveRejectsReservedAndEmptyNames) {
+  for (const std::string name : {"__metadata__", ""}) {
+    EXPECT_THROW(save(directory_ / "x.safetensors",
+                      std::map<std::string, Array>{{name, Array::zeros(DType::kU8, {1})}}),
+                 ValueError);
+  }
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SafetensorsTest, SaveIntoAMissingDirectoryFailsWithoutCreatingIt) {
+  const fs::path path = directory_ / "missing" / "x.safetensors";
+  try {
+    save(path, std::map<std::string, Array>{{"w", Array::zeros(DType::kU8, {1})}});
+    ADD_FAILURE() << "expected an IOError";
+  } catch (const IOError& error) {
+    EXPECT_TRUE(contains(error.what(), "cannot create temporary file")) << error.what();
+  }
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SafetensorsTest, SaveThatCannotRenameRemovesItsTemporaryFile) {
+  // rename() cannot replace a directory with a file, so the write succeeds and the last step
+  // fails: the temporary file must not be left behind and the directory must be untouched.
+  const fs::path target = directory_ / "taken";
+  fs::create_directory(target);
+  try {
+    save(target, std::map<std::string, Array>{{"w", Array::zeros(DType::kF32, {64})}});
+    ADD_FAILURE() << "expected an IOError";
+  } catch (const IOError& error) {
+    EXPECT_TRUE(contains(error.what(), "cannot replace it")) << error.what();
+  }
+  EXPECT_EQ(entries(), std::vector<std::string>{"taken"});
+  EXPECT_TRUE(fs::is_directory(target));
+}
+
+TEST_F(SafetensorsTest, SaveFailingMidWriteKeepsTheOldFileAndLeavesNoTemporary) {
+  const fs::path path = directory_ / "model.safetensors";
+  save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});
+  const std::string old_bytes = read(path);
+
+  // A file size limit makes write() fail part way (EFBIG), even for root. The signal it would
+  // raise is ignored so that the failure arrives as an error code.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto previous_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit limited = saved;
+  limited.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  std::string message;
+  try {
+    save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 16})}});
+  } catch (const IOError& error) {
+    message = error.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, previous_handler);
+
+  EXPECT_TRUE(contains(message, "cannot write")) << message;
+  EXPECT_EQ(read(path), old_bytes);
+  EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
+}
+
+TEST_F(SafetensorsTest, SaveReplacesAnExistingFile) {
+  const fs::path path = directory_ / "model.safetensors";
+  save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});
+  save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kI32, {3})}});
+  const SafetensorsFile file = load(path);
+  EXPECT_EQ(file.tensors.count("old"), 0u);
+  EXPECT_EQ(file.tensors.at("new").array.shape(), (Shape{3}));
+  EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// The embedded weights
+
+TEST(EmbeddedWeights, HoldTheThreeMiniLmAttentionMatrices) {
+  const SafetensorsFile file =
+      load(fs::path(BRECCIA_TEST_DATA) / "minilm-l6-layer0-qkv.safetensors");
+  ASSERT_EQ(file.tensors.size(), 3u);
+  for (const char* part : {"query", "key", "value"}) {
+    const std::string name = std::string("encoder.layer.0.attention.self.") + part + ".weight";
+    ASSERT_EQ(file.tensors.count(name), 1u) << name;
+    const Array& weight = file.tensors.at(name).array;
+    EXPECT_EQ(weight.dtype(), DType::kF32);
+    EXPECT_EQ(weight.shape(), (Shape{384, 384}));
+    // Trained weights: finite, not all zero.
+    double sum_of_squares = 0.0;
+    for (std::int64_t i = 0; i < weight.numel(); ++i) {
+      const float value = weight.data_as<const float>()[i];
+      ASSERT_TRUE(std::isfinite(value));
+      sum_of_squares += static_cast<double>(value) * value;
+    }
+    EXPECT_GT(sum_of_squares, 0.0) << name;
+  }
+}
+
+}  // namespace
+}  // namespace breccia::io
