@@ -6,7 +6,6 @@
 #include <functional>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <tuple>
 #include <type_traits>
 #include <utility>
