@@ -44,7 +44,8 @@ void check_reach(std::span<const std::int64_t> shape, std::span<const std::int64
   std::int64_t lowest_byte = 0;
   std::int64_t highest_byte = 0;
   overflowed |= multiply_overflows(lowest, itemsize(dtype), lowest_byte);
-  overflowed |= multiply_overflows(highest + 1, itemsize(dtype), highest_byte);
+  overflowed |= multiply_overflows(highest, itemsize(dtype), highest_byte);
+  overflowed |= add_overflows(highest_byte, itemsize(dtype), highest_byte);  // its last byte
   overflowed |= add_overflows(highest_byte, byte_offset, highest_byte);
   overflowed |= add_overflows(lowest_byte, byte_offset, lowest_byte);
   if (overflowed) {

@@ -60,7 +60,9 @@ void expect_contiguous_copy_matches(const Array& view) {
   std::int64_t flat = 0;
   for_each_index(view.shape(), [&](const std::vector<std::int64_t>& index) {
     std::int64_t offset = 0;
-    for (std::size_t axis = 0; axis < index.size(); ++axis) offset += index[axis] * view.strides()[axis];
+    for (std::size_t axis = 0; axis < index.size(); ++axis) {
+      offset += index[axis] * view.strides()[axis];
+    }
     EXPECT_EQ(std::memcmp(copied + flat * bytes, source + offset * bytes, bytes), 0)
         << "element " << flat << " of " << view.str();
     ++flat;
@@ -187,6 +189,9 @@ TEST(ArrayBorrow, RejectsInvalidGeometry) {
   EXPECT_THROW(Array::borrow(data, DType::kF32, {2, std::int64_t{1} << 40},
                              {-(std::int64_t{1} << 62), 1}, cpu, nullptr),
                ValueError);
+  // The largest addressable view is accepted; one more byte of offset is not.
+  EXPECT_EQ(Array::borrow(data, DType::kU8, {kInt64Max}, {}, cpu, nullptr).nbytes(), kInt64Max);
+  EXPECT_THROW(Array::borrow(data, DType::kU8, {kInt64Max}, {}, cpu, nullptr, 1), ValueError);
   // Null data is fine when there is nothing to point at.
   EXPECT_TRUE(Array::borrow(nullptr, DType::kU8, {0, 5}, {}, cpu, nullptr).defined());
 }
@@ -232,7 +237,8 @@ TEST(ArrayHugeShapes, ZeroStrideBroadcastOfOneValue) {
   EXPECT_EQ(broadcast.nbytes(), std::int64_t{1} << 42);
   EXPECT_FALSE(broadcast.is_contiguous());
   // The far corner, reached through the strides, is the single stored value.
-  const std::int64_t corner = (side - 1) * broadcast.strides()[0] + (side - 1) * broadcast.strides()[1];
+  const std::int64_t corner =
+      (side - 1) * broadcast.strides()[0] + (side - 1) * broadcast.strides()[1];
   EXPECT_EQ(broadcast.data_as<float>()[corner], 2.5f);
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -183,7 +184,9 @@ struct Producer {
     std::iota(storage.begin(), storage.end(), std::uint8_t{0});
     if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) managed.version = {1, 1};
     managed.manager_ctx = this;
-    managed.deleter = [](Managed* self) { ++static_cast<Producer*>(self->manager_ctx)->deleter_calls; };
+    managed.deleter = [](Managed* self) {
+      ++static_cast<Producer*>(self->manager_ctx)->deleter_calls;
+    };
     auto& tensor = managed.dl_tensor;
     tensor.data = storage.data();
     tensor.device = {abi::kDLCPU, 0};
