@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds breccia in build/ if needed and runs every test suite. Expects the dependencies of
+# scripts/install-deps.sh. BRECCIA_JOBS caps build and test parallelism (default: all cores).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+jobs="${BRECCIA_JOBS:-$(nproc)}"
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+build() {
+  if [[ ! -f build/CMakeCache.txt ]]; then
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  cmake --build build -j "$jobs"
+}
+if ! build >"$log" 2>&1; then
+  echo "test: the build failed; the last 100 lines of its output:" >&2
+  tail -n 100 "$log" >&2
+  exit 1
+fi
+
+# C++ suites (GoogleTest, one ctest entry per test).
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+# ---- Python suites ----------------------------------------------------------------------
+# Later work adds the Python package and its tests under tests/python; they run here once
+# that directory exists.
+if [[ -d tests/python ]]; then
+  "$PYTHON" -m pytest -q tests/python
+fi
