@@ -239,6 +239,9 @@ NB_MODULE(_core, m) {
   m.attr("CUDA_BUILT") = false;
 #endif
   nb::register_exception_translator(&translate_exception);
+  // Recipes and layouts held in module globals (test parameters, user constants) can outlive
+  // this module during interpreter shutdown; nanobind would report them as leaks.
+  nb::set_leak_warnings(false);
 
   nb::class_<Array>(m, "Array", "An n-d view of typed memory (breccia::Array).")
       .def_static("borrow", &borrow, "address"_a, "dtype"_a, "shape"_a, "byte_strides"_a,

@@ -37,6 +37,8 @@ def to_framework(array: np.ndarray, framework: str):
 
         if array.dtype == ml_dtypes.bfloat16:
             return mx.array(array.view(np.uint16)).view(mx.bfloat16)
+        if array.dtype.name.startswith("float8"):  # MLX has no float8: it holds the bytes
+            return mx.array(array.view(np.uint8))
         return mx.array(array)
     import jax.numpy as jnp
 
