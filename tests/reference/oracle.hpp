@@ -290,6 +290,10 @@ struct Quantized {
   bool has_zero_point = false;
   std::vector<std::uint8_t> zero_point;  // one per scale unit
   std::vector<float> dequantized;        // logical shape, fp32
+  // Per element: half the spacing of the format around its code, times the decode multiplier of
+  // its unit; the most |x - dequantized| may be. Infinity where there is no such bound: the code
+  // saturated, the block is NaN or the multiplier is not finite.
+  std::vector<float> half_step;
 };
 
 namespace detail {
@@ -299,6 +303,18 @@ inline void append_bytes(std::vector<std::uint8_t>& out, std::uint32_t bits, int
 }
 
 inline std::uint32_t f32_bits(float x) { return std::bit_cast<std::uint32_t>(x); }
+
+// Half the larger gap between a code's value and its neighbours, times `multiplier`; infinity
+// for the largest magnitude (it may have saturated) and for a non-finite multiplier.
+inline float half_step(const FormatSpec& f, std::uint32_t code, float multiplier) {
+  const auto& table = positive_table(f);
+  const std::uint32_t magnitude = code & magnitude_mask(f);
+  const float inf = std::numeric_limits<float>::infinity();
+  if (magnitude == table.back().code || !std::isfinite(multiplier) || is_nan_code(f, code)) return inf;
+  double gap = table[magnitude + 1].value - table[magnitude].value;
+  if (magnitude > 0) gap = std::max(gap, table[magnitude].value - table[magnitude - 1].value);
+  return static_cast<float>(gap / 2 * multiplier);
+}
 
 // The input seen as (batch, rows, cols); a 1-D tensor is one row.
 struct Geometry {
@@ -378,11 +394,13 @@ inline Quantized fp8_with_scales(const std::vector<std::int64_t>& shape, const G
   }
   q.data.resize(x.size());
   q.dequantized.resize(x.size());
+  q.half_step.resize(x.size());
   for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t r, std::int64_t c) {
     const float s = encode_scales[per_tensor ? 0 : t.index(b, r, c)];
     const std::uint32_t code = encode(fp8_spec(format), x[i] * s);
     q.data[i] = static_cast<std::uint8_t>(code);
     q.dequantized[i] = decode_f32(fp8_spec(format), code) * f32_div(1.0f, s);
+    q.half_step[i] = half_step(fp8_spec(format), code, f32_div(1.0f, s));
   });
   return q;
 }
@@ -501,6 +519,7 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
           code == 0xFF ? 0x7F : encode(spec, x[i] * std::ldexp(1.0f, 127 - code));
       q.data[i] = static_cast<std::uint8_t>(element);
       q.dequantized[i] = decode_f32(spec, element) * e8m0_value(code);
+      q.half_step.push_back(detail::half_step(spec, element, e8m0_value(code)));
     });
     return q;
   }
@@ -535,6 +554,8 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
       if (!is_nan_code(kE4M3, sd)) element = encode(kE2M1, x[i] * nvfp4_block_encode(sd, s_enc));
       detail::set_packed(q.data, i, element);
       q.dequantized[i] = decode_f32(kE2M1, element) * decode_f32(kE4M3, sd) * q.global_scale;
+      q.half_step.push_back(
+          detail::half_step(kE2M1, element, decode_f32(kE4M3, sd) * q.global_scale));
     });
     return q;
   }
@@ -580,11 +601,15 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
   detail::for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
     const std::int64_t u = t.index(b, row, c);
     int value = 0;  // a group with a non-finite value: every code 0
+    float bound = std::numeric_limits<float>::infinity();
     if (!non_finite[u]) {
       const float rounded = detail::int4_quotient(x[i], scale[u]);
       value = r.is_signed ? static_cast<int>(std::clamp(rounded, -8.0f, 7.0f))
                           : static_cast<int>(std::clamp(rounded + zero[u], 0.0f, 15.0f));
+      const bool clamped = r.is_signed ? value != rounded : value != rounded + zero[u];
+      if (!clamped && std::isfinite(scale[u])) bound = scale[u] / 2;
     }
+    q.half_step.push_back(bound);
     detail::set_packed(q.data, i, static_cast<std::uint32_t>(value) & 0xF);
     q.dequantized[i] = static_cast<float>(value - zero[u]) * scale[u];
   });
