@@ -37,8 +37,7 @@ def cast(x: Any, recipe: ScalingRecipe, axis: int = -1, *,
     x: a float32/float16/bfloat16/float64 NumPy, PyTorch (CPU), MLX or JAX (CPU) array; the
     result's data and scale are arrays of the same framework. recipe: one of the six recipes.
     Block-scaled recipes (Float8BlockScaling, MXFP8BlockScaling, NVFP4BlockScaling,
-    INT4Scaling) need x.ndim >= 2 (MXFP8 and INT4 also accept 1-D) and the blocked dimension
-    divisible by the block size.
+    INT4Scaling) need x.ndim >= 2 and the blocked dimension divisible by the block size.
 
     axis (extension): -1 (default) puts the blocks along the last dimension; -2 along the
     second-to-last (the K dimension of a right-hand matmul operand); the layout says which.
