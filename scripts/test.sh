@@ -25,8 +25,15 @@ fi
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 # ---- Python suites ----------------------------------------------------------------------
-# Later work adds the Python package and its tests under tests/python; they run here once
-# that directory exists.
+# Run once tests/python exists. The package is (re)installed from this checkout first, in
+# editable mode, so pytest tests this tree's code and only changed C++ is recompiled.
 if [[ -d tests/python ]]; then
+  if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+      CMAKE_BUILD_PARALLEL_LEVEL="$jobs" "$PYTHON" -m pip install -q --no-build-isolation -e . \
+      >"$log" 2>&1; then
+    echo "test: building the Python package failed; the last 100 lines of its output:" >&2
+    tail -n 100 "$log" >&2
+    exit 1
+  fi
   "$PYTHON" -m pytest -q tests/python
 fi
