@@ -251,7 +251,6 @@ NB_MODULE(_core, m) {
       .def_prop_ro("dtype", [](const Array& a) { return std::string(dtype_name(a.dtype())); })
       .def_prop_ro("shape", [](const Array& a) { return shape_tuple(a.shape()); })
       .def_prop_ro("device", [](const Array& a) { return a.device().str(); })
-      .def_prop_ro("address", [](const Array& a) { return reinterpret_cast<std::uintptr_t>(a.data()); })
       .def_prop_ro("read_only", &Array::read_only)
       .def_prop_ro("__array_interface__", &array_interface)
       .def("__repr__", &Array::str);
@@ -260,7 +259,6 @@ NB_MODULE(_core, m) {
       .def_static("from_json", &recipe_from_text, "json"_a,
                   "Parses and validates a recipe's JSON text.")
       .def("to_json", [](const Recipe& r) { return recipe_to_json(r); })
-      .def_prop_ro("name", [](const Recipe& r) { return std::string(recipe_name(r)); })
       .def("__repr__", [](const Recipe& r) { return recipe_repr(r); })
       .def("__hash__", [](const Recipe& r) { return recipe_hash(r); })
       .def("__eq__", [](const Recipe& a, const Recipe& b) { return a == b; });
@@ -269,7 +267,6 @@ NB_MODULE(_core, m) {
       .def_static("from_json", &layout_from_text, "json"_a,
                   "Parses and validates a layout's JSON text.")
       .def("to_json", [](const Layout& l) { return layout_to_json(l); })
-      .def_prop_ro("name", [](const Layout& l) { return std::string(layout_name(l)); })
       .def("__repr__", [](const Layout& l) { return layout_repr(l); })
       .def("__hash__", [](const Layout& l) { return layout_hash(l); })
       .def("__eq__", [](const Layout& a, const Layout& b) { return a == b; })

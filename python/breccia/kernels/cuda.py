@@ -4,8 +4,6 @@ Where breccia was built without CUDA, or no GPU is present, this module sets
 ``CUDA_AVAILABLE = False`` and exports nothing else.
 """
 
-from __future__ import annotations
-
 from breccia import _core
 
 CUDA_AVAILABLE: bool = bool(_core.CUDA_BUILT)
