@@ -66,8 +66,8 @@ Accuracy accuracy(const std::vector<double>& original, const std::vector<double>
     noise += error * error;
     max_abs_error = std::max(max_abs_error, std::abs(error));
   }
-  const double sqnr = noise == 0.0 ? std::numeric_limits<double>::infinity()
-                                   : 10.0 * std::log10(signal / noise);
+  const double sqnr =
+      noise == 0.0 ? std::numeric_limits<double>::infinity() : 10.0 * std::log10(signal / noise);
   return {sqnr, max_abs_error};
 }
 
@@ -84,13 +84,15 @@ std::vector<breccia::Recipe> default_recipes() {
           breccia::NVFP4BlockScaling{},  breccia::INT4Scaling{}};
 }
 
-std::string shape_text(const Array& array) { return breccia::shape_str(array.shape()); }
+std::string shape_text(const Array& array) {
+  return breccia::shape_str(array.shape());
+}
 
 void report_recipe(const breccia::Recipe& recipe, const std::vector<NamedTensor>& tensors,
                    const std::vector<std::vector<double>>& originals) {
   std::printf("\n%s\n", breccia::recipe_repr(recipe).c_str());
-  std::printf("  %-44s %-12s %10s %10s %7s %9s %11s\n", "tensor", "shape", "input B",
-              "quant B", "ratio", "SQNR dB", "max |err|");
+  std::printf("  %-44s %-12s %10s %10s %7s %9s %11s\n", "tensor", "shape", "input B", "quant B",
+              "ratio", "SQNR dB", "max |err|");
   std::int64_t total_input = 0;
   std::int64_t total_quantized = 0;
   for (std::size_t t = 0; t < tensors.size(); ++t) {
@@ -154,7 +156,8 @@ int run(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2 || (argc == 2 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help"))) {
+  if (argc > 2 ||
+      (argc == 2 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help"))) {
     std::fprintf(stderr, "usage: breccia-demo [file.safetensors]\n(default: %s)\n",
                  BRECCIA_DEFAULT_WEIGHTS);
     return argc > 2 ? 2 : 0;

@@ -9,9 +9,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -36,14 +38,14 @@ struct DTypeInfo {
 // In the order the reference writer lays tensors out (widest first, ties by name); save()
 // follows it so that its files match the reference byte for byte.
 constexpr DTypeInfo kDTypes[] = {
-    {SafetensorsDType::kU64, "U64", 64},        {SafetensorsDType::kI64, "I64", 64},
-    {SafetensorsDType::kF64, "F64", 64},        {SafetensorsDType::kF32, "F32", 32},
-    {SafetensorsDType::kU32, "U32", 32},        {SafetensorsDType::kI32, "I32", 32},
-    {SafetensorsDType::kBF16, "BF16", 16},      {SafetensorsDType::kF16, "F16", 16},
-    {SafetensorsDType::kU16, "U16", 16},        {SafetensorsDType::kI16, "I16", 16},
-    {SafetensorsDType::kF8E8M0, "F8_E8M0", 8},  {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
-    {SafetensorsDType::kF8E5M2, "F8_E5M2", 8},  {SafetensorsDType::kI8, "I8", 8},
-    {SafetensorsDType::kU8, "U8", 8},           {SafetensorsDType::kF4, "F4", 4},
+    {SafetensorsDType::kU64, "U64", 64},       {SafetensorsDType::kI64, "I64", 64},
+    {SafetensorsDType::kF64, "F64", 64},       {SafetensorsDType::kF32, "F32", 32},
+    {SafetensorsDType::kU32, "U32", 32},       {SafetensorsDType::kI32, "I32", 32},
+    {SafetensorsDType::kBF16, "BF16", 16},     {SafetensorsDType::kF16, "F16", 16},
+    {SafetensorsDType::kU16, "U16", 16},       {SafetensorsDType::kI16, "I16", 16},
+    {SafetensorsDType::kF8E8M0, "F8_E8M0", 8}, {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
+    {SafetensorsDType::kF8E5M2, "F8_E5M2", 8}, {SafetensorsDType::kI8, "I8", 8},
+    {SafetensorsDType::kU8, "U8", 8},          {SafetensorsDType::kF4, "F4", 4},
     {SafetensorsDType::kBool, "BOOL", 8},
 };
 
@@ -55,7 +57,9 @@ std::size_t layout_rank(SafetensorsDType dtype) {
                    static_cast<int>(dtype));
 }
 
-const DTypeInfo& info(SafetensorsDType dtype) { return kDTypes[layout_rank(dtype)]; }
+const DTypeInfo& info(SafetensorsDType dtype) {
+  return kDTypes[layout_rank(dtype)];
+}
 
 std::string known_dtype_list() {
   std::string list;
@@ -66,7 +70,9 @@ std::string known_dtype_list() {
   return list;
 }
 
-std::string errno_text(int error) { return std::strerror(error); }
+std::string errno_text(int error) {
+  return std::strerror(error);
+}
 
 // Releases the mapping when the last Array borrowing it goes away.
 class Mapping {
@@ -108,7 +114,7 @@ std::shared_ptr<Mapping> map_file(const std::filesystem::path& path) {
   if (file.get() < 0) {
     fail<IOError>("safetensors file '", path.string(), "': cannot open: ", errno_text(errno));
   }
-  struct stat status {};
+  struct stat status{};
   if (::fstat(file.get(), &status) != 0) {
     fail<IOError>("safetensors file '", path.string(), "': cannot stat: ", errno_text(errno));
   }
@@ -175,8 +181,7 @@ struct HeaderRejected {
 // last one, letting two readers of the same file see different tensors) and absurd nesting.
 Json parse_header(std::string_view text, const std::string& where) {
   std::vector<std::set<std::string>> keys_per_open_object;
-  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event,
-                                            Json& parsed) {
+  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event, Json& parsed) {
     if (depth > kMaxJsonDepth) {
       throw HeaderRejected{"expected JSON nested at most " + std::to_string(kMaxJsonDepth) +
                            " deep, got deeper"};
@@ -209,7 +214,9 @@ Json parse_header(std::string_view text, const std::string& where) {
   }
 }
 
-const char* json_type(const Json& value) { return value.type_name(); }
+const char* json_type(const Json& value) {
+  return value.type_name();
+}
 
 // A non-negative integer that fits in int64 (JSON numbers arrive signed, unsigned or float).
 std::optional<std::int64_t> as_count(const Json& value) {
@@ -242,8 +249,10 @@ std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std:
   const int bits = info(dtype).bits;
   if (bits == 4) {
     if (shape.empty() || shape.back() % 2 != 0) {
-      fail<ValueError>(where, ": shape: expected an even last dim for F4 (two codes per byte), "
-                       "got ", shape_str(shape));
+      fail<ValueError>(where,
+                       ": shape: expected an even last dim for F4 (two codes per byte), "
+                       "got ",
+                       shape_str(shape));
     }
     return numel / 2;
   }
@@ -337,13 +346,13 @@ void check_tiling(std::vector<TensorEntry>& entries, std::int64_t data_bytes,
   for (const TensorEntry& entry : entries) {
     if (entry.end > data_bytes) {
       fail<ValueError>(where, ": tensor '", entry.name, "': expected data inside the file's ",
-                       data_bytes, " data bytes, got data_offsets [", entry.begin, ", ",
-                       entry.end, "]");
+                       data_bytes, " data bytes, got data_offsets [", entry.begin, ", ", entry.end,
+                       "]");
     }
     if (entry.begin > covered) {
       fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
-                       covered, " (tensors are contiguous), got a gap: data_offsets [",
-                       entry.begin, ", ", entry.end, "]");
+                       covered, " (tensors are contiguous), got a gap: data_offsets [", entry.begin,
+                       ", ", entry.end, "]");
     }
     if (entry.begin < covered) {
       fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
@@ -372,8 +381,8 @@ Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping
   const std::byte* bytes = mapping->bytes() + data_start + entry.begin;
   if (reinterpret_cast<std::uintptr_t>(bytes) % itemsize(*dtype) == 0) {
     // The mapping is PROT_READ: a write through the Array would fault, so forbid it up front.
-    return Array::borrow(const_cast<std::byte*>(bytes), *dtype, std::move(shape), {},
-                         Device::cpu(), mapping)
+    return Array::borrow(const_cast<std::byte*>(bytes), *dtype, std::move(shape), {}, Device::cpu(),
+                         mapping)
         .marked_read_only();
   }
   Array copy = Array::empty(*dtype, std::move(shape));
@@ -411,14 +420,16 @@ std::pair<std::filesystem::path, int> create_temporary(const std::filesystem::pa
 
 // Makes the rename itself durable; a failure here cannot undo the rename, so it is ignored.
 void sync_directory(const std::filesystem::path& directory) {
-  const FileDescriptor dir(::open(directory.empty() ? "." : directory.c_str(),
-                                  O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const FileDescriptor dir(
+      ::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());
 }
 
 }  // namespace
 
-std::string_view to_string(SafetensorsDType dtype) { return info(dtype).name; }
+std::string_view to_string(SafetensorsDType dtype) {
+  return info(dtype).name;
+}
 
 std::optional<SafetensorsDType> safetensors_dtype_from_string(std::string_view text) {
   for (const DTypeInfo& entry : kDTypes) {
@@ -498,10 +509,11 @@ SafetensorsFile load(const std::filesystem::path& path) {
   const std::uint64_t file_bytes = mapping->length();
 
   std::uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | std::to_integer<unsigned>(bytes[i]);
+  for (int i = 7; i >= 0; --i)
+    header_bytes = (header_bytes << 8) | std::to_integer<unsigned>(bytes[i]);
   if (header_bytes > kMaxHeaderBytes) {
-    fail<ValueError>(where, ": header length: expected at most ", kMaxHeaderBytes,
-                     " bytes, got ", header_bytes);
+    fail<ValueError>(where, ": header length: expected at most ", kMaxHeaderBytes, " bytes, got ",
+                     header_bytes);
   }
   if (header_bytes > file_bytes - 8) {
     fail<ValueError>(where, ": header length: expected at most the ", file_bytes - 8,
@@ -510,8 +522,7 @@ SafetensorsFile load(const std::filesystem::path& path) {
 
   const std::string_view header_text(reinterpret_cast<const char*>(bytes + 8), header_bytes);
   if (const auto bad = first_invalid_utf8(header_text)) {
-    fail<ValueError>(where, ": header: expected UTF-8 text, got an invalid byte at offset ",
-                     *bad);
+    fail<ValueError>(where, ": header: expected UTF-8 text, got an invalid byte at offset ", *bad);
   }
   const Json header = parse_header(header_text, where);
   if (!header.is_object()) {
@@ -551,8 +562,8 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   for (const auto& [name, tensor] : tensors) {
     const std::string here = where + ": tensor '" + name + "'";
     if (name.empty() || name == kMetadataKey) {
-      fail<ValueError>(where, ": tensor name: expected a non-empty name other than ",
-                       kMetadataKey, ", got '", name, "'");
+      fail<ValueError>(where, ": tensor name: expected a non-empty name other than ", kMetadataKey,
+                       ", got '", name, "'");
     }
     const Array& array = tensor.array;
     if (!array.device().is_cpu()) {

@@ -23,8 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr DType kAllDTypes[] = {DType::kU8,  DType::kI8,  DType::kI32,  DType::kI64,
-                                DType::kF16, DType::kBF16, DType::kF32, DType::kF64,
+constexpr DType kAllDTypes[] = {DType::kU8,   DType::kI8,   DType::kI32, DType::kI64,
+                                DType::kF16,  DType::kBF16, DType::kF32, DType::kF64,
                                 DType::kE4M3, DType::kE5M2, DType::kE8M0};
 
 std::string little_endian_u64(std::uint64_t value) {
@@ -47,7 +47,8 @@ std::string raw_bytes(std::initializer_list<T> values) {
 
 std::string array_bytes(const Array& array) {
   const Array contiguous = array.contiguous();
-  return {static_cast<const char*>(contiguous.data()), static_cast<std::size_t>(contiguous.nbytes())};
+  return {static_cast<const char*>(contiguous.data()),
+          static_cast<std::size_t>(contiguous.nbytes())};
 }
 
 Array random_array(DType dtype, Shape shape, std::mt19937& random) {
@@ -126,9 +127,9 @@ class SafetensorsTest : public ::testing::Test {
 // Dtype names
 
 TEST(SafetensorsDTypes, NamesRoundTripAndMatchTheFormat) {
-  const std::vector<std::string> expected = {
-      "BOOL", "U8",   "I8",  "U16", "I16", "F16",     "BF16",    "U32", "I32",
-      "F32",  "U64",  "I64", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4"};
+  const std::vector<std::string> expected = {"BOOL", "U8",      "I8",      "U16",     "I16", "F16",
+                                             "BF16", "U32",     "I32",     "F32",     "U64", "I64",
+                                             "F64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4"};
   std::vector<std::string> names;
   for (int code = 0; code <= static_cast<int>(SafetensorsDType::kF4); ++code) {
     const auto dtype = static_cast<SafetensorsDType>(code);
@@ -208,16 +209,16 @@ const std::string kReferenceNumpyFile =
                    std::string("\x01\x02\x03", 3));
 
 // The same from safetensors.torch.save with bf16, FP8, E8M0 and float4_e2m1fn_x2 tensors.
-const std::string kReferenceTorchFile = file_bytes(
-    R"({"__metadata__":{"recipe":"x"},)"
-    R"("ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
-    R"("scale":{"dtype":"BF16","shape":[2],"data_offsets":[16,20]},)"
-    R"("exps":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[20,22]},)"
-    R"("codes":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[22,24]},)"
-    R"("packed":{"dtype":"F4","shape":[1,4],"data_offsets":[24,26]}})"
-    "   ",
-    raw_bytes<std::int64_t>({-1, 7}) + raw_bytes<std::uint16_t>({0x3F00, 0x4000}) +
-        std::string("\x7f\x80\x38\xb8\x21\x43", 6));
+const std::string kReferenceTorchFile =
+    file_bytes(R"({"__metadata__":{"recipe":"x"},)"
+               R"("ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+               R"("scale":{"dtype":"BF16","shape":[2],"data_offsets":[16,20]},)"
+               R"("exps":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[20,22]},)"
+               R"("codes":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[22,24]},)"
+               R"("packed":{"dtype":"F4","shape":[1,4],"data_offsets":[24,26]}})"
+               "   ",
+               raw_bytes<std::int64_t>({-1, 7}) + raw_bytes<std::uint16_t>({0x3F00, 0x4000}) +
+                   std::string("\x7f\x80\x38\xb8\x21\x43", 6));
 
 TEST_F(SafetensorsTest, ReadsWhatTheReferenceWrites) {
   const SafetensorsFile numpy_file = load(write("numpy.safetensors", kReferenceNumpyFile));
@@ -262,9 +263,9 @@ TEST_F(SafetensorsTest, ArraysBorrowTheMappingReadOnlyAndOutliveTheFileObject) {
     // Zero-copy: both views share one owner, the mapping, and sit 32 bytes apart as in the file.
     EXPECT_NE(bias.owner(), nullptr);
     EXPECT_EQ(bias.owner(), weight.owner());
-    EXPECT_EQ(static_cast<const std::byte*>(bias.data()) -
-                  static_cast<const std::byte*>(weight.data()),
-              32);
+    EXPECT_EQ(
+        static_cast<const std::byte*>(bias.data()) - static_cast<const std::byte*>(weight.data()),
+        32);
     EXPECT_TRUE(bias.read_only());
   }
   EXPECT_EQ(bias.data_as<const float>()[0], 1.5f);
@@ -275,8 +276,8 @@ TEST_F(SafetensorsTest, CopiesTensorsThatAreMisalignedInTheFile) {
   // An unpadded 57-byte header puts the F32 data at file offset 65, not a multiple of 4.
   const std::string header = R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   ASSERT_NE((8 + header.size()) % 4, 0u);
-  const SafetensorsFile file = load(write("misaligned.safetensors",
-                                          file_bytes(header, raw_bytes<float>({0.75f, -3.0f}))));
+  const SafetensorsFile file =
+      load(write("misaligned.safetensors", file_bytes(header, raw_bytes<float>({0.75f, -3.0f}))));
   const Array& array = file.tensors.at("t").array;
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(array.data()) % alignof(float), 0u);
   EXPECT_EQ(array.data_as<const float>()[0], 0.75f);
@@ -287,11 +288,10 @@ TEST_F(SafetensorsTest, AcceptsEmptyTensorsAndAnEmptyHeader) {
   const SafetensorsFile empty = load(write("empty.safetensors", file_bytes("{}")));
   EXPECT_TRUE(empty.tensors.empty());
   const SafetensorsFile zeros = load(write(
-      "zeros.safetensors",
-      file_bytes(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
-                 R"("b":{"dtype":"I8","shape":[2,0,3],"data_offsets":[0,0]},)"
-                 R"("c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
-                 "\x05")));
+      "zeros.safetensors", file_bytes(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                                      R"("b":{"dtype":"I8","shape":[2,0,3],"data_offsets":[0,0]},)"
+                                      R"("c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+                                      "\x05")));
   EXPECT_EQ(zeros.tensors.at("b").array.shape(), (Shape{2, 0, 3}));
   EXPECT_EQ(zeros.tensors.at("c").array.data_as<const std::uint8_t>()[0], 5);
 }
@@ -336,8 +336,7 @@ TEST_F(SafetensorsTest, RejectsAFileShorterThanTheLengthField) {
   for (int length : {0, 1, 7}) {
     const std::string message = load_error<ValueError>(std::string(length, '\0'));
     EXPECT_TRUE(contains(message, "hostile.safetensors")) << message;
-    EXPECT_TRUE(contains(message, "got a file of " + std::to_string(length) + " bytes"))
-        << message;
+    EXPECT_TRUE(contains(message, "got a file of " + std::to_string(length) + " bytes")) << message;
   }
 }
 
@@ -440,16 +439,16 @@ TEST_F(SafetensorsTest, RejectsMalformedDataOffsets) {
 }
 
 TEST_F(SafetensorsTest, RejectsDuplicateTensorNames) {
-  const std::string message = load_error<ValueError>(
-      file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                 R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
-                 "xy"));
+  const std::string message =
+      load_error<ValueError>(file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                                        R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                                        "xy"));
   EXPECT_TRUE(contains(message, "expected unique keys, got 'a' twice")) << message;
 }
 
 TEST_F(SafetensorsTest, RejectsDuplicateKeysInsideAnEntryOrTheMetadata) {
-  const std::string in_entry = entry_error(
-      R"({"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]})", "x");
+  const std::string in_entry =
+      entry_error(R"({"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]})", "x");
   EXPECT_TRUE(contains(in_entry, "got 'dtype' twice")) << in_entry;
   const std::string in_metadata =
       load_error<ValueError>(file_bytes(R"({"__metadata__":{"k":"1","k":"2"}})"));
@@ -462,30 +461,29 @@ TEST_F(SafetensorsTest, RejectsMetadataThatIsNotAnObjectOfStrings) {
       << not_object;
   const std::string not_string =
       load_error<ValueError>(file_bytes(R"({"__metadata__":{"layers":6}})"));
-  EXPECT_TRUE(contains(not_string, "expected a string for key 'layers', got number"))
-      << not_string;
+  EXPECT_TRUE(contains(not_string, "expected a string for key 'layers', got number")) << not_string;
 }
 
 TEST_F(SafetensorsTest, RejectsAGapBetweenTensors) {
-  const std::string message = load_error<ValueError>(
-      file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                 R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
-                 "xyz"));
+  const std::string message =
+      load_error<ValueError>(file_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                                        R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
+                                        "xyz"));
   EXPECT_TRUE(contains(message, "tensor 'b': expected data starting at byte 1")) << message;
   EXPECT_TRUE(contains(message, "gap")) << message;
 }
 
 TEST_F(SafetensorsTest, RejectsAGapBeforeTheFirstTensor) {
-  const std::string message = entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":[1,2]})",
-                                          "xy");
+  const std::string message =
+      entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":[1,2]})", "xy");
   EXPECT_TRUE(contains(message, "expected data starting at byte 0")) << message;
 }
 
 TEST_F(SafetensorsTest, RejectsOverlappingTensors) {
-  const std::string message = load_error<ValueError>(
-      file_bytes(R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]},)"
-                 R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
-                 "xyz"));
+  const std::string message =
+      load_error<ValueError>(file_bytes(R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]},)"
+                                        R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
+                                        "xyz"));
   EXPECT_TRUE(contains(message, "tensor 'b'")) << message;
   EXPECT_TRUE(contains(message, "overlapping tensor 'a'")) << message;
 }
@@ -512,8 +510,8 @@ TEST_F(SafetensorsTest, RejectsASizeThatDisagreesWithShapeAndDType) {
 
 TEST_F(SafetensorsTest, RejectsShapesWhoseSizeOverflows) {
   // 2^62 elements fit in int64, 2^64 bytes do not.
-  const std::string bytes = entry_error(
-      R"({"dtype":"F32","shape":[2305843009213693952,2],"data_offsets":[0,0]})", "");
+  const std::string bytes =
+      entry_error(R"({"dtype":"F32","shape":[2305843009213693952,2],"data_offsets":[0,0]})", "");
   EXPECT_TRUE(contains(bytes, "tensor 't': expected a byte size that fits in 64 bits")) << bytes;
   // 2^64 elements do not fit either.
   const std::string elements =
@@ -548,8 +546,8 @@ TEST_F(SafetensorsTest, RejectsValidDTypesBrecciaCannotHold) {
 
 TEST_F(SafetensorsTest, SaveRejectsDeviceArraysBeforeTouchingTheDisk) {
   float fake_device_memory[2] = {};
-  const Array on_gpu = Array::borrow(fake_device_memory, DType::kF32, {2}, {}, Device::cuda(0),
-                                     nullptr);
+  const Array on_gpu =
+      Array::borrow(fake_device_memory, DType::kF32, {2}, {}, Device::cuda(0), nullptr);
   try {
     save(directory_ / "gpu.safetensors", std::map<std::string, Array>{{"w", on_gpu}});
     ADD_FAILURE() << "expected a DeviceError";
@@ -562,9 +560,9 @@ TEST_F(SafetensorsTest, SaveRejectsDeviceArraysBeforeTouchingTheDisk) {
 
 TEST_F(SafetensorsTest, SaveRejectsAnArrayOfTheWrongDTypeForItsFileDType) {
   const StoredTensor mismatched{Array::zeros(DType::kF32, {2}), SafetensorsDType::kF16};
-  EXPECT_THROW(save(directory_ / "x.safetensors",
-                    std::map<std::string, StoredTensor>{{"w", mismatched}}),
-               TypeError);
+  EXPECT_THROW(
+      save(directory_ / "x.safetensors", std::map<std::string, StoredTensor>{{"w", mismatched}}),
+      TypeError);
   const StoredTensor unrepresentable{Array::zeros(DType::kU8, {2}), SafetensorsDType::kBool};
   EXPECT_THROW(save(directory_ / "x.safetensors",
                     std::map<std::string, StoredTensor>{{"w", unrepresentable}}),

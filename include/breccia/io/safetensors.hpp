@@ -74,6 +74,8 @@ struct SafetensorsFile {
 // Maps `path` and returns every tensor as a CPU Array borrowing the mapping (which stays alive
 // while any of them does). A tensor whose bytes are not aligned to its element size in the file
 // (possible only in files other writers made) is copied instead, so pointers are always aligned.
+// The arrays are read-only. As with any mapping, truncating the file while arrays still view it
+// makes reading them raise SIGBUS; replace files with save(), which never truncates in place.
 // Throws IOError when the file cannot be opened or mapped, ValueError when its content breaks
 // the format, and ValueError for a valid dtype breccia cannot represent (BOOL, U16, ...).
 SafetensorsFile load(const std::filesystem::path& path);
