@@ -139,6 +139,7 @@ std::string layout_to_json(const Layout& layout) {
 }
 
 Layout layout_from_json(std::string_view json) {
+  Layout parsed;
   try {
     const OrderedJson object = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
     if (object.is_discarded()) fail<ValueError>("not valid JSON: ", json);
@@ -162,11 +163,12 @@ Layout layout_from_json(std::string_view json) {
     }
     Layout layout = *match;
     std::visit([&](auto& typed) { read_fields(object, typed); }, layout);
-    validate(layout);
-    return layout;
+    parsed = layout;
   } catch (const ValueError& error) {
     fail<ValueError>("layout_from_json: ", error.what());
   }
+  validate(parsed);  // a forbidden value reports the field itself, as a constructor would
+  return parsed;
 }
 
 std::size_t layout_hash(const Layout& layout) {

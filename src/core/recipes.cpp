@@ -354,6 +354,7 @@ std::string recipe_to_json(const Recipe& recipe) {
 }
 
 Recipe recipe_from_json(std::string_view json) {
+  Recipe parsed;
   try {
     const OrderedJson object = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
     if (object.is_discarded()) fail<ValueError>("not valid JSON: ", json);
@@ -374,11 +375,14 @@ Recipe recipe_from_json(std::string_view json) {
     }
     Recipe recipe = *match;
     std::visit([&](auto& typed) { read_fields(object, typed); }, recipe);
-    validate(recipe);
-    return recipe;
+    parsed = recipe;
   } catch (const ValueError& error) {
     fail<ValueError>("recipe_from_json: ", error.what());
   }
+  // A well-formed recipe with a disallowed value reports the field itself, unprefixed, as a
+  // constructor would.
+  validate(parsed);
+  return parsed;
 }
 
 std::size_t recipe_hash(const Recipe& recipe) {
