@@ -15,7 +15,9 @@ inline constexpr float kE5M2Max = 57344.0f;
 inline constexpr float kE2M1Max = 6.0f;
 inline constexpr float kNvfp4GlobalRange = 2688.0f;  // E2M1 max * E4M3 max
 
-BRECCIA_HD constexpr bool is_nan(float x) { return x != x; }
+BRECCIA_HD constexpr bool is_nan(float x) {
+  return x != x;
+}
 BRECCIA_HD constexpr bool is_finite(float x) {
   return (formats::detail::float_bits(x) & 0x7F800000u) != 0x7F800000u;
 }
@@ -56,7 +58,9 @@ BRECCIA_HD constexpr float delayed_encode_scale(float reference_amax, float fmax
 }
 
 // Decode multiplier stored in ScaledTensor.scale for an encode factor.
-BRECCIA_HD constexpr float decode_scale(float encode_scale) { return 1.0f / encode_scale; }
+BRECCIA_HD constexpr float decode_scale(float encode_scale) {
+  return 1.0f / encode_scale;
+}
 
 // --- MXFP8 (OCP MX v1.0) -----------------------------------------------------------------
 
@@ -110,8 +114,7 @@ BRECCIA_HD constexpr std::uint8_t nvfp4_block_scale_code(float block_amax, float
 }
 
 // Element encode factor of a block: 1 / (decode(code) / S_enc), FLT_MAX for a zero scale.
-BRECCIA_HD constexpr float nvfp4_block_encode_factor(std::uint8_t scale_code,
-                                                     float tensor_encode) {
+BRECCIA_HD constexpr float nvfp4_block_encode_factor(std::uint8_t scale_code, float tensor_encode) {
   const float factor = 1.0f / (formats::E4M3::decode(scale_code) * (1.0f / tensor_encode));
   return is_finite(factor) ? factor : kFloatMax;
 }

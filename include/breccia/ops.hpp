@@ -12,9 +12,9 @@
 namespace breccia {
 
 struct CastOptions {
-  int axis = -1;                           // -2: blocks along the second-to-last dim
-  DelayedScalingState* state = nullptr;    // DelayedScaling only: read and updated
-  Allocator* allocator = nullptr;          // outputs; CPU allocator when null
+  int axis = -1;                         // -2: blocks along the second-to-last dim
+  DelayedScalingState* state = nullptr;  // DelayedScaling only: read and updated
+  Allocator* allocator = nullptr;        // outputs; CPU allocator when null
 };
 
 // Quantizes x (fp32/fp16/bf16/fp64, any strides) under `recipe`.

@@ -28,13 +28,13 @@ struct QuantPlan {
   Recipe recipe;
   Layout layout;
   ElementFormat format = ElementFormat::kE4M3;
-  int axis = -1;               // -1 rowwise blocks, -2 columnwise blocks
-  Shape logical_shape;         // elements
-  ScaleGrid grid;              // scaling units over (batch, rows, cols)
+  int axis = -1;        // -1 rowwise blocks, -2 columnwise blocks
+  Shape logical_shape;  // elements
+  ScaleGrid grid;       // scaling units over (batch, rows, cols)
   // Tile whose amax sets one scale: the scale block itself, except NVFP4 two_d (16 x 16).
   std::int64_t amax_block_rows = 1;
   std::int64_t amax_block_cols = 1;
-  Shape data_shape;            // bytes: last dim halved for packed formats
+  Shape data_shape;  // bytes: last dim halved for packed formats
   DType data_dtype = DType::kU8;
   DType scale_dtype = DType::kF32;
   bool has_global_scale = false;  // NVFP4

@@ -63,31 +63,33 @@ BlockChoice block_of(const Recipe& recipe, int axis, std::int64_t cols) {
     return rowwise ? BlockChoice{1, block, PerBlockMN{1, block}}
                    : BlockChoice{block, 1, PerBlockMN{block, 1}};
   };
-  return std::visit(
-      Overloaded{
-          [&](const Float8BlockScaling& r) -> BlockChoice {
-            if (rowwise) {
-              if (r.block_m == 1) return {1, r.block_k, PerBlockK{r.block_k}};
-              return {r.block_m, r.block_k, PerBlockMN{r.block_m, r.block_k}};
-            }
-            return {r.block_k, r.block_m, PerBlockMN{r.block_k, r.block_m}};
-          },
-          [&](const MXFP8BlockScaling& r) { return along(r.block_size); },
-          [&](const NVFP4BlockScaling& r) { return along(r.block_size); },
-          [&](const INT4Scaling& r) -> BlockChoice {
-            if (r.group_size == -1) {
-              if (!rowwise) {
-                fail<ValueError>("axis: INT4Scaling(group_size=-1) quantizes per output row and "
-                                 "needs axis=-1, got axis=-2");
-              }
-              return {1, cols, PerChannel{}};
-            }
-            if (rowwise) return {1, r.group_size, PerBlockK{r.group_size}};
-            return {r.group_size, 1, PerBlockMN{r.group_size, 1}};
-          },
-          [](const auto&) -> BlockChoice { return {1, 1, PerTensor{}}; },
-      },
-      recipe);
+  return std::visit(Overloaded{
+                        [&](const Float8BlockScaling& r) -> BlockChoice {
+                          if (rowwise) {
+                            if (r.block_m == 1) return {1, r.block_k, PerBlockK{r.block_k}};
+                            return {r.block_m, r.block_k, PerBlockMN{r.block_m, r.block_k}};
+                          }
+                          return {r.block_k, r.block_m, PerBlockMN{r.block_k, r.block_m}};
+                        },
+                        [&](const MXFP8BlockScaling& r) { return along(r.block_size); },
+                        [&](const NVFP4BlockScaling& r) { return along(r.block_size); },
+                        [&](const INT4Scaling& r) -> BlockChoice {
+                          if (r.group_size == -1) {
+                            if (!rowwise) {
+                              fail<ValueError>(
+                                  "axis: INT4Scaling(group_size=-1) quantizes per output row and "
+                                  "needs axis=-1, got axis=-2");
+                            }
+                            return {1, cols, PerChannel{}};
+                          }
+                          if (rowwise) return {1, r.group_size, PerBlockK{r.group_size}};
+                          return {r.group_size, 1, PerBlockMN{r.group_size, 1}};
+                        },
+                        [](const auto&) -> BlockChoice {
+                          return {1, 1, PerTensor{}};
+                        },
+                    },
+                    recipe);
 }
 
 bool is_per_tensor(const Recipe& recipe) {
@@ -124,8 +126,10 @@ QuantPlan plan_cast(std::span<const std::int64_t> x_shape, const Recipe& recipe,
   if (axis == ndim - 1) axis = -1;
   if (axis == ndim - 2 && ndim >= 2) axis = -2;
   if (axis != -1 && axis != -2) {
-    fail<ValueError>("axis: expected -1 (blocks along the last dimension) or -2 (along the "
-                     "second-to-last), got ", axis, " for x of shape ", shape_str(x_shape));
+    fail<ValueError>(
+        "axis: expected -1 (blocks along the last dimension) or -2 (along the "
+        "second-to-last), got ",
+        axis, " for x of shape ", shape_str(x_shape));
   }
 
   QuantPlan plan;
@@ -142,8 +146,10 @@ QuantPlan plan_cast(std::span<const std::int64_t> x_shape, const Recipe& recipe,
     const std::int64_t rows = x_shape[ndim - 2];
     const std::int64_t cols = x_shape[ndim - 1];
     if (is_packed(plan.format) && cols % 2 != 0) {
-      fail<ValueError>("x: ", name, " packs two 4-bit codes per byte along the last dimension, "
-                       "which must be even, got shape ", shape_str(x_shape));
+      fail<ValueError>("x: ", name,
+                       " packs two 4-bit codes per byte along the last dimension, "
+                       "which must be even, got shape ",
+                       shape_str(x_shape));
     }
     const BlockChoice block = block_of(recipe, axis, cols);
     plan.layout = block.layout;

@@ -24,8 +24,10 @@ Array to_float32(const Operand& operand, std::string_view argument) {
   if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) return dequantize(*scaled);
   const Array& plain = std::get<Array>(operand);
   if (!is_wide_float(plain.dtype())) {
-    fail<TypeError>(argument, ": expected a ScaledTensor or a float32, float16, bfloat16 or "
-                    "float64 array, got an array of ", dtype_name(plain.dtype()));
+    fail<TypeError>(argument,
+                    ": expected a ScaledTensor or a float32, float16, bfloat16 or "
+                    "float64 array, got an array of ",
+                    dtype_name(plain.dtype()));
   }
   if (plain.dtype() == DType::kF32) return plain.contiguous();
   Array converted = Array::empty(DType::kF32, plain.shape());
@@ -82,8 +84,10 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype) {
 
   const Shape a_shape = logical_shape_of(a);
   const Shape b_shape = logical_shape_of(b);
-  if (a_shape.size() < 2) fail<ValueError>("a: expected shape (..., M, K), got ", shape_str(a_shape));
-  if (b_shape.size() < 2) fail<ValueError>("b: expected shape (..., K, N), got ", shape_str(b_shape));
+  if (a_shape.size() < 2)
+    fail<ValueError>("a: expected shape (..., M, K), got ", shape_str(a_shape));
+  if (b_shape.size() < 2)
+    fail<ValueError>("b: expected shape (..., K, N), got ", shape_str(b_shape));
   const std::int64_t m = a_shape[a_shape.size() - 2];
   const std::int64_t k = a_shape.back();
   const std::int64_t n = b_shape.back();
@@ -106,9 +110,10 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype) {
   Array out32 = Array::empty(DType::kF32, out_shape);
   const std::int64_t batches = checked_numel(batch);
   for (std::int64_t i = 0; i < batches; ++i) {
-    kernels::reference::gemm_f32(m, n, k, a32.data_as<const float>() + source_batch(a_shape, batch, i) * m * k,
-                                 b32.data_as<const float>() + source_batch(b_shape, batch, i) * k * n,
-                                 out32.data_as<float>() + i * m * n);
+    kernels::reference::gemm_f32(
+        m, n, k, a32.data_as<const float>() + source_batch(a_shape, batch, i) * m * k,
+        b32.data_as<const float>() + source_batch(b_shape, batch, i) * k * n,
+        out32.data_as<float>() + i * m * n);
   }
   if (out_dtype == DType::kF32) return out32;
   Array out = Array::empty(out_dtype, out_shape);

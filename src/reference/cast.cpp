@@ -32,7 +32,8 @@ float amax(const Array& x) {
 }
 
 void convert(const Array& in, const Array& out) {
-  for (std::int64_t i = 0; i < in.numel(); ++i) detail::write_wide(out, i, detail::read_wide(in, i));
+  for (std::int64_t i = 0; i < in.numel(); ++i)
+    detail::write_wide(out, i, detail::read_wide(in, i));
 }
 
 }  // namespace breccia::kernels::reference

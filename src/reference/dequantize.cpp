@@ -31,7 +31,8 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
     const detail::Coordinates at = detail::coordinates(plan.grid, i);
     const std::int64_t s = plan.grid.scale_index(at.batch, at.row, at.col);
     float element = detail::decode_element(plan.format, detail::load_code(plan, data, i));
-    if (plan.has_zero_point) element -= static_cast<float>(zero_point.data_as<const std::uint8_t>()[s]);
+    if (plan.has_zero_point)
+      element -= static_cast<float>(zero_point.data_as<const std::uint8_t>()[s]);
     float value = element * scale_value(plan, scale, s);
     if (plan.has_global_scale) value = value * global;
     detail::write_wide(out, i, value);

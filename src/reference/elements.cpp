@@ -51,7 +51,7 @@ std::vector<float> read_as_float32(const Array& x) {
 
 std::uint8_t encode_fp8(ElementFormat format, float value) {
   return static_cast<std::uint8_t>(format == ElementFormat::kE4M3 ? formats::E4M3::encode(value)
-                                                                   : formats::E5M2::encode(value));
+                                                                  : formats::E5M2::encode(value));
 }
 
 float decode_element(ElementFormat format, std::uint8_t code) {

@@ -17,8 +17,8 @@ float tensor_amax(const std::vector<float>& x) {
 
 }  // namespace
 
-void cast_fp8_per_tensor(const QuantPlan& plan, const std::vector<float>& x,
-                         const CastOutputs& out, DelayedScalingState* state) {
+void cast_fp8_per_tensor(const QuantPlan& plan, const std::vector<float>& x, const CastOutputs& out,
+                         DelayedScalingState* state) {
   const float fmax = fp8_max(plan.format);
   const float amax = tensor_amax(x);
   float encode_scale = 1.0f;
@@ -29,11 +29,13 @@ void cast_fp8_per_tensor(const QuantPlan& plan, const std::vector<float>& x,
     encode_scale = state->encode_scale();  // the previous step's scale
   } else {
     const auto& delayed = std::get<DelayedScaling>(plan.recipe);
-    encode_scale = numerics::delayed_encode_scale(amax, fmax, static_cast<int>(delayed.margin), 1.0f);
+    encode_scale =
+        numerics::delayed_encode_scale(amax, fmax, static_cast<int>(delayed.margin), 1.0f);
   }
 
   for (std::size_t i = 0; i < x.size(); ++i) {
-    store_code(plan, out.data, static_cast<std::int64_t>(i), encode_fp8(plan.format, x[i] * encode_scale));
+    store_code(plan, out.data, static_cast<std::int64_t>(i),
+               encode_fp8(plan.format, x[i] * encode_scale));
   }
   out.scale.data_as<float>()[0] = numerics::decode_scale(encode_scale);
   if (state != nullptr) state->update(amax);

@@ -15,8 +15,8 @@ void gemm_f32(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, co
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(k),
-              b, static_cast<blasint>(n), 0.0f, c, static_cast<blasint>(n));
+              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(k), b,
+              static_cast<blasint>(n), 0.0f, c, static_cast<blasint>(n));
 }
 
 }  // namespace breccia::kernels::reference

@@ -55,7 +55,8 @@ void cast_int4(const QuantPlan& plan, const INT4Scaling& recipe, const std::vect
     store_code(plan, out.data, i, formats::int4_to_nibble(q));
     const std::int64_t s = plan.grid.scale_index(at.batch, at.row, at.col);
     write_wide(out.scale, s, scale[t]);
-    if (plan.has_zero_point) out.zero_point.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(zero_point[t]);
+    if (plan.has_zero_point)
+      out.zero_point.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(zero_point[t]);
   }
 }
 

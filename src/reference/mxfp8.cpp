@@ -4,16 +4,17 @@
 
 namespace breccia::kernels::reference::detail {
 
-void cast_mxfp8(const QuantPlan& plan, const MXFP8BlockScaling& recipe,
-                const std::vector<float>& x, const CastOutputs& out) {
+void cast_mxfp8(const QuantPlan& plan, const MXFP8BlockScaling& recipe, const std::vector<float>& x,
+                const CastOutputs& out) {
   const bool e4m3 = plan.format == ElementFormat::kE4M3;
   const std::vector<float> amax = tile_amax(plan, x);
 
   std::vector<std::uint8_t> code(amax.size());
   for (std::size_t t = 0; t < amax.size(); ++t) {
-    code[t] = recipe.scale_rounding == MXScaleRounding::kFloor
-                  ? numerics::mx_scale_floor(amax[t], e4m3 ? 8 : 15)
-                  : numerics::mx_scale_rceil(amax[t], e4m3 ? numerics::kE4M3Max : numerics::kE5M2Max);
+    code[t] =
+        recipe.scale_rounding == MXScaleRounding::kFloor
+            ? numerics::mx_scale_floor(amax[t], e4m3 ? 8 : 15)
+            : numerics::mx_scale_rceil(amax[t], e4m3 ? numerics::kE4M3Max : numerics::kE5M2Max);
   }
 
   auto* scale = out.scale.data_as<std::uint8_t>();

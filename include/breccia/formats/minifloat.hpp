@@ -16,9 +16,9 @@ namespace breccia::formats {
 
 // How a format spends its top codes on non-finite values.
 enum class NanEncoding : std::uint8_t {
-  kNone,      // no NaN (E2M1)
-  kIEEE,      // exponent all ones, mantissa non-zero (E5M2, fp16, bf16)
-  kAllOnes,   // only the all-ones magnitude is NaN (E4M3fn, E8M0)
+  kNone,     // no NaN (E2M1)
+  kIEEE,     // exponent all ones, mantissa non-zero (E5M2, fp16, bf16)
+  kAllOnes,  // only the all-ones magnitude is NaN (E4M3fn, E8M0)
 };
 
 // What encode does with a finite value beyond the largest finite one, and with infinities.
@@ -34,8 +34,8 @@ struct FormatTraits {
   bool is_signed;
   bool has_infinity;
   NanEncoding nan;
-  bool has_subnormals;        // false: exponent field 0 is an ordinary power of two (E8M0)
-  bool keeps_nan_payload;     // NaN keeps the top fp32 payload bits, quieted (fp16/bf16)
+  bool has_subnormals;     // false: exponent field 0 is an ordinary power of two (E8M0)
+  bool keeps_nan_payload;  // NaN keeps the top fp32 payload bits, quieted (fp16/bf16)
 };
 
 namespace detail {
@@ -43,7 +43,9 @@ namespace detail {
 BRECCIA_HD constexpr std::uint32_t float_bits(float value) {
   return std::bit_cast<std::uint32_t>(value);
 }
-BRECCIA_HD constexpr float bits_float(std::uint32_t bits) { return std::bit_cast<float>(bits); }
+BRECCIA_HD constexpr float bits_float(std::uint32_t bits) {
+  return std::bit_cast<float>(bits);
+}
 
 // 2^exponent as an exact fp32, for exponent in [-149, 127].
 BRECCIA_HD constexpr float exact_pow2(int exponent) {
@@ -70,11 +72,13 @@ struct Minifloat {
   static constexpr int kExponentBits = kTraits.exponent_bits;
   static constexpr int kMantissaBits = kTraits.mantissa_bits;
   static constexpr int kBits = kExponentBits + kMantissaBits + (kTraits.is_signed ? 1 : 0);
-  static constexpr std::uint32_t kMagnitudeMask = (std::uint32_t{1} << (kBits - (kTraits.is_signed ? 1 : 0))) - 1;
+  static constexpr std::uint32_t kMagnitudeMask =
+      (std::uint32_t{1} << (kBits - (kTraits.is_signed ? 1 : 0))) - 1;
   static constexpr std::uint32_t kSignBit = kTraits.is_signed ? std::uint32_t{1} << (kBits - 1) : 0;
   static constexpr std::uint32_t kMantissaMask = (std::uint32_t{1} << kMantissaBits) - 1;
   static constexpr std::uint32_t kExponentAllOnes = (std::uint32_t{1} << kExponentBits) - 1;
-  static constexpr bool kTopExponentReserved = kTraits.has_infinity || kTraits.nan == NanEncoding::kIEEE;
+  static constexpr bool kTopExponentReserved =
+      kTraits.has_infinity || kTraits.nan == NanEncoding::kIEEE;
   // Smallest unbiased exponent of a normal value.
   static constexpr int kMinExponent = (kTraits.has_subnormals ? 1 : 0) - kTraits.bias;
 
@@ -82,7 +86,7 @@ struct Minifloat {
   static constexpr std::uint32_t kMaxFiniteCode =
       kTopExponentReserved ? ((kExponentAllOnes - 1) << kMantissaBits) | kMantissaMask
       : kTraits.nan == NanEncoding::kAllOnes ? kMagnitudeMask - 1
-                                              : kMagnitudeMask;
+                                             : kMagnitudeMask;
   static constexpr std::uint32_t kInfinityCode = kExponentAllOnes << kMantissaBits;
   // The NaN every quantizer writes: all-ones magnitude (0x7F/0xFF for FP8).
   static constexpr std::uint32_t kNanCode = kMagnitudeMask;
@@ -152,7 +156,8 @@ struct Minifloat {
       magnitude = static_cast<std::uint32_t>(wide);
     } else if constexpr (kTraits.has_subnormals) {
       // Subnormal: the rounded value may carry into the smallest normal code, which is right.
-      magnitude = detail::shift_right_rne(significand, 23 - kMantissaBits + (kMinExponent - exponent));
+      magnitude =
+          detail::shift_right_rne(significand, 23 - kMantissaBits + (kMinExponent - exponent));
     } else {
       // No subnormals and no zero (E8M0): everything below the smallest power rounds up to it.
       magnitude = 0;
