@@ -225,6 +225,8 @@ Layout layout_from_text(std::string_view json) {
 }
 
 }  // namespace
+
+void bind_interop(nb::module_& m);  // bind_interop.cpp
 }  // namespace breccia::python
 
 NB_MODULE(_core, m) {
@@ -363,6 +365,8 @@ NB_MODULE(_core, m) {
                       dtype_from_name(out_dtype, "out_dtype"));
       },
       "a"_a, "b"_a, "out_dtype"_a = "float32");
+
+  bind_interop(m);
 
   m.def(
       "_is_torch", [](nb::handle x) { return type_root_module(x) == "torch"; }, "x"_a,
