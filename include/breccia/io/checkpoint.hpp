@@ -1,0 +1,80 @@
+// Quantized checkpoints in safetensors files: ScaledTensors and plain arrays, in breccia's own
+// layout or in the conventions of the checkpoints people publish.
+//
+// breccia's layout: a ScaledTensor `w` is stored as `w` (data: F8_E4M3 / F8_E5M2 for FP8, F4
+// with the logical shape for NVFP4, U8 packed bytes for INT4, which has no safetensors dtype),
+// `w.scale` (F32, F8_E8M0 for MXFP8, F8_E4M3 for NVFP4, the INT4 scale dtype),
+// `w.global_scale` (F32, NVFP4) and `w.zero_point` (U8, unsigned INT4); the metadata key
+// "breccia" holds the JSON text {"w": {"recipe": {...}, "layout": {...}}, ...}.
+//
+// Conventions (read when the file has no "breccia" key; written on request); for a weight
+// named `x.weight`:
+// - DeepSeek-V3 FP8: x.weight F8_E4M3 [out, in], x.weight_scale_inv F32
+//   [ceil(out/128), ceil(in/128)] -> Float8BlockScaling(block_m=128, block_k=128,
+//   power_2_scale=False), PerBlockMN(128, 128).
+// - compressed-tensors: nvfp4-pack-quantized (x.weight_packed U8 [N, K/2], x.weight_scale
+//   F8_E4M3 [N, K/16], x.weight_global_scale F32 [1], an ENCODE factor G: breccia's
+//   global_scale is 1/G); FP8 (x.weight F8, x.weight_scale [1] per tensor, [N, 1] per channel or
+//   [ceil(N/128), ceil(K/128)] per block); INT4 pack-quantized (x.weight_packed I32
+//   [N, ceil(K/8)], eight nibbles per word from the low end, stored as q + 8; x.weight_scale
+//   [N, groups]; x.weight_shape [2]; x.weight_zero_point I32 [ceil(N/8), groups] packed along
+//   rows when asymmetric).
+// - ModelOpt: NVFP4 (x.weight U8 [N, K/2], x.weight_scale F8_E4M3 [N, K/16],
+//   x.weight_scale_2 F32 [], a DECODE factor) and FP8 (x.weight F8_E4M3, x.weight_scale F32 []).
+// Tensors a convention has but breccia does not model (input_scale, input_global_scale, ...)
+// stay plain arrays under their own names.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "breccia/array.hpp"
+#include "breccia/io/safetensors.hpp"
+#include "breccia/scaled_tensor.hpp"
+
+namespace breccia::io {
+
+enum class Convention : std::uint8_t { kBreccia, kDeepSeekV3, kCompressedTensors, kModelOpt };
+
+std::string_view to_string(Convention convention);  // "breccia", "deepseek-v3", ...
+// Inverse of to_string; ValueError naming `argument` for any other text.
+Convention convention_from_string(std::string_view text, std::string_view argument = "convention");
+
+// The metadata key of breccia's per-tensor recipe and layout JSON.
+inline constexpr std::string_view kBrecciaMetadataKey = "breccia";
+
+using CheckpointEntry = std::variant<Array, ScaledTensor>;
+
+struct Checkpoint {
+  std::map<std::string, CheckpointEntry> tensors;
+  Metadata metadata;  // the file's metadata without the "breccia" key
+  // compressed-tensors' NVFP4 encode factor G, as read, by tensor name. 1/(1/G) is not G for
+  // about one fp32 value in six, so save_checkpoint writes this value back (when it still
+  // matches the tensor's global_scale) to keep a round trip byte for byte.
+  std::map<std::string, float> encode_global_scales;
+};
+
+// Maps `path` (see io::load) and rebuilds its ScaledTensors, which borrow the mapping wherever
+// the stored bytes are breccia's (every breccia-layout tensor; DeepSeek-V3, ModelOpt and the
+// NVFP4/FP8 data of compressed-tensors). Throws ValueError naming the file and tensor when the
+// metadata or a convention's tensors do not describe valid ScaledTensors, UnsupportedError for
+// a convention feature breccia does not model (compressed-tensors act-order g_idx).
+Checkpoint load_checkpoint(const std::filesystem::path& path);
+
+struct SaveOptions {
+  Convention convention = Convention::kBreccia;
+  Metadata extra_metadata;
+  std::map<std::string, float> encode_global_scales;  // as Checkpoint's
+};
+
+// Writes `tensors` atomically (io::save). With a convention other than kBreccia, every
+// ScaledTensor must be one the convention can express (see above) and plain arrays are written
+// as they are; ValueError names the tensor and what the convention supports otherwise.
+void save_checkpoint(const std::filesystem::path& path,
+                     const std::map<std::string, CheckpointEntry>& tensors,
+                     const SaveOptions& options = {});
+
+}  // namespace breccia::io

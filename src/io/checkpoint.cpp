@@ -1,0 +1,699 @@
+#include "breccia/io/checkpoint.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "breccia/error.hpp"
+#include "breccia/formats/formats.hpp"
+#include "breccia/plan.hpp"
+
+namespace breccia::io {
+namespace {
+
+// compressed-tensors packs INT4 into int32 words whose little-endian bytes are breccia's packed
+// bytes; reading the words as bytes relies on the host order matching the file's.
+static_assert(std::endian::native == std::endian::little, "safetensors is little-endian");
+
+using Json = nlohmann::json;
+
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+
+constexpr std::string_view kScale = ".scale";
+constexpr std::string_view kGlobalScale = ".global_scale";
+constexpr std::string_view kZeroPoint = ".zero_point";
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() > suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string without_suffix(std::string_view text, std::string_view suffix) {
+  return std::string(text.substr(0, text.size() - suffix.size()));
+}
+
+StoredTensor stored(const Array& array, SafetensorsDType dtype) {
+  const std::optional<DType> expected = array_dtype_for(dtype);
+  return {array.dtype() == *expected ? array : array.viewed_as(*expected), dtype};
+}
+
+bool is_fp8(SafetensorsDType dtype) {
+  return dtype == SafetensorsDType::kF8E4M3 || dtype == SafetensorsDType::kF8E5M2;
+}
+
+Fp8Format fp8_format_of(SafetensorsDType dtype) {
+  return dtype == SafetensorsDType::kF8E5M2 ? Fp8Format::kE5M2 : Fp8Format::kE4M3;
+}
+
+SafetensorsDType fp8_file_dtype(Fp8Format format) {
+  return format == Fp8Format::kE5M2 ? SafetensorsDType::kF8E5M2 : SafetensorsDType::kF8E4M3;
+}
+
+// A fresh fp32 array holding `array`'s values (F16/BF16/F32 codes, exactly converted).
+Array to_f32(const Array& array, const std::string& where) {
+  if (array.dtype() == DType::kF32) return array;
+  const Array in = array.contiguous();
+  Array out = Array::empty(DType::kF32, in.shape());
+  auto* values = out.data_as<float>();
+  for (std::int64_t i = 0; i < in.numel(); ++i) {
+    const std::uint16_t code = in.data_as<const std::uint16_t>()[i];
+    if (in.dtype() == DType::kF16) {
+      values[i] = formats::F16::decode(code);
+    } else if (in.dtype() == DType::kBF16) {
+      values[i] = formats::BF16::decode(code);
+    } else {
+      fail<ValueError>(where, ": expected an F32, F16 or BF16 scale, got ",
+                       dtype_name(array.dtype()));
+    }
+  }
+  return out;
+}
+
+float only_value(const Array& array) { return array.contiguous().data_as<const float>()[0]; }
+
+Array scalar_f32(float value) {
+  Array out = Array::empty(DType::kF32, {});
+  out.data_as<float>()[0] = value;
+  return out;
+}
+
+// The tensors of one file as the conventions consume them.
+class FileTensors {
+ public:
+  FileTensors(SafetensorsFile file, std::string where)
+      : file_(std::move(file)), where_(std::move(where)) {}
+
+  const std::string& where() const { return where_; }
+  const Metadata& metadata() const { return file_.metadata; }
+  std::vector<std::string> names() const {
+    std::vector<std::string> names;
+    for (const auto& [name, tensor] : file_.tensors) names.push_back(name);
+    return names;
+  }
+  bool has(const std::string& name) const {
+    return file_.tensors.contains(name) && !consumed_.contains(name);
+  }
+  const StoredTensor& peek(const std::string& name) const { return file_.tensors.at(name); }
+  // Marks `name` as part of a ScaledTensor; ValueError when the file has no such tensor.
+  const StoredTensor& take(const std::string& name, const std::string& needed_by) {
+    if (!has(name)) {
+      fail<ValueError>(where_, ": ", needed_by, " needs a tensor '", name,
+                       "', which the file does not have");
+    }
+    consumed_.insert(name);
+    return file_.tensors.at(name);
+  }
+  std::optional<StoredTensor> take_if_present(const std::string& name) {
+    if (!has(name)) return std::nullopt;
+    consumed_.insert(name);
+    return file_.tensors.at(name);
+  }
+  // What no ScaledTensor consumed, as plain arrays.
+  void add_rest(std::map<std::string, CheckpointEntry>& tensors) const {
+    for (const auto& [name, tensor] : file_.tensors) {
+      if (!consumed_.contains(name)) tensors.emplace(name, tensor.array);
+    }
+  }
+
+ private:
+  SafetensorsFile file_;
+  std::string where_;
+  std::set<std::string> consumed_;
+};
+
+void require_file_dtype(const FileTensors& file, const std::string& name,
+                        const StoredTensor& tensor, std::initializer_list<SafetensorsDType> allowed,
+                        std::string_view role) {
+  for (const SafetensorsDType dtype : allowed) {
+    if (tensor.dtype == dtype) return;
+  }
+  std::string expected;
+  for (const SafetensorsDType dtype : allowed) {
+    expected += (expected.empty() ? "" : " or ") + std::string(to_string(dtype));
+  }
+  fail<ValueError>(file.where(), ": tensor '", name, "' (", role, "): expected dtype ", expected,
+                   ", got ", to_string(tensor.dtype));
+}
+
+// Builds the ScaledTensor, turning a constructor error into one that names the file.
+ScaledTensor build(const FileTensors& file, const std::string& name, std::string_view source,
+                   Array data, Array scale, const Recipe& recipe, const Layout& layout,
+                   std::optional<Array> global_scale = std::nullopt,
+                   std::optional<Array> zero_point = std::nullopt) {
+  try {
+    return ScaledTensor(std::move(data), std::move(scale), recipe, layout,
+                        std::move(global_scale), std::move(zero_point));
+  } catch (const std::exception& error) {
+    fail<ValueError>(file.where(), ": ", source, " describes '", name, "' as ",
+                     recipe_repr(recipe), " with ", layout_repr(layout),
+                     ", which its stored tensors do not fit: ", error.what());
+  }
+}
+
+// --- breccia's own layout ----------------------------------------------------------------
+
+std::vector<SafetensorsDType> data_file_dtypes(ElementFormat format) {
+  switch (format) {
+    case ElementFormat::kE4M3:
+      return {SafetensorsDType::kF8E4M3, SafetensorsDType::kU8};
+    case ElementFormat::kE5M2:
+      return {SafetensorsDType::kF8E5M2, SafetensorsDType::kU8};
+    case ElementFormat::kE2M1:
+      return {SafetensorsDType::kF4, SafetensorsDType::kU8};
+    default:
+      return {SafetensorsDType::kU8};
+  }
+}
+
+void load_breccia_entries(FileTensors& file, const std::string& json_text,
+                          std::map<std::string, CheckpointEntry>& tensors) {
+  const std::string source = "metadata '" + std::string(kBrecciaMetadataKey) + "'";
+  Json entries;
+  try {
+    entries = Json::parse(json_text);
+  } catch (const Json::parse_error& error) {
+    fail<ValueError>(file.where(), ": ", source, ": expected JSON text, got a parse error (",
+                     error.what(), ")");
+  }
+  if (!entries.is_object()) {
+    fail<ValueError>(file.where(), ": ", source, ": expected a JSON object of tensor names, got ",
+                     entries.type_name());
+  }
+  for (const auto& [name, entry] : entries.items()) {
+    const std::string what = source + " entry '" + name + "'";
+    if (!entry.is_object() || entry.size() != 2 || !entry.contains("recipe") ||
+        !entry.contains("layout") || !entry["recipe"].is_object() ||
+        !entry["layout"].is_object()) {
+      fail<ValueError>(file.where(), ": ", what,
+                       ": expected {\"recipe\": {...}, \"layout\": {...}}, got ", entry.dump());
+    }
+    Recipe recipe;
+    Layout layout;
+    try {
+      recipe = recipe_from_json(entry["recipe"].dump());
+      validate(recipe);
+      layout = layout_from_json(entry["layout"].dump());
+      validate(layout);
+    } catch (const std::exception& error) {
+      fail<ValueError>(file.where(), ": ", what, ": ", error.what());
+    }
+    const StoredTensor data = file.take(name, what);
+    const std::vector<SafetensorsDType> allowed = data_file_dtypes(element_format(recipe));
+    if (std::find(allowed.begin(), allowed.end(), data.dtype) == allowed.end()) {
+      fail<ValueError>(file.where(), ": ", what, ": ", recipe_repr(recipe),
+                       " data cannot be stored as ", to_string(data.dtype), " (tensor '", name,
+                       "')");
+    }
+    const StoredTensor scale = file.take(name + std::string(kScale), what);
+    std::optional<Array> global_scale;
+    if (auto stored = file.take_if_present(name + std::string(kGlobalScale))) {
+      global_scale = stored->array;
+    }
+    std::optional<Array> zero_point;
+    if (auto stored = file.take_if_present(name + std::string(kZeroPoint))) {
+      zero_point = stored->array;
+    }
+    tensors.emplace(name, build(file, name, source, data.array, scale.array, recipe, layout,
+                                global_scale, zero_point));
+  }
+}
+
+SafetensorsDType scale_file_dtype(const ScaledTensor& tensor) {
+  if (tensor.scale_dtype() == DType::kU8) {
+    return std::holds_alternative<MXFP8BlockScaling>(tensor.recipe()) ? SafetensorsDType::kF8E8M0
+                                                                     : SafetensorsDType::kF8E4M3;
+  }
+  return safetensors_dtype_for(tensor.scale_dtype());
+}
+
+SafetensorsDType data_file_dtype(const ScaledTensor& tensor) {
+  return data_file_dtypes(element_format(tensor.recipe())).front();
+}
+
+// --- conventions: reading ---------------------------------------------------------------
+
+constexpr std::int64_t kDeepSeekBlock = 128;
+
+void load_deepseek_v3(FileTensors& file, const std::string& name,
+                      std::map<std::string, CheckpointEntry>& tensors) {
+  const std::string source = "DeepSeek-V3 weight_scale_inv";
+  const std::string scale_name = name + "_scale_inv";
+  const StoredTensor data = file.take(name, source + " '" + scale_name + "'");
+  const StoredTensor scale = file.take(scale_name, source);
+  require_file_dtype(file, name, data, {SafetensorsDType::kF8E4M3, SafetensorsDType::kF8E5M2},
+                     "DeepSeek-V3 FP8 weight");
+  require_file_dtype(file, scale_name, scale, {SafetensorsDType::kF32}, "DeepSeek-V3 scale");
+  const Recipe recipe = Float8BlockScaling{.fp8_format = fp8_format_of(data.dtype),
+                                           .block_k = kDeepSeekBlock,
+                                           .block_m = kDeepSeekBlock,
+                                           .power_2_scale = false};
+  tensors.emplace(name, build(file, name, source, data.array, scale.array, recipe,
+                              PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}));
+}
+
+// NVFP4 as compressed-tensors (global scale G encodes: breccia's is 1/G) or ModelOpt
+// (weight_scale_2 decodes, as breccia's).
+void load_nvfp4(FileTensors& file, const std::string& name, const std::string& data_name,
+                const std::string& global_name, bool global_is_encode, Checkpoint& checkpoint) {
+  const std::string source = global_is_encode ? "compressed-tensors nvfp4-pack-quantized"
+                                              : "ModelOpt NVFP4";
+  const StoredTensor data = file.take(data_name, source);
+  const StoredTensor scale = file.take(name + "_scale", source);
+  const StoredTensor global = file.take(global_name, source);
+  require_file_dtype(file, data_name, data, {SafetensorsDType::kU8, SafetensorsDType::kF4},
+                     "packed E2M1 pairs");
+  require_file_dtype(file, name + "_scale", scale, {SafetensorsDType::kF8E4M3},
+                     "E4M3 block scales");
+  require_file_dtype(file, global_name, global, {SafetensorsDType::kF32}, "per-tensor scale");
+  if (global.array.numel() != 1) {
+    fail<ValueError>(file.where(), ": tensor '", global_name,
+                     "' (per-tensor scale): expected one element, got shape ",
+                     shape_str(global.array.shape()));
+  }
+  Array global_scale = global.array.reshaped({});
+  if (global_is_encode) {
+    const float encode = only_value(global.array);
+    global_scale = scalar_f32(1.0f / encode);
+    checkpoint.encode_global_scales[name] = encode;
+  }
+  checkpoint.tensors.emplace(name, build(file, name, source, data.array, scale.array,
+                                         NVFP4BlockScaling{}, PerBlockMN{1, 16}, global_scale));
+}
+
+// compressed-tensors' int32 words (eight nibbles per word along a row, low end first) of a
+// [rows, cols] nibble matrix -> breccia's packed bytes [rows, cols / 2], each XORed with `flip`.
+Array unpack_words_to_pairs(const Array& words, std::int64_t rows, std::int64_t cols,
+                            std::uint8_t flip) {
+  const Array in = words.contiguous();
+  const std::int64_t words_per_row = in.dim(-1);
+  Array out = Array::empty(DType::kU8, {rows, cols / 2});
+  const auto* bytes = in.data_as<const std::uint8_t>();
+  auto* to = out.data_as<std::uint8_t>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t b = 0; b < cols / 2; ++b) {
+      to[r * (cols / 2) + b] = bytes[r * words_per_row * 4 + b] ^ flip;
+    }
+  }
+  return out;
+}
+
+void load_compressed_int4(FileTensors& file, const std::string& name,
+                          std::map<std::string, CheckpointEntry>& tensors) {
+  const std::string source = "compressed-tensors pack-quantized";
+  const std::string packed_name = name + "_packed";
+  if (file.has(name + "_g_idx")) {
+    fail<UnsupportedError>(file.where(), ": tensor '", name,
+                           "_g_idx': compressed-tensors act-order (g_idx) permutes the groups, "
+                           "which breccia's INT4Scaling does not model");
+  }
+  const StoredTensor packed = file.take(packed_name, source);
+  const StoredTensor shape_tensor = file.take(name + "_shape", source);
+  const StoredTensor scale = file.take(name + "_scale", source);
+  const std::optional<StoredTensor> zero_point = file.take_if_present(name + "_zero_point");
+  require_file_dtype(file, packed_name, packed, {SafetensorsDType::kI32}, "int32 words");
+  require_file_dtype(file, name + "_shape", shape_tensor,
+                     {SafetensorsDType::kI32, SafetensorsDType::kI64}, "logical shape");
+  require_file_dtype(file, name + "_scale", scale,
+                     {SafetensorsDType::kF16, SafetensorsDType::kBF16, SafetensorsDType::kF32},
+                     "group scales");
+  if (packed.array.ndim() != 2 || shape_tensor.array.numel() != 2 || scale.array.ndim() != 2) {
+    fail<ValueError>(file.where(), ": '", name, "': expected 2-D weight_packed and weight_scale "
+                     "and a 2-element weight_shape, got shapes ", shape_str(packed.array.shape()),
+                     ", ", shape_str(scale.array.shape()), " and ",
+                     shape_str(shape_tensor.array.shape()));
+  }
+  const Array shape_values = shape_tensor.array.contiguous();
+  auto dim = [&](int i) -> std::int64_t {
+    return shape_tensor.dtype == SafetensorsDType::kI32 ? shape_values.data_as<const std::int32_t>()[i]
+                                                        : shape_values.data_as<const std::int64_t>()[i];
+  };
+  const std::int64_t rows = dim(0);
+  const std::int64_t cols = dim(1);
+  const std::int64_t groups = scale.array.dim(1);
+  if (rows < 0 || rows != packed.array.dim(0) || cols <= 0 || cols % 2 != 0 ||
+      packed.array.dim(1) != (cols + 7) / 8 || scale.array.dim(0) != rows || groups <= 0 ||
+      cols % groups != 0) {
+    fail<ValueError>(file.where(), ": '", name, "': weight_shape (", rows, ", ", cols,
+                     ") does not fit weight_packed ", shape_str(packed.array.shape()),
+                     " (expected (rows, ceil(cols/8)) with an even cols) and weight_scale ",
+                     shape_str(scale.array.shape()), " (expected (rows, groups dividing cols))");
+  }
+  const bool per_channel = groups == 1;
+  const INT4Scaling recipe{
+      .group_size = per_channel ? -1 : cols / groups,
+      .is_signed = !zero_point.has_value(),
+      .scale_dtype = scale.dtype == SafetensorsDType::kF16    ? Int4ScaleDType::kF16
+                     : scale.dtype == SafetensorsDType::kBF16 ? Int4ScaleDType::kBF16
+                                                              : Int4ScaleDType::kF32};
+  const Layout layout = per_channel ? Layout{PerChannel{}} : Layout{PerBlockK{cols / groups}};
+  // Stored nibbles are q + 8 for signed codes: flipping bit 3 gives the two's complement nibble.
+  Array data = unpack_words_to_pairs(packed.array, rows, cols, recipe.is_signed ? 0x88 : 0x00);
+  std::optional<Array> zero_points;
+  if (zero_point) {
+    require_file_dtype(file, name + "_zero_point", *zero_point, {SafetensorsDType::kI32},
+                       "zero points packed along rows");
+    if (zero_point->array.ndim() != 2 || zero_point->array.dim(0) != (rows + 7) / 8 ||
+        zero_point->array.dim(1) != groups) {
+      fail<ValueError>(file.where(), ": '", name, "_zero_point': expected shape (",
+                       (rows + 7) / 8, ", ", groups, "), got ",
+                       shape_str(zero_point->array.shape()));
+    }
+    const Array words = zero_point->array.contiguous();
+    Array unpacked = Array::empty(DType::kU8, {rows, groups});
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t g = 0; g < groups; ++g) {
+        const auto word = static_cast<std::uint32_t>(words.data_as<const std::int32_t>()[(r / 8) * groups + g]);
+        unpacked.data_as<std::uint8_t>()[r * groups + g] = (word >> (4 * (r % 8))) & 0xF;
+      }
+    }
+    zero_points = unpacked;
+  }
+  tensors.emplace(name, build(file, name, source, data, scale.array, recipe, layout,
+                              std::nullopt, zero_points));
+}
+
+// FP8 weight + weight_scale (compressed-tensors or ModelOpt): per tensor, per channel or per
+// 128 x 128 block, told apart by the scale's shape.
+void load_fp8_with_scale(FileTensors& file, const std::string& name,
+                         std::map<std::string, CheckpointEntry>& tensors) {
+  const std::string source = "FP8 weight_scale";
+  const StoredTensor data = file.take(name, source);
+  const StoredTensor scale_stored = file.take(name + "_scale", source);
+  const Array scale = to_f32(scale_stored.array, file.where() + ": tensor '" + name + "_scale'");
+  const Fp8Format format = fp8_format_of(data.dtype);
+  const Shape& shape = data.array.shape();
+  const Shape& scale_shape = scale.shape();
+  if (scale.numel() == 1 && scale.ndim() <= 1) {
+    tensors.emplace(name, build(file, name, source, data.array, scale,
+                                Float8CurrentScaling{.fp8_format = format}, PerTensor{}));
+    return;
+  }
+  if (shape.size() == 2 && scale_shape == Shape{shape[0], 1}) {
+    tensors.emplace(name, build(file, name, source, data.array, scale,
+                                Float8CurrentScaling{.fp8_format = format}, PerChannel{}));
+    return;
+  }
+  if (shape.size() == 2 && scale_shape == Shape{(shape[0] + kDeepSeekBlock - 1) / kDeepSeekBlock,
+                                                (shape[1] + kDeepSeekBlock - 1) / kDeepSeekBlock}) {
+    const Recipe recipe = Float8BlockScaling{.fp8_format = format,
+                                             .block_k = kDeepSeekBlock,
+                                             .block_m = kDeepSeekBlock,
+                                             .power_2_scale = false};
+    tensors.emplace(name, build(file, name, source, data.array, scale, recipe,
+                                PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}));
+    return;
+  }
+  fail<ValueError>(file.where(), ": tensor '", name, "_scale': expected a per-tensor [1], "
+                   "per-channel [rows, 1] or 128x128-block scale for weight ", shape_str(shape),
+                   ", got ", shape_str(scale_shape));
+}
+
+void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
+  // The distinctive companions first, then FP8 `_scale`, which several conventions share.
+  for (const std::string& name : file.names()) {
+    if (!file.has(name)) continue;
+    if (ends_with(name, "_scale_inv") && file.has(without_suffix(name, "_scale_inv"))) {
+      load_deepseek_v3(file, without_suffix(name, "_scale_inv"), checkpoint.tensors);
+    } else if (ends_with(name, "_global_scale") &&
+               file.has(without_suffix(name, "_global_scale") + "_packed")) {
+      const std::string base = without_suffix(name, "_global_scale");
+      load_nvfp4(file, base, base + "_packed", name, true, checkpoint);
+    } else if (ends_with(name, "_scale_2") && file.has(without_suffix(name, "_scale_2"))) {
+      const std::string base = without_suffix(name, "_scale_2");
+      load_nvfp4(file, base, base, name, false, checkpoint);
+    } else if (ends_with(name, "_packed") && file.has(without_suffix(name, "_packed") + "_shape")) {
+      load_compressed_int4(file, without_suffix(name, "_packed"), checkpoint.tensors);
+    }
+  }
+  for (const std::string& name : file.names()) {
+    if (!file.has(name) || !ends_with(name, "_scale")) continue;
+    const std::string base = without_suffix(name, "_scale");
+    if (file.has(base) && is_fp8(file.peek(base).dtype)) {
+      load_fp8_with_scale(file, base, checkpoint.tensors);
+    }
+  }
+}
+
+// --- conventions: writing ---------------------------------------------------------------
+
+class Writer {
+ public:
+  void add(const std::string& name, StoredTensor tensor) {
+    if (!tensors_.emplace(name, std::move(tensor)).second) {
+      fail<ValueError>("tensors: two entries would both be written as '", name, "'");
+    }
+  }
+  const std::map<std::string, StoredTensor>& tensors() const { return tensors_; }
+
+ private:
+  std::map<std::string, StoredTensor> tensors_;
+};
+
+[[noreturn]] void cannot_express(const std::string& name, const ScaledTensor& tensor,
+                                 Convention convention, std::string_view supported) {
+  fail<ValueError>("tensors['", name, "']: the ", to_string(convention), " convention stores ",
+                   supported, "; got ", recipe_repr(tensor.recipe()), " with ",
+                   layout_repr(tensor.layout()), " over shape ", shape_str(tensor.logical_shape()));
+}
+
+bool is_per_tensor_fp8(const Recipe& recipe) {
+  return std::holds_alternative<Float8CurrentScaling>(recipe) ||
+         std::holds_alternative<DelayedScaling>(recipe);
+}
+
+bool is_block_128(const ScaledTensor& tensor) {
+  const auto* block = std::get_if<Float8BlockScaling>(&tensor.recipe());
+  return block != nullptr && block->block_m == kDeepSeekBlock && block->block_k == kDeepSeekBlock &&
+         tensor.layout() == Layout{PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}};
+}
+
+bool is_rowwise_nvfp4(const ScaledTensor& tensor) {
+  return std::holds_alternative<NVFP4BlockScaling>(tensor.recipe()) &&
+         tensor.layout() == Layout{PerBlockMN{1, 16}};
+}
+
+Fp8Format fp8_format(const ScaledTensor& tensor) {
+  return element_format(tensor.recipe()) == ElementFormat::kE5M2 ? Fp8Format::kE5M2
+                                                                 : Fp8Format::kE4M3;
+}
+
+Array global_scale_as(const ScaledTensor& tensor, Shape shape) {
+  return tensor.global_scale()->contiguous().reshaped(std::move(shape));
+}
+
+// compressed-tensors' encode factor for `tensor`: the one read from the file while it still
+// decodes to the tensor's global_scale, else the fp32 reciprocal.
+float encode_global_scale(const std::string& name, const ScaledTensor& tensor,
+                          const std::map<std::string, float>& read) {
+  const float decode = only_value(*tensor.global_scale());
+  const auto found = read.find(name);
+  if (found != read.end() &&
+      std::bit_cast<std::uint32_t>(1.0f / found->second) == std::bit_cast<std::uint32_t>(decode)) {
+    return found->second;
+  }
+  return 1.0f / decode;
+}
+
+// breccia's packed INT4 bytes -> compressed-tensors' int32 words, `flip` turning two's
+// complement nibbles into q + 8; words past the row's end are zero.
+Array pack_words(const Array& data, std::uint8_t flip) {
+  const Array in = data.contiguous();
+  const std::int64_t rows = in.dim(0);
+  const std::int64_t row_bytes = in.dim(1);
+  const std::int64_t words_per_row = (row_bytes * 2 + 7) / 8;
+  Array out = Array::zeros(DType::kI32, {rows, words_per_row});
+  auto* bytes = out.data_as<std::uint8_t>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t b = 0; b < row_bytes; ++b) {
+      bytes[r * words_per_row * 4 + b] = in.data_as<const std::uint8_t>()[r * row_bytes + b] ^ flip;
+    }
+  }
+  return out;
+}
+
+Array pack_zero_points(const Array& zero_point) {
+  const Array in = zero_point.contiguous();
+  const std::int64_t rows = in.dim(0);
+  const std::int64_t groups = in.dim(1);
+  Array out = Array::zeros(DType::kI32, {(rows + 7) / 8, groups});
+  auto* words = out.data_as<std::int32_t>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::uint32_t nibble = in.data_as<const std::uint8_t>()[r * groups + g] & 0xF;
+      auto& word = words[(r / 8) * groups + g];
+      word = static_cast<std::int32_t>(static_cast<std::uint32_t>(word) | nibble << (4 * (r % 8)));
+    }
+  }
+  return out;
+}
+
+void write_compressed_tensors(const std::string& name, const ScaledTensor& tensor,
+                              const SaveOptions& options, Writer& writer) {
+  constexpr std::string_view kSupported =
+      "2-D NVFP4 (PerBlockMN(1, 16)), FP8 per tensor, per channel or per 128x128 block, and INT4 "
+      "with PerBlockK or PerChannel groups";
+  if (tensor.ndim() != 2) cannot_express(name, tensor, options.convention, kSupported);
+  const Recipe& recipe = tensor.recipe();
+  if (is_rowwise_nvfp4(tensor)) {
+    writer.add(name + "_packed", stored(tensor.data(), SafetensorsDType::kU8));
+    writer.add(name + "_scale", stored(tensor.scale(), SafetensorsDType::kF8E4M3));
+    const float encode = encode_global_scale(name, tensor, options.encode_global_scales);
+    writer.add(name + "_global_scale",
+               stored(scalar_f32(encode).reshaped({1}), SafetensorsDType::kF32));
+    return;
+  }
+  if (is_per_tensor_fp8(recipe) || is_block_128(tensor)) {
+    writer.add(name, stored(tensor.data(), fp8_file_dtype(fp8_format(tensor))));
+    Array scale = tensor.scale();
+    if (tensor.layout() == Layout{PerTensor{}}) scale = scale.contiguous().reshaped({1});
+    if (tensor.layout() == Layout{PerChannel{}}) scale = scale.contiguous().reshaped({tensor.shape()[0], 1});
+    writer.add(name + "_scale", stored(scale, SafetensorsDType::kF32));
+    return;
+  }
+  if (const auto* int4 = std::get_if<INT4Scaling>(&recipe)) {
+    const bool grouped = tensor.layout() == Layout{PerBlockK{int4->group_size}} ||
+                         tensor.layout() == Layout{PerBlockMN{1, int4->group_size}};
+    if (!grouped && tensor.layout() != Layout{PerChannel{}}) {
+      cannot_express(name, tensor, options.convention, kSupported);
+    }
+    const std::int64_t rows = tensor.shape()[0];
+    const Array scale = tensor.scale().contiguous().reshaped({rows, tensor.scale().numel() / rows});
+    writer.add(name + "_packed", stored(pack_words(tensor.data(), int4->is_signed ? 0x88 : 0x00),
+                                        SafetensorsDType::kI32));
+    writer.add(name + "_scale", stored(scale, safetensors_dtype_for(scale.dtype())));
+    Array shape = Array::empty(DType::kI64, {2});
+    shape.data_as<std::int64_t>()[0] = rows;
+    shape.data_as<std::int64_t>()[1] = tensor.logical_shape()[1];
+    writer.add(name + "_shape", stored(shape, SafetensorsDType::kI64));
+    if (tensor.zero_point()) {
+      writer.add(name + "_zero_point",
+                 stored(pack_zero_points(tensor.zero_point()->contiguous().reshaped(scale.shape())),
+                        SafetensorsDType::kI32));
+    }
+    return;
+  }
+  cannot_express(name, tensor, options.convention, kSupported);
+}
+
+void write_convention(const std::string& name, const ScaledTensor& tensor,
+                      const SaveOptions& options, Writer& writer) {
+  switch (options.convention) {
+    case Convention::kDeepSeekV3:
+      if (tensor.ndim() != 2 || !is_block_128(tensor) || fp8_format(tensor) != Fp8Format::kE4M3) {
+        cannot_express(name, tensor, options.convention,
+                       "2-D E4M3 weights as Float8BlockScaling(block_m=128, block_k=128) with "
+                       "PerBlockMN(128, 128)");
+      }
+      writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
+      writer.add(name + "_scale_inv", stored(tensor.scale(), SafetensorsDType::kF32));
+      return;
+    case Convention::kModelOpt:
+      if (tensor.ndim() == 2 && is_rowwise_nvfp4(tensor)) {
+        writer.add(name, stored(tensor.data(), SafetensorsDType::kU8));
+        writer.add(name + "_scale", stored(tensor.scale(), SafetensorsDType::kF8E4M3));
+        writer.add(name + "_scale_2", stored(global_scale_as(tensor, {}), SafetensorsDType::kF32));
+        return;
+      }
+      if (tensor.ndim() == 2 && is_per_tensor_fp8(tensor.recipe()) &&
+          fp8_format(tensor) == Fp8Format::kE4M3 && tensor.layout() == Layout{PerTensor{}}) {
+        writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
+        writer.add(name + "_scale",
+                   stored(tensor.scale().contiguous().reshaped({}), SafetensorsDType::kF32));
+        return;
+      }
+      cannot_express(name, tensor, options.convention,
+                     "2-D NVFP4 (PerBlockMN(1, 16)) and per-tensor E4M3 FP8 weights");
+    case Convention::kCompressedTensors:
+      write_compressed_tensors(name, tensor, options, writer);
+      return;
+    case Convention::kBreccia:
+      break;
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(Convention convention) {
+  switch (convention) {
+    case Convention::kBreccia:
+      return "breccia";
+    case Convention::kDeepSeekV3:
+      return "deepseek-v3";
+    case Convention::kCompressedTensors:
+      return "compressed-tensors";
+    case Convention::kModelOpt:
+      return "modelopt";
+  }
+  return "breccia";
+}
+
+Convention convention_from_string(std::string_view text, std::string_view argument) {
+  for (const Convention convention : {Convention::kBreccia, Convention::kDeepSeekV3,
+                                      Convention::kCompressedTensors, Convention::kModelOpt}) {
+    if (to_string(convention) == text) return convention;
+  }
+  fail<ValueError>(argument, ": expected 'breccia', 'deepseek-v3', 'compressed-tensors' or "
+                   "'modelopt', got '", text, "'");
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  FileTensors file(load(path), "safetensors file '" + path.string() + "'");
+  Checkpoint checkpoint;
+  checkpoint.metadata = file.metadata();
+  const auto breccia = checkpoint.metadata.find(std::string(kBrecciaMetadataKey));
+  if (breccia != checkpoint.metadata.end()) {
+    load_breccia_entries(file, breccia->second, checkpoint.tensors);
+    checkpoint.metadata.erase(breccia);
+  } else {
+    load_conventions(file, checkpoint);
+  }
+  file.add_rest(checkpoint.tensors);
+  return checkpoint;
+}
+
+void save_checkpoint(const std::filesystem::path& path,
+                     const std::map<std::string, CheckpointEntry>& tensors,
+                     const SaveOptions& options) {
+  Metadata metadata = options.extra_metadata;
+  // What PyTorch's safetensors writer records; transformers refuses files without it.
+  metadata.try_emplace("format", "pt");
+  if (metadata.contains(std::string(kBrecciaMetadataKey))) {
+    fail<ValueError>("extra_metadata: the key '", kBrecciaMetadataKey,
+                     "' is reserved for breccia's recipe and layout records");
+  }
+  Writer writer;
+  Json records = Json::object();
+  for (const auto& [name, entry] : tensors) {
+    if (const auto* array = std::get_if<Array>(&entry)) {
+      writer.add(name, stored(*array, safetensors_dtype_for(array->dtype())));
+      continue;
+    }
+    const auto& tensor = std::get<ScaledTensor>(entry);
+    if (options.convention != Convention::kBreccia) {
+      write_convention(name, tensor, options, writer);
+      continue;
+    }
+    writer.add(name, stored(tensor.data(), data_file_dtype(tensor)));
+    writer.add(name + std::string(kScale), stored(tensor.scale(), scale_file_dtype(tensor)));
+    if (tensor.global_scale()) {
+      writer.add(name + std::string(kGlobalScale),
+                 stored(*tensor.global_scale(), SafetensorsDType::kF32));
+    }
+    if (tensor.zero_point()) {
+      writer.add(name + std::string(kZeroPoint), stored(*tensor.zero_point(), SafetensorsDType::kU8));
+    }
+    records[name] = {{"recipe", Json::parse(recipe_to_json(tensor.recipe()))},
+                     {"layout", Json::parse(layout_to_json(tensor.layout()))}};
+  }
+  if (!records.empty()) metadata[std::string(kBrecciaMetadataKey)] = records.dump();
+  save(path, writer.tensors(), metadata);
+}
+
+}  // namespace breccia::io
