@@ -1,9 +1,11 @@
 // breccia._core's interop functions: DLPack capsules in and out, and the DeepSeek-V3
 // quantizer. Conversion only; the work is done by breccia::dlpack and breccia::interop.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string_view.h>
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "breccia/array.hpp"
@@ -43,12 +45,16 @@ void delete_unconsumed_capsule(PyObject* capsule) {
 }
 
 // versioned: a DLPack 1.1 "dltensor_versioned" capsule; else a pre-1.0 "dltensor" one.
+// bytes_as: another dtype of the same size to label the bytes with, for consumers that lack
+// the array's own (NumPy has no bfloat16: it takes the bytes as float16 and views them).
 nb::object export_capsule(const Array& array, bool float8_codes, bool packed_float4,
-                          bool versioned) {
+                          bool versioned, std::optional<std::string_view> bytes_as) {
   const dlpack::ExportOptions options{.float8_codes = float8_codes,
                                       .packed_float4 = packed_float4};
-  void* managed = versioned ? dlpack::to_versioned(array, options)
-                            : dlpack::to_legacy(array, options);
+  const Array exported =
+      bytes_as ? array.viewed_as(dtype_from_name(*bytes_as, "bytes_as")) : array;
+  void* managed = versioned ? dlpack::to_versioned(exported, options)
+                            : dlpack::to_legacy(exported, options);
   PyObject* capsule = PyCapsule_New(managed, versioned ? kVersionedName : kLegacyName,
                                     delete_unconsumed_capsule);
   if (capsule == nullptr) {
@@ -89,7 +95,7 @@ Array import_capsule(nb::handle capsule) {
 
 void bind_interop(nb::module_& m) {
   m.def("dlpack_export", &export_capsule, "array"_a, "float8_codes"_a = true,
-        "packed_float4"_a = false, "versioned"_a = true,
+        "packed_float4"_a = false, "versioned"_a = true, "bytes_as"_a = nb::none(),
         "A DLPack capsule sharing the array's memory: 'dltensor_versioned' (1.1) or, with "
         "versioned=False, 'dltensor' (pre-1.0).");
   m.def("dlpack_import", &import_capsule, "capsule"_a,

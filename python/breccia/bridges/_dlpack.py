@@ -32,9 +32,11 @@ class DLPackBuffer:
     bytes as uint8 (packed E2M1 pairs stay packed uint8 then). Every capsule shares the memory.
     """
 
-    def __init__(self, array: _core.Array, *, packed_float4: bool = False) -> None:
+    def __init__(self, array: _core.Array, *, packed_float4: bool = False,
+                 bytes_as: str | None = None) -> None:
         self._array = array
         self._packed_float4 = packed_float4
+        self._bytes_as = bytes_as
 
     @property
     def dtype(self) -> str:
@@ -57,7 +59,12 @@ class DLPackBuffer:
                               "breccia never moves memory between devices")
         versioned = max_version is not None and tuple(max_version)[0] >= 1
         typed = max_version is not None and tuple(max_version) >= (1, 1)
-        return _core.dlpack_export(self._array, typed, self._packed_float4 and typed, versioned)
+        return _core.dlpack_export(self._array, typed, self._packed_float4 and typed, versioned,
+                                   self._bytes_as)
+
+    def as_bytes_of(self, dtype: str) -> DLPackBuffer:
+        """The same memory labelled as another dtype of the same size."""
+        return DLPackBuffer(self._array, packed_float4=self._packed_float4, bytes_as=dtype)
 
 
 def dlpack_buffers(scaled: ScaledTensor) -> dict[str, DLPackBuffer]:
@@ -120,6 +127,8 @@ def from_dlpack(scaled: ScaledTensor, framework: str) -> ScaledTensor:
 
 
 def _numpy_import(buffer: DLPackBuffer, name: str) -> Any:
+    if buffer.dtype == "bfloat16":  # NumPy has no bfloat16: take the bytes as float16
+        buffer = buffer.as_bytes_of("float16")
     raw = np.from_dlpack(buffer)  # NumPy asks for DLPack 1.0: uint8 bytes for float8
     dtype = np.dtype(getattr(ml_dtypes, buffer.dtype, buffer.dtype))
     return raw if raw.dtype == dtype else raw.view(dtype)
