@@ -13,6 +13,7 @@
 #include "breccia/error.hpp"
 #include "breccia/interop/deepseek.hpp"
 #include "breccia/interop/dlpack_legacy.hpp"
+#include "breccia/scale_layout.hpp"
 #include "interop/dlpack_abi.hpp"
 
 namespace nb = nanobind;
@@ -100,6 +101,10 @@ void bind_interop(nb::module_& m) {
         "versioned=False, 'dltensor' (pre-1.0).");
   m.def("dlpack_import", &import_capsule, "capsule"_a,
         "The Array of a DLPack capsule, without copying; the capsule is marked used.");
+  m.def("swizzle_scales", &swizzle_scales, "scale"_a,
+        "Compact (..., R, C) 1-byte scales -> padded, 128 x 4-tile swizzled (GEMM-ready).");
+  m.def("unswizzle_scales", &unswizzle_scales, "swizzled"_a, "rows"_a, "cols"_a,
+        "Padded, swizzled scales -> the compact (..., rows, cols) form.");
   m.def(
       "deepseek_v3_quantize",
       [](const Array& x, std::int64_t block_m, std::int64_t block_k, std::string_view fp8_format,
