@@ -227,6 +227,7 @@ Layout layout_from_text(std::string_view json) {
 }  // namespace
 
 void bind_interop(nb::module_& m);  // bind_interop.cpp
+void bind_io(nb::module_& m);  // bind_io.cpp: safetensors checkpoints
 }  // namespace breccia::python
 
 NB_MODULE(_core, m) {
@@ -380,4 +381,5 @@ NB_MODULE(_core, m) {
         return root == "jax" || root == "jaxlib";
       },
       "x"_a, "True for a JAX array.");
+  bind_io(m);
 }
