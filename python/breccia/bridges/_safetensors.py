@@ -1,21 +1,108 @@
-"""safetensors files: breccia's layout and the checkpoint conventions (placeholder)."""
+"""safetensors files: ScaledTensors and plain arrays in breccia's layout, and the DeepSeek-V3,
+compressed-tensors and ModelOpt checkpoint conventions. Reading, writing and every check happen
+in C++ (breccia/io/checkpoint.hpp); this module converts arrays. See docs/bridges.md."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import os
+import warnings
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from breccia import _backends, _core
+from breccia._scaled_tensor import ScaledTensor
+from breccia.recipes import recipe_from_native
+
+_FRAMEWORKS = (_backends.NUMPY, _backends.TORCH)
+_CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt")
+
+# compressed-tensors stores NVFP4's per-tensor factor as an encode scale G and breccia keeps its
+# inverse; since 1/(1/G) is not G for about one fp32 value in six, the G read with each loaded
+# ScaledTensor is remembered here and written back while it still matches.
+_ENCODE_GLOBAL_SCALES: weakref.WeakKeyDictionary[ScaledTensor, float] = weakref.WeakKeyDictionary()
 
 
-def _pending(name: str) -> NoReturn:
-    raise NotImplementedError(
-        f"breccia.bridges.{name} is not implemented yet (the bridges issue, #4, provides it)"
-    )
+def save_safetensors(tensors: Mapping[str, Any], path: Any, extra_metadata: Any = None, *,
+                     convention: str | None = None) -> None:
+    """Write ScaledTensors and plain arrays to a safetensors file, atomically.
+
+    tensors: name -> ScaledTensor or array (NumPy, PyTorch CPU, MLX or JAX CPU). A ScaledTensor
+    ``w`` is stored as ``w`` (data), ``w.scale`` (+ ``w.global_scale``, ``w.zero_point``) with
+    its recipe and layout in the metadata, so ``load_safetensors`` rebuilds it byte for byte.
+    extra_metadata: str -> str pairs for the file's ``__metadata__`` ("breccia" is reserved).
+    convention (extension): "deepseek-v3", "compressed-tensors" or "modelopt" writes each
+    ScaledTensor under that convention's names and dtypes instead (ValueError for a recipe the
+    convention cannot express). The file appears whole or not at all.
+    """
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors must be a mapping of name -> ScaledTensor or array, got "
+                        f"{type(tensors).__name__}")
+    convention = "breccia" if convention is None else convention
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(map(repr, _CONVENTIONS[1:]))} "
+                         f"or None, got {convention!r}")
+    metadata = _string_pairs(extra_metadata)
+    native: dict[str, Any] = {}
+    encode_global_scales: dict[str, float] = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r}")
+        if isinstance(value, ScaledTensor):
+            native[name] = value._native
+            if value in _ENCODE_GLOBAL_SCALES:
+                encode_global_scales[name] = _ENCODE_GLOBAL_SCALES[value]
+        else:
+            _backends.require_array_like(value, f"tensors[{name!r}]")
+            native[name] = _backends.to_core(value, f"tensors[{name!r}]")
+    _core.save_checkpoint(os.fspath(path), native, convention, metadata, encode_global_scales)
 
 
-def save_safetensors(tensors: Any, path: Any, extra_metadata: Any = None) -> None:
-    """Write ScaledTensors and plain arrays to a safetensors file."""
-    _pending("save_safetensors")
+def load_safetensors(path: Any, *, framework: str = "numpy",
+                     return_metadata: bool = False) -> Any:
+    """Read a safetensors file into ScaledTensors and plain arrays: a dict name -> value.
+
+    The file is memory-mapped and validated in full; arrays are views of the mapping (read-only:
+    do not write to them, torch tensors included) wherever the stored bytes are breccia's. Files breccia wrote give back the same
+    ScaledTensors; files without breccia's metadata are searched for the DeepSeek-V3,
+    compressed-tensors and ModelOpt conventions, whose weights come back as ScaledTensors under
+    the weight's name (``x.weight``); other tensors stay plain arrays.
+
+    framework (extension): "numpy" (default) or "torch". return_metadata (extension): also
+    return the file's ``__metadata__`` (without breccia's key) as a second value.
+    Raises OSError when the file cannot be read, ValueError for a malformed file or metadata
+    that does not describe its tensors, NotImplementedError for a convention feature breccia
+    does not model.
+    """
+    if framework not in _FRAMEWORKS:
+        raise ValueError(f"framework must be 'numpy' or 'torch', got {framework!r}")
+    entries, metadata, encode_global_scales = _core.load_checkpoint(os.fspath(path))
+    tensors: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # torch warns that the mapping is read-only; the docstring says so.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for name, value in entries.items():
+            tensors[name] = _from_core(name, value, framework, encode_global_scales)
+    return (tensors, dict(metadata)) if return_metadata else tensors
 
 
-def load_safetensors(path: Any) -> Any:
-    """Read a safetensors file into ScaledTensors and plain arrays."""
-    _pending("load_safetensors")
+def _from_core(name: str, value: Any, framework: str, encode_global_scales: dict[str, float]) -> Any:
+    if not isinstance(value, _core.ScaledTensor):
+        return _backends.from_core(value, framework)
+    scaled = ScaledTensor._from_native(value, framework, recipe_from_native(value.recipe))
+    if name in encode_global_scales:
+        _ENCODE_GLOBAL_SCALES[scaled] = encode_global_scales[name]
+    return scaled
+
+
+def _string_pairs(metadata: Any) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
+        raise TypeError("extra_metadata must be a mapping of str -> str (safetensors metadata "
+                        f"holds only strings), got {metadata!r}")
+    return dict(metadata)
+
+
+__all__ = ["save_safetensors", "load_safetensors"]
