@@ -13,6 +13,7 @@
 #include "breccia/error.hpp"
 #include "breccia/interop/deepseek.hpp"
 #include "breccia/interop/dlpack_legacy.hpp"
+#include "breccia/interop/transformer_engine.hpp"
 #include "breccia/scale_layout.hpp"
 #include "interop/dlpack_abi.hpp"
 
@@ -105,6 +106,10 @@ void bind_interop(nb::module_& m) {
         "Compact (..., R, C) 1-byte scales -> padded, 128 x 4-tile swizzled (GEMM-ready).");
   m.def("unswizzle_scales", &unswizzle_scales, "swizzled"_a, "rows"_a, "cols"_a,
         "Padded, swizzled scales -> the compact (..., rows, cols) form.");
+  m.def("nvfp4_global_scale_from_amax", &interop::nvfp4_global_scale_from_amax, "amax"_a,
+        "NVFP4 global_scale (decode) from TransformerEngine's stored amax.");
+  m.def("nvfp4_amax_for_global_scale", &interop::nvfp4_amax_for_global_scale, "global_scale"_a,
+        "An amax whose NVFP4 global_scale is exactly `global_scale`.");
   m.def(
       "deepseek_v3_quantize",
       [](const Array& x, std::int64_t block_m, std::int64_t block_k, std::string_view fp8_format,
