@@ -72,13 +72,16 @@ DEQUANT_RECIPES = FLOAT8_RECIPES + ROUND_TRIP_RECIPES[6:8]
 
 
 @pytest.mark.parametrize("recipe", DEQUANT_RECIPES, ids=repr)
-@pytest.mark.parametrize("swizzle", [False, True])
-def test_torchao_dequantize_of_our_tensor_equals_ours(recipe, swizzle):
+def test_torchao_dequantize_of_our_tensor_equals_ours(recipe):
     scaled = breccia.cast(_x(), recipe)
-    is_block4 = isinstance(recipe, (breccia.MXFP8BlockScaling, breccia.NVFP4BlockScaling))
-    if swizzle and not is_block4:
-        pytest.skip("only MX/NVFP4 scales have a swizzled form")
-    theirs = to_torchao(scaled, swizzle_scales=True) if swizzle else to_torchao(scaled)
+    assert _same_bits(to_torchao(scaled).dequantize(torch.float32), breccia.dequantize(scaled))
+
+
+@pytest.mark.parametrize("recipe", DEQUANT_RECIPES[-2:], ids=repr)
+def test_torchao_dequantize_with_swizzled_scales_equals_ours(recipe):
+    scaled = breccia.cast(_x(), recipe)
+    theirs = to_torchao(scaled, swizzle_scales=True)
+    assert theirs.is_swizzled_scales
     assert _same_bits(theirs.dequantize(torch.float32), breccia.dequantize(scaled))
 
 
