@@ -21,8 +21,10 @@ ScaleMatrices as_matrices(const Array& scale, std::string_view argument) {
                       scale.device().str());
   }
   if (itemsize(scale.dtype()) != 1) {
-    fail<TypeError>(argument, ": expected 1-byte scale codes (float8_e8m0fnu, float8_e4m3fn or "
-                    "uint8), got ", dtype_name(scale.dtype()));
+    fail<TypeError>(argument,
+                    ": expected 1-byte scale codes (float8_e8m0fnu, float8_e4m3fn or "
+                    "uint8), got ",
+                    dtype_name(scale.dtype()));
   }
   if (scale.ndim() < 2) {
     fail<ValueError>(argument, ": expected a scale matrix (at least 2-D), got shape ",
@@ -49,8 +51,8 @@ std::int64_t round_up(std::int64_t value, std::int64_t multiple, std::string_vie
 
 // Byte offset of entry (r, c) in a padded, swizzled matrix with `padded_cols` columns.
 std::int64_t swizzled_offset(std::int64_t r, std::int64_t c, std::int64_t padded_cols) {
-  const std::int64_t tile = (r / kScaleTileRows) * (padded_cols / kScaleTileCols) +
-                            c / kScaleTileCols;
+  const std::int64_t tile =
+      (r / kScaleTileRows) * (padded_cols / kScaleTileCols) + c / kScaleTileCols;
   const std::int64_t tile_row = r % kScaleTileRows;
   const std::int64_t inside = (tile_row % 32) * 16 + (tile_row / 32) * 4 + c % kScaleTileCols;
   return tile * kScaleTileRows * kScaleTileCols + inside;
@@ -69,8 +71,12 @@ void require_padded_shape(const ScaleMatrices& matrices, std::int64_t rows, std:
 
 }  // namespace
 
-std::int64_t padded_scale_rows(std::int64_t rows) { return round_up(rows, kScaleTileRows, "rows"); }
-std::int64_t padded_scale_cols(std::int64_t cols) { return round_up(cols, kScaleTileCols, "cols"); }
+std::int64_t padded_scale_rows(std::int64_t rows) {
+  return round_up(rows, kScaleTileRows, "rows");
+}
+std::int64_t padded_scale_cols(std::int64_t cols) {
+  return round_up(cols, kScaleTileCols, "cols");
+}
 
 Array pad_scales(const Array& scale) {
   const ScaleMatrices in = as_matrices(scale, "scale");

@@ -76,7 +76,9 @@ Array to_f32(const Array& array, const std::string& where) {
   return out;
 }
 
-float only_value(const Array& array) { return array.contiguous().data_as<const float>()[0]; }
+float only_value(const Array& array) {
+  return array.contiguous().data_as<const float>()[0];
+}
 
 Array scalar_f32(float value) {
   Array out = Array::empty(DType::kF32, {});
@@ -148,11 +150,11 @@ ScaledTensor build(const FileTensors& file, const std::string& name, std::string
                    std::optional<Array> global_scale = std::nullopt,
                    std::optional<Array> zero_point = std::nullopt) {
   try {
-    return ScaledTensor(std::move(data), std::move(scale), recipe, layout,
-                        std::move(global_scale), std::move(zero_point));
+    return ScaledTensor(std::move(data), std::move(scale), recipe, layout, std::move(global_scale),
+                        std::move(zero_point));
   } catch (const std::exception& error) {
-    fail<ValueError>(file.where(), ": ", source, " describes '", name, "' as ",
-                     recipe_repr(recipe), " with ", layout_repr(layout),
+    fail<ValueError>(file.where(), ": ", source, " describes '", name, "' as ", recipe_repr(recipe),
+                     " with ", layout_repr(layout),
                      ", which its stored tensors do not fit: ", error.what());
   }
 }
@@ -189,8 +191,7 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
   for (const auto& [name, entry] : entries.items()) {
     const std::string what = source + " entry '" + name + "'";
     if (!entry.is_object() || entry.size() != 2 || !entry.contains("recipe") ||
-        !entry.contains("layout") || !entry["recipe"].is_object() ||
-        !entry["layout"].is_object()) {
+        !entry.contains("layout") || !entry["recipe"].is_object() || !entry["layout"].is_object()) {
       fail<ValueError>(file.where(), ": ", what,
                        ": expected {\"recipe\": {...}, \"layout\": {...}}, got ", entry.dump());
     }
@@ -228,7 +229,7 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
 SafetensorsDType scale_file_dtype(const ScaledTensor& tensor) {
   if (tensor.scale_dtype() == DType::kU8) {
     return std::holds_alternative<MXFP8BlockScaling>(tensor.recipe()) ? SafetensorsDType::kF8E8M0
-                                                                     : SafetensorsDType::kF8E4M3;
+                                                                      : SafetensorsDType::kF8E4M3;
   }
   return safetensors_dtype_for(tensor.scale_dtype());
 }
@@ -262,8 +263,8 @@ void load_deepseek_v3(FileTensors& file, const std::string& name,
 // (weight_scale_2 decodes, as breccia's).
 void load_nvfp4(FileTensors& file, const std::string& name, const std::string& data_name,
                 const std::string& global_name, bool global_is_encode, Checkpoint& checkpoint) {
-  const std::string source = global_is_encode ? "compressed-tensors nvfp4-pack-quantized"
-                                              : "ModelOpt NVFP4";
+  const std::string source =
+      global_is_encode ? "compressed-tensors nvfp4-pack-quantized" : "ModelOpt NVFP4";
   const StoredTensor data = file.take(data_name, source);
   const StoredTensor scale = file.take(name + "_scale", source);
   const StoredTensor global = file.take(global_name, source);
@@ -324,15 +325,17 @@ void load_compressed_int4(FileTensors& file, const std::string& name,
                      {SafetensorsDType::kF16, SafetensorsDType::kBF16, SafetensorsDType::kF32},
                      "group scales");
   if (packed.array.ndim() != 2 || shape_tensor.array.numel() != 2 || scale.array.ndim() != 2) {
-    fail<ValueError>(file.where(), ": '", name, "': expected 2-D weight_packed and weight_scale "
-                     "and a 2-element weight_shape, got shapes ", shape_str(packed.array.shape()),
-                     ", ", shape_str(scale.array.shape()), " and ",
+    fail<ValueError>(file.where(), ": '", name,
+                     "': expected 2-D weight_packed and weight_scale "
+                     "and a 2-element weight_shape, got shapes ",
+                     shape_str(packed.array.shape()), ", ", shape_str(scale.array.shape()), " and ",
                      shape_str(shape_tensor.array.shape()));
   }
   const Array shape_values = shape_tensor.array.contiguous();
   auto dim = [&](int i) -> std::int64_t {
-    return shape_tensor.dtype == SafetensorsDType::kI32 ? shape_values.data_as<const std::int32_t>()[i]
-                                                        : shape_values.data_as<const std::int64_t>()[i];
+    return shape_tensor.dtype == SafetensorsDType::kI32
+               ? shape_values.data_as<const std::int32_t>()[i]
+               : shape_values.data_as<const std::int64_t>()[i];
   };
   const std::int64_t rows = dim(0);
   const std::int64_t cols = dim(1);
@@ -361,22 +364,22 @@ void load_compressed_int4(FileTensors& file, const std::string& name,
                        "zero points packed along rows");
     if (zero_point->array.ndim() != 2 || zero_point->array.dim(0) != (rows + 7) / 8 ||
         zero_point->array.dim(1) != groups) {
-      fail<ValueError>(file.where(), ": '", name, "_zero_point': expected shape (",
-                       (rows + 7) / 8, ", ", groups, "), got ",
-                       shape_str(zero_point->array.shape()));
+      fail<ValueError>(file.where(), ": '", name, "_zero_point': expected shape (", (rows + 7) / 8,
+                       ", ", groups, "), got ", shape_str(zero_point->array.shape()));
     }
     const Array words = zero_point->array.contiguous();
     Array unpacked = Array::empty(DType::kU8, {rows, groups});
     for (std::int64_t r = 0; r < rows; ++r) {
       for (std::int64_t g = 0; g < groups; ++g) {
-        const auto word = static_cast<std::uint32_t>(words.data_as<const std::int32_t>()[(r / 8) * groups + g]);
+        const auto word =
+            static_cast<std::uint32_t>(words.data_as<const std::int32_t>()[(r / 8) * groups + g]);
         unpacked.data_as<std::uint8_t>()[r * groups + g] = (word >> (4 * (r % 8))) & 0xF;
       }
     }
     zero_points = unpacked;
   }
-  tensors.emplace(name, build(file, name, source, data, scale.array, recipe, layout,
-                              std::nullopt, zero_points));
+  tensors.emplace(name, build(file, name, source, data, scale.array, recipe, layout, std::nullopt,
+                              zero_points));
 }
 
 // FP8 weight + weight_scale (compressed-tensors or ModelOpt): per tensor, per channel or per
@@ -410,9 +413,10 @@ void load_fp8_with_scale(FileTensors& file, const std::string& name,
                                 PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}));
     return;
   }
-  fail<ValueError>(file.where(), ": tensor '", name, "_scale': expected a per-tensor [1], "
-                   "per-channel [rows, 1] or 128x128-block scale for weight ", shape_str(shape),
-                   ", got ", shape_str(scale_shape));
+  fail<ValueError>(file.where(), ": tensor '", name,
+                   "_scale': expected a per-tensor [1], "
+                   "per-channel [rows, 1] or 128x128-block scale for weight ",
+                   shape_str(shape), ", got ", shape_str(scale_shape));
 }
 
 void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
@@ -553,7 +557,8 @@ void write_compressed_tensors(const std::string& name, const ScaledTensor& tenso
     writer.add(name, stored(tensor.data(), fp8_file_dtype(fp8_format(tensor))));
     Array scale = tensor.scale();
     if (tensor.layout() == Layout{PerTensor{}}) scale = scale.contiguous().reshaped({1});
-    if (tensor.layout() == Layout{PerChannel{}}) scale = scale.contiguous().reshaped({tensor.shape()[0], 1});
+    if (tensor.layout() == Layout{PerChannel{}})
+      scale = scale.contiguous().reshaped({tensor.shape()[0], 1});
     writer.add(name + "_scale", stored(scale, SafetensorsDType::kF32));
     return;
   }
@@ -639,8 +644,10 @@ Convention convention_from_string(std::string_view text, std::string_view argume
                                       Convention::kCompressedTensors, Convention::kModelOpt}) {
     if (to_string(convention) == text) return convention;
   }
-  fail<ValueError>(argument, ": expected 'breccia', 'deepseek-v3', 'compressed-tensors' or "
-                   "'modelopt', got '", text, "'");
+  fail<ValueError>(argument,
+                   ": expected 'breccia', 'deepseek-v3', 'compressed-tensors' or "
+                   "'modelopt', got '",
+                   text, "'");
 }
 
 Checkpoint load_checkpoint(const std::filesystem::path& path) {
@@ -687,7 +694,8 @@ void save_checkpoint(const std::filesystem::path& path,
                  stored(*tensor.global_scale(), SafetensorsDType::kF32));
     }
     if (tensor.zero_point()) {
-      writer.add(name + std::string(kZeroPoint), stored(*tensor.zero_point(), SafetensorsDType::kU8));
+      writer.add(name + std::string(kZeroPoint),
+                 stored(*tensor.zero_point(), SafetensorsDType::kU8));
     }
     records[name] = {{"recipe", Json::parse(recipe_to_json(tensor.recipe()))},
                      {"layout", Json::parse(layout_to_json(tensor.layout()))}};

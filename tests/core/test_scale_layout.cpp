@@ -19,7 +19,9 @@ Array random_codes(Shape shape, DType dtype, std::mt19937& random) {
   return array;
 }
 
-const std::uint8_t* bytes(const Array& array) { return array.data_as<const std::uint8_t>(); }
+const std::uint8_t* bytes(const Array& array) {
+  return array.data_as<const std::uint8_t>();
+}
 
 TEST(ScaleLayout, PadsRowsTo128AndColumnsTo4) {
   EXPECT_EQ(padded_scale_rows(0), 0);
@@ -73,7 +75,8 @@ TEST(ScaleLayout, SwizzlePlacesEveryEntryWhereTheGemmReadsIt) {
 TEST(ScaleLayout, TheFirstTileFollowsTheDocumentedIndex) {
   // (r % 32) * 16 + (r / 32) * 4 + c inside a 128 x 4 tile (numerics.md §4).
   Array compact = Array::empty(DType::kU8, {128, 4});
-  for (int i = 0; i < 512; ++i) compact.data_as<std::uint8_t>()[i] = static_cast<std::uint8_t>(i % 251);
+  for (int i = 0; i < 512; ++i)
+    compact.data_as<std::uint8_t>()[i] = static_cast<std::uint8_t>(i % 251);
   const Array swizzled = swizzle_scales(compact);
   for (int r = 0; r < 128; ++r) {
     for (int c = 0; c < 4; ++c) {

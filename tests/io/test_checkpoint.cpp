@@ -56,7 +56,9 @@ Array f32_values(Shape shape, std::initializer_list<float> values) {
   return array;
 }
 
-float e2m1(std::uint8_t nibble) { return formats::E2M1::decode(nibble & 0xF); }
+float e2m1(std::uint8_t nibble) {
+  return formats::E2M1::decode(nibble & 0xF);
+}
 
 std::int64_t ulp_distance(float a, float b) {
   const auto ordered = [](float x) {
@@ -218,9 +220,9 @@ TEST_F(CheckpointTest, StoresEachPartUnderTheEcosystemsDTypes) {
 TEST_F(CheckpointTest, SaveRejectsReservedMetadataAndCollidingNames) {
   std::mt19937 random(3);
   const ScaledTensor w = cast(random_floats({4, 32}, random), Float8CurrentScaling{});
-  EXPECT_THROW(save_checkpoint(path("a.safetensors"), {{"w", w}},
-                               {.extra_metadata = {{"breccia", "{}"}}}),
-               ValueError);
+  EXPECT_THROW(
+      save_checkpoint(path("a.safetensors"), {{"w", w}}, {.extra_metadata = {{"breccia", "{}"}}}),
+      ValueError);
   EXPECT_THROW(save_checkpoint(path("b.safetensors"), {{"w", w}, {"w.scale", w.scale()}}),
                ValueError);
   EXPECT_FALSE(fs::exists(path("a.safetensors")));
@@ -275,21 +277,21 @@ TEST_F(LyingMetadataTest, WithALayoutTheRecipeDoesNotAllow) {
 
 TEST_F(LyingMetadataTest, WithDataStoredInAnotherFormatsDType) {
   std::mt19937 random(6);
-  const std::string message = load_error(with_record(
-      std::string(R"({"w": )") + kFp8 + "}",
-      {{"w", {random_bytes(DType::kE5M2, {4, 64}, random), SafetensorsDType::kF8E5M2}},
-       {"w.scale", {f32_values({}, {1.0f}), SafetensorsDType::kF32}}}));
+  const std::string message = load_error(
+      with_record(std::string(R"({"w": )") + kFp8 + "}",
+                  {{"w", {random_bytes(DType::kE5M2, {4, 64}, random), SafetensorsDType::kF8E5M2}},
+                   {"w.scale", {f32_values({}, {1.0f}), SafetensorsDType::kF32}}}));
   EXPECT_TRUE(contains(message, "F8_E5M2")) << message;
 }
 
 TEST_F(LyingMetadataTest, WithAGlobalScaleOnANonNvfp4Tensor) {
   std::mt19937 random(7);
   const ScaledTensor w = cast(random_floats({4, 64}, random), Float8CurrentScaling{});
-  const std::string message = load_error(with_record(
-      std::string(R"({"w": )") + kFp8 + "}",
-      {{"w", {w.data(), SafetensorsDType::kF8E4M3}},
-       {"w.scale", {w.scale(), SafetensorsDType::kF32}},
-       {"w.global_scale", {f32_values({}, {1.0f}), SafetensorsDType::kF32}}}));
+  const std::string message = load_error(
+      with_record(std::string(R"({"w": )") + kFp8 + "}",
+                  {{"w", {w.data(), SafetensorsDType::kF8E4M3}},
+                   {"w.scale", {w.scale(), SafetensorsDType::kF32}},
+                   {"w.global_scale", {f32_values({}, {1.0f}), SafetensorsDType::kF32}}}));
   EXPECT_TRUE(contains(message, "global_scale")) << message;
 }
 
@@ -310,18 +312,20 @@ TEST_F(CheckpointTest, ReadsDeepSeekV3Fp8AndDequantizesPerTile) {
   std::mt19937 random(8);
   const std::int64_t out = 200, in = 300;  // neither a multiple of 128: partial edge tiles
   Array data = random_bytes(DType::kE4M3, {out, in}, random);
-  for (std::int64_t i = 0; i < data.numel(); ++i) data.data_as<std::uint8_t>()[i] &= 0xF7;  // no NaN
+  for (std::int64_t i = 0; i < data.numel(); ++i)
+    data.data_as<std::uint8_t>()[i] &= 0xF7;  // no NaN
   Array scale_inv = random_floats({2, 3}, random);
-  const fs::path file = write_raw("ds.safetensors",
-                                  {{"model.layers.0.mlp.down_proj.weight", {data, SafetensorsDType::kF8E4M3}},
-                                   {"model.layers.0.mlp.down_proj.weight_scale_inv",
-                                    {scale_inv, SafetensorsDType::kF32}},
-                                   {"model.norm.weight", {random_floats({8}, random), SafetensorsDType::kF32}}});
+  const fs::path file = write_raw(
+      "ds.safetensors",
+      {{"model.layers.0.mlp.down_proj.weight", {data, SafetensorsDType::kF8E4M3}},
+       {"model.layers.0.mlp.down_proj.weight_scale_inv", {scale_inv, SafetensorsDType::kF32}},
+       {"model.norm.weight", {random_floats({8}, random), SafetensorsDType::kF32}}});
   const Checkpoint loaded = load_checkpoint(file);
   ASSERT_EQ(loaded.tensors.size(), 2u);
   EXPECT_TRUE(std::holds_alternative<Array>(loaded.tensors.at("model.norm.weight")));
   const ScaledTensor& w = scaled(loaded, "model.layers.0.mlp.down_proj.weight");
-  EXPECT_EQ(w.recipe(), Recipe(Float8BlockScaling{.block_k = 128, .block_m = 128, .power_2_scale = false}));
+  EXPECT_EQ(w.recipe(),
+            Recipe(Float8BlockScaling{.block_k = 128, .block_m = 128, .power_2_scale = false}));
   EXPECT_EQ(w.layout(), Layout(PerBlockMN{128, 128}));
   const Array values = dequantize(w);
   for (std::int64_t r = 0; r < out; ++r) {
@@ -346,11 +350,12 @@ TEST_F(CheckpointTest, ReadsCompressedTensorsNvfp4WithItsEncodeGlobalScale) {
   const Array packed = random_bytes(DType::kU8, {6, 32}, random);
   const Array block_scales = random_e4m3_scales({6, 4}, random);
   const float encode = encode_factor_that_does_not_survive_two_reciprocals();
-  const fs::path file = write_raw(
-      "ct.safetensors", {{"proj.weight_packed", {packed, SafetensorsDType::kU8}},
-                         {"proj.weight_scale", {block_scales, SafetensorsDType::kF8E4M3}},
-                         {"proj.weight_global_scale", {f32_values({1}, {encode}), SafetensorsDType::kF32}},
-                         {"proj.input_global_scale", {f32_values({1}, {3.0f}), SafetensorsDType::kF32}}});
+  const fs::path file =
+      write_raw("ct.safetensors",
+                {{"proj.weight_packed", {packed, SafetensorsDType::kU8}},
+                 {"proj.weight_scale", {block_scales, SafetensorsDType::kF8E4M3}},
+                 {"proj.weight_global_scale", {f32_values({1}, {encode}), SafetensorsDType::kF32}},
+                 {"proj.input_global_scale", {f32_values({1}, {3.0f}), SafetensorsDType::kF32}}});
   const Checkpoint loaded = load_checkpoint(file);
   const ScaledTensor& w = scaled(loaded, "proj.weight");
   EXPECT_EQ(w.recipe(), Recipe(NVFP4BlockScaling{}));
@@ -415,10 +420,12 @@ TEST_F(CheckpointTest, ReadsCompressedTensorsInt4SymmetricAndAsymmetric) {
       for (auto& nibble : zero_nibbles) nibble = random() % 16;
       Array scale = Array::empty(DType::kF16, {rows, groups});
       for (std::int64_t i = 0; i < scale.numel(); ++i) {
-        scale.data_as<std::uint16_t>()[i] = formats::F16::encode(0.01f * static_cast<float>(1 + random() % 200));
+        scale.data_as<std::uint16_t>()[i] =
+            formats::F16::encode(0.01f * static_cast<float>(1 + random() % 200));
       }
       std::map<std::string, StoredTensor> raw = {
-          {"w.weight_packed", {pack_nibbles_into_words(nibbles, rows, cols), SafetensorsDType::kI32}},
+          {"w.weight_packed",
+           {pack_nibbles_into_words(nibbles, rows, cols), SafetensorsDType::kI32}},
           {"w.weight_scale", {scale, SafetensorsDType::kF16}},
           {"w.weight_shape", {shape_tensor(rows, cols), SafetensorsDType::kI64}}};
       if (asymmetric) {
@@ -444,7 +451,8 @@ TEST_F(CheckpointTest, ReadsCompressedTensorsInt4SymmetricAndAsymmetric) {
         for (std::int64_t c = 0; c < cols; ++c) {
           const int stored = nibbles[r * cols + c];
           const int zero = asymmetric ? zero_nibbles[r * groups + c / group] : 8;
-          const float s = formats::F16::decode(scale.data_as<std::uint16_t>()[r * groups + c / group]);
+          const float s =
+              formats::F16::decode(scale.data_as<std::uint16_t>()[r * groups + c / group]);
           ASSERT_EQ(values.data_as<float>()[r * cols + c], static_cast<float>(stored - zero) * s);
         }
       }
@@ -457,23 +465,26 @@ TEST_F(CheckpointTest, ReadsFp8WeightScalePerTensorPerChannelAndPerBlock) {
   std::mt19937 random(11);
   Array data = random_bytes(DType::kE4M3, {130, 256}, random);
   for (std::int64_t i = 0; i < data.numel(); ++i) data.data_as<std::uint8_t>()[i] &= 0xF7;
-  const std::pair<Shape, Layout> cases[] = {{{1}, PerTensor{}},
-                                            {{130, 1}, PerChannel{}},
-                                            {{2, 2}, PerBlockMN{128, 128}}};
+  const std::pair<Shape, Layout> cases[] = {
+      {{1}, PerTensor{}}, {{130, 1}, PerChannel{}}, {{2, 2}, PerBlockMN{128, 128}}};
   for (const auto& [scale_shape, layout] : cases) {
     SCOPED_TRACE(layout_repr(layout));
     const Array scale = random_floats(scale_shape, random);
-    const fs::path file = write_raw("fp8.safetensors", {{"w.weight", {data, SafetensorsDType::kF8E4M3}},
-                                                        {"w.weight_scale", {scale, SafetensorsDType::kF32}}});
+    const fs::path file =
+        write_raw("fp8.safetensors", {{"w.weight", {data, SafetensorsDType::kF8E4M3}},
+                                      {"w.weight_scale", {scale, SafetensorsDType::kF32}}});
     const Checkpoint loaded = load_checkpoint(file);
     const ScaledTensor& w = scaled(loaded, "w.weight");
     EXPECT_EQ(w.layout(), layout);
     const Array values = dequantize(w);
     for (std::int64_t r = 0; r < 130; ++r) {
       for (std::int64_t c = 0; c < 256; ++c) {
-        const std::int64_t s = scale.numel() == 1 ? 0 : scale_shape[1] == 1 ? r : (r / 128) * 2 + c / 128;
+        const std::int64_t s = scale.numel() == 1    ? 0
+                               : scale_shape[1] == 1 ? r
+                                                     : (r / 128) * 2 + c / 128;
         ASSERT_EQ(values.data_as<float>()[r * 256 + c],
-                  formats::E4M3::decode(data.data_as<std::uint8_t>()[r * 256 + c]) * scale.data_as<float>()[s]);
+                  formats::E4M3::decode(data.data_as<std::uint8_t>()[r * 256 + c]) *
+                      scale.data_as<float>()[s]);
       }
     }
     expect_byte_identical_rewrite(file, Convention::kCompressedTensors);
@@ -485,11 +496,12 @@ TEST_F(CheckpointTest, ReadsModelOptNvfp4WithItsDecodeScale2) {
   const Array packed = random_bytes(DType::kU8, {4, 16}, random);
   const Array block_scales = random_e4m3_scales({4, 2}, random);
   const float scale_2 = 0.000371f;
-  const fs::path file = write_raw(
-      "modelopt.safetensors", {{"fc.weight", {packed, SafetensorsDType::kU8}},
-                               {"fc.weight_scale", {block_scales, SafetensorsDType::kF8E4M3}},
-                               {"fc.weight_scale_2", {f32_values({}, {scale_2}), SafetensorsDType::kF32}},
-                               {"fc.input_scale", {f32_values({}, {0.5f}), SafetensorsDType::kF32}}});
+  const fs::path file =
+      write_raw("modelopt.safetensors",
+                {{"fc.weight", {packed, SafetensorsDType::kU8}},
+                 {"fc.weight_scale", {block_scales, SafetensorsDType::kF8E4M3}},
+                 {"fc.weight_scale_2", {f32_values({}, {scale_2}), SafetensorsDType::kF32}},
+                 {"fc.input_scale", {f32_values({}, {0.5f}), SafetensorsDType::kF32}}});
   const Checkpoint loaded = load_checkpoint(file);
   const ScaledTensor& w = scaled(loaded, "fc.weight");
   EXPECT_EQ(w.recipe(), Recipe(NVFP4BlockScaling{}));
@@ -512,7 +524,8 @@ TEST_F(CheckpointTest, CastTensorsWriteToEachConventionAndReadBackIdentical) {
   std::mt19937 random(13);
   const Array x = random_floats({256, 256}, random);
   const std::pair<Convention, Recipe> cases[] = {
-      {Convention::kDeepSeekV3, Float8BlockScaling{.block_k = 128, .block_m = 128, .power_2_scale = false}},
+      {Convention::kDeepSeekV3,
+       Float8BlockScaling{.block_k = 128, .block_m = 128, .power_2_scale = false}},
       {Convention::kCompressedTensors, NVFP4BlockScaling{}},
       {Convention::kCompressedTensors, Float8CurrentScaling{}},
       {Convention::kCompressedTensors, INT4Scaling{.group_size = 64, .is_signed = false}},
@@ -554,15 +567,17 @@ TEST_F(CheckpointTest, ConventionsRejectWhatTheyCannotExpress) {
 TEST_F(CheckpointTest, RejectsConventionTensorsThatDoNotFit) {
   std::mt19937 random(15);
   // DeepSeek scale_inv with the wrong tile grid.
-  std::string message = load_error(write_raw(
-      "a.safetensors", {{"w", {random_bytes(DType::kE4M3, {256, 256}, random), SafetensorsDType::kF8E4M3}},
-                        {"w_scale_inv", {random_floats({3, 2}, random), SafetensorsDType::kF32}}}));
+  std::string message = load_error(
+      write_raw("a.safetensors",
+                {{"w", {random_bytes(DType::kE4M3, {256, 256}, random), SafetensorsDType::kF8E4M3}},
+                 {"w_scale_inv", {random_floats({3, 2}, random), SafetensorsDType::kF32}}}));
   EXPECT_TRUE(contains(message, "DeepSeek-V3")) << message;
   // compressed-tensors NVFP4 block scales of the wrong shape.
-  message = load_error(write_raw(
-      "b.safetensors", {{"w_packed", {random_bytes(DType::kU8, {4, 16}, random), SafetensorsDType::kU8}},
-                        {"w_scale", {random_e4m3_scales({4, 3}, random), SafetensorsDType::kF8E4M3}},
-                        {"w_global_scale", {f32_values({1}, {2.0f}), SafetensorsDType::kF32}}}));
+  message = load_error(
+      write_raw("b.safetensors",
+                {{"w_packed", {random_bytes(DType::kU8, {4, 16}, random), SafetensorsDType::kU8}},
+                 {"w_scale", {random_e4m3_scales({4, 3}, random), SafetensorsDType::kF8E4M3}},
+                 {"w_global_scale", {f32_values({1}, {2.0f}), SafetensorsDType::kF32}}}));
   EXPECT_TRUE(contains(message, "compressed-tensors")) << message;
   // INT4 whose weight_shape does not fit the words.
   message = load_error(write_raw(
