@@ -41,7 +41,8 @@ ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& optio
   if (plan.has_zero_point) {
     out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);
   }
-  ops_detail::run_cast(plan, x.contiguous(), out, options.state);
+  ops_detail::run_cast(plan, x.contiguous(), out, options.state,
+                       {options.allocator, options.stream});
 
   return ScaledTensor(out.data, out.scale, recipe, plan.layout,
                       plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,

@@ -5,7 +5,7 @@
 
 namespace breccia {
 
-Array dequantize(const ScaledTensor& scaled, DType out_dtype, Allocator* allocator) {
+Array dequantize(const ScaledTensor& scaled, DType out_dtype, Allocator* allocator, void* stream) {
   if (!is_wide_float(out_dtype)) {
     fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
                     dtype_name(out_dtype));
@@ -16,7 +16,8 @@ Array dequantize(const ScaledTensor& scaled, DType out_dtype, Allocator* allocat
   const Array none;
   ops_detail::run_dequantize(plan, scaled.data().contiguous(), scaled.scale().contiguous(),
                              plan.has_global_scale ? scaled.global_scale()->contiguous() : none,
-                             plan.has_zero_point ? scaled.zero_point()->contiguous() : none, out);
+                             plan.has_zero_point ? scaled.zero_point()->contiguous() : none, out,
+                             {allocator, stream});
   return out;
 }
 

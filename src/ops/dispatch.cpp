@@ -1,8 +1,20 @@
 #include "ops/dispatch.hpp"
 
 #include "breccia/error.hpp"
+#if defined(BRECCIA_WITH_CUDA)
+#include "breccia/kernels/cuda.hpp"
+#endif
 
 namespace breccia::ops_detail {
+namespace {
+
+#if defined(BRECCIA_WITH_CUDA)
+kernels::cuda::Context cuda_context(const DeviceContext& context) {
+  return {context.allocator, context.stream};
+}
+#endif
+
+}  // namespace
 
 void require_device(const Array& array, std::string_view argument, Device device) {
   if (array.device() != device) {
@@ -12,6 +24,9 @@ void require_device(const Array& array, std::string_view argument, Device device
 }
 
 void require_kernels_for(Device device, std::string_view operation) {
+#if defined(BRECCIA_WITH_CUDA)
+  if (device.kind == Device::Kind::kCUDA) return;
+#endif
   if (!device.is_cpu()) {
     fail<UnsupportedError>(operation, ": this build of breccia has no kernels for ", device,
                            " (CUDA kernels are not built); move the data to the CPU explicitly "
@@ -20,13 +35,44 @@ void require_kernels_for(Device device, std::string_view operation) {
 }
 
 void run_cast(const QuantPlan& plan, const Array& x, const kernels::reference::CastOutputs& out,
-              DelayedScalingState* state) {
+              DelayedScalingState* state, const DeviceContext& context) {
+#if defined(BRECCIA_WITH_CUDA)
+  if (x.device().kind == Device::Kind::kCUDA) {
+    kernels::cuda::cast(plan, x, out, state, cuda_context(context));
+    return;
+  }
+#endif
+  (void)context;
   kernels::reference::cast(plan, x, out, state);
 }
 
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
-                    const Array& global_scale, const Array& zero_point, const Array& out) {
+                    const Array& global_scale, const Array& zero_point, const Array& out,
+                    const DeviceContext& context) {
+#if defined(BRECCIA_WITH_CUDA)
+  if (data.device().kind == Device::Kind::kCUDA) {
+    kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out, cuda_context(context));
+    return;
+  }
+#endif
+  (void)context;
   kernels::reference::dequantize(plan, data, scale, global_scale, zero_point, out);
+}
+
+Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
+                           const DeviceContext& context) {
+#if defined(BRECCIA_WITH_CUDA)
+  const auto* scaled_a = std::get_if<ScaledTensor>(&a);
+  const auto* scaled_b = std::get_if<ScaledTensor>(&b);
+  if (scaled_a != nullptr && scaled_b != nullptr) {
+    return kernels::cuda::scaled_matmul(*scaled_a, *scaled_b, out_dtype, cuda_context(context));
+  }
+  fail<UnsupportedError>("matmul: on CUDA both operands must be ScaledTensors (a tensor-core "
+                         "GEMM takes them); cast plain arrays first, or move them to the CPU");
+#else
+  (void)a, (void)b, (void)out_dtype, (void)context;
+  fail<UnsupportedError>("matmul: this build of breccia has no CUDA kernels");
+#endif
 }
 
 }  // namespace breccia::ops_detail

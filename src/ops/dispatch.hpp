@@ -1,10 +1,17 @@
-// Chooses the kernel for a validated, planned operation by device. Today the CPU runs the
-// reference kernels; fast CPU and CUDA kernels slot in here, behind the same plan.
+// Chooses the kernel for a validated, planned operation by device: the reference kernels on
+// the CPU, the CUDA kernels (kernels/cuda.hpp) on CUDA devices when BRECCIA_CUDA is built.
 #pragma once
 
 #include "breccia/kernels/reference.hpp"
+#include "breccia/ops.hpp"
 
 namespace breccia::ops_detail {
+
+// Where device kernels allocate and run; the CPU ignores it.
+struct DeviceContext {
+  Allocator* allocator = nullptr;
+  void* stream = nullptr;  // cudaStream_t
+};
 
 // Throws DeviceError unless every array is on `device`; breccia never moves data between
 // devices behind the caller's back.
@@ -14,8 +21,12 @@ void require_device(const Array& array, std::string_view argument, Device device
 void require_kernels_for(Device device, std::string_view operation);
 
 void run_cast(const QuantPlan& plan, const Array& x, const kernels::reference::CastOutputs& out,
-              DelayedScalingState* state);
+              DelayedScalingState* state, const DeviceContext& context = {});
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
-                    const Array& global_scale, const Array& zero_point, const Array& out);
+                    const Array& global_scale, const Array& zero_point, const Array& out,
+                    const DeviceContext& context = {});
+// matmul of operands on a (non-CPU) device.
+Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
+                           const DeviceContext& context);
 
 }  // namespace breccia::ops_detail

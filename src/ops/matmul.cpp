@@ -73,7 +73,8 @@ std::int64_t source_batch(const Shape& operand, const Shape& batch, std::int64_t
 
 }  // namespace
 
-Array matmul(const Operand& a, const Operand& b, DType out_dtype) {
+Array matmul(const Operand& a, const Operand& b, DType out_dtype, Allocator* allocator,
+             void* stream) {
   if (!is_wide_float(out_dtype)) {
     fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
                     dtype_name(out_dtype));
@@ -81,6 +82,9 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype) {
   const Device device = data_of(a).device();
   ops_detail::require_device(data_of(b), "b", device);
   ops_detail::require_kernels_for(device, "matmul");
+  if (!device.is_cpu()) {
+    return ops_detail::run_matmul_on_device(a, b, out_dtype, {allocator, stream});
+  }
 
   const Shape a_shape = logical_shape_of(a);
   const Shape b_shape = logical_shape_of(b);

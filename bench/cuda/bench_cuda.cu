@@ -1,0 +1,148 @@
+// GPU benchmarks, each beside its baseline in the same process on the same device:
+// - cast and dequantize per recipe (16384 x 16384 bf16 in) vs a device-to-device copy of the
+//   input: effective bandwidth = bytes read + bytes written;
+// - FP8 GEMMs (per-tensor 8192^3, DeepSeek block-scaled shapes): TFLOP/s beside the 1979
+//   dense FP8 peak of an H100 SXM.
+// Prints one table row per case: "| case | ms | GB/s or TFLOP/s | ratio |".
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "breccia/kernels/cuda.hpp"
+#include "breccia/ops.hpp"
+#include "cuda/cuda_support.hpp"
+
+namespace {
+
+using namespace breccia;
+
+// Median milliseconds of `repeats` runs of f, timed with events after `warmup` runs.
+double median_ms(const std::function<void()>& f, int warmup = 3, int repeats = 20) {
+  for (int i = 0; i < warmup; ++i) f();
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<float> times;
+  for (int i = 0; i < repeats; ++i) {
+    cudaEventRecord(start);
+    f();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+std::int64_t bytes_of(const ScaledTensor& t) {
+  std::int64_t bytes = t.data().nbytes() + t.scale().nbytes();
+  if (t.global_scale()) bytes += t.global_scale()->nbytes();
+  if (t.zero_point()) bytes += t.zero_point()->nbytes();
+  return bytes;
+}
+
+// Random bf16 on the device (a host-side pattern is enough: values only steer the scales).
+Array random_bf16(Shape shape, Allocator& allocator, std::uint32_t seed) {
+  Array host = Array::empty(DType::kBF16, shape);
+  auto* bits = host.data_as<std::uint16_t>();
+  std::uint32_t state = seed;
+  for (std::int64_t i = 0; i < host.numel(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    // sign, exponent in [2^-8, 2^8), random mantissa
+    bits[i] = static_cast<std::uint16_t>(((state >> 16) & 0x807F) | ((119 + (state >> 8) % 16) << 7));
+  }
+  return cuda_test::to_device(host, allocator);
+}
+
+void row(const std::string& name, double ms, double rate, const char* unit, double ratio) {
+  std::printf("| %-46s | %8.3f | %9.1f %-7s | %5.2f |\n", name.c_str(), ms, rate, unit, ratio);
+}
+
+}  // namespace
+
+int main() {
+  cudaDeviceProp prop{};
+  cuda_test::check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  std::printf("GPU: %s, CUDA runtime %d.%d, CUTLASS GEMMs: %s\n", prop.name, runtime / 1000,
+              (runtime % 1000) / 10, kernels::cuda::has_cutlass_gemm() ? "yes" : "no");
+  cuda_test::StreamAllocator allocator;
+
+  // --- quantize / dequantize vs copy --------------------------------------------------------
+  const Shape shape = {16384, 16384};
+  const Array x = random_bf16(shape, allocator, 1);
+  Array copy = Array::empty(DType::kBF16, shape, Device::cuda(0), &allocator);
+  const double copy_ms = median_ms([&] {
+    cudaMemcpyAsync(copy.data(), x.data(), static_cast<std::size_t>(x.nbytes()), cudaMemcpyDeviceToDevice);
+  });
+  const double copy_gbs = 2.0 * x.nbytes() / copy_ms / 1e6;
+  std::printf("| case | ms | rate | vs copy |\n|---|---|---|---|\n");
+  row("device-to-device copy, 16384^2 bf16", copy_ms, copy_gbs, "GB/s", 1.0);
+  const std::vector<std::pair<std::string, Recipe>> recipes = {
+      {"Float8CurrentScaling E4M3", Float8CurrentScaling{}},
+      {"DelayedScaling E4M3 (stateless)", DelayedScaling{}},
+      {"Float8BlockScaling 1x128", Float8BlockScaling{}},
+      {"Float8BlockScaling 128x128", Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true}},
+      {"MXFP8 E4M3 floor", MXFP8BlockScaling{}},
+      {"MXFP8 E4M3 rceil", MXFP8BlockScaling{Fp8Format::kE4M3, 32, MXScaleRounding::kRceil}},
+      {"NVFP4", NVFP4BlockScaling{}},
+      {"NVFP4 two_d", NVFP4BlockScaling{"E2M1", 16, "E4M3", true}},
+      {"INT4 g128 signed", INT4Scaling{}},
+      {"INT4 g128 unsigned", INT4Scaling{128, false, Int4ScaleDType::kF16}},
+  };
+  for (const auto& [name, recipe] : recipes) {
+    for (int axis : {-1, -2}) {
+      ScaledTensor result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
+      const double ms = median_ms([&] {
+        result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
+      });
+      const double gbs = static_cast<double>(x.nbytes() + bytes_of(result)) / ms / 1e6;
+      row("cast " + name + (axis == -1 ? " rowwise" : " colwise"), ms, gbs, "GB/s", gbs / copy_gbs);
+      if (axis == -1) {
+        Array out;
+        const double dq_ms = median_ms([&] { out = dequantize(result, DType::kBF16, &allocator); });
+        const double dq_gbs = static_cast<double>(bytes_of(result) + x.nbytes()) / dq_ms / 1e6;
+        row("dequantize " + name + " -> bf16", dq_ms, dq_gbs, "GB/s", dq_gbs / copy_gbs);
+      }
+    }
+  }
+
+  // --- GEMMs ----------------------------------------------------------------------------------
+  if (!kernels::cuda::has_cutlass_gemm()) return 0;
+  constexpr double kPeak = 1979.0;  // dense FP8 TFLOP/s, H100 SXM datasheet
+  auto gemm_row = [&](const std::string& name, std::int64_t m, std::int64_t n, std::int64_t k,
+                      const Recipe& ra, const Recipe& rb, int b_axis, DType out_dtype) {
+    const Array a_wide = random_bf16({m, k}, allocator, 3);
+    const Array b_wide = random_bf16({k, n}, allocator, 4);
+    const ScaledTensor a = cast(a_wide, ra, CastOptions{.allocator = &allocator});
+    const ScaledTensor b = cast(b_wide, rb, CastOptions{.axis = b_axis, .allocator = &allocator});
+    Array out;
+    const double ms = median_ms([&] { out = matmul(a, b, out_dtype, &allocator); }, 3, 10);
+    const double tflops = 2.0 * m * n * k / ms / 1e9;
+    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms, tflops,
+        "TFLOP/s", tflops / kPeak);
+  };
+  std::printf("| GEMM | ms | rate | vs FP8 peak |\n|---|---|---|---|\n");
+  gemm_row("fp8 per-tensor e4m3 x e4m3 -> bf16", 8192, 8192, 8192, Float8CurrentScaling{},
+           Float8CurrentScaling{}, -1, DType::kBF16);
+  gemm_row("fp8 per-tensor e4m3 x e5m2 -> bf16", 8192, 8192, 8192, Float8CurrentScaling{},
+           Float8CurrentScaling{Fp8Format::kE5M2}, -1, DType::kBF16);
+  const Recipe act = Float8BlockScaling{};
+  const Recipe weight = Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true};
+  for (std::int64_t m : {128, 4096}) {
+    for (auto [n, k] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+             {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}}) {
+      gemm_row("fp8 block 1x128 x 128x128 -> bf16", m, n, k, act, weight, -1, DType::kBF16);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,137 @@
+// The CUTLASS 3.x/4.x Hopper FP8 GEMMs (TMA loads, wgmma, warp-specialized cooperative
+// kernels), one template per scaling scheme; each src/cuda/gemm/*.cu instantiates one
+// (operand type, output type) pair so the slow CUTLASS compiles run in parallel.
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/cutlass.h>
+#include <cutlass/detail/blockwise_scale_layout.hpp>
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cutlass/gemm/dispatch_policy.hpp>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+
+#include "breccia/error.hpp"
+#include "cuda/gemm/gemm.hpp"
+#include "cuda/runtime.hpp"
+
+namespace breccia::kernels::cuda::gemm {
+
+using namespace cute;
+
+// A packed stride (leading dimension, unit, batch) of CUTLASS's K-major A/B or row-major D.
+template <class Stride>
+Stride packed_stride(std::int64_t leading, std::int64_t batch) {
+  Stride stride{};
+  cute::get<0>(stride) = leading;
+  cute::get<2>(stride) = batch;
+  return stride;
+}
+
+// A (M x K) row-major, B (N x K) row-major (CUTLASS's column-major K x N), D (M x N) row-major.
+template <class ElementB, class ElementD, class TileShape, class ClusterShape, class Schedule,
+          class EpilogueSchedule, class LayoutSFA = void, class LayoutSFB = void>
+struct Fp8Gemm {
+  using ElementA = cutlass::float_e4m3_t;
+  static constexpr bool kBlockwise = !cute::is_void_v<LayoutSFA>;
+  using LayoutA = cutlass::layout::RowMajor;
+  using LayoutB = cutlass::layout::ColumnMajor;
+  using LayoutD = cutlass::layout::RowMajor;
+  static constexpr int kAlignmentAB = 16;
+  static constexpr int kAlignmentD = 16 / sizeof(ElementD);
+
+  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD, kAlignmentD,
+      ElementD, LayoutD, kAlignmentD, EpilogueSchedule,
+      cutlass::epilogue::fusion::LinearCombination<ElementD, float, ElementD, float>>::CollectiveOp;
+
+  using OperandA = cute::conditional_t<kBlockwise, cute::tuple<LayoutA, LayoutSFA>, LayoutA>;
+  using OperandB = cute::conditional_t<kBlockwise, cute::tuple<LayoutB, LayoutSFB>, LayoutB>;
+  using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, ElementA, OperandA, kAlignmentAB, ElementB,
+      OperandB, kAlignmentAB, float, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      Schedule>::CollectiveOp;
+
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
+                                                      CollectiveEpilogue>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+};
+
+template <class Config>
+void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& context, Device device) {
+  using Gemm = typename Config::Gemm;
+  Gemm gemm;
+  if (gemm.can_implement(arguments) != cutlass::Status::kSuccess) {
+    fail<UnsupportedError>("scaled_matmul: the CUTLASS kernel cannot take M=",
+                           cute::get<0>(arguments.problem_shape), " N=", cute::get<1>(arguments.problem_shape),
+                           " K=", cute::get<2>(arguments.problem_shape), " (alignment)");
+  }
+  const std::size_t workspace_bytes = Gemm::get_workspace_size(arguments);
+  const std::shared_ptr<void> workspace =
+      detail::scratch(context, static_cast<std::int64_t>(workspace_bytes), device);
+  const cudaStream_t stream = detail::stream_of(context);
+  if (gemm.initialize(arguments, workspace.get(), stream) != cutlass::Status::kSuccess) {
+    fail<DeviceError>("scaled_matmul: CUTLASS GEMM initialization failed");
+  }
+  if (gemm.run(stream) != cutlass::Status::kSuccess) fail<DeviceError>("scaled_matmul: CUTLASS GEMM launch failed");
+  detail::check_launch("CUTLASS FP8 GEMM");
+}
+
+// Per-tensor scales: D = (scale_a * scale_b) * (A @ B), alpha read from the device.
+template <class ElementB, class ElementD>
+void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
+  using Config = Fp8Gemm<ElementB, ElementD, cute::Shape<_128, _256, _128>, cute::Shape<_2, _1, _1>,
+                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
+                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+  using Gemm = typename Config::Gemm;
+  using StrideA = typename Gemm::GemmKernel::StrideA;
+  using StrideB = typename Gemm::GemmKernel::StrideB;
+  using StrideD = typename Gemm::GemmKernel::StrideD;
+  typename Gemm::Arguments arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {p.m, p.n, p.k, 1},
+      {static_cast<const cutlass::float_e4m3_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
+       static_cast<const ElementB*>(p.b), packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k)},
+      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+  arguments.epilogue.thread.alpha_ptr = p.alpha;
+  arguments.epilogue.thread.beta = 0.0f;
+  run_gemm<Config>(arguments, context, device);
+}
+
+// DeepSeek block scales: A 1 x 128 (K-major, M x ceil(K/128)), B 128 x 128 (N-major,
+// ceil(K/128) x ceil(N/128)), applied in the main loop in fp32.
+using BlockScaleConfig =
+    cutlass::detail::Sm90BlockwiseScaleConfig<1, 128, 128, cute::GMMA::Major::K, cute::GMMA::Major::MN>;
+
+template <class ElementD>
+void blockwise_gemm(const Problem& p, const Context& context, Device device) {
+  using LayoutSFA = decltype(BlockScaleConfig::deduce_layoutSFA());
+  using LayoutSFB = decltype(BlockScaleConfig::deduce_layoutSFB());
+  using Config = Fp8Gemm<cutlass::float_e4m3_t, ElementD, cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
+                         cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise,
+                         cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB>;
+  using Gemm = typename Config::Gemm;
+  using StrideA = typename Gemm::GemmKernel::StrideA;
+  using StrideB = typename Gemm::GemmKernel::StrideB;
+  using StrideD = typename Gemm::GemmKernel::StrideD;
+  const auto shape = make_shape(p.m, p.n, p.k, 1);
+  typename Gemm::Arguments arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {p.m, p.n, p.k, 1},
+      {static_cast<const cutlass::float_e4m3_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
+       static_cast<const cutlass::float_e4m3_t*>(p.b), packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k),
+       p.scale_a, BlockScaleConfig::tile_atom_to_shape_SFA(shape), p.scale_b,
+       BlockScaleConfig::tile_atom_to_shape_SFB(shape)},
+      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+  arguments.epilogue.thread.alpha = 1.0f;
+  arguments.epilogue.thread.beta = 0.0f;
+  run_gemm<Config>(arguments, context, device);
+}
+
+}  // namespace breccia::kernels::cuda::gemm

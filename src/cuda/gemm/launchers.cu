@@ -1,0 +1,43 @@
+// The table of GEMM instances (each defined in its own file of this folder).
+#include "cuda/gemm/gemm.hpp"
+
+namespace breccia::kernels::cuda::gemm {
+
+void per_tensor_e4m3_bf16(const Problem&, const Context&, Device);
+void per_tensor_e4m3_f16(const Problem&, const Context&, Device);
+void per_tensor_e4m3_f32(const Problem&, const Context&, Device);
+void per_tensor_e5m2_bf16(const Problem&, const Context&, Device);
+void per_tensor_e5m2_f16(const Problem&, const Context&, Device);
+void per_tensor_e5m2_f32(const Problem&, const Context&, Device);
+void blockwise_bf16(const Problem&, const Context&, Device);
+void blockwise_f16(const Problem&, const Context&, Device);
+void blockwise_f32(const Problem&, const Context&, Device);
+
+Launcher per_tensor_launcher(DType b_dtype, DType out_dtype) {
+  const bool e4m3 = b_dtype == DType::kE4M3;
+  switch (out_dtype) {
+    case DType::kBF16:
+      return e4m3 ? per_tensor_e4m3_bf16 : per_tensor_e5m2_bf16;
+    case DType::kF16:
+      return e4m3 ? per_tensor_e4m3_f16 : per_tensor_e5m2_f16;
+    case DType::kF32:
+      return e4m3 ? per_tensor_e4m3_f32 : per_tensor_e5m2_f32;
+    default:
+      return nullptr;
+  }
+}
+
+Launcher blockwise_launcher(DType out_dtype) {
+  switch (out_dtype) {
+    case DType::kBF16:
+      return blockwise_bf16;
+    case DType::kF16:
+      return blockwise_f16;
+    case DType::kF32:
+      return blockwise_f32;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace breccia::kernels::cuda::gemm

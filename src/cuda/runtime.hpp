@@ -1,0 +1,46 @@
+// CUDA runtime plumbing shared by the kernels: error checks that throw breccia errors, the
+// caller's stream and allocator, and device checks.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string_view>
+
+#include "breccia/array.hpp"
+#include "breccia/kernels/cuda.hpp"
+
+namespace breccia::kernels::cuda::detail {
+
+// Throws DeviceError naming `what` and CUDA's message unless status is cudaSuccess.
+void check(cudaError_t status, std::string_view what);
+// Checks the last launch (configuration errors surface here, faults at the next sync).
+void check_launch(std::string_view kernel);
+
+inline cudaStream_t stream_of(const Context& context) {
+  return static_cast<cudaStream_t>(context.stream);
+}
+
+// Temporary device memory from the caller's allocator, released (back to the caller's pool)
+// when the owner goes; stream-ordered pools make that safe before the kernel finishes.
+std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device);
+
+// Throws DeviceError unless `array` lives on a CUDA device.
+void require_cuda(const Array& array, std::string_view argument);
+
+// Makes `device` current for the scope (kernels launch on the data's device).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(Device device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// NVFP4: turns the tensor amax held in `global_scale` into amax / 2688 (one thread).
+void finish_nvfp4_global_scale(float* global_scale, cudaStream_t stream);
+
+}  // namespace breccia::kernels::cuda::detail

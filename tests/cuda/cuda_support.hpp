@@ -1,0 +1,68 @@
+// Test and benchmark support for CUDA: a stream-ordered allocator (the stand-in for a
+// framework's caching allocator) and host <-> device copies of Arrays.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "breccia/array.hpp"
+
+namespace breccia::cuda_test {
+
+inline void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+  }
+}
+
+// cudaMallocAsync / cudaFreeAsync on one stream: memory comes from the device's pool, and
+// frees are ordered after the work queued before them, as with PyTorch's caching allocator.
+class StreamAllocator : public Allocator {
+ public:
+  explicit StreamAllocator(cudaStream_t stream = nullptr) : stream_(stream) {}
+  std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
+    if (device.kind != Device::Kind::kCUDA) throw std::runtime_error("StreamAllocator: CUDA only");
+    void* pointer = nullptr;
+    check(cudaMallocAsync(&pointer, static_cast<std::size_t>(bytes > 0 ? bytes : 1), stream_),
+          "cudaMallocAsync");
+    cudaStream_t stream = stream_;
+    return {pointer, [stream](void* p) { cudaFreeAsync(p, stream); }};
+  }
+
+ private:
+  cudaStream_t stream_;
+};
+
+inline Array to_device(const Array& host, Allocator& allocator) {
+  const Array source = host.contiguous();
+  Array device = Array::empty(source.dtype(), source.shape(), Device::cuda(0), &allocator);
+  check(cudaMemcpy(device.data(), source.data(), static_cast<std::size_t>(source.nbytes()),
+                   cudaMemcpyHostToDevice),
+        "cudaMemcpy to device");
+  return device;
+}
+
+inline Array to_host(const Array& device) {
+  Array host = Array::empty(device.dtype(), device.shape());
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  check(cudaMemcpy(host.data(), device.data(), static_cast<std::size_t>(device.nbytes()),
+                   cudaMemcpyDeviceToHost),
+        "cudaMemcpy to host");
+  return host;
+}
+
+// Number of bytes that differ between two arrays of the same size (-1 if the sizes differ).
+inline std::int64_t mismatched_bytes(const Array& a, const Array& b) {
+  if (a.nbytes() != b.nbytes()) return -1;
+  const auto* x = static_cast<const unsigned char*>(a.data());
+  const auto* y = static_cast<const unsigned char*>(b.data());
+  std::int64_t count = 0;
+  for (std::int64_t i = 0; i < a.nbytes(); ++i) count += x[i] != y[i];
+  return count;
+}
+
+}  // namespace breccia::cuda_test

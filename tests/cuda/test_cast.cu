@@ -1,0 +1,212 @@
+// GPU cast and dequantize against the reference kernels, byte for byte: every recipe, both
+// axes, fp32/bf16/fp16 (and fp64) input, a grid of shapes with edge blocks, and fills of
+// special values (NaN of both signs, inf, fp32 and target-format subnormals, zero blocks).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <bit>
+#include <limits>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "breccia/error.hpp"
+#include "breccia/kernels/cuda.hpp"
+#include "breccia/kernels/reference.hpp"
+#include "breccia/ops.hpp"
+#include "cuda/cuda_support.hpp"
+
+namespace breccia {
+namespace {
+
+using cuda_test::mismatched_bytes;
+using cuda_test::to_device;
+using cuda_test::to_host;
+
+std::vector<Recipe> all_recipes() {
+  return {
+      DelayedScaling{},
+      DelayedScaling{Fp8Format::kE5M2, 16, 1},
+      Float8CurrentScaling{},
+      Float8CurrentScaling{Fp8Format::kE5M2, true},
+      Float8BlockScaling{},
+      Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true},
+      Float8BlockScaling{Fp8Format::kE5M2, 128, 1, false},
+      MXFP8BlockScaling{},
+      MXFP8BlockScaling{Fp8Format::kE5M2, 32, MXScaleRounding::kRceil},
+      NVFP4BlockScaling{},
+      NVFP4BlockScaling{"E2M1", 16, "E4M3", true},
+      INT4Scaling{},
+      INT4Scaling{128, false, Int4ScaleDType::kBF16},
+      INT4Scaling{32, true, Int4ScaleDType::kF32},
+      INT4Scaling{-1, false, Int4ScaleDType::kF16},
+  };
+}
+
+enum class Fill { kRandom, kSpecial };
+
+// Values whose magnitudes vary per row by up to 2^+-24, so scales vary; with kSpecial, about
+// one element in 16 is a special value and one row in 5 is all zero.
+Array make_input(const Shape& shape, Fill fill, std::uint32_t seed) {
+  Array x = Array::empty(DType::kF32, shape);
+  const std::int64_t cols = shape.back();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-24, 24);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                            -std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            1e-40f, -1e-41f, std::ldexp(1.0f, -9), std::ldexp(1.0f, -16),
+                            448.0f, -57344.0f, 6.0f, 0.0f, -0.0f, 3.0e38f};
+  float* values = x.data_as<float>();
+  float row_scale = 1.0f;
+  bool zero_row = false;
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    if (i % cols == 0) {
+      row_scale = std::ldexp(1.0f, exponent(rng));
+      zero_row = fill == Fill::kSpecial && rng() % 5 == 0;
+    }
+    float v = normal(rng) * row_scale;
+    if (fill == Fill::kSpecial) {
+      if (zero_row) v = 0.0f;
+      else if (rng() % 16 == 0) v = specials[rng() % std::size(specials)];
+    }
+    values[i] = v;
+  }
+  return x;
+}
+
+Array converted(const Array& x, DType dtype) {
+  if (dtype == DType::kF32) return x;
+  Array out = Array::empty(dtype, x.shape());
+  kernels::reference::convert(x, out);
+  return out;
+}
+
+class CudaCast : public ::testing::Test {
+ protected:
+  cuda_test::StreamAllocator allocator_;
+  CastOptions options(int axis) { return CastOptions{.axis = axis, .allocator = &allocator_}; }
+
+  // Casts x on both devices and compares every output byte; also dequantizes both into every
+  // output dtype and compares. Returns false when the recipe does not take the shape.
+  bool check(const Array& x, const Recipe& recipe, int axis,
+             const std::vector<DType>& dequantize_dtypes = {DType::kF32, DType::kBF16,
+                                                            DType::kF16}) {
+    std::optional<ScaledTensor> reference;
+    try {
+      reference.emplace(cast(x, recipe, CastOptions{.axis = axis}));
+    } catch (const ValueError&) {
+      return false;  // the recipe does not take this shape on either device
+    }
+    const ScaledTensor& expected = *reference;
+    const ScaledTensor got = cast(to_device(x, allocator_), recipe, options(axis));
+    EXPECT_EQ(mismatched_bytes(to_host(got.data()), expected.data()), 0) << "data";
+    EXPECT_EQ(mismatched_bytes(to_host(got.scale()), expected.scale()), 0) << "scale";
+    if (expected.global_scale()) {
+      EXPECT_EQ(mismatched_bytes(to_host(*got.global_scale()), *expected.global_scale()), 0)
+          << "global_scale";
+    }
+    if (expected.zero_point()) {
+      EXPECT_EQ(mismatched_bytes(to_host(*got.zero_point()), *expected.zero_point()), 0)
+          << "zero_point";
+    }
+    for (DType out : dequantize_dtypes) {
+      const Array want = dequantize(expected, out);
+      const Array have = to_host(dequantize(got, out, &allocator_));
+      EXPECT_EQ(mismatched_bytes(have, want), 0) << "dequantize to " << dtype_name(out);
+    }
+    return true;
+  }
+
+  int sweep(const std::vector<Shape>& shapes, const std::vector<DType>& dtypes, Fill fill) {
+    int checked = 0;
+    std::uint32_t seed = 1;
+    for (const Shape& shape : shapes) {
+      for (DType dtype : dtypes) {
+        const Array x = converted(make_input(shape, fill, seed++), dtype);
+        for (const Recipe& recipe : all_recipes()) {
+          for (int axis : {-1, -2}) {
+            SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) + " shape=" +
+                         shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
+            checked += check(x, recipe, axis) ? 1 : 0;
+            if (HasFailure()) return checked;
+          }
+        }
+      }
+    }
+    return checked;
+  }
+};
+
+const std::vector<Shape> kShapes = {{1, 32}, {127, 4096}, {256, 384}, {3, 64, 256},
+                                    {384, 200}, {2, 2, 128, 128}, {32, 6}};
+const std::vector<DType> kDtypes = {DType::kF32, DType::kBF16, DType::kF16, DType::kF64};
+
+TEST_F(CudaCast, MatchesReferenceOnShapeGrid) {
+  const int checked = sweep(kShapes, kDtypes, Fill::kRandom);
+  std::printf("[ cases  ] %d recipe x axis x shape x dtype combinations\n", checked);
+  EXPECT_GT(checked, 200);
+}
+
+TEST_F(CudaCast, MatchesReferenceOnSpecialValues) {
+  const int checked = sweep(kShapes, kDtypes, Fill::kSpecial);
+  std::printf("[ cases  ] %d recipe x axis x shape x dtype combinations\n", checked);
+  EXPECT_GT(checked, 200);
+}
+
+TEST_F(CudaCast, MatchesReferenceOnLargeDeepSeekShape) {
+  const Array x = converted(make_input({4096, 7168}, Fill::kSpecial, 99), DType::kBF16);
+  const std::vector<Recipe> recipes = {Float8CurrentScaling{}, Float8BlockScaling{},
+                                       MXFP8BlockScaling{}, NVFP4BlockScaling{}, INT4Scaling{}};
+  for (const Recipe& recipe : recipes) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    EXPECT_TRUE(check(x, recipe, -1, {DType::kBF16}));
+  }
+}
+
+TEST_F(CudaCast, DelayedScalingStateAdvancesAsOnTheCpu) {
+  const DelayedScaling recipe{Fp8Format::kE4M3, 4, 0};
+  DelayedScalingState cpu_state(recipe);
+  DelayedScalingState gpu_state(recipe);
+  for (std::uint32_t step = 0; step < 6; ++step) {
+    const Array x = make_input({64, 96}, step % 2 == 0 ? Fill::kRandom : Fill::kSpecial, step);
+    const ScaledTensor want = cast(x, recipe, CastOptions{.state = &cpu_state});
+    CastOptions options{.state = &gpu_state, .allocator = &allocator_};
+    const ScaledTensor got = cast(to_device(x, allocator_), recipe, options);
+    EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0) << "step " << step;
+    EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0) << "step " << step;
+    EXPECT_EQ(gpu_state.encode_scale(), cpu_state.encode_scale()) << "step " << step;
+    const std::vector<float>& gpu_history = gpu_state.amax_history();
+    const std::vector<float>& cpu_history = cpu_state.amax_history();
+    ASSERT_EQ(gpu_history.size(), cpu_history.size());
+    for (std::size_t i = 0; i < gpu_history.size(); ++i) {  // bitwise: NaN entries included
+      EXPECT_EQ(std::bit_cast<std::uint32_t>(gpu_history[i]), std::bit_cast<std::uint32_t>(cpu_history[i]))
+          << "step " << step << " history[" << i << "]";
+    }
+  }
+}
+
+TEST_F(CudaCast, WithoutAnAllocatorRaisesDeviceError) {
+  const Array x = to_device(make_input({4, 32}, Fill::kRandom, 5), allocator_);
+  EXPECT_THROW(cast(x, MXFP8BlockScaling{}, CastOptions{}), DeviceError);
+}
+
+TEST_F(CudaCast, RunsOnTheCallersStream) {
+  cudaStream_t stream = nullptr;
+  cuda_test::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  cuda_test::StreamAllocator allocator(stream);
+  const Array host = make_input({512, 1024}, Fill::kRandom, 7);
+  const Array x = to_device(host, allocator);
+  const ScaledTensor got = cast(x, NVFP4BlockScaling{},
+                                CastOptions{.allocator = &allocator, .stream = stream});
+  cuda_test::check(cudaStreamSynchronize(stream), "sync");
+  const ScaledTensor want = cast(host, NVFP4BlockScaling{});
+  EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);
+  EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0);
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace breccia

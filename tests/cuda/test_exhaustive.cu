@@ -1,0 +1,84 @@
+// Every one of the 2^32 fp32 bit patterns through the device's element encoders (the ones the
+// cast kernels use: hardware FP8 conversion with the NaN fix-up, the E2M1 rule, the bf16/fp16
+// output rounding) compared with formats::Minifloat::encode evaluated on the host CPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "cuda/cuda_support.hpp"
+#include "cuda/device_numerics.cuh"
+
+namespace breccia {
+namespace {
+
+using cuda_detail::Wide;
+
+constexpr std::uint64_t kChunk = std::uint64_t{1} << 28;
+
+__global__ void encode_chunk(std::uint64_t first, std::uint8_t* e4m3, std::uint8_t* e5m2,
+                             std::uint8_t* e2m1, std::uint16_t* bf16, std::uint16_t* f16) {
+  for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < kChunk;
+       i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    const float x = __uint_as_float(static_cast<std::uint32_t>(first + i));
+    e4m3[i] = cuda_detail::encode_fp8<ElementFormat::kE4M3>(x);
+    e5m2[i] = cuda_detail::encode_fp8<ElementFormat::kE5M2>(x);
+    e2m1[i] = cuda_detail::encode_e2m1(x);
+    bf16[i] = cuda_detail::from_float<Wide::kBF16>(x);
+    f16[i] = cuda_detail::from_float<Wide::kF16>(x);
+  }
+}
+
+TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
+  std::uint8_t *e4m3 = nullptr, *e5m2 = nullptr, *e2m1 = nullptr;
+  std::uint16_t *bf16 = nullptr, *f16 = nullptr;
+  cuda_test::check(cudaMalloc(&e4m3, kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&e5m2, kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&e2m1, kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&bf16, 2 * kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&f16, 2 * kChunk), "malloc");
+  std::vector<std::uint8_t> h_e4m3(kChunk), h_e5m2(kChunk), h_e2m1(kChunk);
+  std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk);
+  std::atomic<std::uint64_t> mismatches[5] = {};
+  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+
+  for (std::uint64_t first = 0; first < (std::uint64_t{1} << 32); first += kChunk) {
+    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16);
+    cuda_test::check(cudaGetLastError(), "launch");
+    cuda_test::check(cudaMemcpy(h_e4m3.data(), e4m3, kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_e5m2.data(), e5m2, kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_e2m1.data(), e2m1, kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_bf16.data(), bf16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_f16.data(), f16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
+    std::vector<std::thread> threads;
+    for (unsigned w = 0; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        std::uint64_t local[5] = {};
+        for (std::uint64_t i = w; i < kChunk; i += workers) {
+          const float x = std::bit_cast<float>(static_cast<std::uint32_t>(first + i));
+          local[0] += h_e4m3[i] != formats::E4M3::encode(x);
+          local[1] += h_e5m2[i] != formats::E5M2::encode(x);
+          local[2] += h_e2m1[i] != formats::E2M1::encode(x);
+          local[3] += h_bf16[i] != formats::BF16::encode(x, formats::Overflow::kInfinity);
+          local[4] += h_f16[i] != formats::F16::encode(x, formats::Overflow::kInfinity);
+        }
+        for (int f = 0; f < 5; ++f) mismatches[f] += local[f];
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_EQ(mismatches[0].load(), 0u) << "E4M3";
+  EXPECT_EQ(mismatches[1].load(), 0u) << "E5M2";
+  EXPECT_EQ(mismatches[2].load(), 0u) << "E2M1";
+  EXPECT_EQ(mismatches[3].load(), 0u) << "bf16";
+  EXPECT_EQ(mismatches[4].load(), 0u) << "fp16";
+  for (void* p : {static_cast<void*>(e4m3), static_cast<void*>(e5m2), static_cast<void*>(e2m1),
+                  static_cast<void*>(bf16), static_cast<void*>(f16)}) {
+    cudaFree(p);
+  }
+}
+
+}  // namespace
+}  // namespace breccia
