@@ -33,9 +33,10 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
     float element = detail::decode_element(plan.format, detail::load_code(plan, data, i));
     if (plan.has_zero_point)
       element -= static_cast<float>(zero_point.data_as<const std::uint8_t>()[s]);
-    float value = element * scale_value(plan, scale, s);
-    if (plan.has_global_scale) value = value * global;
-    detail::write_wide(out, i, value);
+    // NVFP4: the block's whole decode factor, decode(sd) * global_scale, is formed first and
+    // then applied to the element, as TransformerEngine's and torchao's dequantize do.
+    const float factor = scale_value(plan, scale, s) * global;
+    detail::write_wide(out, i, element * factor);
   }
 }
 

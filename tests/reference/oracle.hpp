@@ -553,7 +553,8 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
       std::uint32_t element = 0;  // a NaN block scale: every element 0
       if (!is_nan_code(kE4M3, sd)) element = encode(kE2M1, x[i] * nvfp4_block_encode(sd, s_enc));
       detail::set_packed(q.data, i, element);
-      q.dequantized[i] = decode_f32(kE2M1, element) * decode_f32(kE4M3, sd) * q.global_scale;
+      // The block's full decode factor first, as TransformerEngine and torchao compute it.
+      q.dequantized[i] = decode_f32(kE2M1, element) * (decode_f32(kE4M3, sd) * q.global_scale);
       q.half_step.push_back(
           detail::half_step(kE2M1, element, decode_f32(kE4M3, sd) * q.global_scale));
     });
