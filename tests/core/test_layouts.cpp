@@ -9,29 +9,13 @@
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part
-                                       << "\"";
-}
-
-template <class Error, class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  } catch (const std::exception& other) {
-    ADD_FAILURE() << "threw the wrong type: " << other.what();
-    return {};
-  }
-  ADD_FAILURE() << "did not throw";
-  return {};
-}
+using ::breccia::test_support::contains;
+using ::breccia::test_support::error_message;
 
 struct LayoutHash {
   std::size_t operator()(const Layout& layout) const { return layout_hash(layout); }
@@ -56,9 +40,13 @@ TEST(Layouts, ValidateRejectsBlocksBelowOne) {
   EXPECT_NO_THROW(validate(PerBlockMN{1, 1}));
   EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockK{0}); }),
                        "PerBlockK.block_size must be >= 1, got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{0, 32}); }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
+                         validate(PerBlockMN{0, 32});
+                       }),
                        "PerBlockMN.block_m must be >= 1, got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{1, -32}); }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
+                         validate(PerBlockMN{1, -32});
+                       }),
                        "PerBlockMN.block_n must be >= 1, got -32"));
 }
 
@@ -66,8 +54,9 @@ TEST(LayoutJson, MatchesTheDocumentedFormAndRoundTrips) {
   EXPECT_EQ(layout_to_json(PerBlockMN{}), R"({"layout":"PerBlockMN","block_m":1,"block_n":32})");
   EXPECT_EQ(layout_to_json(PerTensor{}), R"({"layout":"PerTensor"})");
   EXPECT_EQ(layout_to_json(PerBlockK{64}), R"({"layout":"PerBlockK","block_size":64})");
-  const std::vector<Layout> layouts = {PerTensor{}, PerBlockK{}, PerBlockK{16}, PerChannel{},
-                                       PerBlockMN{}, PerBlockMN{128, 128}, PerBlockMN{32, 1}};
+  const std::vector<Layout> layouts = {PerTensor{},      PerBlockK{},  PerBlockK{16},
+                                       PerChannel{},     PerBlockMN{}, PerBlockMN{128, 128},
+                                       PerBlockMN{32, 1}};
   for (const Layout& layout : layouts) {
     EXPECT_EQ(layout_from_json(layout_to_json(layout)), layout) << layout_repr(layout);
   }
@@ -106,15 +95,14 @@ TEST(LayoutJson, RejectsMalformedInput) {
 }
 
 TEST(LayoutHash, ConsistentWithEquality) {
-  const std::vector<Layout> distinct = {PerTensor{},      PerChannel{},     PerBlockK{32},
-                                        PerBlockK{128},   PerBlockMN{1, 32}, PerBlockMN{32, 1},
+  const std::vector<Layout> distinct = {PerTensor{},       PerChannel{},        PerBlockK{32},
+                                        PerBlockK{128},    PerBlockMN{1, 32},   PerBlockMN{32, 1},
                                         PerBlockMN{1, 16}, PerBlockMN{128, 128}};
   for (std::size_t i = 0; i < distinct.size(); ++i) {
     for (std::size_t j = 0; j < distinct.size(); ++j) {
       EXPECT_EQ(distinct[i] == distinct[j], i == j) << i << " vs " << j;
     }
-    EXPECT_EQ(layout_hash(layout_from_json(layout_to_json(distinct[i]))),
-              layout_hash(distinct[i]));
+    EXPECT_EQ(layout_hash(layout_from_json(layout_to_json(distinct[i]))), layout_hash(distinct[i]));
   }
   std::unordered_set<Layout, LayoutHash> set(distinct.begin(), distinct.end());
   set.insert(distinct.begin(), distinct.end());
@@ -173,7 +161,9 @@ TEST(ScaleGrid, PerTensorIsOneScale) {
 TEST(ScaleGrid, RejectsScalarsAndInvalidLayouts) {
   EXPECT_TRUE(contains(error_message<ValueError>([] { scale_grid(PerBlockK{32}, Shape{}); }),
                        "at least 1-D"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] { scale_grid(PerBlockK{0}, Shape{4, 8}); }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
+                         scale_grid(PerBlockK{0}, Shape{4, 8});
+                       }),
                        "PerBlockK.block_size"));
 }
 
@@ -187,8 +177,8 @@ TEST(ScaleGrid, EveryScaleCoversExactlyItsBlock) {
     const Shape shape = {extent(random) % 3 + 1, extent(random), extent(random)};
     const std::int64_t bm = block(random);
     const std::int64_t bn = block(random);
-    for (const Layout& layout : {Layout(PerBlockK{bn}), Layout(PerChannel{}),
-                                 Layout(PerBlockMN{bm, bn})}) {
+    for (const Layout& layout :
+         {Layout(PerBlockK{bn}), Layout(PerChannel{}), Layout(PerBlockMN{bm, bn})}) {
       const ScaleGrid grid = scale_grid(layout, shape);
       std::int64_t scale_count = 1;
       for (std::int64_t dim : grid.scale_shape) scale_count *= dim;

@@ -12,31 +12,14 @@
 #include <nlohmann/json.hpp>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
 
 // Passes when `text` contains `part`, printing both otherwise.
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part
-                                       << "\"";
-}
-
-// Runs `action`, expects it to throw Error, and returns the message for further checks.
-template <class Error, class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  } catch (const std::exception& other) {
-    ADD_FAILURE() << "threw the wrong type: " << other.what();
-    return {};
-  }
-  ADD_FAILURE() << "did not throw";
-  return {};
-}
+using ::breccia::test_support::contains;
+using ::breccia::test_support::error_message;
 
 // One recipe of every kind with every field away from its default.
 std::vector<Recipe> non_default_recipes() {
@@ -96,17 +79,16 @@ TEST(RecipeEnums, OtherSpellingsAreRejected) {
   }
   EXPECT_TRUE(contains(error_message<ValueError>([] { mx_scale_rounding_from_string("ceil"); }),
                        "scale_rounding must be 'floor' or 'rceil', got 'ceil'"));
-  EXPECT_TRUE(
-      contains(error_message<ValueError>([] { int4_scale_dtype_from_string("float16"); }),
-               "scale_dtype must be 'fp16', 'bf16' or 'fp32', got 'float16'"));
+  EXPECT_TRUE(contains(error_message<ValueError>([] { int4_scale_dtype_from_string("float16"); }),
+                       "scale_dtype must be 'fp16', 'bf16' or 'fp32', got 'float16'"));
 }
 
 // ---------------------------------------------------------------- names and repr
 
 TEST(Recipes, NamesAreTheClassNames) {
-  const std::vector<std::string> expected = {"DelayedScaling",    "Float8CurrentScaling",
+  const std::vector<std::string> expected = {"DelayedScaling",     "Float8CurrentScaling",
                                              "Float8BlockScaling", "MXFP8BlockScaling",
-                                             "NVFP4BlockScaling", "INT4Scaling"};
+                                             "NVFP4BlockScaling",  "INT4Scaling"};
   const std::vector<Recipe> recipes = default_recipes();
   for (std::size_t i = 0; i < recipes.size(); ++i) EXPECT_EQ(recipe_name(recipes[i]), expected[i]);
 }
@@ -398,8 +380,8 @@ TEST(DelayedScalingState, RejectsAHistoryOfTheWrongLengthOrABadRecipe) {
   });
   EXPECT_TRUE(contains(message, "amax_history_len = 3"));
   EXPECT_TRUE(contains(message, "got 2"));
-  const std::string bad_recipe = error_message<ValueError>(
-      [] { DelayedScalingState(DelayedScaling{.amax_history_len = 0}); });
+  const std::string bad_recipe =
+      error_message<ValueError>([] { DelayedScalingState(DelayedScaling{.amax_history_len = 0}); });
   EXPECT_TRUE(contains(bad_recipe, "DelayedScaling.amax_history_len must be >= 1, got 0"));
   const std::string bad_scale = error_message<ValueError>(
       [] { DelayedScalingState(DelayedScaling{.amax_history_len = 1}, 0.0f, {0.0f}); });

@@ -9,31 +9,17 @@
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part
-                                       << "\"";
-}
+using ::breccia::test_support::contains;
+using ::breccia::test_support::error_message;
 
-template <class Error, class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  } catch (const std::exception& other) {
-    ADD_FAILURE() << "threw the wrong type: " << other.what();
-    return {};
-  }
-  ADD_FAILURE() << "did not throw";
-  return {};
+Array zeros(DType dtype, Shape shape) {
+  return Array::zeros(dtype, std::move(shape));
 }
-
-Array zeros(DType dtype, Shape shape) { return Array::zeros(dtype, std::move(shape)); }
 
 // The same memory, labelled as living on a GPU (never dereferenced by the constructor).
 Array on_cuda(const Array& array) {
@@ -44,8 +30,8 @@ Array on_cuda(const Array& array) {
 // ---------------------------------------------------------------- valid tensors
 
 TEST(ScaledTensor, PerTensorFp8) {
-  const ScaledTensor st(zeros(DType::kE4M3, {4, 8}), zeros(DType::kF32, {}),
-                        Float8CurrentScaling{}, PerTensor{});
+  const ScaledTensor st(zeros(DType::kE4M3, {4, 8}), zeros(DType::kF32, {}), Float8CurrentScaling{},
+                        PerTensor{});
   EXPECT_EQ(st.shape(), (Shape{4, 8}));
   EXPECT_EQ(st.logical_shape(), (Shape{4, 8}));
   EXPECT_EQ(st.ndim(), 2);
@@ -66,8 +52,7 @@ TEST(ScaledTensor, AcceptsEveryRecipeInItsUsualForm) {
   EXPECT_NO_THROW(ScaledTensor(zeros(DType::kU8, {8}), zeros(DType::kF32, {1}),
                                DelayedScaling{.fp8_format = Fp8Format::kE5M2}, PerTensor{}));
   EXPECT_NO_THROW(ScaledTensor(zeros(DType::kE5M2, {3, 4, 8}), zeros(DType::kF32, {3, 4, 1}),
-                               Float8CurrentScaling{.fp8_format = Fp8Format::kE5M2},
-                               PerChannel{}));
+                               Float8CurrentScaling{.fp8_format = Fp8Format::kE5M2}, PerChannel{}));
   EXPECT_NO_THROW(ScaledTensor(zeros(DType::kE4M3, {4, 256}), zeros(DType::kF32, {4, 2}),
                                Float8BlockScaling{}, PerBlockK{128}));
   EXPECT_NO_THROW(ScaledTensor(zeros(DType::kE4M3, {256, 300}), zeros(DType::kF32, {2, 3}),
@@ -94,11 +79,10 @@ TEST(ScaledTensor, PackedDataHasTwiceTheBytesAsElements) {
   EXPECT_EQ(nvfp4.grid().cols, 32);
   EXPECT_EQ(nvfp4.grid().scale_shape, (Shape{2, 4, 2}));
 
-  const ScaledTensor int4(zeros(DType::kU8, {4, 64}), zeros(DType::kF32, {4, 4}),
-                          INT4Scaling{.group_size = 32,
-                                      .is_signed = false,
-                                      .scale_dtype = Int4ScaleDType::kF32},
-                          PerBlockK{32}, std::nullopt, zeros(DType::kU8, {4, 4}));
+  const ScaledTensor int4(
+      zeros(DType::kU8, {4, 64}), zeros(DType::kF32, {4, 4}),
+      INT4Scaling{.group_size = 32, .is_signed = false, .scale_dtype = Int4ScaleDType::kF32},
+      PerBlockK{32}, std::nullopt, zeros(DType::kU8, {4, 4}));
   EXPECT_EQ(int4.logical_shape(), (Shape{4, 128}));
   ASSERT_TRUE(int4.zero_point().has_value());
   EXPECT_EQ(int4.zero_point()->shape(), (Shape{4, 4}));
@@ -128,10 +112,10 @@ void construct(const Recipe& recipe, const Layout& layout) {
 
 TEST(ScaledTensor, EachRecipeAcceptsExactlyItsLayouts) {
   const std::vector<Layout> candidates = {
-      PerTensor{},         PerChannel{},        PerBlockK{16},       PerBlockK{32},
-      PerBlockK{128},      PerBlockMN{1, 16},   PerBlockMN{16, 1},   PerBlockMN{1, 32},
-      PerBlockMN{32, 1},   PerBlockMN{1, 128},  PerBlockMN{128, 1},  PerBlockMN{128, 128},
-      PerBlockMN{2, 128},  PerBlockMN{128, 2},
+      PerTensor{},        PerChannel{},       PerBlockK{16},      PerBlockK{32},
+      PerBlockK{128},     PerBlockMN{1, 16},  PerBlockMN{16, 1},  PerBlockMN{1, 32},
+      PerBlockMN{32, 1},  PerBlockMN{1, 128}, PerBlockMN{128, 1}, PerBlockMN{128, 128},
+      PerBlockMN{2, 128}, PerBlockMN{128, 2},
   };
   struct Row {
     Recipe recipe;
@@ -191,8 +175,8 @@ TEST(ScaledTensorInvariants, RecipeAndLayoutMustBeValid) {
 
 TEST(ScaledTensorInvariants, LayoutMustFitTheRecipe) {
   const std::string message = error_message<ValueError>([] {
-    ScaledTensor(zeros(DType::kE4M3, {4, 256}), zeros(DType::kF32, {4, 2}),
-                 Float8CurrentScaling{}, PerBlockK{128});
+    ScaledTensor(zeros(DType::kE4M3, {4, 256}), zeros(DType::kF32, {4, 2}), Float8CurrentScaling{},
+                 PerBlockK{128});
   });
   EXPECT_EQ(message,
             "layout: Float8CurrentScaling(fp8_format='E4M3', power_2_scale=False) is laid out as "
@@ -207,8 +191,7 @@ TEST(ScaledTensorInvariants, DataDtypeMustMatchTheRecipe) {
   };
   const Case cases[] = {
       {Float8CurrentScaling{}, DType::kE5M2, "float8_e4m3fn or uint8"},
-      {Float8CurrentScaling{.fp8_format = Fp8Format::kE5M2}, DType::kE4M3,
-       "float8_e5m2 or uint8"},
+      {Float8CurrentScaling{.fp8_format = Fp8Format::kE5M2}, DType::kE4M3, "float8_e5m2 or uint8"},
       {Float8CurrentScaling{}, DType::kF32, "float8_e4m3fn or uint8"},
       {Float8CurrentScaling{}, DType::kI8, "float8_e4m3fn or uint8"},
   };
@@ -242,24 +225,49 @@ TEST(ScaledTensorInvariants, ScaleDtypeMustMatchTheRecipe) {
   const Case cases[] = {
       {Float8CurrentScaling{}, PerTensor{}, {4, 8}, {}, DType::kE4M3, DType::kF16, "float32"},
       {DelayedScaling{}, PerTensor{}, {4, 8}, {}, DType::kE4M3, DType::kF64, "float32"},
-      {Float8BlockScaling{}, PerBlockK{128}, {4, 128}, {4, 1}, DType::kE4M3, DType::kE8M0,
+      {Float8BlockScaling{},
+       PerBlockK{128},
+       {4, 128},
+       {4, 1},
+       DType::kE4M3,
+       DType::kE8M0,
        "float32"},
-      {MXFP8BlockScaling{}, PerBlockMN{1, 32}, {4, 32}, {4, 1}, DType::kE4M3, DType::kF32,
+      {MXFP8BlockScaling{},
+       PerBlockMN{1, 32},
+       {4, 32},
+       {4, 1},
+       DType::kE4M3,
+       DType::kF32,
        "float8_e8m0fnu or uint8"},
-      {NVFP4BlockScaling{}, PerBlockMN{1, 16}, {4, 8}, {4, 1}, DType::kU8, DType::kE8M0,
+      {NVFP4BlockScaling{},
+       PerBlockMN{1, 16},
+       {4, 8},
+       {4, 1},
+       DType::kU8,
+       DType::kE8M0,
        "float8_e4m3fn or uint8"},
-      {INT4Scaling{.group_size = 32}, PerBlockK{32}, {4, 16}, {4, 1}, DType::kU8, DType::kBF16,
+      {INT4Scaling{.group_size = 32},
+       PerBlockK{32},
+       {4, 16},
+       {4, 1},
+       DType::kU8,
+       DType::kBF16,
        "float16"},
-      {INT4Scaling{.group_size = 32, .scale_dtype = Int4ScaleDType::kF32}, PerBlockK{32},
-       {4, 16}, {4, 1}, DType::kU8, DType::kF16, "float32"},
+      {INT4Scaling{.group_size = 32, .scale_dtype = Int4ScaleDType::kF32},
+       PerBlockK{32},
+       {4, 16},
+       {4, 1},
+       DType::kU8,
+       DType::kF16,
+       "float32"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(recipe_repr(c.recipe));
     std::optional<Array> global_scale;
     if (std::holds_alternative<NVFP4BlockScaling>(c.recipe)) global_scale = zeros(DType::kF32, {});
     const std::string message = error_message<TypeError>([&] {
-      ScaledTensor(zeros(c.data_dtype, c.data_shape), zeros(c.scale_dtype, c.scale_shape),
-                   c.recipe, c.layout, global_scale);
+      ScaledTensor(zeros(c.data_dtype, c.data_shape), zeros(c.scale_dtype, c.scale_shape), c.recipe,
+                   c.layout, global_scale);
     });
     EXPECT_TRUE(contains(message, "scale: "));
     EXPECT_TRUE(contains(message, std::string("needs dtype ") + c.expected));
@@ -287,14 +295,13 @@ TEST(ScaledTensorInvariants, GlobalScaleIsNvfp4sAndOneFp32) {
   EXPECT_TRUE(contains(error_message<ValueError>([&] { nvfp4(std::nullopt); }),
                        "global_scale: NVFP4BlockScaling("));
   EXPECT_TRUE(contains(error_message<ValueError>([&] { nvfp4(std::nullopt); }), "got none"));
-  EXPECT_TRUE(contains(error_message<TypeError>([&] { nvfp4(zeros(DType::kF16, {})); }),
-                       "global_scale: "));
+  EXPECT_TRUE(
+      contains(error_message<TypeError>([&] { nvfp4(zeros(DType::kF16, {})); }), "global_scale: "));
   EXPECT_TRUE(contains(error_message<ValueError>([&] { nvfp4(zeros(DType::kF32, {2})); }),
                        "global_scale: must hold exactly one element, got shape (2,)"));
   EXPECT_TRUE(contains(error_message<ValueError>([] {
                          ScaledTensor(zeros(DType::kE4M3, {4, 8}), zeros(DType::kF32, {}),
-                                      Float8CurrentScaling{}, PerTensor{},
-                                      zeros(DType::kF32, {}));
+                                      Float8CurrentScaling{}, PerTensor{}, zeros(DType::kF32, {}));
                        }),
                        "has no global_scale (it is NVFP4's alone), got one"));
 }
@@ -306,16 +313,18 @@ TEST(ScaledTensorInvariants, ZeroPointIsUnsignedInt4sAndShapedLikeTheScale) {
                  std::nullopt, std::move(zero_point));
   };
   EXPECT_NO_THROW(int4(asymmetric, zeros(DType::kU8, {4, 2})));
-  EXPECT_TRUE(contains(error_message<ValueError>([&] { int4(asymmetric, std::nullopt); }),
-                       "zero_point: "));
+  EXPECT_TRUE(
+      contains(error_message<ValueError>([&] { int4(asymmetric, std::nullopt); }), "zero_point: "));
   EXPECT_TRUE(contains(error_message<ValueError>([&] { int4(asymmetric, std::nullopt); }),
                        "needs a uint8 zero_point, got none"));
-  EXPECT_TRUE(contains(
-      error_message<TypeError>([&] { int4(asymmetric, zeros(DType::kI8, {4, 2})); }),
-      "needs dtype uint8, got int8"));
-  EXPECT_TRUE(contains(
-      error_message<ValueError>([&] { int4(asymmetric, zeros(DType::kU8, {4, 1})); }),
-      "zero_point: must have the scale's shape (4, 2), got (4, 1)"));
+  EXPECT_TRUE(contains(error_message<TypeError>([&] {
+                         int4(asymmetric, zeros(DType::kI8, {4, 2}));
+                       }),
+                       "needs dtype uint8, got int8"));
+  EXPECT_TRUE(contains(error_message<ValueError>([&] {
+                         int4(asymmetric, zeros(DType::kU8, {4, 1}));
+                       }),
+                       "zero_point: must have the scale's shape (4, 2), got (4, 1)"));
   EXPECT_TRUE(contains(error_message<ValueError>([&] {
                          int4(INT4Scaling{.group_size = 32}, zeros(DType::kU8, {4, 2}));
                        }),
@@ -328,13 +337,13 @@ TEST(ScaledTensorInvariants, EveryArrayIsOnTheDataDevice) {
   const Array zero_point = zeros(DType::kU8, {4, 2});
   const INT4Scaling asymmetric{.group_size = 32, .is_signed = false};
   EXPECT_TRUE(contains(error_message<DeviceError>([&] {
-                         ScaledTensor(data, on_cuda(scale), asymmetric, PerBlockK{32},
-                                      std::nullopt, zero_point);
+                         ScaledTensor(data, on_cuda(scale), asymmetric, PerBlockK{32}, std::nullopt,
+                                      zero_point);
                        }),
                        "scale is on cuda:0 but data is on cpu"));
   EXPECT_TRUE(contains(error_message<DeviceError>([&] {
-                         ScaledTensor(on_cuda(data), scale, asymmetric, PerBlockK{32},
-                                      std::nullopt, zero_point);
+                         ScaledTensor(on_cuda(data), scale, asymmetric, PerBlockK{32}, std::nullopt,
+                                      zero_point);
                        }),
                        "scale is on cpu but data is on cuda:0"));
   EXPECT_TRUE(contains(error_message<DeviceError>([&] {

@@ -15,6 +15,7 @@
 #include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
 #include "breccia/ops.hpp"
+#include "test_support.hpp"
 
 namespace breccia::io {
 namespace {
@@ -136,9 +137,7 @@ class CheckpointTest : public ::testing::Test {
   fs::path directory_;
 };
 
-bool contains(const std::string& text, std::string_view fragment) {
-  return text.find(fragment) != std::string::npos;
-}
+using ::breccia::test_support::contains;
 
 // ---------------------------------------------------------------------------------------------
 // breccia's own layout

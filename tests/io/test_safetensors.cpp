@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia::io {
 namespace {
@@ -58,9 +59,7 @@ Array random_array(DType dtype, Shape shape, std::mt19937& random) {
   return array;
 }
 
-bool contains(const std::string& text, std::string_view fragment) {
-  return text.find(fragment) != std::string::npos;
-}
+using ::breccia::test_support::contains;
 
 class SafetensorsTest : public ::testing::Test {
  protected:

@@ -11,6 +11,7 @@
 
 #include "breccia/error.hpp"
 #include "breccia/ops.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
@@ -29,20 +30,8 @@ std::vector<std::uint8_t> bytes_of(const Array& a) {
   return {p, p + c.nbytes()};
 }
 
-template <class Error, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception of the expected type";
-  return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using ::breccia::test_support::contains;
+using ::breccia::test_support::error_message;
 
 // Plain (batch, M, K) x (batch, K, N) product in double, with NumPy batch broadcasting, for
 // operands given as fp32 values in row-major order.
@@ -75,14 +64,14 @@ void expect_close(const Array& got, const std::vector<double>& want) {
 
 TEST(Cast, RejectsNonFloatInput) {
   const Array x = Array::zeros(DType::kU8, {4, 32});
-  const std::string message = error_of<TypeError>([&] { cast(x, Float8CurrentScaling{}); });
+  const std::string message = error_message<TypeError>([&] { cast(x, Float8CurrentScaling{}); });
   EXPECT_TRUE(contains(message, "x:")) << message;
   EXPECT_TRUE(contains(message, "uint8")) << message;
 }
 
 TEST(Cast, RejectsBlockNotDividingTheBlockedAxis) {
   const Array x = random_array({4, 48}, 1);
-  const std::string message = error_of<ValueError>([&] { cast(x, MXFP8BlockScaling{}); });
+  const std::string message = error_message<ValueError>([&] { cast(x, MXFP8BlockScaling{}); });
   EXPECT_TRUE(contains(message, "multiple of the block size 32")) << message;
   EXPECT_TRUE(contains(message, "(4, 48)")) << message;
   // Along axis -2 it is the second-to-last dim that must divide.
@@ -91,23 +80,23 @@ TEST(Cast, RejectsBlockNotDividingTheBlockedAxis) {
 }
 
 TEST(Cast, RejectsOddPackedDimensionAndTooFewDims) {
-  EXPECT_TRUE(contains(error_of<ValueError>([] {
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
                          cast(random_array({16, 31}, 2), INT4Scaling{.group_size = 31});
                        }),
                        "must be even"));
   EXPECT_TRUE(
-      contains(error_of<ValueError>([] { cast(random_array({64}, 2), MXFP8BlockScaling{}); }),
+      contains(error_message<ValueError>([] { cast(random_array({64}, 2), MXFP8BlockScaling{}); }),
                "x.ndim >= 2"));
   EXPECT_NO_THROW(cast(random_array({64}, 2), Float8CurrentScaling{}));  // per-tensor: 1-D is fine
 }
 
 TEST(Cast, RejectsBadAxisAndMismatchedState) {
-  EXPECT_TRUE(contains(error_of<ValueError>([] {
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
                          cast(random_array({2, 32, 32}, 3), MXFP8BlockScaling{}, {.axis = 0});
                        }),
                        "axis"));
   DelayedScalingState state(DelayedScaling{.amax_history_len = 4});
-  EXPECT_TRUE(contains(error_of<ValueError>([&] {
+  EXPECT_TRUE(contains(error_message<ValueError>([&] {
                          cast(random_array({8}, 3), DelayedScaling{}, {.state = &state});
                        }),
                        "state"));
@@ -115,7 +104,7 @@ TEST(Cast, RejectsBadAxisAndMismatchedState) {
 }
 
 TEST(Cast, InvalidRecipeIsRejectedAtTheOp) {
-  EXPECT_TRUE(contains(error_of<ValueError>([] {
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
                          cast(random_array({4, 64}, 4), MXFP8BlockScaling{.block_size = 16});
                        }),
                        "block_size"));
@@ -142,7 +131,7 @@ TEST(Cast, DeviceArraysAreNotCopiedToTheHost) {
   const Array on_gpu =
       Array::borrow(host.data(), DType::kF32, host.shape(), {}, Device::cuda(0), host.owner());
   const std::string message =
-      error_of<UnsupportedError>([&] { cast(on_gpu, Float8CurrentScaling{}); });
+      error_message<UnsupportedError>([&] { cast(on_gpu, Float8CurrentScaling{}); });
   EXPECT_TRUE(contains(message, "cuda:0")) << message;
 }
 
@@ -186,11 +175,11 @@ TEST(Matmul, RoundsToTheRequestedOutputDtype) {
 
 TEST(Matmul, RejectsMismatchedShapesDtypesAndDevices) {
   const Array a = random_array({4, 32}, 14);
-  EXPECT_TRUE(contains(error_of<ValueError>([&] {
+  EXPECT_TRUE(contains(error_message<ValueError>([&] {
                          matmul(a, random_array({16, 8}, 15));
                        }),
                        "K=32"));
-  EXPECT_TRUE(contains(error_of<ValueError>([&] {
+  EXPECT_TRUE(contains(error_message<ValueError>([&] {
                          matmul(random_array({2, 4, 32}, 1), random_array({3, 32, 8}, 1));
                        }),
                        "broadcast"));
@@ -228,8 +217,8 @@ TEST(FromBuffer, WrapsTheBuffersWithoutCopying) {
 TEST(FromBuffer, ValidatesLikeTheConstructor) {
   const ScaledTensor st = cast(random_array({4, 64}, 18), MXFP8BlockScaling{});
   const Array wrong_scale = Array::zeros(DType::kU8, {4, 3});
-  const std::string message =
-      error_of<ValueError>([&] { from_buffer(st.data(), wrong_scale, st.recipe(), st.layout()); });
+  const std::string message = error_message<ValueError>(
+      [&] { from_buffer(st.data(), wrong_scale, st.recipe(), st.layout()); });
   EXPECT_TRUE(contains(message, "(4, 2)")) << message;
   EXPECT_TRUE(contains(message, "(4, 3)")) << message;
 }
