@@ -30,8 +30,9 @@ from breccia.recipes import (
 __version__: str = _core.__version__
 
 
-def cast(x: Any, recipe: ScalingRecipe, axis: int = -1, *,
-         state: DelayedScalingState | None = None) -> ScaledTensor:
+def cast(
+    x: Any, recipe: ScalingRecipe, axis: int = -1, *, state: DelayedScalingState | None = None
+) -> ScaledTensor:
     """Quantize a high-precision tensor under ``recipe``.
 
     x: a float32/float16/bfloat16/float64 NumPy, PyTorch (CPU), MLX or JAX (CPU) array; the
@@ -73,8 +74,13 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
     return _ops.matmul(_ops.DISPATCH, a, b, out_dtype)
 
 
-def requantize(scaled: ScaledTensor, new_recipe: ScalingRecipe, axis: int = -1, *,
-               state: DelayedScalingState | None = None) -> ScaledTensor:
+def requantize(
+    scaled: ScaledTensor,
+    new_recipe: ScalingRecipe,
+    axis: int = -1,
+    *,
+    state: DelayedScalingState | None = None,
+) -> ScaledTensor:
     """Convert a ScaledTensor to another recipe: ``cast(dequantize(scaled), new_recipe)``.
 
     Requantizing to the tensor's own recipe (and blocking axis) returns the same bytes. axis
@@ -83,8 +89,14 @@ def requantize(scaled: ScaledTensor, new_recipe: ScalingRecipe, axis: int = -1, 
     return _ops.requantize(_ops.DISPATCH, scaled, new_recipe, axis, state)
 
 
-def from_buffer(data: Any, scale: Any, recipe: ScalingRecipe, layout: Layout,
-                global_scale: Any = None, zero_point: Any = None) -> ScaledTensor:
+def from_buffer(
+    data: Any,
+    scale: Any,
+    recipe: ScalingRecipe,
+    layout: Layout,
+    global_scale: Any = None,
+    zero_point: Any = None,
+) -> ScaledTensor:
     """Wrap existing quantized buffers (a checkpoint's, a vendor library's) as a ScaledTensor.
 
     No reduction, no quantization and no copy: the ScaledTensor holds the very arrays given,
@@ -96,26 +108,26 @@ def from_buffer(data: Any, scale: Any, recipe: ScalingRecipe, layout: Layout,
 
 
 __all__ = [
-    "__version__",
-    "ScaledTensor",
-    "cast",
-    "dequantize",
-    "matmul",
-    "requantize",
-    "from_buffer",
-    "ScalingRecipe",
     "DelayedScaling",
     "DelayedScalingState",
-    "Float8CurrentScaling",
     "Float8BlockScaling",
+    "Float8CurrentScaling",
+    "INT4Scaling",
+    "Layout",
     "MXFP8BlockScaling",
     "NVFP4BlockScaling",
-    "INT4Scaling",
-    "recipe_from_json",
-    "Layout",
-    "PerTensor",
     "PerBlockK",
-    "PerChannel",
     "PerBlockMN",
+    "PerChannel",
+    "PerTensor",
+    "ScaledTensor",
+    "ScalingRecipe",
+    "__version__",
+    "cast",
+    "dequantize",
+    "from_buffer",
     "layout_from_json",
+    "matmul",
+    "recipe_from_json",
+    "requantize",
 ]

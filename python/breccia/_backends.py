@@ -49,7 +49,8 @@ def is_array_like(x: Any) -> bool:
 def describe(x: Any) -> str:
     """A short description of a value for error messages."""
     if is_array_like(x):
-        return f"{type(x).__module__}.{type(x).__qualname__} of dtype {x.dtype}, shape {tuple(x.shape)}"
+        kind = f"{type(x).__module__}.{type(x).__qualname__}"
+        return f"{kind} of dtype {x.dtype}, shape {tuple(x.shape)}"
     return f"{type(x).__module__}.{type(x).__qualname__}"
 
 
@@ -70,7 +71,8 @@ def cuda_not_built(argument: str, where: str) -> NotImplementedError:
 
 
 def dtype_name(dtype: Any, argument: str) -> str:
-    """breccia's name ("float32", "bfloat16", ...) of a NumPy/ml_dtypes, PyTorch, MLX or JAX dtype."""
+    """breccia's name ("float32", "bfloat16", ...) of a NumPy/ml_dtypes, PyTorch, MLX or JAX
+    dtype."""
     if isinstance(dtype, str):
         return dtype
     text = str(dtype)
@@ -115,7 +117,9 @@ def _torch_to_core(tensor: Any, argument: str) -> _core.Array:
     import torch
 
     if tensor.layout != torch.strided:
-        raise TypeError(f"{argument}: expected a dense (strided) tensor, got layout {tensor.layout}")
+        raise TypeError(
+            f"{argument}: expected a dense (strided) tensor, got layout {tensor.layout}"
+        )
     device = tensor.device
     if device.type == "cuda" and not _core.CUDA_BUILT:
         raise cuda_not_built(argument, str(device))

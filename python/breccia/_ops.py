@@ -34,11 +34,14 @@ def _axis(axis: Any) -> int:
     return int(axis)
 
 
-def cast(engine: Engine, x: Any, recipe: ScalingRecipe, axis: int,
-         state: DelayedScalingState | None) -> ScaledTensor:
+def cast(
+    engine: Engine, x: Any, recipe: ScalingRecipe, axis: int, state: DelayedScalingState | None
+) -> ScaledTensor:
     _backends.require_array_like(x, "x")
     require_recipe(recipe, "recipe")
-    native = engine.cast(_backends.to_core(x, "x"), recipe._native, _axis(axis), _state_native(state))
+    native = engine.cast(
+        _backends.to_core(x, "x"), recipe._native, _axis(axis), _state_native(state)
+    )
     return ScaledTensor._from_native(native, _backends.backend_of(x), recipe)
 
 
@@ -53,10 +56,12 @@ def matmul(engine: Engine, a: Any, b: Any, out_dtype: Any) -> Any:
     for name, operand in operands.items():
         if not isinstance(operand, ScaledTensor):
             _backends.require_array_like(operand, name)
-    backend = same_backend({
-        name: operand.data if isinstance(operand, ScaledTensor) else operand
-        for name, operand in operands.items()
-    })
+    backend = same_backend(
+        {
+            name: operand.data if isinstance(operand, ScaledTensor) else operand
+            for name, operand in operands.items()
+        }
+    )
     native = [
         operand._native if isinstance(operand, ScaledTensor) else _backends.to_core(operand, name)
         for name, operand in operands.items()
@@ -65,16 +70,24 @@ def matmul(engine: Engine, a: Any, b: Any, out_dtype: Any) -> Any:
     return _backends.from_core(out, backend)
 
 
-def requantize(engine: Engine, scaled: ScaledTensor, new_recipe: ScalingRecipe, axis: int,
-               state: DelayedScalingState | None) -> ScaledTensor:
+def requantize(
+    engine: Engine,
+    scaled: ScaledTensor,
+    new_recipe: ScalingRecipe,
+    axis: int,
+    state: DelayedScalingState | None,
+) -> ScaledTensor:
     require_scaled(scaled, "scaled")
     require_recipe(new_recipe, "new_recipe")
-    native = engine.requantize(scaled._native, new_recipe._native, _axis(axis), _state_native(state))
+    native = engine.requantize(
+        scaled._native, new_recipe._native, _axis(axis), _state_native(state)
+    )
     return ScaledTensor._from_native(native, scaled.backend, new_recipe)
 
 
-def from_buffer(data: Any, scale: Any, recipe: ScalingRecipe, layout: Any,
-                global_scale: Any, zero_point: Any) -> ScaledTensor:
+def from_buffer(
+    data: Any, scale: Any, recipe: ScalingRecipe, layout: Any, global_scale: Any, zero_point: Any
+) -> ScaledTensor:
     return ScaledTensor._from_buffers(data, scale, recipe, layout, global_scale, zero_point)
 
 
@@ -87,5 +100,6 @@ def _reference_requantize(native: Any, recipe: Any, axis: int, state: Any) -> An
 
 
 DISPATCH = Engine(_core.cast, _core.dequantize, _core.matmul, _core_requantize)
-REFERENCE = Engine(_core.reference_cast, _core.reference_dequantize, _core.reference_matmul,
-                   _reference_requantize)
+REFERENCE = Engine(
+    _core.reference_cast, _core.reference_dequantize, _core.reference_matmul, _reference_requantize
+)

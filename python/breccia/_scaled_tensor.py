@@ -39,14 +39,22 @@ class ScaledTensor:
         object.__setattr__(self, "_native", _core.ScaledTensor(*arguments))
 
     @classmethod
-    def _from_buffers(cls, data: Any, scale: Any, recipe: Any, layout: Any,
-                      global_scale: Any = None, zero_point: Any = None) -> ScaledTensor:
+    def _from_buffers(
+        cls,
+        data: Any,
+        scale: Any,
+        recipe: Any,
+        layout: Any,
+        global_scale: Any = None,
+        zero_point: Any = None,
+    ) -> ScaledTensor:
         """Wraps the buffers through breccia::from_buffer, keeping the caller's objects."""
         native = _core.from_buffer(
-            *_checked_arguments(data, scale, recipe, layout, global_scale, zero_point))
+            *_checked_arguments(data, scale, recipe, layout, global_scale, zero_point)
+        )
         scaled = object.__new__(cls)
         values = (data, scale, recipe, layout, global_scale, zero_point)
-        for field, value in zip(dataclasses.fields(cls), values):
+        for field, value in zip(dataclasses.fields(cls), values, strict=False):
             object.__setattr__(scaled, field.name, value)
         object.__setattr__(scaled, "_native", native)
         return scaled
@@ -61,8 +69,12 @@ class ScaledTensor:
             "scale": _backends.from_core(native.scale, backend),
             "recipe": recipe,
             "layout": layout_from_native(native.layout),
-            "global_scale": None if optional[0] is None else _backends.from_core(optional[0], backend),
-            "zero_point": None if optional[1] is None else _backends.from_core(optional[1], backend),
+            "global_scale": None
+            if optional[0] is None
+            else _backends.from_core(optional[0], backend),
+            "zero_point": None
+            if optional[1] is None
+            else _backends.from_core(optional[1], backend),
         }
         for name, value in values.items():
             object.__setattr__(scaled, name, value)
@@ -106,13 +118,16 @@ class ScaledTensor:
         return type(self), tuple(getattr(self, field.name) for field in dataclasses.fields(self))
 
 
-def _checked_arguments(data: Any, scale: Any, recipe: Any, layout: Any, global_scale: Any,
-                       zero_point: Any) -> tuple[Any, ...]:
+def _checked_arguments(
+    data: Any, scale: Any, recipe: Any, layout: Any, global_scale: Any, zero_point: Any
+) -> tuple[Any, ...]:
     """The C++ constructor's arguments, after the checks that need no conversion."""
     _backends.require_array_like(data, "data")
     _backends.require_array_like(scale, "scale")
     if recipe is None:
-        raise ValueError("recipe is required (a ScalingRecipe such as Float8CurrentScaling()), got None")
+        raise ValueError(
+            "recipe is required (a ScalingRecipe such as Float8CurrentScaling()), got None"
+        )
     if layout is None:
         raise ValueError("layout is required (a Layout such as PerTensor()), got None")
     require_recipe(recipe, "recipe")
@@ -139,8 +154,10 @@ def same_backend(arrays: dict[str, Any]) -> str:
     backends = {name: _backends.backend_of(value) for name, value in arrays.items()}
     if len(set(backends.values())) > 1:
         listing = ", ".join(f"{name} is {backend}" for name, backend in backends.items())
-        raise ValueError(f"arrays from different frameworks cannot be mixed ({listing}); "
-                         "convert them to one framework first")
+        raise ValueError(
+            f"arrays from different frameworks cannot be mixed ({listing}); "
+            "convert them to one framework first"
+        )
     return next(iter(backends.values()))
 
 

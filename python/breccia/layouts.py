@@ -43,7 +43,9 @@ class Layout:
         """Rebuilds a layout from ``to_json()`` output (a dict or its JSON text)."""
         layout = layout_from_json(value)
         if not isinstance(layout, cls):
-            raise ValueError(f"{cls.__name__}.from_json: the JSON describes {type(layout).__name__}")
+            raise ValueError(
+                f"{cls.__name__}.from_json: the JSON describes {type(layout).__name__}"
+            )
         return layout
 
     def __repr__(self) -> str:
@@ -107,4 +109,4 @@ def require_layout(layout: Any, argument: str) -> Layout:
     return layout
 
 
-__all__ = ["Layout", "PerTensor", "PerBlockK", "PerChannel", "PerBlockMN", "layout_from_json"]
+__all__ = ["Layout", "PerBlockK", "PerBlockMN", "PerChannel", "PerTensor", "layout_from_json"]

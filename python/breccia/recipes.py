@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any
+
+from typing_extensions import Self
 
 from breccia import _core
-
-_R = TypeVar("_R", bound="ScalingRecipe")
 
 
 def _json_text(value: Mapping[str, Any] | str, kind: str) -> str:
@@ -56,13 +56,15 @@ class ScalingRecipe:
         return json.loads(self._native.to_json())
 
     @classmethod
-    def from_json(cls: type[_R], value: Mapping[str, Any] | str) -> _R:
+    def from_json(cls, value: Mapping[str, Any] | str) -> Self:
         """Rebuilds a recipe from ``to_json()`` output (a dict or its JSON text). Missing fields
         take their defaults; an unknown recipe or field, or an invalid value, raises ValueError.
         Called on a concrete class, the JSON must name that class."""
         recipe = recipe_from_json(value)
         if not isinstance(recipe, cls):
-            raise ValueError(f"{cls.__name__}.from_json: the JSON describes {type(recipe).__name__}")
+            raise ValueError(
+                f"{cls.__name__}.from_json: the JSON describes {type(recipe).__name__}"
+            )
         return recipe
 
     def __repr__(self) -> str:

@@ -17,17 +17,17 @@ from breccia.layouts import PerBlockK, PerBlockMN, PerChannel, PerTensor
 
 
 def per_tensor_fp8(**overrides):
-    fields = dict(
-        data=np.zeros((4, 8), dtype=np.uint8),
-        scale=np.float32(1.0),
-        recipe=breccia.Float8CurrentScaling(),
-        layout=PerTensor(),
-    )
+    fields = {
+        "data": np.zeros((4, 8), dtype=np.uint8),
+        "scale": np.float32(1.0),
+        "recipe": breccia.Float8CurrentScaling(),
+        "layout": PerTensor(),
+    }
     fields.update(overrides)
     return fields
 
 
-# --- ScaledTensor: construction ------------------------------------------------------------
+# --- ScaledTensor: construction ------------------------------------------------------------------
 
 
 def test_direct_construction_as_in_the_reference():
@@ -40,7 +40,13 @@ def test_direct_construction_as_in_the_reference():
 def test_scaled_tensor_is_a_frozen_dataclass():
     st = ScaledTensor(**per_tensor_fp8())
     assert [f.name for f in dataclasses.fields(st)] == [
-        "data", "scale", "recipe", "layout", "global_scale", "zero_point"]
+        "data",
+        "scale",
+        "recipe",
+        "layout",
+        "global_scale",
+        "zero_point",
+    ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         st.scale = np.float32(2.0)
     replaced = dataclasses.replace(st, scale=np.float32(2.0))
@@ -53,7 +59,7 @@ def test_replace_revalidates():
         dataclasses.replace(st, scale=np.ones(3, np.float32))
 
 
-# --- ScaledTensor: invariants (one per row) --------------------------------------------------
+# --- ScaledTensor: invariants (one per row) ------------------------------------------------------
 
 
 def test_invariant_data_is_array_like():
@@ -103,7 +109,7 @@ def test_recipe_and_layout_of_the_wrong_type():
         ScaledTensor(**per_tensor_fp8(layout="PerTensor"))
 
 
-# --- ScaledTensor: properties ------------------------------------------------------------------
+# --- ScaledTensor: properties --------------------------------------------------------------------
 
 
 def test_property_shape_is_a_tuple():
@@ -131,7 +137,7 @@ def test_extension_logical_shape_unpacks_4bit_data():
     assert st.shape == (3, 32) and st.logical_shape == (3, 64)
 
 
-# --- ScaledTensor: repr ------------------------------------------------------------------------
+# --- ScaledTensor: repr --------------------------------------------------------------------------
 
 
 def test_repr():
@@ -139,7 +145,8 @@ def test_repr():
     assert repr(st) == (
         "breccia.ScaledTensor(shape=(4, 64), data_dtype=float8_e4m3fn, scale_shape=(4, 2), "
         "recipe=MXFP8BlockScaling(fp8_format='E4M3', block_size=32, scale_rounding='floor'), "
-        "layout=PerBlockMN(block_m=1, block_n=32))")
+        "layout=PerBlockMN(block_m=1, block_n=32))"
+    )
 
 
 # --- cast ----------------------------------------------------------------------------------------
@@ -163,9 +170,15 @@ def test_cast_x_must_be_an_array():
         breccia.cast([1.0, 2.0], breccia.Float8CurrentScaling())
 
 
-@pytest.mark.parametrize("recipe_class", [
-    breccia.Float8BlockScaling, breccia.MXFP8BlockScaling, breccia.NVFP4BlockScaling,
-    breccia.INT4Scaling])
+@pytest.mark.parametrize(
+    "recipe_class",
+    [
+        breccia.Float8BlockScaling,
+        breccia.MXFP8BlockScaling,
+        breccia.NVFP4BlockScaling,
+        breccia.INT4Scaling,
+    ],
+)
 def test_cast_block_recipes_need_divisible_last_dim(recipe_class):
     with pytest.raises(ValueError, match="multiple of the block size"):
         breccia.cast(np.ones((4, 200), np.float32), recipe_class())
@@ -212,11 +225,11 @@ def test_dequantize_extension_out_dtype():
 
 
 def test_dequantize_needs_a_scaled_tensor():
-    with pytest.raises(TypeError, match="scaled must be a breccia.ScaledTensor"):
+    with pytest.raises(TypeError, match=r"scaled must be a breccia\.ScaledTensor"):
         breccia.dequantize(np.ones(4, np.float32))
 
 
-# --- matmul ----------------------------------------------------------------------------------------
+# --- matmul --------------------------------------------------------------------------------------
 
 
 def _operands():
@@ -264,7 +277,7 @@ def test_matmul_mixed_backends_are_rejected():
         breccia.matmul(np.ones((8, 64), np.float32), torch.ones((64, 4)))
 
 
-# --- requantize ------------------------------------------------------------------------------------
+# --- requantize ----------------------------------------------------------------------------------
 
 
 def test_requantize_is_cast_of_dequantize():
@@ -277,7 +290,7 @@ def test_requantize_is_cast_of_dequantize():
     assert new.scale.tobytes() == direct.scale.tobytes()
 
 
-# --- from_buffer -----------------------------------------------------------------------------------
+# --- from_buffer ---------------------------------------------------------------------------------
 
 
 def test_from_buffer_wraps_without_copy():
@@ -289,21 +302,37 @@ def test_from_buffer_wraps_without_copy():
 
 def test_from_buffer_validates():
     with pytest.raises(ValueError, match=r"scale shape must be \(4, 2\)"):
-        breccia.from_buffer(np.zeros((4, 64), np.uint8), np.ones((4, 3), np.uint8),
-                            breccia.MXFP8BlockScaling(), PerBlockMN(1, 32))
+        breccia.from_buffer(
+            np.zeros((4, 64), np.uint8),
+            np.ones((4, 3), np.uint8),
+            breccia.MXFP8BlockScaling(),
+            PerBlockMN(1, 32),
+        )
 
 
-# --- recipes: defaults and fixed fields ---------------------------------------------------------------
+# --- recipes: defaults and fixed fields ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls, defaults", [
-    (breccia.DelayedScaling, dict(fp8_format="E4M3", amax_history_len=16, margin=0)),
-    (breccia.Float8CurrentScaling, dict(fp8_format="E4M3", power_2_scale=False)),
-    (breccia.Float8BlockScaling, dict(fp8_format="E4M3", block_k=128, block_m=1, power_2_scale=True)),
-    (breccia.MXFP8BlockScaling, dict(fp8_format="E4M3", block_size=32, scale_rounding="floor")),
-    (breccia.NVFP4BlockScaling, dict(fp4_format="E2M1", block_size=16, scale_format="E4M3", two_d=False)),
-    (breccia.INT4Scaling, dict(group_size=128, signed=True, scale_dtype="fp16")),
-])
+@pytest.mark.parametrize(
+    "cls, defaults",
+    [
+        (breccia.DelayedScaling, {"fp8_format": "E4M3", "amax_history_len": 16, "margin": 0}),
+        (breccia.Float8CurrentScaling, {"fp8_format": "E4M3", "power_2_scale": False}),
+        (
+            breccia.Float8BlockScaling,
+            {"fp8_format": "E4M3", "block_k": 128, "block_m": 1, "power_2_scale": True},
+        ),
+        (
+            breccia.MXFP8BlockScaling,
+            {"fp8_format": "E4M3", "block_size": 32, "scale_rounding": "floor"},
+        ),
+        (
+            breccia.NVFP4BlockScaling,
+            {"fp4_format": "E2M1", "block_size": 16, "scale_format": "E4M3", "two_d": False},
+        ),
+        (breccia.INT4Scaling, {"group_size": 128, "signed": True, "scale_dtype": "fp16"}),
+    ],
+)
 def test_recipe_defaults(cls, defaults):
     recipe = cls()
     assert dataclasses.asdict(recipe) == defaults
@@ -312,16 +341,25 @@ def test_recipe_defaults(cls, defaults):
     assert recipe.to_json() == {"recipe": cls.__name__, **defaults}
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: breccia.MXFP8BlockScaling(block_size=16), "block_size must be 32"),
-    (lambda: breccia.NVFP4BlockScaling(fp4_format="E3M0"), "fp4_format must be 'E2M1'"),
-    (lambda: breccia.NVFP4BlockScaling(block_size=32), "block_size must be 16"),
-    (lambda: breccia.NVFP4BlockScaling(scale_format="E8M0"), "scale_format must be 'E4M3'"),
-    (lambda: breccia.Float8CurrentScaling(fp8_format="E3M4"), "fp8_format must be 'E4M3' or 'E5M2'"),
-    (lambda: breccia.INT4Scaling(scale_dtype="fp8"), "scale_dtype"),
-    (lambda: breccia.MXFP8BlockScaling(scale_rounding="up"), "scale_rounding|'floor' or 'rceil'"),
-    (lambda: breccia.DelayedScaling(amax_history_len=0), "amax_history_len must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: breccia.MXFP8BlockScaling(block_size=16), "block_size must be 32"),
+        (lambda: breccia.NVFP4BlockScaling(fp4_format="E3M0"), "fp4_format must be 'E2M1'"),
+        (lambda: breccia.NVFP4BlockScaling(block_size=32), "block_size must be 16"),
+        (lambda: breccia.NVFP4BlockScaling(scale_format="E8M0"), "scale_format must be 'E4M3'"),
+        (
+            lambda: breccia.Float8CurrentScaling(fp8_format="E3M4"),
+            "fp8_format must be 'E4M3' or 'E5M2'",
+        ),
+        (lambda: breccia.INT4Scaling(scale_dtype="fp8"), "scale_dtype"),
+        (
+            lambda: breccia.MXFP8BlockScaling(scale_rounding="up"),
+            "scale_rounding|'floor' or 'rceil'",
+        ),
+        (lambda: breccia.DelayedScaling(amax_history_len=0), "amax_history_len must be >= 1"),
+    ],
+)
 def test_recipe_fixed_and_invalid_fields_are_rejected(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -338,7 +376,10 @@ def test_recipes_are_frozen_hashable_and_picklable():
 
 
 def test_recipe_repr_is_the_cpp_repr():
-    assert repr(breccia.INT4Scaling()) == "INT4Scaling(group_size=128, signed=True, scale_dtype='fp16')"
+    assert (
+        repr(breccia.INT4Scaling())
+        == "INT4Scaling(group_size=128, signed=True, scale_dtype='fp16')"
+    )
 
 
 def test_recipe_from_json_of_the_wrong_class():
@@ -361,7 +402,7 @@ def test_delayed_scaling_state_extension():
         breccia.cast(x, breccia.Float8CurrentScaling(), state=state)
 
 
-# --- layouts: accepted scale shapes -------------------------------------------------------------------
+# --- layouts: accepted scale shapes --------------------------------------------------------------
 
 
 def test_layout_per_tensor():
@@ -412,20 +453,31 @@ def test_layouts_are_frozen_hashable_picklable_json():
         PerBlockK(block_size=0)
 
 
-# --- bridges ---------------------------------------------------------------------------------------------
+# --- bridges -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "from_transformer_engine", "to_transformer_engine", "from_torchao", "to_torchao",
-    "save_safetensors", "load_safetensors", "to_dlpack", "from_dlpack", "from_deepseek_v3",
-    "to_deepseek_v3"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "from_transformer_engine",
+        "to_transformer_engine",
+        "from_torchao",
+        "to_torchao",
+        "save_safetensors",
+        "load_safetensors",
+        "to_dlpack",
+        "from_dlpack",
+        "from_deepseek_v3",
+        "to_deepseek_v3",
+    ],
+)
 def test_bridge_is_exposed(name):
     from breccia import bridges
 
     assert callable(getattr(bridges, name)) and getattr(bridges, name).__doc__
 
 
-# --- kernels ---------------------------------------------------------------------------------------------
+# --- kernels -------------------------------------------------------------------------------------
 
 
 def test_kernels_reference_cast_and_dequantize():

@@ -49,7 +49,9 @@ def test_scaled_tensor_survives_each_framework(framework, recipe):
         to_framework(scaled.scale, framework) if framework != "torch" else _torch(scaled.scale),
         scaled.recipe,
         scaled.layout,
-        None if scaled.global_scale is None else to_framework(np.asarray(scaled.global_scale), framework),
+        None
+        if scaled.global_scale is None
+        else to_framework(np.asarray(scaled.global_scale), framework),
         None if scaled.zero_point is None else to_framework(scaled.zero_point, framework),
     )
     assert raw_bytes(breccia.dequantize(moved)) == raw_bytes(reference.dequantize(scaled))
@@ -79,8 +81,9 @@ def test_matmul_is_identical_across_frameworks(framework):
 def test_requantize_is_identical_across_frameworks(framework):
     scaled = breccia.cast(to_framework(sample(), framework), breccia.MXFP8BlockScaling())
     new = breccia.requantize(scaled, breccia.INT4Scaling(group_size=32))
-    expected = reference.requantize(reference.cast(sample(), breccia.MXFP8BlockScaling()),
-                                    breccia.INT4Scaling(group_size=32))
+    expected = reference.requantize(
+        reference.cast(sample(), breccia.MXFP8BlockScaling()), breccia.INT4Scaling(group_size=32)
+    )
     assert outputs(new) == outputs(expected)
 
 
@@ -142,13 +145,19 @@ def test_gpu_and_other_devices_are_never_copied_silently():
 def test_mixed_frameworks_in_a_scaled_tensor_are_rejected():
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match="different frameworks"):
-        breccia.ScaledTensor(torch.zeros((4, 8), dtype=torch.uint8), np.float32(1.0),
-                             breccia.Float8CurrentScaling(), breccia.PerTensor())
+        breccia.ScaledTensor(
+            torch.zeros((4, 8), dtype=torch.uint8),
+            np.float32(1.0),
+            breccia.Float8CurrentScaling(),
+            breccia.PerTensor(),
+        )
 
 
 def test_mlx_holds_float8_as_uint8_bytes():
     mx = pytest.importorskip("mlx.core")
     scaled = breccia.cast(mx.ones((4, 64)), breccia.MXFP8BlockScaling())
     assert scaled.data.dtype == mx.uint8 and scaled.scale.dtype == mx.uint8
-    assert to_numpy(scaled.data).tobytes() == reference.cast(
-        np.ones((4, 64), np.float32), breccia.MXFP8BlockScaling()).data.tobytes()
+    assert (
+        to_numpy(scaled.data).tobytes()
+        == reference.cast(np.ones((4, 64), np.float32), breccia.MXFP8BlockScaling()).data.tobytes()
+    )

@@ -56,10 +56,15 @@ def test_deepseek_v3_fp8(tmp_path):
     gen = _generator(0)
     weight, scale_inv = _fp8((200, 300), gen), torch.rand(2, 3, generator=gen) + 0.5
     path = tmp_path / "ds.safetensors"
-    save_file({"model.layers.3.mlp.gate_proj.weight": weight,
-               "model.layers.3.mlp.gate_proj.weight_scale_inv": scale_inv,
-               "model.embed_tokens.weight": torch.randn(10, 4, generator=gen).bfloat16()},
-              path, metadata={"format": "pt"})
+    save_file(
+        {
+            "model.layers.3.mlp.gate_proj.weight": weight,
+            "model.layers.3.mlp.gate_proj.weight_scale_inv": scale_inv,
+            "model.embed_tokens.weight": torch.randn(10, 4, generator=gen).bfloat16(),
+        },
+        path,
+        metadata={"format": "pt"},
+    )
     loaded = load_safetensors(path)
     w = loaded["model.layers.3.mlp.gate_proj.weight"]
     assert w.recipe == breccia.Float8BlockScaling(block_k=128, block_m=128, power_2_scale=False)
@@ -77,9 +82,16 @@ def test_compressed_tensors_nvfp4(tmp_path):
     scale = _block_scales((32, 8), gen)
     global_scale = torch.tensor([2688.0 / 3.7])  # 2688 / amax: an ENCODE factor
     path = tmp_path / "ct.safetensors"
-    save_file({"proj.weight_packed": packed, "proj.weight_scale": scale,
-               "proj.weight_global_scale": global_scale,
-               "proj.input_global_scale": torch.tensor([1000.0])}, path, metadata={"format": "pt"})
+    save_file(
+        {
+            "proj.weight_packed": packed,
+            "proj.weight_scale": scale,
+            "proj.weight_global_scale": global_scale,
+            "proj.input_global_scale": torch.tensor([1000.0]),
+        },
+        path,
+        metadata={"format": "pt"},
+    )
     loaded = load_safetensors(path)
     w = loaded["proj.weight"]
     assert w.recipe == breccia.NVFP4BlockScaling() and w.layout == breccia.PerBlockMN(1, 16)
@@ -98,11 +110,17 @@ def test_compressed_tensors_fp8(tmp_path, scale_shape):
     weight = _fp8((48, 256), gen)
     scale = torch.rand(*scale_shape, generator=gen) + 0.1
     path = tmp_path / "fp8.safetensors"
-    save_file({"q.weight": weight, "q.weight_scale": scale, "q.input_scale": torch.tensor([0.2])},
-              path, metadata={"format": "pt"})
+    save_file(
+        {"q.weight": weight, "q.weight_scale": scale, "q.input_scale": torch.tensor([0.2])},
+        path,
+        metadata={"format": "pt"},
+    )
     w = load_safetensors(path)["q.weight"]
-    expected_layout = {(1,): breccia.PerTensor(), (48, 1): breccia.PerChannel(),
-                       (1, 2): breccia.PerBlockMN(128, 128)}[scale_shape]
+    expected_layout = {
+        (1,): breccia.PerTensor(),
+        (48, 1): breccia.PerChannel(),
+        (1, 2): breccia.PerBlockMN(128, 128),
+    }[scale_shape]
     assert w.layout == expected_layout
     expanded = scale if scale_shape != (1, 2) else scale.repeat_interleave(128, 1)[:, :256]
     np.testing.assert_array_equal(breccia.dequantize(w), (weight.float() * expanded).numpy())
@@ -123,13 +141,19 @@ def test_compressed_tensors_int4_pack_quantized(tmp_path, symmetric):
     rng = np.random.default_rng(3)
     rows, cols, group = 20, 96, 32
     q = rng.integers(-8, 8, (rows, cols))  # signed codes; stored as q + 8
-    zero = np.zeros((rows, cols // group), np.int64) if symmetric else rng.integers(-8, 8, (rows, 3))
+    zero = (
+        np.zeros((rows, cols // group), np.int64) if symmetric else rng.integers(-8, 8, (rows, 3))
+    )
     scale = torch.from_numpy(rng.uniform(0.01, 0.2, (rows, cols // group))).to(torch.bfloat16)
-    tensors = {"w.weight_packed": torch.from_numpy(_pack_int32_rows((q + 8).astype(np.uint8))),
-               "w.weight_scale": scale, "w.weight_shape": torch.tensor([rows, cols])}
+    tensors = {
+        "w.weight_packed": torch.from_numpy(_pack_int32_rows((q + 8).astype(np.uint8))),
+        "w.weight_scale": scale,
+        "w.weight_shape": torch.tensor([rows, cols]),
+    }
     if not symmetric:
         tensors["w.weight_zero_point"] = torch.from_numpy(
-            _pack_int32_rows((zero + 8).astype(np.uint8).T).T.copy())  # packed along rows
+            _pack_int32_rows((zero + 8).astype(np.uint8).T).T.copy()
+        )  # packed along rows
     path = tmp_path / "int4.safetensors"
     save_file(tensors, path, metadata={"format": "pt"})
     w = load_safetensors(path)["w.weight"]
@@ -138,8 +162,9 @@ def test_compressed_tensors_int4_pack_quantized(tmp_path, symmetric):
     expanded = scale.repeat_interleave(group, 1)
     diff = torch.from_numpy(q - np.repeat(zero, group, 1)).to(torch.bfloat16)
     convention = (diff * expanded).float().numpy()
-    np.testing.assert_array_equal(breccia.dequantize(w, torch.bfloat16).astype(np.float32),
-                                  convention)
+    np.testing.assert_array_equal(
+        breccia.dequantize(w, torch.bfloat16).astype(np.float32), convention
+    )
     _rewrite_is_identical(path, "compressed-tensors")
 
 
@@ -149,8 +174,16 @@ def test_modelopt_nvfp4(tmp_path):
     scale = _block_scales((16, 4), gen)
     scale_2 = torch.tensor(5.1 / 2688)  # amax / (6 * 448): a DECODE factor, shape ()
     path = tmp_path / "modelopt.safetensors"
-    save_file({"fc1.weight": packed, "fc1.weight_scale": scale, "fc1.weight_scale_2": scale_2,
-               "fc1.input_scale": torch.tensor(0.02)}, path, metadata={"format": "pt"})
+    save_file(
+        {
+            "fc1.weight": packed,
+            "fc1.weight_scale": scale,
+            "fc1.weight_scale_2": scale_2,
+            "fc1.input_scale": torch.tensor(0.02),
+        },
+        path,
+        metadata={"format": "pt"},
+    )
     w = load_safetensors(path)["fc1.weight"]
     assert w.recipe == breccia.NVFP4BlockScaling()
     assert w.global_scale == scale_2.numpy()
@@ -161,29 +194,55 @@ def test_modelopt_nvfp4(tmp_path):
     _rewrite_is_identical(path, "modelopt")
 
 
-@pytest.mark.parametrize("convention, recipe, names", [
-    ("deepseek-v3", breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
-     {"m.weight": torch.float8_e4m3fn, "m.weight_scale_inv": torch.float32}),
-    ("compressed-tensors", breccia.NVFP4BlockScaling(),
-     {"m.weight_packed": torch.uint8, "m.weight_scale": torch.float8_e4m3fn,
-      "m.weight_global_scale": torch.float32}),
-    ("compressed-tensors", breccia.INT4Scaling(group_size=64),
-     {"m.weight_packed": torch.int32, "m.weight_scale": torch.float16,
-      "m.weight_shape": torch.int64}),
-    ("modelopt", breccia.NVFP4BlockScaling(),
-     {"m.weight": torch.uint8, "m.weight_scale": torch.float8_e4m3fn,
-      "m.weight_scale_2": torch.float32}),
-])
+@pytest.mark.parametrize(
+    "convention, recipe, names",
+    [
+        (
+            "deepseek-v3",
+            breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
+            {"m.weight": torch.float8_e4m3fn, "m.weight_scale_inv": torch.float32},
+        ),
+        (
+            "compressed-tensors",
+            breccia.NVFP4BlockScaling(),
+            {
+                "m.weight_packed": torch.uint8,
+                "m.weight_scale": torch.float8_e4m3fn,
+                "m.weight_global_scale": torch.float32,
+            },
+        ),
+        (
+            "compressed-tensors",
+            breccia.INT4Scaling(group_size=64),
+            {
+                "m.weight_packed": torch.int32,
+                "m.weight_scale": torch.float16,
+                "m.weight_shape": torch.int64,
+            },
+        ),
+        (
+            "modelopt",
+            breccia.NVFP4BlockScaling(),
+            {
+                "m.weight": torch.uint8,
+                "m.weight_scale": torch.float8_e4m3fn,
+                "m.weight_scale_2": torch.float32,
+            },
+        ),
+    ],
+)
 def test_cast_tensors_write_each_convention_and_read_back(tmp_path, convention, recipe, names):
     x = np.random.default_rng(5).standard_normal((256, 256)).astype(np.float32)
     st = breccia.cast(x, recipe)
     path = tmp_path / "c.safetensors"
     save_safetensors({"m.weight": st}, path, convention=convention)
     with safe_open(path, framework="pt") as f:
-        assert {name: f.get_tensor(name).dtype for name in f.keys()} == names
+        assert {name: f.get_tensor(name).dtype for name in f.keys()} == names  # noqa: SIM118 (safe_open is not iterable)
         assert "breccia" not in f.metadata()
     back = load_safetensors(path)["m.weight"]
-    assert back.recipe.to_json() | {"power_2_scale": None} == st.recipe.to_json() | {"power_2_scale": None}
+    assert back.recipe.to_json() | {"power_2_scale": None} == st.recipe.to_json() | {
+        "power_2_scale": None
+    }
     np.testing.assert_array_equal(breccia.dequantize(back), breccia.dequantize(st))
 
 
@@ -197,9 +256,14 @@ def test_conventions_reject_what_they_cannot_express(tmp_path):
 
 def test_act_order_int4_is_not_implemented(tmp_path):
     path = tmp_path / "gidx.safetensors"
-    save_file({"w.weight_packed": torch.zeros(4, 2, dtype=torch.int32),
-               "w.weight_scale": torch.ones(4, 1, dtype=torch.float16),
-               "w.weight_shape": torch.tensor([4, 16]),
-               "w.weight_g_idx": torch.zeros(16, dtype=torch.int32)}, path)
+    save_file(
+        {
+            "w.weight_packed": torch.zeros(4, 2, dtype=torch.int32),
+            "w.weight_scale": torch.ones(4, 1, dtype=torch.float16),
+            "w.weight_shape": torch.tensor([4, 16]),
+            "w.weight_g_idx": torch.zeros(16, dtype=torch.int32),
+        },
+        path,
+    )
     with pytest.raises(NotImplementedError, match="g_idx"):
         load_safetensors(path)

@@ -11,7 +11,6 @@ import pytest
 
 import breccia
 from breccia.bridges import from_deepseek_v3, quantize_deepseek_v3, to_deepseek_v3
-
 from conftest import raw_bytes, to_framework
 
 E4M3 = ml_dtypes.float8_e4m3fn
@@ -23,12 +22,14 @@ def _tile_amax(x, block_m, block_k):
     tiles = np.zeros((-(-rows // block_m), cols // block_k), np.float32)
     for i in range(tiles.shape[0]):
         for j in range(tiles.shape[1]):
-            tiles[i, j] = np.abs(x[i * block_m:(i + 1) * block_m, j * block_k:(j + 1) * block_k]).max()
+            tiles[i, j] = np.abs(
+                x[i * block_m : (i + 1) * block_m, j * block_k : (j + 1) * block_k]
+            ).max()
     return tiles
 
 
 def _expand(scale, block_m, block_k, shape):
-    return np.repeat(np.repeat(scale, block_m, axis=0), block_k, axis=1)[:shape[0], :shape[1]]
+    return np.repeat(np.repeat(scale, block_m, axis=0), block_k, axis=1)[: shape[0], : shape[1]]
 
 
 def deepseek_model(x, block_m=1, block_k=128, ue8m0=False):
@@ -36,7 +37,9 @@ def deepseek_model(x, block_m=1, block_k=128, ue8m0=False):
     s = np.maximum(_tile_amax(x, block_m, block_k), np.float32(1e-4)) / np.float32(448)
     if ue8m0:
         mantissa, exponent = np.frexp(s)  # s = mantissa * 2^exponent, mantissa in [0.5, 1)
-        s = np.ldexp(np.float32(1), np.where(mantissa == 0.5, exponent - 1, exponent)).astype(np.float32)
+        s = np.ldexp(np.float32(1), np.where(mantissa == 0.5, exponent - 1, exponent)).astype(
+            np.float32
+        )
     q = np.clip(x / _expand(s, block_m, block_k, x.shape), -448, 448).astype(E4M3)
     return q, s.astype(np.float32)
 
@@ -51,7 +54,9 @@ def test_weight_dequantizes_to_deepseeks_formula(shape):
     # DeepSeek's scale grid is ceil-sized in both dims; a ragged K is built on a padded copy.
     q, s = _checkpoint_weight(*shape) if shape[1] % 128 == 0 else _ragged_weight(*shape)
     scaled = from_deepseek_v3(q, s)
-    assert scaled.recipe == breccia.Float8BlockScaling(block_k=128, block_m=128, power_2_scale=False)
+    assert scaled.recipe == breccia.Float8BlockScaling(
+        block_k=128, block_m=128, power_2_scale=False
+    )
     assert scaled.layout == breccia.PerBlockMN(128, 128)
     expected = q.astype(np.float32) * _expand(s, 128, 128, shape)  # DeepSeek's weight_dequant
     assert raw_bytes(breccia.dequantize(scaled)) == raw_bytes(expected)
@@ -66,8 +71,10 @@ def _ragged_weight(rows, cols):
 def test_weight_and_scale_are_wrapped_not_copied_and_come_back_as_is():
     torch = pytest.importorskip("torch")
     q, s = _checkpoint_weight(256, 256)
-    for data, scale in ((q, s), (torch.from_numpy(q.view(np.uint8)).view(torch.float8_e4m3fn),
-                                 torch.from_numpy(s))):
+    for data, scale in (
+        (q, s),
+        (torch.from_numpy(q.view(np.uint8)).view(torch.float8_e4m3fn), torch.from_numpy(s)),
+    ):
         scaled = from_deepseek_v3(data, scale)
         assert scaled.data is data and scaled.scale is scale
         out_data, out_scale = to_deepseek_v3(scaled)
@@ -114,7 +121,9 @@ def test_to_deepseek_refuses_other_recipes_and_columnwise_layouts():
 @pytest.mark.parametrize("ue8m0", [False, True])
 def test_quantizer_matches_deepseeks_formula(block_m, ue8m0):
     rng = np.random.default_rng(3)
-    x = (rng.standard_normal((160, 384)) * rng.choice([1e-3, 1.0, 300.0], (160, 1))).astype(np.float32)
+    x = (rng.standard_normal((160, 384)) * rng.choice([1e-3, 1.0, 300.0], (160, 1))).astype(
+        np.float32
+    )
     x[5, :128] = 0  # an all-zero block: s = 1e-4 / 448, not 1
     x[7, 128:256] = 1e-6  # amax below the 1e-4 floor
     scaled = quantize_deepseek_v3(x, block_m=block_m, scale_fmt="ue8m0" if ue8m0 else None)

@@ -13,7 +13,6 @@ import pytest
 import breccia
 from breccia import _core
 from breccia.bridges import DLPackBuffer, dlpack_buffers, from_dlpack, to_dlpack
-
 from conftest import _installed, default_recipes, raw_bytes, to_framework
 
 torch = pytest.importorskip("torch")
@@ -28,8 +27,11 @@ def _scaled(recipe, framework="numpy", shape=(32, 128), seed=0):
 
 
 def _fields(scaled):
-    return {name: getattr(scaled, name) for name in ("data", "scale", "global_scale", "zero_point")
-            if getattr(scaled, name) is not None}
+    return {
+        name: getattr(scaled, name)
+        for name in ("data", "scale", "global_scale", "zero_point")
+        if getattr(scaled, name) is not None
+    }
 
 
 def _address(array):

@@ -21,7 +21,10 @@ def inputs(seed: int) -> np.ndarray:
 
 def fp8_codes(values: np.ndarray, fmt: str) -> np.ndarray:
     """Round to the FP8 format after saturating at its max finite (ml_dtypes rounds to even)."""
-    dtype, fmax = {"E4M3": (ml_dtypes.float8_e4m3fn, 448.0), "E5M2": (ml_dtypes.float8_e5m2, 57344.0)}[fmt]
+    dtype, fmax = {
+        "E4M3": (ml_dtypes.float8_e4m3fn, 448.0),
+        "E5M2": (ml_dtypes.float8_e5m2, 57344.0),
+    }[fmt]
     return np.clip(values, -fmax, fmax).astype(dtype)
 
 

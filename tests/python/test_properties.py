@@ -80,7 +80,9 @@ def test_nvfp4_error_bound(two_d, x):
 @settings(max_examples=60, deadline=None)
 @given(x=inputs)
 def test_int4_error_bound(signed, scale_dtype, x):
-    scaled = breccia.cast(x, breccia.INT4Scaling(group_size=32, signed=signed, scale_dtype=scale_dtype))
+    scaled = breccia.cast(
+        x, breccia.INT4Scaling(group_size=32, signed=signed, scale_dtype=scale_dtype)
+    )
     s = per_element_scale(scaled)
     # Symmetric: half a step (the top code 7 clamps 7.5 * s by half a step too). Asymmetric:
     # the rounded zero point adds another half step. The scale's own rounding (bf16: 2^-9
@@ -90,7 +92,8 @@ def test_int4_error_bound(signed, scale_dtype, x):
     assert np.all(np.abs(breccia.dequantize(scaled) - x) <= bound)
 
 
-ALL_RECIPES = FP8_RECIPES + [
+ALL_RECIPES = [
+    *FP8_RECIPES,
     breccia.NVFP4BlockScaling(),
     breccia.INT4Scaling(group_size=32),
     breccia.INT4Scaling(group_size=64, signed=False, scale_dtype="bf16"),
@@ -116,10 +119,16 @@ recipes = st.one_of(
     st.builds(breccia.DelayedScaling, fp8_formats, positive, st.integers(0, 8)),
     st.builds(breccia.Float8CurrentScaling, fp8_formats, st.booleans()),
     st.builds(breccia.Float8BlockScaling, fp8_formats, positive, positive, st.booleans()),
-    st.builds(breccia.MXFP8BlockScaling, fp8_formats, st.just(32), st.sampled_from(["floor", "rceil"])),
+    st.builds(
+        breccia.MXFP8BlockScaling, fp8_formats, st.just(32), st.sampled_from(["floor", "rceil"])
+    ),
     st.builds(breccia.NVFP4BlockScaling, two_d=st.booleans()),
-    st.builds(breccia.INT4Scaling, st.one_of(st.just(-1), positive), st.booleans(),
-              st.sampled_from(["fp16", "bf16", "fp32"])),
+    st.builds(
+        breccia.INT4Scaling,
+        st.one_of(st.just(-1), positive),
+        st.booleans(),
+        st.sampled_from(["fp16", "bf16", "fp32"]),
+    ),
 )
 
 

@@ -62,8 +62,9 @@ def test_every_recipe_round_trips_byte_for_byte(tmp_path, framework):
         pytest.importorskip("torch")
     tensors = _cast_all(np.random.default_rng(0))
     save_safetensors(tensors, tmp_path / "m.safetensors", {"origin": "test"})
-    loaded, metadata = load_safetensors(tmp_path / "m.safetensors", framework=framework,
-                                        return_metadata=True)
+    loaded, metadata = load_safetensors(
+        tmp_path / "m.safetensors", framework=framework, return_metadata=True
+    )
     assert metadata == {"format": "pt", "origin": "test"}
     assert loaded.keys() == tensors.keys()
     for name, value in tensors.items():
@@ -75,7 +76,9 @@ def test_every_recipe_round_trips_byte_for_byte(tmp_path, framework):
         else:
             assert _bytes(loaded[name]) == value.tobytes()
     save_safetensors(loaded, tmp_path / "again.safetensors", {"origin": "test"})
-    assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "m.safetensors").read_bytes()
+    assert (tmp_path / "again.safetensors").read_bytes() == (
+        tmp_path / "m.safetensors"
+    ).read_bytes()
 
 
 def test_breccia_files_open_in_safetensors_with_torch_dtypes(tmp_path):
@@ -86,10 +89,14 @@ def test_breccia_files_open_in_safetensors_with_torch_dtypes(tmp_path):
     nv = breccia.cast(x, breccia.NVFP4BlockScaling())
     save_safetensors({"fp8": fp8, "mx": mx, "nv": nv, "x": x}, tmp_path / "m.safetensors")
     expected = {
-        "fp8": (torch.float8_e4m3fn, fp8.data), "fp8.scale": (torch.float32, fp8.scale),
-        "mx": (torch.float8_e4m3fn, mx.data), "mx.scale": (torch.float8_e8m0fnu, mx.scale),
-        "nv": (torch.float4_e2m1fn_x2, nv.data), "nv.scale": (torch.float8_e4m3fn, nv.scale),
-        "nv.global_scale": (torch.float32, nv.global_scale), "x": (torch.float32, x),
+        "fp8": (torch.float8_e4m3fn, fp8.data),
+        "fp8.scale": (torch.float32, fp8.scale),
+        "mx": (torch.float8_e4m3fn, mx.data),
+        "mx.scale": (torch.float8_e8m0fnu, mx.scale),
+        "nv": (torch.float4_e2m1fn_x2, nv.data),
+        "nv.scale": (torch.float8_e4m3fn, nv.scale),
+        "nv.global_scale": (torch.float32, nv.global_scale),
+        "x": (torch.float32, x),
     }
     with safe_open(tmp_path / "m.safetensors", framework="pt") as f:
         assert set(f.keys()) == set(expected)
@@ -111,8 +118,12 @@ def test_breccia_files_open_in_safetensors_numpy_where_numpy_has_the_dtypes(tmp_
     plain = {"i32": np.arange(6, dtype=np.int32).reshape(2, 3), "f16": x.astype(np.float16)}
     save_safetensors({"w": int4, **plain}, tmp_path / "m.safetensors")
     with safe_open(tmp_path / "m.safetensors", framework="numpy") as f:
-        for name, source in {"w": int4.data, "w.scale": int4.scale,
-                             "w.zero_point": int4.zero_point, **plain}.items():
+        for name, source in {
+            "w": int4.data,
+            "w.scale": int4.scale,
+            "w.zero_point": int4.zero_point,
+            **plain,
+        }.items():
             value = f.get_tensor(name)
             assert value.dtype == source.dtype, name
             np.testing.assert_array_equal(value, source)
@@ -133,17 +144,24 @@ def test_files_written_by_safetensors_load_as_plain_arrays(tmp_path):
     }
     save_file(tensors, tmp_path / "t.safetensors")
     loaded = load_safetensors(tmp_path / "t.safetensors")
-    names = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "e8m0": "float8_e8m0fnu",
-             "bf16": "bfloat16", "f32": "float32", "i64": "int64"}
+    names = {
+        "e4m3": "float8_e4m3fn",
+        "e5m2": "float8_e5m2",
+        "e8m0": "float8_e8m0fnu",
+        "bf16": "bfloat16",
+        "f32": "float32",
+        "i64": "int64",
+    }
     for name, dtype in names.items():
         assert loaded[name].dtype == np.dtype(getattr(ml_dtypes, dtype, dtype)), name
         assert _bytes(loaded[name]) == _bytes(tensors[name]), name
     as_torch = load_safetensors(tmp_path / "t.safetensors", framework="torch")
     for name, tensor in tensors.items():
         assert as_torch[name].dtype == tensor.dtype
-        assert torch.equal(as_torch[name].view(torch.uint8) if tensor.element_size() == 1
-                           else as_torch[name], tensor.view(torch.uint8)
-                           if tensor.element_size() == 1 else tensor)
+        assert torch.equal(
+            as_torch[name].view(torch.uint8) if tensor.element_size() == 1 else as_torch[name],
+            tensor.view(torch.uint8) if tensor.element_size() == 1 else tensor,
+        )
 
 
 def test_saves_torch_tensors_and_torch_scaled_tensors(tmp_path):
@@ -159,14 +177,22 @@ def test_saves_torch_tensors_and_torch_scaled_tensors(tmp_path):
 def test_lying_metadata_is_a_value_error(tmp_path):
     from safetensors.numpy import save_file
 
-    record = ('{"w": {"recipe": {"recipe": "MXFP8BlockScaling"}, '
-              '"layout": {"layout": "PerBlockMN", "block_m": 1, "block_n": 32}}}')
-    save_file({"w": np.zeros((4, 64), np.uint8), "w.scale": np.zeros((4, 1), np.float32)},
-              tmp_path / "lie.safetensors", metadata={"breccia": record})
+    record = (
+        '{"w": {"recipe": {"recipe": "MXFP8BlockScaling"}, '
+        '"layout": {"layout": "PerBlockMN", "block_m": 1, "block_n": 32}}}'
+    )
+    save_file(
+        {"w": np.zeros((4, 64), np.uint8), "w.scale": np.zeros((4, 1), np.float32)},
+        tmp_path / "lie.safetensors",
+        metadata={"breccia": record},
+    )
     with pytest.raises(ValueError, match="MXFP8BlockScaling"):
         load_safetensors(tmp_path / "lie.safetensors")
-    save_file({"w": np.zeros((4, 64), np.uint8)}, tmp_path / "missing.safetensors",
-              metadata={"breccia": record.replace('"w"', '"v"')})
+    save_file(
+        {"w": np.zeros((4, 64), np.uint8)},
+        tmp_path / "missing.safetensors",
+        metadata={"breccia": record.replace('"w"', '"v"')},
+    )
     with pytest.raises(ValueError, match="'v'"):
         load_safetensors(tmp_path / "missing.safetensors")
 
@@ -182,7 +208,7 @@ def test_rejects_bad_arguments_without_writing(tmp_path):
         save_safetensors({"w": st}, target, {"breccia": "{}"})
     with pytest.raises(TypeError, match="tensors"):
         save_safetensors({"w": [1, 2]}, target)
-    with pytest.raises(ValueError, match="w.scale"):
+    with pytest.raises(ValueError, match=r"w\.scale"):
         save_safetensors({"w": st, "w.scale": np.ones(1, np.float32)}, target)
     assert not target.exists()
     with pytest.raises(OSError):

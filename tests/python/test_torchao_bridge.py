@@ -47,7 +47,9 @@ def _same_bits(a, b):
 
 
 def _bytes(tensor):
-    return tensor.contiguous().view(torch.uint8) if tensor.element_size() == 1 else tensor.contiguous()
+    return (
+        tensor.contiguous().view(torch.uint8) if tensor.element_size() == 1 else tensor.contiguous()
+    )
 
 
 FLOAT8_RECIPES = [
@@ -58,7 +60,8 @@ FLOAT8_RECIPES = [
     breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
     breccia.Float8BlockScaling(fp8_format="E5M2", block_k=32, block_m=2),
 ]
-ROUND_TRIP_RECIPES = FLOAT8_RECIPES + [
+ROUND_TRIP_RECIPES = [
+    *FLOAT8_RECIPES,
     breccia.MXFP8BlockScaling(),
     breccia.MXFP8BlockScaling(fp8_format="E5M2", scale_rounding="rceil"),
     breccia.INT4Scaling(group_size=64, scale_dtype="bf16"),
@@ -89,7 +92,9 @@ def test_round_trip_keeps_bytes_and_buffers(recipe):
     converted = to_torchao(scaled)
     back = from_torchao(converted)
     # torchao does not record delayed scaling: its per-tensor FP8 reads back as current scaling
-    expected = breccia.Float8CurrentScaling if isinstance(recipe, breccia.DelayedScaling) else type(recipe)
+    expected = (
+        breccia.Float8CurrentScaling if isinstance(recipe, breccia.DelayedScaling) else type(recipe)
+    )
     assert type(back.recipe) is expected and back.layout == scaled.layout
     assert torch.equal(_bytes(back.data), _bytes(scaled.data))
     assert torch.equal(_bytes(back.scale), _bytes(scaled.scale))
@@ -141,13 +146,23 @@ def test_torchaos_nvfp4_tensors_convert_with_their_per_tensor_scale():
     assert float(without.global_scale) == 1.0
 
 
-@pytest.mark.parametrize("granularity, recipe, layout", [
-    (AoPerTensor(), breccia.Float8CurrentScaling(), breccia.PerTensor()),
-    (PerRow(), breccia.Float8CurrentScaling(), breccia.PerChannel()),
-    (PerBlock([1, 128]), breccia.Float8BlockScaling(power_2_scale=False), breccia.PerBlockK(128)),
-    (PerBlock([128, 128]), breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
-     breccia.PerBlockMN(128, 128)),
-])
+@pytest.mark.parametrize(
+    "granularity, recipe, layout",
+    [
+        (AoPerTensor(), breccia.Float8CurrentScaling(), breccia.PerTensor()),
+        (PerRow(), breccia.Float8CurrentScaling(), breccia.PerChannel()),
+        (
+            PerBlock([1, 128]),
+            breccia.Float8BlockScaling(power_2_scale=False),
+            breccia.PerBlockK(128),
+        ),
+        (
+            PerBlock([128, 128]),
+            breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
+            breccia.PerBlockMN(128, 128),
+        ),
+    ],
+)
 def test_torchaos_float8_tensors_convert_zero_copy(granularity, recipe, layout):
     theirs = Float8Tensor.from_hp(_x(), granularity=granularity)
     ours = from_torchao(theirs)
@@ -185,8 +200,9 @@ def test_numpy_scaled_tensors_move_to_torch_first():
     scaled = breccia.cast(x, breccia.MXFP8BlockScaling())
     theirs = to_torchao(scaled)
     assert theirs.qdata.data_ptr() == scaled.data.__array_interface__["data"][0]
-    assert _same_bits(theirs.dequantize(torch.float32),
-                      torch.from_numpy(np.asarray(breccia.dequantize(scaled))))
+    assert _same_bits(
+        theirs.dequantize(torch.float32), torch.from_numpy(np.asarray(breccia.dequantize(scaled)))
+    )
     assert from_dlpack(from_torchao(theirs), "numpy").recipe == scaled.recipe
 
 

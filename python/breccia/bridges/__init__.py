@@ -9,18 +9,18 @@ from breccia.bridges._torchao import from_torchao, to_torchao
 from breccia.bridges._transformer_engine import from_transformer_engine, to_transformer_engine
 
 __all__ = [
-    "from_transformer_engine",
-    "to_transformer_engine",
-    "from_torchao",
-    "to_torchao",
-    "save_safetensors",
-    "load_safetensors",
-    "to_dlpack",
-    "from_dlpack",
-    "from_deepseek_v3",
-    "to_deepseek_v3",
     # extensions
     "DLPackBuffer",
     "dlpack_buffers",
+    "from_deepseek_v3",
+    "from_dlpack",
+    "from_torchao",
+    "from_transformer_engine",
+    "load_safetensors",
     "quantize_deepseek_v3",
+    "save_safetensors",
+    "to_deepseek_v3",
+    "to_dlpack",
+    "to_torchao",
+    "to_transformer_engine",
 ]

@@ -27,8 +27,15 @@ def _layout(block_m: int, block_k: int) -> Any:
     return PerBlockK(block_k) if block_m == 1 else PerBlockMN(block_m, block_k)
 
 
-def from_deepseek_v3(data: Any, scale: Any, block_k: int = 128, fp8_format: str = "E4M3", *,
-                     block_m: int | None = None, power_2_scale: bool = False) -> ScaledTensor:
+def from_deepseek_v3(
+    data: Any,
+    scale: Any,
+    block_k: int = 128,
+    fp8_format: str = "E4M3",
+    *,
+    block_m: int | None = None,
+    power_2_scale: bool = False,
+) -> ScaledTensor:
     """DeepSeek-V3 FP8 tensor + its fp32 ``scale_inv`` -> ScaledTensor, without copying.
 
     data: [..., M, K] float8_e4m3fn (or its uint8 bytes). scale: fp32, either
@@ -45,9 +52,11 @@ def from_deepseek_v3(data: Any, scale: Any, block_k: int = 128, fp8_format: str 
     _backends.require_array_like(data, "data")
     _backends.require_array_like(scale, "scale")
     if len(data.shape) < 2 or len(scale.shape) != len(data.shape):
-        raise ValueError(f"data and scale must both be at least 2-D and of one rank (DeepSeek-V3 "
-                         f"blocks the last two axes), got data {tuple(data.shape)} and scale "
-                         f"{tuple(scale.shape)}")
+        raise ValueError(
+            f"data and scale must both be at least 2-D and of one rank (DeepSeek-V3 "
+            f"blocks the last two axes), got data {tuple(data.shape)} and scale "
+            f"{tuple(scale.shape)}"
+        )
     rows = int(data.shape[-2])
     if block_m is None:
         weight_rows = -(-rows // block_k)
@@ -59,10 +68,12 @@ def from_deepseek_v3(data: Any, scale: Any, block_k: int = 128, fp8_format: str 
             raise ValueError(
                 f"scale: expected {weight_rows} rows (a weight, {block_k} x {block_k} tiles) or "
                 f"{rows} rows (an activation, 1 x {block_k} tiles) for data of shape "
-                f"{tuple(data.shape)}, got scale of shape {tuple(scale.shape)}")
+                f"{tuple(data.shape)}, got scale of shape {tuple(scale.shape)}"
+            )
     block_m = _positive_int(block_m, "block_m")
-    recipe = Float8BlockScaling(fp8_format=fp8_format, block_k=block_k, block_m=block_m,
-                                power_2_scale=bool(power_2_scale))
+    recipe = Float8BlockScaling(
+        fp8_format=fp8_format, block_k=block_k, block_m=block_m, power_2_scale=bool(power_2_scale)
+    )
     return ScaledTensor._from_buffers(data, scale, recipe, _layout(block_m, block_k))
 
 
@@ -81,17 +92,26 @@ def to_deepseek_v3(scaled: ScaledTensor) -> tuple[Any, Any]:
         raise ValueError(
             f"scaled: DeepSeek-V3 holds Float8BlockScaling tensors, got {recipe!r}; requantize "
             "it first, e.g. breccia.requantize(scaled, Float8BlockScaling(block_m=128, "
-            "power_2_scale=False))")
+            "power_2_scale=False))"
+        )
     if scaled.layout != _layout(recipe.block_m, recipe.block_k):
-        raise ValueError(f"scaled: DeepSeek-V3 blocks along the last axis ("
-                         f"{_layout(recipe.block_m, recipe.block_k)!r}), got the columnwise "
-                         f"layout {scaled.layout!r}")
+        raise ValueError(
+            f"scaled: DeepSeek-V3 blocks along the last axis ("
+            f"{_layout(recipe.block_m, recipe.block_k)!r}), got the columnwise "
+            f"layout {scaled.layout!r}"
+        )
     fp8_dtype = "float8_e4m3fn" if recipe.fp8_format == "E4M3" else "float8_e5m2"
     return _typed(scaled.data, fp8_dtype), scaled.scale
 
 
-def quantize_deepseek_v3(x: Any, *, block_m: int = 1, block_k: int = 128,
-                         fp8_format: str = "E4M3", scale_fmt: str | None = None) -> ScaledTensor:
+def quantize_deepseek_v3(
+    x: Any,
+    *,
+    block_m: int = 1,
+    block_k: int = 128,
+    fp8_format: str = "E4M3",
+    scale_fmt: str | None = None,
+) -> ScaledTensor:
     """DeepSeek-V3's block quantizer (extension): per block_m x block_k tile
     ``s = max(amax, 1e-4) / fmax``, ``q = fp8(x / s)``; scale_fmt="ue8m0" rounds each s up to a
     power of two first (DeepSeek-V3.1). block_m 1 quantizes activations (1 x 128), 128
@@ -101,10 +121,12 @@ def quantize_deepseek_v3(x: Any, *, block_m: int = 1, block_k: int = 128,
     if scale_fmt not in (None, "ue8m0"):
         raise ValueError(f"scale_fmt must be None or 'ue8m0', got {scale_fmt!r}")
     _backends.require_array_like(x, "x")
-    native = _core.deepseek_v3_quantize(_backends.to_core(x, "x"), block_m, block_k, fp8_format,
-                                        scale_fmt == "ue8m0")
-    recipe = Float8BlockScaling(fp8_format=fp8_format, block_k=block_k, block_m=block_m,
-                                power_2_scale=scale_fmt == "ue8m0")
+    native = _core.deepseek_v3_quantize(
+        _backends.to_core(x, "x"), block_m, block_k, fp8_format, scale_fmt == "ue8m0"
+    )
+    recipe = Float8BlockScaling(
+        fp8_format=fp8_format, block_k=block_k, block_m=block_m, power_2_scale=scale_fmt == "ue8m0"
+    )
     return ScaledTensor._from_native(native, _backends.backend_of(x), recipe)
 
 

@@ -32,8 +32,9 @@ class DLPackBuffer:
     bytes as uint8 (packed E2M1 pairs stay packed uint8 then). Every capsule shares the memory.
     """
 
-    def __init__(self, array: _core.Array, *, packed_float4: bool = False,
-                 bytes_as: str | None = None) -> None:
+    def __init__(
+        self, array: _core.Array, *, packed_float4: bool = False, bytes_as: str | None = None
+    ) -> None:
         self._array = array
         self._packed_float4 = packed_float4
         self._bytes_as = bytes_as
@@ -49,18 +50,27 @@ class DLPackBuffer:
             return (_KDL_CPU, 0)
         return (_KDL_CUDA, int(device.split(":")[1]))
 
-    def __dlpack__(self, *, stream: Any = None, max_version: tuple[int, int] | None = None,
-                   dl_device: tuple[int, int] | None = None, copy: bool | None = None) -> Any:
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:
         if copy:
             raise BufferError("breccia exports its buffers without copying; copy=True was asked")
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
-            raise BufferError(f"dl_device: the buffer is on {self._array.device} "
-                              f"{self.__dlpack_device__()}, got a request for {tuple(dl_device)}; "
-                              "breccia never moves memory between devices")
-        versioned = max_version is not None and tuple(max_version)[0] >= 1
+            raise BufferError(
+                f"dl_device: the buffer is on {self._array.device} "
+                f"{self.__dlpack_device__()}, got a request for {tuple(dl_device)}; "
+                "breccia never moves memory between devices"
+            )
+        versioned = max_version is not None and next(iter(max_version)) >= 1
         typed = max_version is not None and tuple(max_version) >= (1, 1)
-        return _core.dlpack_export(self._array, typed, self._packed_float4 and typed, versioned,
-                                   self._bytes_as)
+        return _core.dlpack_export(
+            self._array, typed, self._packed_float4 and typed, versioned, self._bytes_as
+        )
 
     def as_bytes_of(self, dtype: str) -> DLPackBuffer:
         """The same memory labelled as another dtype of the same size."""
@@ -98,12 +108,16 @@ def to_dlpack(scaled: ScaledTensor, *, max_version: tuple[int, int] = (1, 1)) ->
     """
     require_scaled(scaled, "scaled")
     if tuple(max_version) < (1, 0):
-        raise ValueError(f"max_version: to_dlpack makes versioned capsules (>= (1, 0)), got "
-                         f"{tuple(max_version)}; use dlpack_buffers(scaled)[name].__dlpack__() "
-                         "for a legacy capsule")
+        raise ValueError(
+            f"max_version: to_dlpack makes versioned capsules (>= (1, 0)), got "
+            f"{tuple(max_version)}; use dlpack_buffers(scaled)[name].__dlpack__() "
+            "for a legacy capsule"
+        )
     buffers = dlpack_buffers(scaled)
-    return (buffers["data"].__dlpack__(max_version=tuple(max_version)),
-            buffers["scale"].__dlpack__(max_version=tuple(max_version)))
+    return (
+        buffers["data"].__dlpack__(max_version=tuple(max_version)),
+        buffers["scale"].__dlpack__(max_version=tuple(max_version)),
+    )
 
 
 def from_dlpack(scaled: ScaledTensor, framework: str) -> ScaledTensor:
@@ -118,12 +132,19 @@ def from_dlpack(scaled: ScaledTensor, framework: str) -> ScaledTensor:
     """
     require_scaled(scaled, "scaled")
     if framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {', '.join(map(repr, FRAMEWORKS))}, "
-                         f"got {framework!r}")
+        raise ValueError(
+            f"framework must be one of {', '.join(map(repr, FRAMEWORKS))}, got {framework!r}"
+        )
     importer = _IMPORTERS[framework]
     moved = {name: importer(buffer, name) for name, buffer in dlpack_buffers(scaled).items()}
-    return ScaledTensor._from_buffers(moved["data"], moved["scale"], scaled.recipe, scaled.layout,
-                                      moved.get("global_scale"), moved.get("zero_point"))
+    return ScaledTensor._from_buffers(
+        moved["data"],
+        moved["scale"],
+        scaled.recipe,
+        scaled.layout,
+        moved.get("global_scale"),
+        moved.get("zero_point"),
+    )
 
 
 def _numpy_import(buffer: DLPackBuffer, name: str) -> Any:
@@ -166,8 +187,10 @@ def _cupy_import(buffer: DLPackBuffer, name: str) -> Any:
     except ImportError as error:
         raise ImportError("from_dlpack(..., 'cupy') needs CuPy, which is not installed") from error
     if buffer.__dlpack_device__()[0] != _KDL_CUDA:
-        raise ValueError(f"{name}: CuPy holds CUDA memory, but this buffer is on the CPU; "
-                         "breccia never copies host memory to the device behind your back")
+        raise ValueError(
+            f"{name}: CuPy holds CUDA memory, but this buffer is on the CPU; "
+            "breccia never copies host memory to the device behind your back"
+        )
     raw = cupy.from_dlpack(buffer)
     dtype = np.dtype(getattr(ml_dtypes, buffer.dtype, buffer.dtype))
     return raw if raw.dtype == dtype else raw.view(dtype)

@@ -23,8 +23,13 @@ _CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt")
 _ENCODE_GLOBAL_SCALES: weakref.WeakKeyDictionary[ScaledTensor, float] = weakref.WeakKeyDictionary()
 
 
-def save_safetensors(tensors: Mapping[str, Any], path: Any, extra_metadata: Any = None, *,
-                     convention: str | None = None) -> None:
+def save_safetensors(
+    tensors: Mapping[str, Any],
+    path: Any,
+    extra_metadata: Any = None,
+    *,
+    convention: str | None = None,
+) -> None:
     """Write ScaledTensors and plain arrays to a safetensors file, atomically.
 
     tensors: name -> ScaledTensor or array (NumPy, PyTorch CPU, MLX or JAX CPU). A ScaledTensor
@@ -36,12 +41,16 @@ def save_safetensors(tensors: Mapping[str, Any], path: Any, extra_metadata: Any 
     convention cannot express). The file appears whole or not at all.
     """
     if not isinstance(tensors, Mapping):
-        raise TypeError(f"tensors must be a mapping of name -> ScaledTensor or array, got "
-                        f"{type(tensors).__name__}")
+        raise TypeError(
+            f"tensors must be a mapping of name -> ScaledTensor or array, got "
+            f"{type(tensors).__name__}"
+        )
     convention = "breccia" if convention is None else convention
     if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {', '.join(map(repr, _CONVENTIONS[1:]))} "
-                         f"or None, got {convention!r}")
+        raise ValueError(
+            f"convention must be one of {', '.join(map(repr, _CONVENTIONS[1:]))} "
+            f"or None, got {convention!r}"
+        )
     metadata = _string_pairs(extra_metadata)
     native: dict[str, Any] = {}
     encode_global_scales: dict[str, float] = {}
@@ -58,15 +67,15 @@ def save_safetensors(tensors: Mapping[str, Any], path: Any, extra_metadata: Any 
     _core.save_checkpoint(os.fspath(path), native, convention, metadata, encode_global_scales)
 
 
-def load_safetensors(path: Any, *, framework: str = "numpy",
-                     return_metadata: bool = False) -> Any:
+def load_safetensors(path: Any, *, framework: str = "numpy", return_metadata: bool = False) -> Any:
     """Read a safetensors file into ScaledTensors and plain arrays: a dict name -> value.
 
     The file is memory-mapped and validated in full; arrays are views of the mapping (read-only:
-    do not write to them, torch tensors included) wherever the stored bytes are breccia's. Files breccia wrote give back the same
-    ScaledTensors; files without breccia's metadata are searched for the DeepSeek-V3,
-    compressed-tensors and ModelOpt conventions, whose weights come back as ScaledTensors under
-    the weight's name (``x.weight``); other tensors stay plain arrays.
+    do not write to them, torch tensors included) wherever the stored bytes are breccia's. Files
+    breccia wrote give back the same ScaledTensors; files without breccia's metadata are
+    searched for the DeepSeek-V3, compressed-tensors and ModelOpt conventions, whose weights
+    come back as ScaledTensors under the weight's name (``x.weight``); other tensors stay plain
+    arrays.
 
     framework (extension): "numpy" (default) or "torch". return_metadata (extension): also
     return the file's ``__metadata__`` (without breccia's key) as a second value.
@@ -86,7 +95,9 @@ def load_safetensors(path: Any, *, framework: str = "numpy",
     return (tensors, dict(metadata)) if return_metadata else tensors
 
 
-def _from_core(name: str, value: Any, framework: str, encode_global_scales: dict[str, float]) -> Any:
+def _from_core(
+    name: str, value: Any, framework: str, encode_global_scales: dict[str, float]
+) -> Any:
     if not isinstance(value, _core.ScaledTensor):
         return _backends.from_core(value, framework)
     scaled = ScaledTensor._from_native(value, framework, recipe_from_native(value.recipe))
@@ -99,10 +110,13 @@ def _string_pairs(metadata: Any) -> dict[str, str]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(
-            isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
-        raise TypeError("extra_metadata must be a mapping of str -> str (safetensors metadata "
-                        f"holds only strings), got {metadata!r}")
+        isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
+    ):
+        raise TypeError(
+            "extra_metadata must be a mapping of str -> str (safetensors metadata "
+            f"holds only strings), got {metadata!r}"
+        )
     return dict(metadata)
 
 
-__all__ = ["save_safetensors", "load_safetensors"]
+__all__ = ["load_safetensors", "save_safetensors"]

@@ -39,10 +39,16 @@ def _torchao_classes() -> dict[str, type]:
         from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor
         from torchao.quantization import Float8Tensor, Int4Tensor
     except ImportError as error:
-        raise ImportError("the torchao bridge needs torchao (tested with 0.18.0): "
-                          "pip install --no-deps torchao==0.18.0") from error
-    return {"Float8Tensor": Float8Tensor, "MXTensor": MXTensor, "NVFP4Tensor": NVFP4Tensor,
-            "Int4Tensor": Int4Tensor}
+        raise ImportError(
+            "the torchao bridge needs torchao (tested with 0.18.0): "
+            "pip install --no-deps torchao==0.18.0"
+        ) from error
+    return {
+        "Float8Tensor": Float8Tensor,
+        "MXTensor": MXTensor,
+        "NVFP4Tensor": NVFP4Tensor,
+        "Int4Tensor": Int4Tensor,
+    }
 
 
 def _fp8_format(dtype: Any, argument: str) -> str:
@@ -61,8 +67,10 @@ def _is_transposed(qdata: Any) -> bool:
 
 def _refuse_transposed(qdata: Any, kind: str) -> None:
     if _is_transposed(qdata):
-        raise ValueError(f"aqt: {kind} with column-major (transposed) qdata is not supported; "
-                         "pass .t() of it (the row-major tensor it transposes) instead")
+        raise ValueError(
+            f"aqt: {kind} with column-major (transposed) qdata is not supported; "
+            "pass .t() of it (the row-major tensor it transposes) instead"
+        )
 
 
 def _unswizzled(scale: Any, rows: int, cols: int, leading: tuple[int, ...]) -> Any:
@@ -100,13 +108,16 @@ def from_torchao(aqt: Any, recipe: Any = None) -> ScaledTensor:
     classes = _torchao_classes()
     kind = next((name for name, cls in classes.items() if isinstance(aqt, cls)), None)
     if kind is None:
-        raise TypeError("aqt must be a torchao Float8Tensor, MXTensor, NVFP4Tensor or Int4Tensor, "
-                        f"got {type(aqt).__module__}.{type(aqt).__qualname__}")
+        raise TypeError(
+            "aqt must be a torchao Float8Tensor, MXTensor, NVFP4Tensor or Int4Tensor, "
+            f"got {type(aqt).__module__}.{type(aqt).__qualname__}"
+        )
     if recipe is not None:
         require_recipe(recipe, "recipe")
     data, scale, inferred, layout, global_scale = _FROM[kind](aqt)
-    return ScaledTensor._from_buffers(data, scale, inferred if recipe is None else recipe, layout,
-                                      global_scale)
+    return ScaledTensor._from_buffers(
+        data, scale, inferred if recipe is None else recipe, layout, global_scale
+    )
 
 
 def _from_float8(aqt: Any) -> tuple[Any, ...]:
@@ -115,8 +126,10 @@ def _from_float8(aqt: Any) -> tuple[Any, ...]:
     shape = list(qdata.shape)
     block = list(aqt.block_size) if aqt.block_size else shape
     if len(block) != len(shape) or scale.dim() != len(shape):
-        raise ValueError(f"aqt: expected block_size and scale of rank {len(shape)}, got "
-                         f"block_size {aqt.block_size} and scale shape {tuple(scale.shape)}")
+        raise ValueError(
+            f"aqt: expected block_size and scale of rank {len(shape)}, got "
+            f"block_size {aqt.block_size} and scale shape {tuple(scale.shape)}"
+        )
     if block == shape or scale.numel() == 1:
         return qdata, scale.reshape(()), Float8CurrentScaling(fp8_format=fmt), PerTensor(), None
     if any(size != 1 for size in block[:-2]):
@@ -124,8 +137,9 @@ def _from_float8(aqt: Any) -> tuple[Any, ...]:
     block_m, block_k = block[-2:]
     if block_m == 1 and block_k == shape[-1]:
         return qdata, scale, Float8CurrentScaling(fp8_format=fmt), PerChannel(), None
-    recipe = Float8BlockScaling(fp8_format=fmt, block_k=block_k, block_m=block_m,
-                                power_2_scale=False)
+    recipe = Float8BlockScaling(
+        fp8_format=fmt, block_k=block_k, block_m=block_m, power_2_scale=False
+    )
     layout = PerBlockK(block_k) if block_m == 1 else PerBlockMN(block_m, block_k)
     return qdata, scale, recipe, layout, None
 
@@ -135,15 +149,18 @@ def _from_mx(aqt: Any) -> tuple[Any, ...]:
     if aqt.elem_dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
         raise NotImplementedError(
             f"aqt: MXTensor with {aqt.elem_dtype} elements (MXFP4/MXFP6) has no breccia recipe; "
-            "only MXFP8 (float8_e4m3fn / float8_e5m2 elements) converts")
+            "only MXFP8 (float8_e4m3fn / float8_e5m2 elements) converts"
+        )
     _refuse_transposed(aqt.qdata, "MXTensor")
     qdata = aqt.qdata
     scale = aqt.scale
     if aqt.is_swizzled_scales:
-        scale = _unswizzled(scale, qdata.shape[-2], qdata.shape[-1] // aqt.block_size,
-                            tuple(qdata.shape[:-2]))
-    recipe = MXFP8BlockScaling(fp8_format=_fp8_format(aqt.elem_dtype, "aqt.elem_dtype"),
-                               block_size=aqt.block_size)
+        scale = _unswizzled(
+            scale, qdata.shape[-2], qdata.shape[-1] // aqt.block_size, tuple(qdata.shape[:-2])
+        )
+    recipe = MXFP8BlockScaling(
+        fp8_format=_fp8_format(aqt.elem_dtype, "aqt.elem_dtype"), block_size=aqt.block_size
+    )
     return qdata, scale, recipe, PerBlockMN(1, aqt.block_size), None
 
 
@@ -153,16 +170,19 @@ def _from_nvfp4(aqt: Any) -> tuple[Any, ...]:
     qdata = aqt.qdata.view(torch.uint8)
     scale = aqt.scale
     if aqt.is_swizzled_scales:
-        scale = _unswizzled(scale, qdata.shape[-2], 2 * qdata.shape[-1] // aqt.block_size,
-                            tuple(qdata.shape[:-2]))
+        scale = _unswizzled(
+            scale, qdata.shape[-2], 2 * qdata.shape[-1] // aqt.block_size, tuple(qdata.shape[:-2])
+        )
     if aqt.per_tensor_scale is None:
         global_scale = torch.ones((), dtype=torch.float32)
     elif aqt.per_tensor_scale.dim() == 0:
         global_scale = aqt.per_tensor_scale
     else:
-        raise ValueError("aqt: per-expert per_tensor_scale (shape "
-                         f"{tuple(aqt.per_tensor_scale.shape)}) has no breccia equivalent; "
-                         "breccia's NVFP4 global_scale is one fp32 per tensor")
+        raise ValueError(
+            "aqt: per-expert per_tensor_scale (shape "
+            f"{tuple(aqt.per_tensor_scale.shape)}) has no breccia equivalent; "
+            "breccia's NVFP4 global_scale is one fp32 per tensor"
+        )
     return qdata, scale, NVFP4BlockScaling(), PerBlockMN(1, aqt.block_size), global_scale
 
 
@@ -170,13 +190,15 @@ def _from_int4(aqt: Any) -> tuple[Any, ...]:
     torch = _torch()
     block = list(aqt.block_size)
     if any(size != 1 for size in block[:-1]):
-        raise ValueError(f"aqt: expected groups along the last axis (block_size [1, ..., g]), "
-                         f"got {block}")
+        raise ValueError(
+            f"aqt: expected groups along the last axis (block_size [1, ..., g]), got {block}"
+        )
     if bool(torch.any(aqt.zero_point != 0)):
         raise ValueError(
             "aqt: Int4Tensor's zero_point is a float offset added after scaling "
             "(x = q * scale + zero_point); breccia's INT4 zero points are integers subtracted "
-            "before it, so only symmetric tensors (zero_point all 0) convert exactly")
+            "before it, so only symmetric tensors (zero_point all 0) convert exactly"
+        )
     scale_dtype = _INT4_SCALE_DTYPES.get(str(aqt.scale.dtype).rsplit(".", 1)[-1])
     if scale_dtype is None:
         raise ValueError(f"aqt.scale: expected float16, bfloat16 or float32, got {aqt.scale.dtype}")
@@ -236,19 +258,26 @@ def _to_float8(scaled: ScaledTensor, cls: type) -> Any:
         block = [1] * (len(shape) - 1) + [shape[-1]]
         scale = scaled.scale.reshape(*shape[:-1], 1)
     else:
-        rows, cols = (1, layout.block_size) if isinstance(layout, PerBlockK) else (
-            layout.block_m, layout.block_n)
+        rows, cols = (
+            (1, layout.block_size)
+            if isinstance(layout, PerBlockK)
+            else (layout.block_m, layout.block_n)
+        )
         if len(shape) < 2 or shape[-2] % rows or shape[-1] % cols:
-            raise ValueError(f"scaled: torchao's Float8Tensor needs whole {rows} x {cols} blocks, "
-                             f"got shape {tuple(shape)}")
+            raise ValueError(
+                f"scaled: torchao's Float8Tensor needs whole {rows} x {cols} blocks, "
+                f"got shape {tuple(shape)}"
+            )
         block, scale = [1] * (len(shape) - 2) + [rows, cols], scaled.scale
     return cls(data, scale, block_size=block, dtype=torch.float32)
 
 
 def _rowwise(scaled: ScaledTensor, block: int) -> None:
     if scaled.layout != PerBlockMN(1, block):
-        raise ValueError(f"scaled: torchao holds rowwise blocks (PerBlockMN(1, {block})), got "
-                         f"{scaled.layout!r}; cast with axis=-1, or transpose the data first")
+        raise ValueError(
+            f"scaled: torchao holds rowwise blocks (PerBlockMN(1, {block})), got "
+            f"{scaled.layout!r}; cast with axis=-1, or transpose the data first"
+        )
 
 
 def _maybe_swizzled(scale: Any, swizzle: bool) -> Any:
@@ -276,24 +305,39 @@ def _to_nvfp4(scaled: ScaledTensor, cls: type, swizzle: bool) -> Any:
     torch = _torch()
     _rowwise(scaled, scaled.recipe.block_size)
     scale = _maybe_swizzled(scaled.scale.view(torch.float8_e4m3fn), swizzle)
-    return cls(scaled.data, scale, scaled.recipe.block_size, torch.float32,
-               per_tensor_scale=scaled.global_scale.reshape(()), is_swizzled_scales=swizzle)
+    return cls(
+        scaled.data,
+        scale,
+        scaled.recipe.block_size,
+        torch.float32,
+        per_tensor_scale=scaled.global_scale.reshape(()),
+        is_swizzled_scales=swizzle,
+    )
 
 
 def _to_int4(scaled: ScaledTensor, cls: type) -> Any:
     torch = _torch()
     recipe = scaled.recipe
     if not recipe.signed:
-        raise ValueError("scaled: torchao's Int4Tensor adds a float zero_point after scaling; "
-                         "breccia's asymmetric INT4 (integer zero points) does not map onto it "
-                         "exactly. Only INT4Scaling(signed=True) converts")
+        raise ValueError(
+            "scaled: torchao's Int4Tensor adds a float zero_point after scaling; "
+            "breccia's asymmetric INT4 (integer zero points) does not map onto it "
+            "exactly. Only INT4Scaling(signed=True) converts"
+        )
     if not isinstance(scaled.layout, PerBlockK) or len(scaled.shape) < 2:
-        raise ValueError(f"scaled: Int4Tensor needs groups along the last axis of a >= 2-D tensor "
-                         f"(PerBlockK), got {scaled.layout!r} over shape {scaled.shape}")
+        raise ValueError(
+            f"scaled: Int4Tensor needs groups along the last axis of a >= 2-D tensor "
+            f"(PerBlockK), got {scaled.layout!r} over shape {scaled.shape}"
+        )
     scale = scaled.scale.transpose(-2, -1)
     logical = list(scaled.logical_shape)
-    return cls(scaled.data.view(torch.int8), scale, torch.zeros_like(scale),
-               [1] * (len(logical) - 1) + [recipe.group_size], torch.Size(logical))
+    return cls(
+        scaled.data.view(torch.int8),
+        scale,
+        torch.zeros_like(scale),
+        [1] * (len(logical) - 1) + [recipe.group_size],
+        torch.Size(logical),
+    )
 
 
 __all__ = ["from_torchao", "to_torchao"]

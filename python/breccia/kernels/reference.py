@@ -15,8 +15,9 @@ from breccia._scaled_tensor import ScaledTensor
 from breccia.recipes import DelayedScalingState, ScalingRecipe
 
 
-def cast(x: Any, recipe: ScalingRecipe, axis: int = -1, *,
-         state: DelayedScalingState | None = None) -> ScaledTensor:
+def cast(
+    x: Any, recipe: ScalingRecipe, axis: int = -1, *, state: DelayedScalingState | None = None
+) -> ScaledTensor:
     """Reference quantize of x under recipe (see ``breccia.cast``)."""
     return _ops.cast(_ops.REFERENCE, x, recipe, axis, state)
 
@@ -26,8 +27,13 @@ def dequantize(scaled: ScaledTensor, out_dtype: Any = np.float32) -> Any:
     return _ops.dequantize(_ops.REFERENCE, scaled, out_dtype)
 
 
-def requantize(scaled: ScaledTensor, recipe: ScalingRecipe, axis: int = -1, *,
-               state: DelayedScalingState | None = None) -> ScaledTensor:
+def requantize(
+    scaled: ScaledTensor,
+    recipe: ScalingRecipe,
+    axis: int = -1,
+    *,
+    state: DelayedScalingState | None = None,
+) -> ScaledTensor:
     """Reference ``cast(dequantize(scaled), recipe)``, always recomputed."""
     return _ops.requantize(_ops.REFERENCE, scaled, recipe, axis, state)
 
@@ -38,4 +44,4 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
     return _ops.matmul(_ops.REFERENCE, a, b, out_dtype)
 
 
-__all__ = ["cast", "dequantize", "requantize", "matmul"]
+__all__ = ["cast", "dequantize", "matmul", "requantize"]
