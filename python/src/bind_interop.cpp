@@ -93,6 +93,16 @@ Array import_capsule(nb::handle capsule) {
                    "got one named '", name == nullptr ? "" : name, "'");
 }
 
+// TransformerEngine scale-buffer kinds by the names the Python bridge uses.
+interop::TeScaleBuffer te_scale_buffer_kind(std::string_view name) {
+  if (name == "tiles") return interop::TeScaleBuffer::kTiles;
+  if (name == "columnwise_tiles") return interop::TeScaleBuffer::kColumnwiseTiles;
+  if (name == "pad4") return interop::TeScaleBuffer::kPad4;
+  if (name == "transposed_pad4") return interop::TeScaleBuffer::kTransposedPad4;
+  fail<ValueError>("kind: expected 'tiles', 'columnwise_tiles', 'pad4' or 'transposed_pad4', got '",
+                   name, "'");
+}
+
 }  // namespace
 
 void bind_interop(nb::module_& m) {
@@ -110,6 +120,23 @@ void bind_interop(nb::module_& m) {
         "NVFP4 global_scale (decode) from TransformerEngine's stored amax.");
   m.def("nvfp4_amax_for_global_scale", &interop::nvfp4_amax_for_global_scale, "global_scale"_a,
         "An amax whose NVFP4 global_scale is exactly `global_scale`.");
+  m.def(
+      "te_scale_buffer",
+      [](const Array& compact, std::string_view kind, bool swizzle) {
+        return interop::te_scale_buffer(compact, te_scale_buffer_kind(kind), swizzle);
+      },
+      "compact"_a, "kind"_a, "swizzle"_a = false,
+      "Compact (R, C) scales -> TransformerEngine's padded (maybe swizzled) scale buffer.");
+  m.def(
+      "te_compact_scales",
+      [](const Array& buffer, std::int64_t rows, std::int64_t cols, std::string_view kind,
+         bool swizzled) {
+        return interop::te_compact_scales(buffer, rows, cols, te_scale_buffer_kind(kind), swizzled);
+      },
+      "buffer"_a, "rows"_a, "cols"_a, "kind"_a, "swizzled"_a = false,
+      "TransformerEngine's scale buffer -> the compact (rows, cols) scales.");
+  m.def("te_transpose", &interop::te_transpose, "data"_a, "packed_fp4"_a = false,
+        "TE's transposed columnwise data: (..., K) as a (rows, K) matrix -> (K, rows).");
   m.def(
       "deepseek_v3_quantize",
       [](const Array& x, std::int64_t block_m, std::int64_t block_k, std::string_view fp8_format,
