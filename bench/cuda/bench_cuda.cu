@@ -122,9 +122,17 @@ int main() {
   auto gemm_row = [&](const std::string& name, std::int64_t m, std::int64_t n, std::int64_t k,
                       const Recipe& ra, const Recipe& rb, int b_axis, DType out_dtype) {
     const Array a_wide = random_bf16({m, k}, allocator, 3);
-    const Array b_wide = random_bf16({k, n}, allocator, 4);
+    // b = w.T for a weight w (N x K), as torch._scaled_mm takes it.
+    const Array w_wide = random_bf16({n, k}, allocator, 4);
     const ScaledTensor a = cast(a_wide, ra, CastOptions{.allocator = &allocator});
-    const ScaledTensor b = cast(b_wide, rb, CastOptions{.axis = b_axis, .allocator = &allocator});
+    const ScaledTensor w = cast(w_wide, rb, CastOptions{.axis = b_axis, .allocator = &allocator});
+    auto t = [](const Array& x) {
+      if (x.ndim() < 2) return x;
+      return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]},
+                           {x.strides()[1], x.strides()[0]}, x.device(), x.owner());
+    };
+    const Layout layout = std::holds_alternative<PerTensor>(w.layout()) ? w.layout() : Layout{PerBlockMN{128, 128}};
+    const ScaledTensor b = from_buffer(t(w.data()), t(w.scale()), w.recipe(), layout);
     Array out;
     const double ms = median_ms([&] { out = matmul(a, b, out_dtype, &allocator); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;

@@ -137,7 +137,8 @@ __global__ void __launch_bounds__(kThreads) row_tiles_kernel(const void* x, Outp
 #pragma unroll
   for (int i = 0; i < 8; ++i) codes[i] = cuda_detail::encode_element(rule, scale, values[i]);
   store8(out.data, packed, v, codes);
-  if (v % lanes_per_tile == 0) store_scale(out, scale_bytes, v / lanes_per_tile, scale);
+  // lanes_per_tile is a power of two: mask and shift instead of 64-bit division.
+  if ((v & (lanes_per_tile - 1)) == 0) store_scale(out, scale_bytes, v >> (__ffs(lanes_per_tile) - 1), scale);
 }
 
 // R x 1 tiles: thread = one column (packed: two adjacent columns, which share a byte) of one
@@ -202,8 +203,9 @@ __global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, Out
 
   TileStats stats[2];
   for (std::int64_t e = lane; e < rows * cols; e += 32) {
-    const std::int64_t c = e % cols;
-    const float value = load1<kWide>(x, base + (e / cols) * g.cols + c);
+    const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
+    const std::int64_t c = at.remainder;
+    const float value = load1<kWide>(x, base + at.quotient * g.cols + c);
     if (c < g.tile_cols) {
       stats[0].add(value);
     } else {
@@ -221,17 +223,18 @@ __global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, Out
     const std::int64_t blocks_down = (rows + g.block_rows - 1) / g.block_rows;
     const std::int64_t blocks_across = (tile_cols + g.block_cols - 1) / g.block_cols;
     for (std::int64_t k = lane; k < blocks_down * blocks_across; k += 32) {
-      const std::int64_t r = row0 + (k / blocks_across) * g.block_rows;
-      const std::int64_t c = tile_col0 + (k % blocks_across) * g.block_cols;
+      const cuda_detail::DivMod at = cuda_detail::divmod(k, blocks_across);
+      const std::int64_t r = row0 + at.quotient * g.block_rows;
+      const std::int64_t c = tile_col0 + at.remainder * g.block_cols;
       store_scale(out, g.scale_bytes,
                   (b * g.scale_rows + r / g.block_rows) * g.scale_cols + c / g.block_cols, scales[t]);
     }
   }
   const int per_code = g.packed ? 2 : 1;
   for (std::int64_t e = lane * per_code; e < rows * cols; e += 32 * per_code) {
-    const std::int64_t r = e / cols;
-    const std::int64_t c = e % cols;
-    const std::int64_t i = base + r * g.cols + c;
+    const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
+    const std::int64_t c = at.remainder;
+    const std::int64_t i = base + at.quotient * g.cols + c;
     const std::uint8_t code =
         cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
     if (g.packed) {
@@ -363,9 +366,9 @@ void cast_per_tensor(const QuantPlan& plan, const Array& x, const reference::Cas
                      DelayedScalingState* state, const Context& context, RuleParams rule) {
   const auto stream = detail::stream_of(context);
   const std::int64_t count = x.numel();
-  // The amax lands in the scale output first (fp32, one element), then the cast kernel reads
-  // it and overwrites it with the decode scale: no scratch needed.
-  auto* amax = out.scale.data_as<float>();
+  // The amax needs its own 4 bytes: every block of the cast kernel reads it.
+  const std::shared_ptr<void> amax_memory = detail::scratch(context, sizeof(float), x.device());
+  auto* amax = static_cast<float*>(amax_memory.get());
   if (count == 0) {
     detail::check(cudaMemsetAsync(amax, 0, sizeof(float), stream), "cudaMemsetAsync");
   } else {

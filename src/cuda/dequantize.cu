@@ -10,6 +10,8 @@
 namespace breccia::kernels::cuda {
 namespace {
 
+using cuda_detail::divmod;
+using cuda_detail::DivMod;
 using cuda_detail::Wide;
 
 constexpr int kThreads = 256;
@@ -58,6 +60,18 @@ __device__ __forceinline__ std::uint8_t code_at(const DequantArgs& a, std::int64
 template <Wide kWide>
 __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, void* out) {
   using Storage = typename cuda_detail::WideStorage<kWide>::type;
+  // Every code's value, decoded once per block: the decode rules are general and branchy.
+  __shared__ float element_value[256];
+  __shared__ float scale_value[256];
+  const bool byte_scales = a.scale_kind == ScaleKind::kE8M0 || a.scale_kind == ScaleKind::kE4M3;
+  for (int code = threadIdx.x; code < 256; code += kThreads) {
+    element_value[code] = cuda_detail::decode_element(a.format, static_cast<std::uint8_t>(code));
+    if (byte_scales) {
+      scale_value[code] = a.scale_kind == ScaleKind::kE8M0 ? formats::E8M0::decode(code)
+                                                           : formats::E4M3::decode(code);
+    }
+  }
+  __syncthreads();
   const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const std::int64_t first = v * 8;
   if (first >= a.count) return;
@@ -84,29 +98,35 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
   // would cost more than the memory traffic.
   const Grid& g = a.grid;
   const std::int64_t per_batch = g.rows * g.cols;
-  const std::int64_t b = first / per_batch;
-  std::int64_t r = (first % per_batch) / g.cols;
-  std::int64_t c = first % g.cols;
-  std::int64_t row_scales = g.per_tensor ? 0 : (b * g.scale_rows + r / g.block_rows) * g.scale_cols;
-  std::int64_t col_block = c / g.block_cols;
-  std::int64_t in_block = c % g.block_cols;
+  const DivMod in_batch = divmod(first, per_batch);
+  const DivMod in_row = divmod(in_batch.remainder, g.cols);
+  std::int64_t r = in_row.quotient;
+  std::int64_t c = in_row.remainder;
+  std::int64_t row_scales =
+      g.per_tensor ? 0 : (in_batch.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
+  const DivMod in_block_cols = divmod(c, g.block_cols);
+  std::int64_t col_block = in_block_cols.quotient;
+  std::int64_t in_block = in_block_cols.remainder;
   const float global = a.global_scale != nullptr ? *a.global_scale : 1.0f;
   Storage values[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     if (i < n) {
       const std::int64_t s = g.per_tensor ? 0 : row_scales + col_block;
-      float element = cuda_detail::decode_element(a.format, codes[i]);
+      float element = element_value[codes[i]];
       if (a.zero_point != nullptr) element = __fsub_rn(element, static_cast<float>(a.zero_point[s]));
-      float value = cuda_detail::mul(element, scale_at(a, s));
-      if (a.global_scale != nullptr) value = cuda_detail::mul(value, global);
-      values[i] = cuda_detail::from_float<kWide>(value);
+      // As the reference: NVFP4's whole block factor decode(sd) * global_scale first.
+      float factor = byte_scales ? scale_value[static_cast<const std::uint8_t*>(a.scale)[s]] : scale_at(a, s);
+      if (a.global_scale != nullptr) factor = cuda_detail::mul(factor, global);
+      values[i] = cuda_detail::from_float<kWide>(cuda_detail::mul(element, factor));
       if (++in_block == g.block_cols) in_block = 0, ++col_block;
       if (++c == g.cols) {  // next row (possibly of the next batch)
         c = 0, col_block = 0, in_block = 0;
-        const std::int64_t next = first + i + 1;
-        r = (next % per_batch) / g.cols;
-        if (!g.per_tensor) row_scales = ((next / per_batch) * g.scale_rows + r / g.block_rows) * g.scale_cols;
+        const DivMod next = divmod(first + i + 1, per_batch);
+        r = divmod(next.remainder, g.cols).quotient;
+        if (!g.per_tensor) {
+          row_scales = (next.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
+        }
       }
     }
   }

@@ -47,6 +47,19 @@ __device__ __forceinline__ float mul(float a, float b) {
   return is_nan(product) ? __uint_as_float(0xFFC00000u) : product;
 }
 
+// q / d and q % d, in 32-bit arithmetic when both fit (64-bit division is a long software
+// sequence on the GPU).
+struct DivMod {
+  std::int64_t quotient, remainder;
+};
+__device__ __forceinline__ DivMod divmod(std::int64_t q, std::int64_t d) {
+  if (((q | d) >> 31) == 0) {
+    const auto q32 = static_cast<std::uint32_t>(q), d32 = static_cast<std::uint32_t>(d);
+    return {q32 / d32, q32 % d32};
+  }
+  return {q / d, q % d};
+}
+
 // One element as fp32, exactly as reference::detail::read_wide decodes it.
 template <Wide kWide>
 __device__ __forceinline__ float to_float(typename WideStorage<kWide>::type raw) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <bit>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <random>
@@ -84,6 +85,28 @@ Array converted(const Array& x, DType dtype) {
   return out;
 }
 
+// Where two dequantized outputs first differ, with the element's code and scale bytes.
+std::string first_difference(const Array& have, const Array& want, const ScaledTensor& scaled) {
+  const int size = itemsize(have.dtype());
+  const auto* h = static_cast<const unsigned char*>(have.data());
+  const auto* w = static_cast<const unsigned char*>(want.data());
+  for (std::int64_t i = 0; i < have.numel(); ++i) {
+    std::uint64_t hb = 0, wb = 0;
+    std::memcpy(&hb, h + i * size, size);
+    std::memcpy(&wb, w + i * size, size);
+    if (hb == wb) continue;
+    const Array data = to_host(scaled.data());
+    const bool packed = data.numel() != have.numel();
+    const unsigned byte = static_cast<const unsigned char*>(data.data())[packed ? i / 2 : i];
+    char text[160];
+    std::snprintf(text, sizeof(text), ": first at element %lld: got 0x%llx, want 0x%llx (data byte 0x%02x)",
+                  static_cast<long long>(i), static_cast<unsigned long long>(hb),
+                  static_cast<unsigned long long>(wb), byte);
+    return text;
+  }
+  return "";
+}
+
 class CudaCast : public ::testing::Test {
  protected:
   cuda_test::StreamAllocator allocator_;
@@ -115,7 +138,8 @@ class CudaCast : public ::testing::Test {
     for (DType out : dequantize_dtypes) {
       const Array want = dequantize(expected, out);
       const Array have = to_host(dequantize(got, out, &allocator_));
-      EXPECT_EQ(mismatched_bytes(have, want), 0) << "dequantize to " << dtype_name(out);
+      EXPECT_EQ(mismatched_bytes(have, want), 0)
+          << "dequantize to " << dtype_name(out) << first_difference(have, want, got);
     }
     return true;
   }
@@ -196,15 +220,18 @@ TEST_F(CudaCast, WithoutAnAllocatorRaisesDeviceError) {
 TEST_F(CudaCast, RunsOnTheCallersStream) {
   cudaStream_t stream = nullptr;
   cuda_test::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  cuda_test::StreamAllocator allocator(stream);
-  const Array host = make_input({512, 1024}, Fill::kRandom, 7);
-  const Array x = to_device(host, allocator);
-  const ScaledTensor got = cast(x, NVFP4BlockScaling{},
-                                CastOptions{.allocator = &allocator, .stream = stream});
+  {  // every array (freed on `stream`) goes before the stream does
+    cuda_test::StreamAllocator allocator(stream);
+    const Array host = make_input({512, 1024}, Fill::kRandom, 7);
+    const Array x = to_device(host, allocator);
+    const ScaledTensor got = cast(x, NVFP4BlockScaling{},
+                                  CastOptions{.allocator = &allocator, .stream = stream});
+    cuda_test::check(cudaStreamSynchronize(stream), "sync");
+    const ScaledTensor want = cast(host, NVFP4BlockScaling{});
+    EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);
+    EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0);
+  }
   cuda_test::check(cudaStreamSynchronize(stream), "sync");
-  const ScaledTensor want = cast(host, NVFP4BlockScaling{});
-  EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);
-  EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0);
   cudaStreamDestroy(stream);
 }
 

@@ -110,10 +110,10 @@ TEST_F(CudaGemm, DeepSeekBlockScalesMatchTheReference) {
   const Recipe act = Float8BlockScaling{};
   const Recipe weight = Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true};
   const Recipe weight_fp32_scales = Float8BlockScaling{Fp8Format::kE4M3, 128, 128, false};
-  for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{
-           {128, 256, 512}, {1, 2112, 7168}, {64, 2112, 7168}, {300, 384, 1536}}) {
-    check(m, n, k, act, weight, false, DType::kBF16);
-  }
+  check(128, 256, 512, act, weight, false, DType::kBF16);
+  check(300, 384, 1536, act, weight, false, DType::kBF16);
+  // N = 2112 is not a multiple of 128: only the weight (N x K, blocked along K) takes it.
+  for (std::int64_t m : {1, 64}) check(m, 2112, 7168, act, weight, true, DType::kBF16);
   check(64, 512, 1024, act, weight_fp32_scales, true, DType::kF32);
   check(16, 256, 256, act, weight, false, DType::kF16);
 }
