@@ -275,3 +275,16 @@ def test_refusals_say_why():
     te_t._quantizer = _RHTQuantizer()
     with pytest.raises(ValueError, match="Hadamard"):
         from_transformer_engine(te_t, usage="columnwise")
+
+
+def test_packed_fp4_transpose_moves_every_nibble():
+    """The C++ transpose of packed E2M1 codes (low nibble first) against unpacked NumPy."""
+    from breccia import _backends, _core
+
+    packed = np.random.default_rng(3).integers(0, 256, size=(2, 6, 5), dtype=np.uint8)
+    codes = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(12, 10)  # (rows, K)
+    out = _backends.to_numpy(_core.te_transpose(_backends.to_core(packed, "data"), True))
+    expected = codes.T.reshape(10, 6, 2)
+    assert np.array_equal(out, expected[..., 0] | (expected[..., 1] << 4))
+    with pytest.raises(ValueError, match="even"):
+        _core.te_transpose(_backends.to_core(packed[:1, :3], "data"), True)
