@@ -72,8 +72,17 @@ class _QuantizedTensor:
 
 
 class Float8Tensor(_QuantizedTensor):
-    def __init__(self, *, shape: Any, dtype: Any, data: Any, fp8_scale_inv: Any, fp8_dtype: DType,
-                 data_transpose: Any = None, quantizer: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        shape: Any,
+        dtype: Any,
+        data: Any,
+        fp8_scale_inv: Any,
+        fp8_dtype: DType,
+        data_transpose: Any = None,
+        quantizer: Any = None,
+    ) -> None:
         super().__init__(shape, dtype)
         _check(data, self.shape, "data")
         _check(fp8_scale_inv, (1,), "fp8_scale_inv")
@@ -87,18 +96,32 @@ class Float8Tensor(_QuantizedTensor):
 
 
 class MXFP8Tensor(_QuantizedTensor):
-    def __init__(self, *, shape: Any, dtype: Any, rowwise_data: Any, rowwise_scale_inv: Any,
-                 columnwise_data: Any, columnwise_scale_inv: Any, fp8_dtype: DType,
-                 quantizer: Any = None, with_gemm_swizzled_scales: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        shape: Any,
+        dtype: Any,
+        rowwise_data: Any,
+        rowwise_scale_inv: Any,
+        columnwise_data: Any,
+        columnwise_scale_inv: Any,
+        fp8_dtype: DType,
+        quantizer: Any = None,
+        with_gemm_swizzled_scales: bool = False,
+    ) -> None:
         super().__init__(shape, dtype)
         if self._rows % 32 or self._k % 32:
             raise ValueError(f"MXFP8 requires tensor dims that are divisible by 32, got {shape}")
         _check(rowwise_data, self.shape, "rowwise_data")
         _check(columnwise_data, self.shape, "columnwise_data")
-        _check(rowwise_scale_inv, (_up(self._rows, 128), _up(self._k // 32, 4)),
-               "rowwise_scale_inv")
-        _check(columnwise_scale_inv, (_up(self._rows // 32, 4), _up(self._k, 128)),
-               "columnwise_scale_inv")
+        _check(
+            rowwise_scale_inv, (_up(self._rows, 128), _up(self._k // 32, 4)), "rowwise_scale_inv"
+        )
+        _check(
+            columnwise_scale_inv,
+            (_up(self._rows // 32, 4), _up(self._k, 128)),
+            "columnwise_scale_inv",
+        )
         self._rowwise_data = rowwise_data
         self._rowwise_scale_inv = rowwise_scale_inv
         self._columnwise_data = columnwise_data
@@ -109,18 +132,27 @@ class MXFP8Tensor(_QuantizedTensor):
 
 
 class Float8BlockwiseQTensor(_QuantizedTensor):
-    def __init__(self, *, shape: Any, dtype: Any, rowwise_data: Any, rowwise_scale_inv: Any,
-                 columnwise_data: Any, columnwise_scale_inv: Any, fp8_dtype: DType,
-                 quantizer: Any = None, is_2D_scaled: bool = False,
-                 data_format: Float8BlockScaleTensorFormat | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        shape: Any,
+        dtype: Any,
+        rowwise_data: Any,
+        rowwise_scale_inv: Any,
+        columnwise_data: Any,
+        columnwise_scale_inv: Any,
+        fp8_dtype: DType,
+        quantizer: Any = None,
+        is_2D_scaled: bool = False,
+        data_format: Float8BlockScaleTensorFormat | None = None,
+    ) -> None:
         super().__init__(shape, dtype)
         m, k = self._rows, self._k
         compact = data_format == Float8BlockScaleTensorFormat.COMPACT
         if compact and is_2D_scaled:
             raise ValueError("2D scaling is always GEMM_READY")
         _check(rowwise_data, self.shape, "rowwise_data")
-        _check(columnwise_data, self.shape if compact else (k, *self.shape[:-1]),
-               "columnwise_data")
+        _check(columnwise_data, self.shape if compact else (k, *self.shape[:-1]), "columnwise_data")
         if is_2D_scaled:
             row_scale = (_div(m, 128), _up(_div(k, 128), 4))
             col_scale = (_div(k, 128), _up(_div(m, 128), 4))
@@ -142,10 +174,21 @@ class Float8BlockwiseQTensor(_QuantizedTensor):
 
 
 class NVFP4Tensor(_QuantizedTensor):
-    def __init__(self, *, shape: Any, dtype: Any, rowwise_data: Any, rowwise_scale_inv: Any,
-                 columnwise_data: Any, columnwise_scale_inv: Any, amax_rowwise: Any,
-                 amax_columnwise: Any, fp4_dtype: DType, quantizer: Any = None,
-                 with_gemm_swizzled_scales: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        shape: Any,
+        dtype: Any,
+        rowwise_data: Any,
+        rowwise_scale_inv: Any,
+        columnwise_data: Any,
+        columnwise_scale_inv: Any,
+        amax_rowwise: Any,
+        amax_columnwise: Any,
+        fp4_dtype: DType,
+        quantizer: Any = None,
+        with_gemm_swizzled_scales: bool = False,
+    ) -> None:
         super().__init__(shape, dtype)
         m, k = self._rows, self._k
         if m % 16 or k % 16:

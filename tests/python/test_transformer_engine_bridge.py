@@ -61,20 +61,27 @@ CASES = (
     + [(breccia.MXFP8BlockScaling(scale_rounding="rceil"), s) for s in MX_SHAPES]
     + [(breccia.MXFP8BlockScaling(fp8_format="E5M2"), (160, 416))]
     + [(breccia.Float8BlockScaling(), s) for s in [(256, 256), (202, 384), (2, 101, 384)]]
-    + [(breccia.Float8BlockScaling(block_m=128, power_2_scale=True), s)
-       for s in [(256, 256), (202, 384), (2, 128, 384)]]
+    + [
+        (breccia.Float8BlockScaling(block_m=128, power_2_scale=True), s)
+        for s in [(256, 256), (202, 384), (2, 128, 384)]
+    ]
     + [(breccia.NVFP4BlockScaling(), s) for s in MX_SHAPES]
     + [(breccia.NVFP4BlockScaling(two_d=True), (160, 416))]
 )
 # Only MXFP8/NVFP4 scales come 128 x 4-swizzled (blockwise FP8 has no swizzled form).
-SWIZZLED = [(r, s, swizzle) for r, s in CASES for swizzle in (False, True)
-            if not swizzle or not isinstance(r, breccia.Float8BlockScaling)]
+SWIZZLED = [
+    (r, s, swizzle)
+    for r, s in CASES
+    for swizzle in (False, True)
+    if not swizzle or not isinstance(r, breccia.Float8BlockScaling)
+]
 IDS = [f"{r!r}-{s}-{'swizzled' if w else 'padded'}" for r, s, w in SWIZZLED]
 
 
 def _needs_columnwise_cast(recipe):
     return isinstance(recipe, (breccia.MXFP8BlockScaling, breccia.NVFP4BlockScaling)) or (
-        isinstance(recipe, breccia.Float8BlockScaling) and recipe.block_m == 1)
+        isinstance(recipe, breccia.Float8BlockScaling) and recipe.block_m == 1
+    )
 
 
 @pytest.mark.parametrize("recipe,shape,swizzle", SWIZZLED, ids=IDS)
@@ -94,8 +101,9 @@ def test_columnwise_buffers_are_what_te_computes(recipe, shape, swizzle):
     x = _x(shape)
     row = breccia.cast(x, recipe)
     col = breccia.cast(x, recipe, axis=-2) if _needs_columnwise_cast(recipe) else None
-    te_t = to_transformer_engine(row, columnwise=col, usage="both", classes=CLASSES,
-                                 swizzle_scales=swizzle)
+    te_t = to_transformer_engine(
+        row, columnwise=col, usage="both", classes=CLASSES, swizzle_scales=swizzle
+    )
     _same_st(from_transformer_engine(te_t, recipe=recipe), row)
     back = from_transformer_engine(te_t, recipe=recipe, usage="columnwise")
     if isinstance(recipe, breccia.MXFP8BlockScaling):  # not transposed: 32 x 1 blocks
@@ -103,8 +111,10 @@ def test_columnwise_buffers_are_what_te_computes(recipe, shape, swizzle):
         assert back.data.data_ptr() == col.data.data_ptr()
         return
     # Transposed usages hold the row-wise quantization of the transposed 2-D matrix.
-    assert torch.equal(_bits(breccia.dequantize(back).reshape(shape[-1], -1)),
-                       _bits(_matrix_t(breccia.dequantize(row if col is None else col))))
+    assert torch.equal(
+        _bits(breccia.dequantize(back).reshape(shape[-1], -1)),
+        _bits(_matrix_t(breccia.dequantize(row if col is None else col))),
+    )
     if isinstance(recipe, (breccia.Float8CurrentScaling, breccia.DelayedScaling)):
         assert _same(back.data.reshape(shape[-1], -1), _matrix_t(_u8(row.data)))
     elif not (isinstance(recipe, breccia.Float8BlockScaling) and shape[-2] % 128):
@@ -112,50 +122,62 @@ def test_columnwise_buffers_are_what_te_computes(recipe, shape, swizzle):
         _same_st(back, breccia.cast(_matrix_t(x), recipe))
 
 
-@pytest.mark.parametrize("recipe", [breccia.MXFP8BlockScaling(), breccia.NVFP4BlockScaling(),
-                                    breccia.Float8BlockScaling()], ids=repr)
+@pytest.mark.parametrize(
+    "recipe",
+    [breccia.MXFP8BlockScaling(), breccia.NVFP4BlockScaling(), breccia.Float8BlockScaling()],
+    ids=repr,
+)
 def test_columnwise_only_from_a_columnwise_cast(recipe):
     x = _x((2, 128, 384))
     col = breccia.cast(x, recipe, axis=-2)
     te_t = to_transformer_engine(col, classes=CLASSES)
     assert te_t._rowwise_data is None and te_t._columnwise_data is not None
     back = from_transformer_engine(te_t, recipe, usage="columnwise")
-    expected = col if isinstance(recipe, breccia.MXFP8BlockScaling) else \
-        breccia.cast(_matrix_t(x), recipe)
+    expected = (
+        col if isinstance(recipe, breccia.MXFP8BlockScaling) else breccia.cast(_matrix_t(x), recipe)
+    )
     _same_st(back, expected)
 
 
 def test_buffer_shapes_are_tes():
     """Shapes written out from quantizer.cpp's get_scale_shape / create_tensor."""
     x = _x((160, 416))
-    mx = to_transformer_engine(breccia.cast(x, breccia.MXFP8BlockScaling()),
-                               columnwise=breccia.cast(x, breccia.MXFP8BlockScaling(), axis=-2),
-                               classes=CLASSES)
+    mx = to_transformer_engine(
+        breccia.cast(x, breccia.MXFP8BlockScaling()),
+        columnwise=breccia.cast(x, breccia.MXFP8BlockScaling(), axis=-2),
+        classes=CLASSES,
+    )
     assert tuple(mx._rowwise_scale_inv.shape) == (256, 16)
     assert tuple(mx._columnwise_data.shape) == (160, 416)
     assert tuple(mx._columnwise_scale_inv.shape) == (8, 512)
-    nv = to_transformer_engine(breccia.cast(x, breccia.NVFP4BlockScaling()),
-                               columnwise=breccia.cast(x, breccia.NVFP4BlockScaling(), axis=-2),
-                               classes=CLASSES)
+    nv = to_transformer_engine(
+        breccia.cast(x, breccia.NVFP4BlockScaling()),
+        columnwise=breccia.cast(x, breccia.NVFP4BlockScaling(), axis=-2),
+        classes=CLASSES,
+    )
     assert tuple(nv._rowwise_data.shape) == (160, 208)
     assert tuple(nv._rowwise_scale_inv.shape) == (256, 28)
     assert tuple(nv._columnwise_data.shape) == (416, 80)
     assert tuple(nv._columnwise_scale_inv.shape) == (512, 12)
     assert tuple(nv._amax_columnwise.shape) == (1,)
     y = _x((2, 101, 384))
-    one_d = to_transformer_engine(
-        breccia.cast(y, breccia.Float8BlockScaling()), classes=CLASSES)
+    one_d = to_transformer_engine(breccia.cast(y, breccia.Float8BlockScaling()), classes=CLASSES)
     assert tuple(one_d._rowwise_scale_inv.shape) == (3, 204)  # transposed, rows rounded up to 4
-    two_d = to_transformer_engine(breccia.cast(_x((202, 384)), breccia.Float8BlockScaling(
-        block_m=128)), usage="both", classes=CLASSES)
+    two_d = to_transformer_engine(
+        breccia.cast(_x((202, 384)), breccia.Float8BlockScaling(block_m=128)),
+        usage="both",
+        classes=CLASSES,
+    )
     assert tuple(two_d._rowwise_scale_inv.shape) == (2, 4)
     assert tuple(two_d._columnwise_data.shape) == (384, 202)
     assert tuple(two_d._columnwise_scale_inv.shape) == (3, 4)
-    fp8 = to_transformer_engine(breccia.cast(_x((3, 5, 7)), breccia.Float8CurrentScaling()),
-                                usage="both", classes=CLASSES)
+    fp8 = to_transformer_engine(
+        breccia.cast(_x((3, 5, 7)), breccia.Float8CurrentScaling()), usage="both", classes=CLASSES
+    )
     assert tuple(fp8._scale_inv.shape) == (1,) and tuple(fp8._transpose.shape) == (7, 3, 5)
     nv3 = to_transformer_engine(
-        breccia.cast(_x((3, 64, 416)), breccia.NVFP4BlockScaling(), axis=-2), classes=CLASSES)
+        breccia.cast(_x((3, 64, 416)), breccia.NVFP4BlockScaling(), axis=-2), classes=CLASSES
+    )
     assert tuple(nv3._columnwise_data.shape) == (416, 96)  # always 2-D
 
 
@@ -174,21 +196,25 @@ def _te_reference_swizzle(compact, row_scaling):
     return out
 
 
-@pytest.mark.parametrize("recipe", [breccia.MXFP8BlockScaling(), breccia.NVFP4BlockScaling()],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "recipe", [breccia.MXFP8BlockScaling(), breccia.NVFP4BlockScaling()], ids=repr
+)
 def test_swizzle_matches_tes_reference(recipe):
     x = _x((160, 416))
     row, col = breccia.cast(x, recipe), breccia.cast(x, recipe, axis=-2)
     plain = to_transformer_engine(row, columnwise=col, classes=CLASSES)
     swizzled = to_transformer_engine(row, columnwise=col, classes=CLASSES, swizzle_scales=True)
     assert swizzled._with_gemm_swizzled_scales and not plain._with_gemm_swizzled_scales
-    for name, row_scaling in (("_rowwise_scale_inv", True), ("_columnwise_scale_inv",
-                               not isinstance(recipe, breccia.MXFP8BlockScaling))):
+    for name, row_scaling in (
+        ("_rowwise_scale_inv", True),
+        ("_columnwise_scale_inv", not isinstance(recipe, breccia.MXFP8BlockScaling)),
+    ):
         padded = getattr(plain, name).view(torch.uint8).numpy()
         got = getattr(swizzled, name)
         assert got.shape == padded.shape
-        assert np.array_equal(got.view(torch.uint8).numpy().ravel(),
-                              _te_reference_swizzle(padded, row_scaling))
+        assert np.array_equal(
+            got.view(torch.uint8).numpy().ravel(), _te_reference_swizzle(padded, row_scaling)
+        )
 
 
 def test_compact_blockwise_format_of_te_2_9_to_2_11():
@@ -196,10 +222,15 @@ def test_compact_blockwise_format_of_te_2_9_to_2_11():
     row = breccia.cast(x, breccia.Float8BlockScaling())
     col = breccia.cast(x, breccia.Float8BlockScaling(), axis=-2)
     te_t = CLASSES.Float8BlockwiseQTensor(
-        shape=x.shape, dtype=torch.float32, rowwise_data=_u8(row.data),
-        rowwise_scale_inv=row.scale.reshape(256, 3), columnwise_data=_u8(col.data),
-        columnwise_scale_inv=col.scale.reshape(2, 384), fp8_dtype=CLASSES.DType.kFloat8E4M3,
-        data_format=CLASSES.Float8BlockScaleTensorFormat.COMPACT)
+        shape=x.shape,
+        dtype=torch.float32,
+        rowwise_data=_u8(row.data),
+        rowwise_scale_inv=row.scale.reshape(256, 3),
+        columnwise_data=_u8(col.data),
+        columnwise_scale_inv=col.scale.reshape(2, 384),
+        fp8_dtype=CLASSES.DType.kFloat8E4M3,
+        data_format=CLASSES.Float8BlockScaleTensorFormat.COMPACT,
+    )
     _same_st(from_transformer_engine(te_t), row)
     _same_st(from_transformer_engine(te_t, usage="columnwise"), col)
 
@@ -219,8 +250,7 @@ def test_columnwise_blocks_spanning_batch_entries_read_as_the_flat_matrix():
     te_t = to_transformer_engine(flat, classes=CLASSES)
     te_t.shape = (2, 48, 64)
     te_t._columnwise_data = te_t._columnwise_data.reshape(2, 48, 64)
-    _same_st(from_transformer_engine(te_t, breccia.MXFP8BlockScaling(), usage="columnwise"),
-             flat)
+    _same_st(from_transformer_engine(te_t, breccia.MXFP8BlockScaling(), usage="columnwise"), flat)
 
 
 def test_nvfp4_amax_maps_back_to_the_global_scale_exactly():
@@ -228,8 +258,10 @@ def test_nvfp4_amax_maps_back_to_the_global_scale_exactly():
         x = _x((64, 64), seed)
         scaled = breccia.cast(x, breccia.NVFP4BlockScaling())
         te_t = to_transformer_engine(
-            scaled, columnwise=breccia.cast(x, breccia.NVFP4BlockScaling(), axis=-2),
-            classes=CLASSES)
+            scaled,
+            columnwise=breccia.cast(x, breccia.NVFP4BlockScaling(), axis=-2),
+            classes=CLASSES,
+        )
         for amax in (te_t._amax_rowwise.numpy(), te_t._amax_columnwise.numpy()):
             assert amax.shape == (1,)
             assert np.float32(amax[0]) / np.float32(2688) == scaled.global_scale.numpy()
@@ -250,16 +282,20 @@ def test_refusals_say_why():
         to_transformer_engine(breccia.cast(x, mx, axis=-2), usage="both", classes=CLASSES)
     with pytest.raises(ValueError, match="same recipe"):
         e5m2 = breccia.MXFP8BlockScaling("E5M2")
-        to_transformer_engine(breccia.cast(x, mx), classes=CLASSES,
-                              columnwise=breccia.cast(x, e5m2, axis=-2))
+        to_transformer_engine(
+            breccia.cast(x, mx), classes=CLASSES, columnwise=breccia.cast(x, e5m2, axis=-2)
+        )
     with pytest.raises(ValueError, match="multiples of 32"):
         to_transformer_engine(breccia.cast(_x((40, 64)), mx), classes=CLASSES)
     with pytest.raises(ValueError, match="multiple of 128"):
-        to_transformer_engine(breccia.cast(_x((2, 100, 128)), breccia.Float8BlockScaling(
-            block_m=128)), classes=CLASSES)
+        to_transformer_engine(
+            breccia.cast(_x((2, 100, 128)), breccia.Float8BlockScaling(block_m=128)),
+            classes=CLASSES,
+        )
     with pytest.raises(ValueError, match="without a 128 x 4 swizzle"):
-        to_transformer_engine(breccia.cast(x, breccia.Float8BlockScaling()), classes=CLASSES,
-                              swizzle_scales=True)
+        to_transformer_engine(
+            breccia.cast(x, breccia.Float8BlockScaling()), classes=CLASSES, swizzle_scales=True
+        )
     with pytest.raises(TypeError, match="TransformerEngine Float8Tensor"):
         from_transformer_engine(x)
     te_t = to_transformer_engine(breccia.cast(x, mx), classes=CLASSES)

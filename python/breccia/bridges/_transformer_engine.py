@@ -47,8 +47,10 @@ def _te_classes() -> Any:
         import transformer_engine.pytorch as te_pytorch
         import transformer_engine_torch as tex
     except ImportError as error:
-        raise ImportError("to_transformer_engine needs TransformerEngine (or pass classes=, a "
-                          "module with its tensor classes and DType)") from error
+        raise ImportError(
+            "to_transformer_engine needs TransformerEngine (or pass classes=, a "
+            "module with its tensor classes and DType)"
+        ) from error
 
     class _Classes:
         Float8Tensor = te_pytorch.Float8Tensor
@@ -61,6 +63,7 @@ def _te_classes() -> Any:
 
 
 # --- C++ calls (breccia::interop) -------------------------------------------------------------
+
 
 def _raw(tensor: Any) -> Any:
     """1-byte codes as uint8 (what the C++ conversions take); wider dtypes unchanged."""
@@ -75,18 +78,19 @@ def _te_buffer(compact: Any, kind: str, swizzle: bool = False) -> Any:
 
 
 def _te_unswizzled(buffer: Any, rows: int, cols: int, kind: str, argument: str) -> Any:
-    out = _core.te_compact_scales(_backends.to_core(_raw(buffer), argument), rows, cols, kind,
-                                  True)
+    out = _core.te_compact_scales(_backends.to_core(_raw(buffer), argument), rows, cols, kind, True)
     return _backends.from_core(out, "torch")
 
 
 def _te_transpose(data: Any, packed_fp4: bool = False) -> Any:
     """(..., K) data as TE's (rows, K) matrix -> its (K, rows) transpose, as uint8 bytes."""
     return _backends.from_core(
-        _core.te_transpose(_backends.to_core(_raw(data), "data"), packed_fp4), "torch")
+        _core.te_transpose(_backends.to_core(_raw(data), "data"), packed_fp4), "torch"
+    )
 
 
 # --- shapes ------------------------------------------------------------------------------------
+
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
@@ -113,8 +117,10 @@ def _compact(buffer: Any, rows: int, cols: int, kind: str, swizzled: bool, argum
     copy made in C++ when TE swizzled them."""
     expected = _BUFFER_SHAPE[kind](rows, cols)
     if tuple(buffer.shape) != expected:
-        raise ValueError(f"{argument}: expected TE's padded shape {expected} for {rows} x {cols} "
-                         f"scales, got {tuple(buffer.shape)}")
+        raise ValueError(
+            f"{argument}: expected TE's padded shape {expected} for {rows} x {cols} "
+            f"scales, got {tuple(buffer.shape)}"
+        )
     if swizzled:
         return _te_unswizzled(buffer, rows, cols, kind, argument).view(buffer.dtype)
     if kind == "transposed_pad4":
@@ -132,8 +138,10 @@ def _kind(te_t: Any) -> str:
     for cls in type(te_t).__mro__:
         if cls.__name__ in _KINDS:
             return cls.__name__
-    raise TypeError("te_t must be a TransformerEngine Float8Tensor, MXFP8Tensor, "
-                    f"Float8BlockwiseQTensor or NVFP4Tensor, got {type(te_t).__qualname__}")
+    raise TypeError(
+        "te_t must be a TransformerEngine Float8Tensor, MXFP8Tensor, "
+        f"Float8BlockwiseQTensor or NVFP4Tensor, got {type(te_t).__qualname__}"
+    )
 
 
 def _fp8(te_dtype: Any) -> tuple[str, Any]:
@@ -157,8 +165,10 @@ def _blocks_over_rows(data: Any, scale: Any, block: int) -> tuple[Any, Any]:
 
 # --- TE -> breccia -----------------------------------------------------------------------------
 
-def from_transformer_engine(te_t: Any, recipe: Any = None, *,
-                            usage: str = "rowwise") -> ScaledTensor:
+
+def from_transformer_engine(
+    te_t: Any, recipe: Any = None, *, usage: str = "rowwise"
+) -> ScaledTensor:
     """TransformerEngine tensor -> ScaledTensor over the same torch data (scales: views
     without the padding, or a compact copy when TE swizzled them).
 
@@ -177,18 +187,23 @@ def from_transformer_engine(te_t: Any, recipe: Any = None, *,
     if recipe is not None:
         require_recipe(recipe, "recipe")
     data, scale, inferred, layout, global_scale = _FROM[kind](te_t, usage == "columnwise")
-    return ScaledTensor._from_buffers(data, scale, inferred if recipe is None else recipe, layout,
-                                      global_scale)
+    return ScaledTensor._from_buffers(
+        data, scale, inferred if recipe is None else recipe, layout, global_scale
+    )
 
 
 def _from_float8(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
     fmt, dtype = _fp8(te_t._fp8_dtype)
     # _transpose: (K, *leading), TE's _columnwise_shape_for; one _scale_inv serves both.
-    data = _require(te_t._transpose if columnwise else te_t._data,
-                    "_transpose" if columnwise else "_data")
+    data = _require(
+        te_t._transpose if columnwise else te_t._data, "_transpose" if columnwise else "_data"
+    )
     quantizer = type(getattr(te_t, "_quantizer", None)).__name__
-    recipe = DelayedScaling(fp8_format=fmt) if quantizer == "Float8Quantizer" else \
-        Float8CurrentScaling(fp8_format=fmt)
+    recipe = (
+        DelayedScaling(fp8_format=fmt)
+        if quantizer == "Float8Quantizer"
+        else Float8CurrentScaling(fp8_format=fmt)
+    )
     return data.view(dtype), te_t._scale_inv.reshape(()), recipe, PerTensor(), None
 
 
@@ -202,12 +217,19 @@ def _from_mxfp8(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
     rows, cols = _rows(data.shape), data.shape[-1]
     scale_inv = getattr(te_t, name + "_scale_inv")
     if not columnwise:  # (roundup(rows, 128), roundup(K / 32, 4))
-        scale = _compact(scale_inv, rows, cols // _MX_BLOCK, "tiles", swizzled, "te_t." + name +
-                         "_scale_inv")
+        scale = _compact(
+            scale_inv, rows, cols // _MX_BLOCK, "tiles", swizzled, "te_t." + name + "_scale_inv"
+        )
         return data, scale.reshape(*data.shape[:-1], -1), recipe, PerBlockMN(1, _MX_BLOCK), None
     # (roundup(rows / 32, 4), roundup(K, 128)); swizzled as its transpose.
-    scale = _compact(scale_inv, rows // _MX_BLOCK, cols, "columnwise_tiles", swizzled,
-                     "te_t._columnwise_scale_inv")
+    scale = _compact(
+        scale_inv,
+        rows // _MX_BLOCK,
+        cols,
+        "columnwise_tiles",
+        swizzled,
+        "te_t._columnwise_scale_inv",
+    )
     data, scale = _blocks_over_rows(data, scale, _MX_BLOCK)
     return data, scale, recipe, PerBlockMN(_MX_BLOCK, 1), None
 
@@ -222,13 +244,18 @@ def _from_blockwise(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
     scale_inv = getattr(te_t, name + "_scale_inv")
     argument = f"te_t.{name}_scale_inv"
     quantizer = getattr(te_t, "_quantizer", None)
-    recipe = Float8BlockScaling(fp8_format=fmt, block_k=_BLOCK, block_m=_BLOCK if two_d else 1,
-                                power_2_scale=bool(getattr(quantizer, "force_pow_2_scales", True)))
+    recipe = Float8BlockScaling(
+        fp8_format=fmt,
+        block_k=_BLOCK,
+        block_m=_BLOCK if two_d else 1,
+        power_2_scale=bool(getattr(quantizer, "force_pow_2_scales", True)),
+    )
     if compact_format and two_d:
         raise ValueError("te_t: TE's COMPACT format holds 1 x 128 blocks only, got _is_2D_scaled")
     if columnwise and compact_format:  # data not transposed, scales (ceil(rows/128), K)
-        scale = _compact(scale_inv, -(-_rows(data.shape) // _BLOCK), data.shape[-1], "compact",
-                         False, argument)
+        scale = _compact(
+            scale_inv, -(-_rows(data.shape) // _BLOCK), data.shape[-1], "compact", False, argument
+        )
         data, scale = _blocks_over_rows(data, scale, _BLOCK)
         return data, scale, recipe, PerBlockMN(_BLOCK, 1), None
     if columnwise:  # (K, *leading): the rowwise buffers of the transposed 2-D matrix
@@ -239,8 +266,14 @@ def _from_blockwise(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
         data, scale = _blocks_over_rows(data, scale, _BLOCK)
         return data, scale, recipe, PerBlockMN(_BLOCK, _BLOCK), None
     # GEMM_READY 1 x 128: stored transposed, (ceil(K/128), roundup(rows, 4)); COMPACT: (rows, ...)
-    scale = _compact(scale_inv, rows, k_blocks, "compact" if compact_format else "transposed_pad4",
-                     False, argument)
+    scale = _compact(
+        scale_inv,
+        rows,
+        k_blocks,
+        "compact" if compact_format else "transposed_pad4",
+        False,
+        argument,
+    )
     return data, scale.reshape(*data.shape[:-1], k_blocks), recipe, PerBlockK(_BLOCK), None
 
 
@@ -248,9 +281,11 @@ def _from_nvfp4(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
     torch = _torch()
     quantizer = getattr(te_t, "_quantizer", None)
     if columnwise and getattr(quantizer, "with_rht", False):
-        raise ValueError("te_t: its column-wise NVFP4 data was quantized after a random Hadamard "
-                         "transform (quantizer.with_rht), so it does not encode this tensor; "
-                         "read the row-wise usage")
+        raise ValueError(
+            "te_t: its column-wise NVFP4 data was quantized after a random Hadamard "
+            "transform (quantizer.with_rht), so it does not encode this tensor; "
+            "read the row-wise usage"
+        )
     name = "_columnwise" if columnwise else "_rowwise"
     # Rowwise (..., K/2); columnwise always 2-D (K, rows/2), the transposed matrix.
     data = _require(getattr(te_t, name + "_data"), name + "_data").view(torch.uint8)
@@ -258,13 +293,25 @@ def _from_nvfp4(te_t: Any, columnwise: bool) -> tuple[Any, ...]:
     amax = _require(getattr(te_t, amax_name), amax_name)
     rows, cols = _rows(data.shape), 2 * data.shape[-1]
     # (roundup(rows, 128), roundup(K/16, 4)) for both usages (of the transpose for columnwise).
-    scale = _compact(getattr(te_t, name + "_scale_inv"), rows, cols // _NVFP4_BLOCK, "tiles",
-                     bool(te_t._with_gemm_swizzled_scales), f"te_t.{name}_scale_inv")
+    scale = _compact(
+        getattr(te_t, name + "_scale_inv"),
+        rows,
+        cols // _NVFP4_BLOCK,
+        "tiles",
+        bool(te_t._with_gemm_swizzled_scales),
+        f"te_t.{name}_scale_inv",
+    )
     global_scale = _backends.from_core(
-        _core.nvfp4_global_scale_from_amax(_backends.to_core(amax, f"te_t.{amax_name}")), "torch")
+        _core.nvfp4_global_scale_from_amax(_backends.to_core(amax, f"te_t.{amax_name}")), "torch"
+    )
     recipe = NVFP4BlockScaling(two_d=bool(getattr(quantizer, "with_2d_quantization", False)))
-    return (data, scale.view(torch.float8_e4m3fn).reshape(*data.shape[:-1], -1), recipe,
-            PerBlockMN(1, _NVFP4_BLOCK), global_scale)
+    return (
+        data,
+        scale.view(torch.float8_e4m3fn).reshape(*data.shape[:-1], -1),
+        recipe,
+        PerBlockMN(1, _NVFP4_BLOCK),
+        global_scale,
+    )
 
 
 _FROM = {
@@ -276,6 +323,7 @@ _FROM = {
 
 
 # --- breccia -> TE -----------------------------------------------------------------------------
+
 
 def _is_columnwise(scaled: ScaledTensor) -> bool:
     layout = scaled.layout
@@ -295,21 +343,33 @@ def _sources(scaled: ScaledTensor, columnwise: Any, usage: Any) -> tuple[Any, An
     if columnwise is not None:
         require_scaled(columnwise, "columnwise")
         if col is not None:
-            raise ValueError("columnwise: scaled is already column-wise; pass the row-wise "
-                             "ScaledTensor as scaled")
-        if columnwise.recipe != scaled.recipe or \
-                tuple(columnwise.logical_shape) != tuple(scaled.logical_shape):
-            raise ValueError(f"columnwise: expected a quantization of the same tensor with the "
-                             f"same recipe, got {columnwise.recipe!r} over "
-                             f"{tuple(columnwise.logical_shape)} for {scaled.recipe!r} over "
-                             f"{tuple(scaled.logical_shape)}")
+            raise ValueError(
+                "columnwise: scaled is already column-wise; pass the row-wise "
+                "ScaledTensor as scaled"
+            )
+        if columnwise.recipe != scaled.recipe or tuple(columnwise.logical_shape) != tuple(
+            scaled.logical_shape
+        ):
+            raise ValueError(
+                f"columnwise: expected a quantization of the same tensor with the "
+                f"same recipe, got {columnwise.recipe!r} over "
+                f"{tuple(columnwise.logical_shape)} for {scaled.recipe!r} over "
+                f"{tuple(scaled.logical_shape)}"
+            )
         if not (_is_columnwise(columnwise) or _transposes_exactly(columnwise)):
-            raise ValueError(f"columnwise: expected a column-wise ScaledTensor (cast(x, recipe, "
-                             f"axis=-2)), got layout {columnwise.layout!r}")
+            raise ValueError(
+                f"columnwise: expected a column-wise ScaledTensor (cast(x, recipe, "
+                f"axis=-2)), got layout {columnwise.layout!r}"
+            )
         col = columnwise
     if usage is None:
-        usage = "both" if row is not None and col is not None else \
-            "rowwise" if row is not None else "columnwise"
+        usage = (
+            "both"
+            if row is not None and col is not None
+            else "rowwise"
+            if row is not None
+            else "columnwise"
+        )
     if usage not in _USAGES:
         raise ValueError(f"usage must be 'rowwise', 'columnwise' or 'both', got {usage!r}")
     if usage != "rowwise" and col is None:
@@ -317,12 +377,15 @@ def _sources(scaled: ScaledTensor, columnwise: Any, usage: Any) -> tuple[Any, An
             raise ValueError(
                 f"usage={usage!r}: TE quantizes its column-wise buffers from the high-precision "
                 f"input, and with {row.layout!r} they are not a rearrangement of the row-wise "
-                "bytes; pass columnwise=cast(x, recipe, axis=-2) (or that tensor as scaled)")
+                "bytes; pass columnwise=cast(x, recipe, axis=-2) (or that tensor as scaled)"
+            )
         col = row
     if usage != "columnwise" and row is None:
-        raise ValueError(f"usage={usage!r}: scaled is column-wise ({scaled.layout!r}) and TE "
-                         "quantizes the row-wise buffers from the high-precision input; pass "
-                         "the row-wise cast(x, recipe) as scaled and this one as columnwise=")
+        raise ValueError(
+            f"usage={usage!r}: scaled is column-wise ({scaled.layout!r}) and TE "
+            "quantizes the row-wise buffers from the high-precision input; pass "
+            "the row-wise cast(x, recipe) as scaled and this one as columnwise="
+        )
     return (row if usage != "columnwise" else None), (col if usage != "rowwise" else None), usage
 
 
@@ -332,9 +395,14 @@ def _torch_scaled(scaled: Any) -> Any:
     return from_dlpack(scaled, "torch")
 
 
-def to_transformer_engine(scaled: ScaledTensor, *, columnwise: ScaledTensor | None = None,
-                          usage: str | None = None, classes: Any = None,
-                          swizzle_scales: bool = False) -> Any:
+def to_transformer_engine(
+    scaled: ScaledTensor,
+    *,
+    columnwise: ScaledTensor | None = None,
+    usage: str | None = None,
+    classes: Any = None,
+    swizzle_scales: bool = False,
+) -> Any:
     """ScaledTensor -> TransformerEngine tensor.
 
     Data is shared where TE's layout is breccia's (row-wise data; MXFP8's column-wise data);
@@ -368,8 +436,11 @@ def to_transformer_engine(scaled: ScaledTensor, *, columnwise: ScaledTensor | No
 
 
 def _te_dtype(classes: Any, fmt: str) -> Any:
-    return {"E4M3": classes.DType.kFloat8E4M3, "E5M2": classes.DType.kFloat8E5M2,
-            "E2M1": classes.DType.kFloat4E2M1}[fmt]
+    return {
+        "E4M3": classes.DType.kFloat8E4M3,
+        "E5M2": classes.DType.kFloat8E5M2,
+        "E2M1": classes.DType.kFloat4E2M1,
+    }[fmt]
 
 
 def _shape_of(row: Any, col: Any) -> tuple[int, ...]:
@@ -386,26 +457,36 @@ def _require_divisible(shape: tuple[int, ...], block: int, what: str) -> None:
     """TE's quantizers refuse shapes whose flat rows or K do not divide into blocks
     (MXFP8Quantizer / NVFP4Quantizer::get_scale_shape); so does this bridge."""
     if len(shape) < 2 or _rows(shape) % block or shape[-1] % block:
-        raise ValueError(f"scaled: TE's {what} needs the flattened rows and the last dim to be "
-                         f"multiples of {block}, got shape {shape}")
+        raise ValueError(
+            f"scaled: TE's {what} needs the flattened rows and the last dim to be "
+            f"multiples of {block}, got shape {shape}"
+        )
 
 
 def _to_float8(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
     source = row if row is not None else col
     if source.layout != PerTensor():
-        raise ValueError(f"scaled: TE's Float8Tensor has one scale per tensor, got "
-                         f"{source.layout!r}")
+        raise ValueError(
+            f"scaled: TE's Float8Tensor has one scale per tensor, got {source.layout!r}"
+        )
     torch = _torch()
-    if row is not None and col is not None and \
-            not torch.equal(row.scale.reshape(1), col.scale.reshape(1)):
-        raise ValueError("columnwise: TE's Float8Tensor has one _scale_inv for both usages, "
-                         "got two different scales")
+    if (
+        row is not None
+        and col is not None
+        and not torch.equal(row.scale.reshape(1), col.scale.reshape(1))
+    ):
+        raise ValueError(
+            "columnwise: TE's Float8Tensor has one _scale_inv for both usages, "
+            "got two different scales"
+        )
     return classes.Float8Tensor(
-        shape=_shape_of(row, col), dtype=torch.float32,
+        shape=_shape_of(row, col),
+        dtype=torch.float32,
         data=None if row is None else row.data.view(torch.uint8),
         fp8_scale_inv=source.scale.reshape(1).clone(),
         fp8_dtype=_te_dtype(classes, source.recipe.fp8_format),
-        data_transpose=None if col is None else _transposed_data(col))
+        data_transpose=None if col is None else _transposed_data(col),
+    )
 
 
 def _to_mxfp8(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
@@ -413,25 +494,35 @@ def _to_mxfp8(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
     shape = _shape_of(row, col)
     _require_divisible(shape, _MX_BLOCK, "MXFP8Tensor")
     rows, cols = _rows(shape), shape[-1]
-    buffers = {"rowwise_data": None, "rowwise_scale_inv": None, "columnwise_data": None,
-               "columnwise_scale_inv": None}
+    buffers = {
+        "rowwise_data": None,
+        "rowwise_scale_inv": None,
+        "columnwise_data": None,
+        "columnwise_scale_inv": None,
+    }
     if row is not None:
         if row.layout != PerBlockMN(1, _MX_BLOCK):
-            raise ValueError(f"scaled: TE's MXFP8 uses 1 x 32 and 32 x 1 blocks, got "
-                             f"{row.layout!r}")
+            raise ValueError(
+                f"scaled: TE's MXFP8 uses 1 x 32 and 32 x 1 blocks, got {row.layout!r}"
+            )
         buffers["rowwise_data"] = row.data.view(torch.uint8)
         buffers["rowwise_scale_inv"] = _te_buffer(row.scale.reshape(rows, -1), "tiles", swizzle)
     if col is not None:
         if col.layout != PerBlockMN(_MX_BLOCK, 1):
-            raise ValueError(f"columnwise: TE's column-wise MXFP8 uses 32 x 1 blocks, got "
-                             f"{col.layout!r}")
+            raise ValueError(
+                f"columnwise: TE's column-wise MXFP8 uses 32 x 1 blocks, got {col.layout!r}"
+            )
         buffers["columnwise_data"] = col.data.view(torch.uint8)  # not transposed
-        buffers["columnwise_scale_inv"] = _te_buffer(col.scale.reshape(rows // _MX_BLOCK, cols),
-                                                     "columnwise_tiles", swizzle)
+        buffers["columnwise_scale_inv"] = _te_buffer(
+            col.scale.reshape(rows // _MX_BLOCK, cols), "columnwise_tiles", swizzle
+        )
     return classes.MXFP8Tensor(
-        shape=shape, dtype=torch.float32, **buffers,
+        shape=shape,
+        dtype=torch.float32,
+        **buffers,
         fp8_dtype=_te_dtype(classes, (row if row is not None else col).recipe.fp8_format),
-        with_gemm_swizzled_scales=swizzle)
+        with_gemm_swizzled_scales=swizzle,
+    )
 
 
 def _to_blockwise(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
@@ -441,39 +532,59 @@ def _to_blockwise(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
     shape = _shape_of(row, col)
     two_d = recipe.block_m == _BLOCK
     if recipe.block_k != _BLOCK or recipe.block_m not in (1, _BLOCK):
-        raise ValueError(f"scaled: TE's Float8BlockwiseQTensor holds 1 x 128 or 128 x 128 "
-                         f"blocks, got {recipe!r}")
+        raise ValueError(
+            f"scaled: TE's Float8BlockwiseQTensor holds 1 x 128 or 128 x 128 blocks, got {recipe!r}"
+        )
     if swizzle:
-        raise ValueError("swizzle_scales: TE's blockwise FP8 scales are GEMM-ready without a "
-                         "128 x 4 swizzle")
+        raise ValueError(
+            "swizzle_scales: TE's blockwise FP8 scales are GEMM-ready without a 128 x 4 swizzle"
+        )
     if (two_d or col is not None) and len(shape) > 2 and shape[-2] % _BLOCK:
-        raise ValueError(f"scaled: TE's 128 x 128 tiles and 128 x 1 column-wise blocks run over "
-                         f"the flattened rows, which breccia's per-matrix blocks match only "
-                         f"when dim -2 is a multiple of 128, got shape {shape}")
-    buffers = {"rowwise_data": None, "rowwise_scale_inv": None, "columnwise_data": None,
-               "columnwise_scale_inv": None}
+        raise ValueError(
+            f"scaled: TE's 128 x 128 tiles and 128 x 1 column-wise blocks run over "
+            f"the flattened rows, which breccia's per-matrix blocks match only "
+            f"when dim -2 is a multiple of 128, got shape {shape}"
+        )
+    buffers = {
+        "rowwise_data": None,
+        "rowwise_scale_inv": None,
+        "columnwise_data": None,
+        "columnwise_scale_inv": None,
+    }
     if row is not None:
         buffers["rowwise_data"] = row.data.view(torch.uint8)
         # 1 x 128: (M, K/128) stored transposed; 128 x 128: padded to 4 columns.
         buffers["rowwise_scale_inv"] = _te_buffer(
-            row.scale.reshape(-1, row.scale.shape[-1]), "pad4" if two_d else "transposed_pad4")
+            row.scale.reshape(-1, row.scale.shape[-1]), "pad4" if two_d else "transposed_pad4"
+        )
     if col is not None:
         if not two_d and col.layout != PerBlockMN(_BLOCK, 1):
-            raise ValueError(f"columnwise: TE's column-wise 1 x 128 blocks are breccia's "
-                             f"PerBlockMN(128, 1) (cast with axis=-2), got {col.layout!r}")
+            raise ValueError(
+                f"columnwise: TE's column-wise 1 x 128 blocks are breccia's "
+                f"PerBlockMN(128, 1) (cast with axis=-2), got {col.layout!r}"
+            )
         buffers["columnwise_data"] = _transposed_data(col)
         # 1 x 128 of the transpose: (ceil(rows/128), roundup(K, 4)), which is breccia's
         # (rows/128, K) padded; 128 x 128: the tile scales transposed, (ceil(K/128), ...).
         buffers["columnwise_scale_inv"] = _te_buffer(
-            col.scale.reshape(-1, col.scale.shape[-1]), "transposed_pad4" if two_d else "pad4")
+            col.scale.reshape(-1, col.scale.shape[-1]), "transposed_pad4" if two_d else "pad4"
+        )
     return classes.Float8BlockwiseQTensor(
-        shape=shape, dtype=torch.float32, **buffers,
-        fp8_dtype=_te_dtype(classes, recipe.fp8_format), is_2D_scaled=two_d)
+        shape=shape,
+        dtype=torch.float32,
+        **buffers,
+        fp8_dtype=_te_dtype(classes, recipe.fp8_format),
+        is_2D_scaled=two_d,
+    )
 
 
 def _amax(scaled: ScaledTensor) -> Any:
-    return _backends.from_core(_core.nvfp4_amax_for_global_scale(
-        _backends.to_core(scaled.global_scale, "scaled.global_scale")), "torch")
+    return _backends.from_core(
+        _core.nvfp4_amax_for_global_scale(
+            _backends.to_core(scaled.global_scale, "scaled.global_scale")
+        ),
+        "torch",
+    )
 
 
 def _to_nvfp4(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
@@ -481,27 +592,40 @@ def _to_nvfp4(row: Any, col: Any, classes: Any, swizzle: bool) -> Any:
     shape = _shape_of(row, col)
     _require_divisible(shape, _NVFP4_BLOCK, "NVFP4Tensor")
     rows, cols = _rows(shape), shape[-1]
-    buffers = {"rowwise_data": None, "rowwise_scale_inv": None, "columnwise_data": None,
-               "columnwise_scale_inv": None, "amax_rowwise": None, "amax_columnwise": None}
+    buffers = {
+        "rowwise_data": None,
+        "rowwise_scale_inv": None,
+        "columnwise_data": None,
+        "columnwise_scale_inv": None,
+        "amax_rowwise": None,
+        "amax_columnwise": None,
+    }
     if row is not None:
         if row.layout != PerBlockMN(1, _NVFP4_BLOCK):
-            raise ValueError(f"scaled: TE's NVFP4 uses 1 x 16 blocks (16 x 1 column-wise), got "
-                             f"{row.layout!r}")
+            raise ValueError(
+                f"scaled: TE's NVFP4 uses 1 x 16 blocks (16 x 1 column-wise), got {row.layout!r}"
+            )
         buffers["rowwise_data"] = row.data.view(torch.uint8)
         buffers["rowwise_scale_inv"] = _te_buffer(row.scale.reshape(rows, -1), "tiles", swizzle)
         buffers["amax_rowwise"] = _amax(row)
     if col is not None:
         if col.layout != PerBlockMN(_NVFP4_BLOCK, 1):
-            raise ValueError(f"columnwise: TE's column-wise NVFP4 is breccia's "
-                             f"PerBlockMN(16, 1) (cast with axis=-2), got {col.layout!r}")
+            raise ValueError(
+                f"columnwise: TE's column-wise NVFP4 is breccia's "
+                f"PerBlockMN(16, 1) (cast with axis=-2), got {col.layout!r}"
+            )
         # Data and scales of the transposed matrix: (K, rows/2) codes, (K, rows/16) scales.
         buffers["columnwise_data"] = _te_transpose(col.data, packed_fp4=True)
         transposed_scale = _te_transpose(col.scale.reshape(rows // _NVFP4_BLOCK, cols))
         buffers["columnwise_scale_inv"] = _te_buffer(transposed_scale, "tiles", swizzle)
         buffers["amax_columnwise"] = _amax(col)
     return classes.NVFP4Tensor(
-        shape=shape, dtype=torch.float32, **buffers, fp4_dtype=_te_dtype(classes, "E2M1"),
-        with_gemm_swizzled_scales=swizzle)
+        shape=shape,
+        dtype=torch.float32,
+        **buffers,
+        fp4_dtype=_te_dtype(classes, "E2M1"),
+        with_gemm_swizzled_scales=swizzle,
+    )
 
 
 _TO = (
