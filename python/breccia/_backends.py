@@ -167,10 +167,38 @@ def to_numpy(array: _core.Array) -> np.ndarray:
     return raw if raw.dtype == dtype else raw.view(dtype)
 
 
+def device_context(x: Any) -> tuple[Any, int]:
+    """(allocate, stream) for an op on x's device: for a CUDA tensor, the framework's caching
+    allocator and its current stream, so that breccia's outputs are ordinary framework memory
+    ordered after the caller's work; (None, 0) for host data."""
+    if backend_of(x) != TORCH or x.device.type != "cuda":
+        return None, 0
+    import torch
+
+    def allocate(nbytes: int, device_id: int) -> Any:
+        return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device_id))
+
+    return allocate, torch.cuda.current_stream(x.device).cuda_stream
+
+
+def _device_array_to_torch(array: _core.Array) -> Any:
+    """A CUDA result as a torch tensor: a view of the uint8 buffer that allocate() returned."""
+    import torch
+
+    buffer = array.owner
+    if buffer is None or not isinstance(buffer, torch.Tensor):
+        raise NotImplementedError(f"a result on {array.device} was not allocated by PyTorch")
+    start = array.data_ptr - buffer.data_ptr()
+    raw = buffer[start : start + array.nbytes]
+    return raw.view(getattr(torch, array.dtype)).view(array.shape)
+
+
 def from_core(array: _core.Array, backend: str) -> Any:
     """The Array as an array of `backend`."""
     if array.device != "cpu":
-        raise NotImplementedError(f"results on {array.device} cannot be returned by this build")
+        if backend != TORCH:
+            raise NotImplementedError(f"results on {array.device} need PyTorch tensors")
+        return _device_array_to_torch(array)
     result = to_numpy(array)
     if backend == TORCH:
         return _numpy_to_torch(result)

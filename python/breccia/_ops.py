@@ -40,14 +40,22 @@ def cast(
     _backends.require_array_like(x, "x")
     require_recipe(recipe, "recipe")
     native = engine.cast(
-        _backends.to_core(x, "x"), recipe._native, _axis(axis), _state_native(state)
+        _backends.to_core(x, "x"),
+        recipe._native,
+        _axis(axis),
+        _state_native(state),
+        *_backends.device_context(x),
     )
     return ScaledTensor._from_native(native, _backends.backend_of(x), recipe)
 
 
 def dequantize(engine: Engine, scaled: ScaledTensor, out_dtype: Any) -> Any:
     require_scaled(scaled, "scaled")
-    out = engine.dequantize(scaled._native, _backends.dtype_name(out_dtype, "out_dtype"))
+    out = engine.dequantize(
+        scaled._native,
+        _backends.dtype_name(out_dtype, "out_dtype"),
+        *_backends.device_context(scaled.data),
+    )
     return _backends.from_core(out, scaled.backend)
 
 
@@ -66,7 +74,10 @@ def matmul(engine: Engine, a: Any, b: Any, out_dtype: Any) -> Any:
         operand._native if isinstance(operand, ScaledTensor) else _backends.to_core(operand, name)
         for name, operand in operands.items()
     ]
-    out = engine.matmul(*native, _backends.dtype_name(out_dtype, "out_dtype"))
+    first = a.data if isinstance(a, ScaledTensor) else a
+    out = engine.matmul(
+        *native, _backends.dtype_name(out_dtype, "out_dtype"), *_backends.device_context(first)
+    )
     return _backends.from_core(out, backend)
 
 
@@ -80,7 +91,11 @@ def requantize(
     require_scaled(scaled, "scaled")
     require_recipe(new_recipe, "new_recipe")
     native = engine.requantize(
-        scaled._native, new_recipe._native, _axis(axis), _state_native(state)
+        scaled._native,
+        new_recipe._native,
+        _axis(axis),
+        _state_native(state),
+        *_backends.device_context(scaled.data),
     )
     return ScaledTensor._from_native(native, scaled.backend, new_recipe)
 
@@ -91,15 +106,23 @@ def from_buffer(
     return ScaledTensor._from_buffers(data, scale, recipe, layout, global_scale, zero_point)
 
 
-def _core_requantize(native: Any, recipe: Any, axis: int, state: Any) -> Any:
-    return _core.requantize(native, recipe, axis, state)
+# The reference kernels run on the CPU only (they refuse device arrays themselves), so they
+# take the device context and ignore it.
+def _reference_cast(x: Any, recipe: Any, axis: int, state: Any, *_context: Any) -> Any:
+    return _core.reference_cast(x, recipe, axis, state)
 
 
-def _reference_requantize(native: Any, recipe: Any, axis: int, state: Any) -> Any:
+def _reference_dequantize(native: Any, out_dtype: str, *_context: Any) -> Any:
+    return _core.reference_dequantize(native, out_dtype)
+
+
+def _reference_matmul(a: Any, b: Any, out_dtype: str, *_context: Any) -> Any:
+    return _core.reference_matmul(a, b, out_dtype)
+
+
+def _reference_requantize(native: Any, recipe: Any, axis: int, state: Any, *_context: Any) -> Any:
     return _core.reference_cast(_core.reference_dequantize(native, "float32"), recipe, axis, state)
 
 
-DISPATCH = Engine(_core.cast, _core.dequantize, _core.matmul, _core_requantize)
-REFERENCE = Engine(
-    _core.reference_cast, _core.reference_dequantize, _core.reference_matmul, _reference_requantize
-)
+DISPATCH = Engine(_core.cast, _core.dequantize, _core.matmul, _core.requantize)
+REFERENCE = Engine(_reference_cast, _reference_dequantize, _reference_matmul, _reference_requantize)

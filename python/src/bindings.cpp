@@ -18,6 +18,9 @@
 #include "breccia/kernels/reference.hpp"
 #include "breccia/layouts.hpp"
 #include "breccia/ops.hpp"
+#ifdef BRECCIA_WITH_CUDA
+#include "breccia/kernels/cuda.hpp"
+#endif
 #include "breccia/plan.hpp"
 #include "breccia/recipes.hpp"
 #include "breccia/scaled_tensor.hpp"
@@ -28,14 +31,56 @@ using namespace nb::literals;
 namespace breccia::python {
 namespace {
 
-// Keeps a Python object alive for as long as a C++ Array borrows its memory. The last
-// reference may be dropped on a thread without the GIL, so the deleter takes it.
-std::shared_ptr<void> python_owner(nb::object owner) {
-  return std::shared_ptr<void>(owner.release().ptr(), [](void* object) {
+// Holds a reference to the Python object that owns an Array's memory. The last reference may
+// be dropped on a thread without the GIL, so the deleter takes it.
+struct PythonReference {
+  PyObject* object;
+  void operator()(void*) const {
     nb::gil_scoped_acquire gil;
-    Py_DECREF(static_cast<PyObject*>(object));
-  });
+    Py_DECREF(object);
+  }
+};
+
+// Shared ownership of memory at `address` that the Python object `owner` keeps alive.
+std::shared_ptr<void> python_owner(nb::object owner, void* address) {
+  return std::shared_ptr<void>(address, PythonReference{owner.release().ptr()});
 }
+
+// The Python object that owns an Array's memory, or None (memory breccia allocated itself).
+nb::object owner_object(const Array& array) {
+  const auto* reference = std::get_deleter<PythonReference>(array.owner());
+  return reference != nullptr ? nb::borrow(reference->object) : nb::none();
+}
+
+// Device outputs come from the caller's framework: `allocate(nbytes, device_id)` returns a
+// buffer object (a torch uint8 tensor, say) with .data_ptr(), allocated on the framework's
+// current stream; the Array keeps that object alive.
+class PythonAllocator final : public Allocator {
+ public:
+  explicit PythonAllocator(nb::object allocate) : allocate_(std::move(allocate)) {}
+
+  std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
+    nb::object buffer = allocate_(bytes, device.id);
+    const auto address = nb::cast<std::uintptr_t>(buffer.attr("data_ptr")());
+    return python_owner(std::move(buffer), reinterpret_cast<void*>(address));
+  }
+
+ private:
+  nb::object allocate_;
+};
+
+// Where an op's outputs go: the framework's allocator and stream for device data, nothing
+// (breccia's CPU allocator, no stream) for host data.
+struct DeviceContext {
+  std::optional<PythonAllocator> allocator;
+  void* stream = nullptr;
+
+  DeviceContext(nb::object allocate, std::uintptr_t stream_handle)
+      : stream(reinterpret_cast<void*>(stream_handle)) {
+    if (!allocate.is_none()) allocator.emplace(std::move(allocate));
+  }
+  Allocator* allocator_or_null() { return allocator ? &*allocator : nullptr; }
+};
 
 // Wraps memory that a Python object (NumPy array, torch tensor, ...) owns, without copying.
 // Strides come in bytes, as NumPy and the array interface give them.
@@ -63,7 +108,7 @@ Array borrow(std::uintptr_t address, std::string_view dtype_text, const Shape& s
     fail<ValueError>(argument, ": expected memory on 'cpu' or 'cuda', got '", device_kind, "'");
   }
   Array array = Array::borrow(reinterpret_cast<void*>(address), dtype, shape, strides, device,
-                              python_owner(std::move(owner)));
+                              python_owner(std::move(owner), reinterpret_cast<void*>(address)));
   return read_only ? array.marked_read_only() : array;
 }
 
@@ -255,6 +300,11 @@ NB_MODULE(_core, m) {
       .def_prop_ro("shape", [](const Array& a) { return shape_tuple(a.shape()); })
       .def_prop_ro("device", [](const Array& a) { return a.device().str(); })
       .def_prop_ro("read_only", &Array::read_only)
+      .def_prop_ro("data_ptr",
+                   [](const Array& a) { return reinterpret_cast<std::uintptr_t>(a.data()); })
+      .def_prop_ro("nbytes", &Array::nbytes)
+      .def_prop_ro("owner", &owner_object,
+                   "The Python object that owns the memory (None if breccia allocated it).")
       .def_prop_ro("__array_interface__", &array_interface)
       .def("__repr__", &Array::str);
 
@@ -322,31 +372,52 @@ NB_MODULE(_core, m) {
                    [](const ScaledTensor& s) { return shape_tuple(s.logical_shape()); })
       .def("__repr__", &ScaledTensor::repr);
 
+  // `allocate` and `stream` matter for device data only: see DeviceContext.
   m.def(
       "cast",
-      [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state) {
-        return cast(x, recipe, CastOptions{.axis = axis, .state = state});
+      [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state,
+         nb::object allocate, std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
+        return cast(x, recipe,
+                    CastOptions{.axis = axis,
+                                .state = state,
+                                .allocator = context.allocator_or_null(),
+                                .stream = context.stream});
       },
-      "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none());
+      "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
+      "stream"_a = 0);
   m.def(
       "dequantize",
-      [](const ScaledTensor& scaled, std::string_view out_dtype) {
-        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"));
+      [](const ScaledTensor& scaled, std::string_view out_dtype, nb::object allocate,
+         std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
+        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"),
+                          context.allocator_or_null(), context.stream);
       },
-      "scaled"_a, "out_dtype"_a = "float32");
+      "scaled"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
   m.def(
       "matmul",
-      [](nb::handle a, nb::handle b, std::string_view out_dtype) {
+      [](nb::handle a, nb::handle b, std::string_view out_dtype, nb::object allocate,
+         std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
         return matmul(operand_from(a, "a"), operand_from(b, "b"),
-                      dtype_from_name(out_dtype, "out_dtype"));
+                      dtype_from_name(out_dtype, "out_dtype"), context.allocator_or_null(),
+                      context.stream);
       },
-      "a"_a, "b"_a, "out_dtype"_a = "float32");
+      "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
   m.def(
       "requantize",
-      [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state) {
-        return requantize(scaled, recipe, CastOptions{.axis = axis, .state = state});
+      [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state,
+         nb::object allocate, std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
+        return requantize(scaled, recipe,
+                          CastOptions{.axis = axis,
+                                      .state = state,
+                                      .allocator = context.allocator_or_null(),
+                                      .stream = context.stream});
       },
-      "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none());
+      "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none(),
+      "allocate"_a = nb::none(), "stream"_a = 0);
   m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
         "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
 
@@ -368,6 +439,20 @@ NB_MODULE(_core, m) {
       "a"_a, "b"_a, "out_dtype"_a = "float32");
 
   bind_interop(m);
+
+#ifdef BRECCIA_WITH_CUDA
+  m.def(
+      "scaled_matmul_cuda",
+      [](const ScaledTensor& a, const ScaledTensor& b, std::string_view out_dtype,
+         nb::object allocate, std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
+        return kernels::cuda::scaled_matmul(
+            a, b, dtype_from_name(out_dtype, "out_dtype"),
+            kernels::cuda::Context{.allocator = context.allocator_or_null(),
+                                   .stream = context.stream});
+      },
+      "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
+#endif
 
   m.def(
       "_is_torch", [](nb::handle x) { return type_root_module(x) == "torch"; }, "x"_a,
