@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -23,7 +24,18 @@ inline void check(cudaError_t status, const char* what) {
 // frees are ordered after the work queued before them, as with PyTorch's caching allocator.
 class StreamAllocator : public Allocator {
  public:
-  explicit StreamAllocator(cudaStream_t stream = nullptr) : stream_(stream) {}
+  // The device's default pool keeps freed memory instead of unmapping it at every
+  // synchronisation, as a caching allocator does (otherwise each large allocation pays for
+  // mapping fresh pages, which benchmarks would measure).
+  explicit StreamAllocator(cudaStream_t stream = nullptr) : stream_(stream) {
+    int device = 0;
+    cudaMemPool_t pool = nullptr;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+    std::uint64_t keep_all = ~std::uint64_t{0};
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all),
+          "cudaMemPoolSetAttribute");
+  }
   std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
     if (device.kind != Device::Kind::kCUDA) throw std::runtime_error("StreamAllocator: CUDA only");
     void* pointer = nullptr;
