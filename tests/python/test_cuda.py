@@ -1,0 +1,88 @@
+"""breccia on PyTorch CUDA tensors (skipped without a CUDA build and a GPU): the GPU kernels give
+the CPU reference's bytes, outputs are PyTorch CUDA tensors from its allocator, and nothing is
+copied to the host behind the caller's back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import breccia
+from breccia.kernels import cuda
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not cuda.CUDA_AVAILABLE, reason="needs a CUDA build and a GPU")
+
+RECIPES = [
+    breccia.Float8CurrentScaling(),
+    breccia.DelayedScaling(fp8_format="E5M2"),
+    breccia.Float8BlockScaling(),
+    breccia.Float8BlockScaling(block_m=128),
+    breccia.MXFP8BlockScaling(),
+    breccia.MXFP8BlockScaling(scale_rounding="rceil"),
+    breccia.NVFP4BlockScaling(),
+    breccia.NVFP4BlockScaling(two_d=True),
+    breccia.INT4Scaling(),
+    breccia.INT4Scaling(signed=False, scale_dtype="bf16"),
+]
+
+
+def _bytes(tensor):
+    return tensor.detach().cpu().contiguous().view(torch.uint8).numpy()
+
+
+def _x(shape=(256, 512), dtype=torch.bfloat16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=generator) * 3).to(dtype)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=repr)
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_gpu_cast_gives_the_reference_bytes(recipe, axis):
+    x = _x()
+    on_gpu = breccia.cast(x.cuda(), recipe, axis=axis)
+    on_cpu = breccia.kernels.reference.cast(x, recipe, axis=axis)
+    for name in ("data", "scale", "global_scale", "zero_point"):
+        got, want = getattr(on_gpu, name), getattr(on_cpu, name)
+        assert (got is None) == (want is None), name
+        if got is not None:
+            assert got.is_cuda, name
+            np.testing.assert_array_equal(_bytes(got), _bytes(want), err_msg=name)
+    back = breccia.dequantize(on_gpu, torch.float32)
+    assert back.is_cuda
+    np.testing.assert_array_equal(
+        _bytes(back), _bytes(breccia.kernels.reference.dequantize(on_cpu, torch.float32))
+    )
+
+
+def test_outputs_follow_the_current_stream():
+    x = _x().cuda()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        st = breccia.cast(x, breccia.MXFP8BlockScaling())
+        y = breccia.dequantize(st, torch.bfloat16)
+    stream.synchronize()
+    reference = breccia.dequantize(
+        breccia.cast(x.cpu(), breccia.MXFP8BlockScaling()), torch.bfloat16
+    )
+    assert torch.equal(y.cpu(), reference)
+
+
+def test_scaled_matmul_matches_the_dequantized_product():
+    a = _x((256, 512), torch.float32, 1).cuda()
+    b = _x((512, 384), torch.float32, 2).cuda()
+    qa = breccia.cast(a, breccia.Float8CurrentScaling())
+    qb = breccia.cast(b, breccia.Float8CurrentScaling(), axis=-2)
+    out = cuda.scaled_matmul_cuda(qa, qb, torch.float32)
+    want = breccia.dequantize(qa).double() @ breccia.dequantize(qb).double()
+    error = 1 - 2 * (out.double() * want).sum() / ((out.double() ** 2).sum() + (want**2).sum())
+    assert out.is_cuda and out.shape == (256, 384)
+    assert float(error) <= 1e-5
+    same = breccia.matmul(qa, qb, torch.float32)
+    assert torch.equal(same, out)
+
+
+def test_mixed_devices_are_refused():
+    a = breccia.cast(_x().cuda(), breccia.Float8CurrentScaling())
+    with pytest.raises(ValueError, match="cuda"):
+        breccia.matmul(a, _x((512, 8), torch.float32))
