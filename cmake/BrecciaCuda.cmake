@@ -78,9 +78,12 @@ if(BRECCIA_TESTS)
   target_link_libraries(breccia-cuda-tests PRIVATE breccia::breccia GTest::gtest_main)
 endif()
 
-add_executable(breccia-cuda-bench bench/cuda/bench_cuda.cu)
-target_include_directories(breccia-cuda-bench PRIVATE
-  ${CMAKE_CURRENT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR}/tests)
-target_compile_options(breccia-cuda-bench PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${BRECCIA_CUDA_FLAGS}>)
-set_target_properties(breccia-cuda-bench PROPERTIES CUDA_ARCHITECTURES OFF)
-target_link_libraries(breccia-cuda-bench PRIVATE breccia::breccia)
+# Not part of a Python package build (which turns the tests off).
+if(BRECCIA_TESTS OR BRECCIA_BENCH)
+  add_executable(breccia-cuda-bench bench/cuda/bench_cuda.cu)
+  target_include_directories(breccia-cuda-bench PRIVATE
+    ${CMAKE_CURRENT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR}/tests)
+  target_compile_options(breccia-cuda-bench PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${BRECCIA_CUDA_FLAGS}>)
+  set_target_properties(breccia-cuda-bench PROPERTIES CUDA_ARCHITECTURES OFF)
+  target_link_libraries(breccia-cuda-bench PRIVATE breccia::breccia)
+endif()
