@@ -107,6 +107,9 @@ def from_buffer(
     return _ops.from_buffer(data, scale, recipe, layout, global_scale, zero_point)
 
 
+# Submodules reachable as breccia.kernels.reference, breccia.bridges.load_safetensors, ...
+from breccia import bridges, kernels  # noqa: E402
+
 __all__ = [
     "DelayedScaling",
     "DelayedScalingState",
@@ -123,9 +126,11 @@ __all__ = [
     "ScaledTensor",
     "ScalingRecipe",
     "__version__",
+    "bridges",
     "cast",
     "dequantize",
     "from_buffer",
+    "kernels",
     "layout_from_json",
     "matmul",
     "recipe_from_json",

@@ -4,6 +4,10 @@ NumPy, PyTorch, MLX and JAX and read every result back as NumPy bytes."""
 from __future__ import annotations
 
 import importlib.util
+import os
+
+# breccia takes JAX arrays on the CPU only; on a GPU machine JAX would default to its GPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import ml_dtypes
 import numpy as np
