@@ -28,7 +28,7 @@ RECIPES = [
 
 
 def _bytes(tensor):
-    return tensor.detach().cpu().contiguous().view(torch.uint8).numpy()
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def _x(shape=(256, 512), dtype=torch.bfloat16, seed=0):
