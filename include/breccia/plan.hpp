@@ -7,6 +7,7 @@
 #include <span>
 
 #include "breccia/array.hpp"
+#include "breccia/formats/element_format.hpp"
 #include "breccia/layouts.hpp"
 #include "breccia/recipes.hpp"
 
@@ -15,13 +16,6 @@ namespace breccia {
 class ScaledTensor;
 
 // The element encoding of a recipe's data.
-enum class ElementFormat : std::uint8_t { kE4M3, kE5M2, kE2M1, kInt4Signed, kInt4Unsigned };
-
-constexpr bool is_packed(ElementFormat format) {
-  return format == ElementFormat::kE2M1 || format == ElementFormat::kInt4Signed ||
-         format == ElementFormat::kInt4Unsigned;
-}
-
 ElementFormat element_format(const Recipe& recipe);
 
 struct QuantPlan {

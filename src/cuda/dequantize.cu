@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
   __shared__ float scale_value[256];
   const bool byte_scales = a.scale_kind == ScaleKind::kE8M0 || a.scale_kind == ScaleKind::kE4M3;
   for (int code = threadIdx.x; code < 256; code += kThreads) {
-    element_value[code] = cuda_detail::decode_element(a.format, static_cast<std::uint8_t>(code));
+    element_value[code] = decode_element(a.format, static_cast<std::uint8_t>(code));
     if (byte_scales) {
       scale_value[code] = a.scale_kind == ScaleKind::kE8M0 ? formats::E8M0::decode(code)
                                                            : formats::E4M3::decode(code);

@@ -124,20 +124,4 @@ __device__ __forceinline__ std::uint8_t encode_e2m1(float value) {
   return static_cast<std::uint8_t>(formats::E2M1::encode(value));
 }
 
-__device__ __forceinline__ float decode_element(ElementFormat format, std::uint8_t code) {
-  switch (format) {
-    case ElementFormat::kE4M3:
-      return formats::E4M3::decode(code);
-    case ElementFormat::kE5M2:
-      return formats::E5M2::decode(code);
-    case ElementFormat::kE2M1:
-      return formats::E2M1::decode(code);
-    case ElementFormat::kInt4Signed:
-      return static_cast<float>(formats::nibble_to_int4(code, true));
-    case ElementFormat::kInt4Unsigned:
-      return static_cast<float>(formats::nibble_to_int4(code, false));
-  }
-  return 0.0f;
-}
-
 }  // namespace breccia::cuda_detail

@@ -30,7 +30,7 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
   for (std::int64_t i = 0; i < count; ++i) {
     const detail::Coordinates at = detail::coordinates(plan.grid, i);
     const std::int64_t s = plan.grid.scale_index(at.batch, at.row, at.col);
-    float element = detail::decode_element(plan.format, detail::load_code(plan, data, i));
+    float element = decode_element(plan.format, detail::load_code(plan, data, i));
     if (plan.has_zero_point)
       element -= static_cast<float>(zero_point.data_as<const std::uint8_t>()[s]);
     // NVFP4: the block's whole decode factor, decode(sd) * global_scale, is formed first and

@@ -54,22 +54,6 @@ std::uint8_t encode_fp8(ElementFormat format, float value) {
                                                                   : formats::E5M2::encode(value));
 }
 
-float decode_element(ElementFormat format, std::uint8_t code) {
-  switch (format) {
-    case ElementFormat::kE4M3:
-      return formats::E4M3::decode(code);
-    case ElementFormat::kE5M2:
-      return formats::E5M2::decode(code);
-    case ElementFormat::kE2M1:
-      return formats::E2M1::decode(code);
-    case ElementFormat::kInt4Signed:
-      return static_cast<float>(formats::nibble_to_int4(code, true));
-    case ElementFormat::kInt4Unsigned:
-      return static_cast<float>(formats::nibble_to_int4(code, false));
-  }
-  return 0.0f;
-}
-
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code) {
   auto* bytes = data.data_as<std::uint8_t>();
   if (!is_packed(plan.format)) {

@@ -22,7 +22,6 @@ float read_wide(const Array& in, std::int64_t i);
 
 // Code of one element in `format` (after the encode scale has been applied).
 std::uint8_t encode_fp8(ElementFormat format, float value);
-float decode_element(ElementFormat format, std::uint8_t code);
 
 // Writes element code `code` at logical flat index `i` (packed formats: nibble i % 2).
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code);
