@@ -24,10 +24,13 @@ BRECCIA_HD constexpr bool is_finite(float x) {
 BRECCIA_HD constexpr float abs_value(float x) {
   return formats::detail::bits_float(formats::detail::float_bits(x) & 0x7FFFFFFFu);
 }
-// max that lets a NaN win: amax of a unit holding a NaN is NaN.
+inline constexpr std::uint32_t kCanonicalNanBits = 0x7FC00000u;
+
+// max that lets a NaN win: amax of a unit holding a NaN is NaN, always the canonical quiet
+// NaN, so that the result (and a global_scale or amax history made from it) does not depend
+// on which NaN came first, and parallel reductions in any order give the same bytes.
 BRECCIA_HD constexpr float nan_max(float a, float b) {
-  if (is_nan(a)) return a;
-  if (is_nan(b)) return b;
+  if (is_nan(a) || is_nan(b)) return formats::detail::bits_float(kCanonicalNanBits);
   return a > b ? a : b;
 }
 

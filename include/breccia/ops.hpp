@@ -21,6 +21,36 @@ struct CastOptions {
 // Quantizes x (fp32/fp16/bf16/fp64, any strides) under `recipe`.
 ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options = {});
 
+// What one read of x produces for GEMMs, as TransformerEngine's quantizers do: the rowwise
+// cast (axis=-1, the form a GEMM's left operand takes), the columnwise cast (axis=-2, the form
+// its transpose takes in the backward pass) or both, and for MXFP8 and NVFP4 optionally the
+// padded, 128 x 4-swizzled scales that cuBLASLt's and TransformerEngine's block-scaled GEMMs
+// read (scale_layout.hpp). On CUDA both casts and the swizzled scales come from one pass.
+struct GemmCastOptions {
+  bool rowwise = true;
+  bool columnwise = true;
+  bool swizzled_scales = false;
+  DelayedScalingState* state = nullptr;  // DelayedScaling only: read and updated once
+  Allocator* allocator = nullptr;
+  void* stream = nullptr;
+};
+
+struct GemmCast {
+  std::optional<ScaledTensor> rowwise;
+  std::optional<ScaledTensor> columnwise;
+  // swizzle_scales(rowwise.scale): (..., roundup(M, 128), roundup(K / block, 4)) uint8.
+  std::optional<Array> rowwise_swizzled_scale;
+  // swizzle_scales of columnwise.scale transposed, (..., roundup(K, 128), roundup(M / block, 4)):
+  // rows are the transposed operand's rows, as the GEMM reads them.
+  std::optional<Array> columnwise_swizzled_scale;
+};
+
+// Per-tensor recipes give the same bytes under both axes, and so do 2-D tiles (128 x 128
+// blocks): then `columnwise` is `rowwise`, or (NVFP4 two_d) shares its data and global_scale.
+// Throws ValueError when neither output is asked for, when swizzled scales are asked of a
+// recipe without one-byte block scales, and when the recipe cannot block x along an axis.
+GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptions& options = {});
+
 // decode(data) * scale in fp32, rounded to out_dtype (fp32, fp16, bf16 or fp64). CUDA data
 // needs `allocator` (the framework's) and runs on `stream` (a cudaStream_t; null: default).
 Array dequantize(const ScaledTensor& scaled, DType out_dtype = DType::kF32,

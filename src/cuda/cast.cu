@@ -1,18 +1,27 @@
-// cast() on the GPU. Three kernel shapes cover every recipe and axis, each one fused pass
-// (tile statistics, scale, encode, pack) over whole scaling tiles:
-// - RowTiles: 1 x B tiles with B a multiple of 8 and B / 8 <= 32 lanes (every rowwise block
-//   recipe at its default size): each thread loads 8 elements with 16-byte loads, a tile's
-//   lanes combine their statistics by shuffles, each thread stores its 8 codes at once.
-// - ColumnTiles: R x 1 tiles (columnwise blocks): one thread per column (two for packed
-//   formats, whose byte pairs two columns), reading down the rows, coalesced across the warp.
-// - WarpTiles: anything else (128 x 128 blocks, NVFP4 16 x 16 amax tiles, per-channel INT4,
-//   unusual group sizes): one warp per tile, or per pair of tiles when a packed byte would
-//   straddle two.
-// Per-tensor recipes reduce the amax with CUB first and then run an element-wise pass.
+// cast() on the GPU. Every block recipe is one fused pass (tile statistics, scale, encode,
+// pack) in one of two kernels:
+// - tile_kernel, the fast path for rows of 16-byte vectors (the last dim a multiple of 8): a
+//   block of 256 threads covers 16 * kRows rows x 128 columns, each thread 8 consecutive
+//   columns of kRows consecutive rows, held in registers from one read of x. From them it
+//   writes 1 x B row tiles (statistics combined by shuffles across the B / 8 lanes of a
+//   tile), R x 1 column tiles (across the block's 16 row groups through shared memory), both
+//   at once (TransformerEngine's rowwise + columnwise quantization), or R x B 2-D tiles.
+//   Scales go to the compact scale tensor and, where asked, to a GEMM-ready swizzled copy.
+// - warp_tiles_kernel, for every other geometry (an odd last dim, unusual group sizes,
+//   per-channel INT4, fp64 input): one warp per tile.
+// Per-tensor recipes reduce the amax with CUB first and then run an element-wise pass; with
+// a DelayedScalingState the cast uses the state's scale, so the amax is taken in the same pass.
+// NVFP4 reduces its tensor amax with CUB before the block pass.
+#include <cub/block/block_reduce.cuh>
 #include <cub/device/device_reduce.cuh>
+#include <cuda/functional>
 
 #include <algorithm>
+#include <bit>
 #include <memory>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "breccia/error.hpp"
 #include "breccia/kernels/cuda.hpp"
@@ -23,42 +32,68 @@ namespace breccia::kernels::cuda {
 namespace {
 
 using cuda_detail::RuleParams;
+using cuda_detail::TensorContext;
 using cuda_detail::TileScale;
 using cuda_detail::TileStats;
 using cuda_detail::Wide;
 
 constexpr int kThreads = 256;
+constexpr int kChunks = 16;                  // 8-element chunks across a tile_kernel block
+constexpr int kGroups = kThreads / kChunks;  // row groups of a tile_kernel block
+constexpr int kBlockCols = kChunks * 8;      // 128 columns
 
-// Geometry of a block-scaled cast, by value: the plan's grid and amax tiles.
-struct Geometry {
-  std::int64_t batch, rows, cols;
-  std::int64_t tile_rows, tile_cols;    // amax tile
-  std::int64_t tiles_down, tiles_across;
-  std::int64_t block_rows, block_cols;  // scale block (divides the amax tile)
-  std::int64_t scale_rows, scale_cols;
-  bool packed;
-  int scale_bytes;
+// Where a cast's scales go: the compact scale tensor (batch x rows x cols entries of `bytes`
+// each, one per block_rows x block_cols elements), its zero points, and optionally the
+// GEMM-ready copy: each matrix padded to 128 x 4 tiles of 512 bytes, entry (r, c) of a tile at
+// (r % 32) * 16 + (r / 32) * 4 + c, of the transposed matrix when `transposed`.
+struct ScaleSink {
+  void* compact = nullptr;
+  int bytes = 4;
+  std::int64_t rows = 0, cols = 0;
+  std::int64_t block_rows = 1, block_cols = 1;
+  std::uint8_t* zero_point = nullptr;
+  std::uint8_t* swizzled = nullptr;
+  bool transposed = false;
+  std::int64_t swizzled_rows = 0, swizzled_cols = 0;
 };
 
-struct Outputs {
-  std::uint8_t* data;
-  void* scale;
-  std::uint8_t* zero_point;  // unsigned INT4 only
-};
-
-__device__ __forceinline__ void store_scale(const Outputs& out, int scale_bytes, std::int64_t index,
-                                            const TileScale& t) {
-  switch (scale_bytes) {
+__device__ __forceinline__ void store_scale(const ScaleSink& s, std::int64_t b, std::int64_t r,
+                                            std::int64_t c, const TileScale& t) {
+  const std::int64_t index = (b * s.rows + r) * s.cols + c;
+  switch (s.bytes) {
     case 1:
-      static_cast<std::uint8_t*>(out.scale)[index] = static_cast<std::uint8_t>(t.stored);
+      static_cast<std::uint8_t*>(s.compact)[index] = static_cast<std::uint8_t>(t.stored);
       break;
     case 2:
-      static_cast<std::uint16_t*>(out.scale)[index] = static_cast<std::uint16_t>(t.stored);
+      static_cast<std::uint16_t*>(s.compact)[index] = static_cast<std::uint16_t>(t.stored);
       break;
     default:
-      static_cast<std::uint32_t*>(out.scale)[index] = t.stored;
+      static_cast<std::uint32_t*>(s.compact)[index] = t.stored;
   }
-  if (out.zero_point != nullptr) out.zero_point[index] = t.zero_point;
+  if (s.zero_point != nullptr) s.zero_point[index] = t.zero_point;
+  if (s.swizzled != nullptr) {
+    const std::int64_t row = s.transposed ? c : r;
+    const std::int64_t col = s.transposed ? r : c;
+    const std::int64_t tile = (row / 128) * (s.swizzled_cols / 4) + col / 4;
+    const std::int64_t inside = (row % 32) * 16 + ((row % 128) / 32) * 4 + col % 4;
+    s.swizzled[b * s.swizzled_rows * s.swizzled_cols + tile * 512 + inside] =
+        static_cast<std::uint8_t>(t.stored);
+  }
+}
+
+// The scale of a tile covering element rows [r0, r1) and columns [c0, c1), into every scale
+// entry inside it (one, or several when NVFP4 two_d repeats a 16 x 16 tile's scale). Entries
+// are spread over `lanes` threads starting at `lane`.
+__device__ __forceinline__ void store_tile_scale(const ScaleSink& s, std::int64_t b, std::int64_t r0,
+                                                 std::int64_t r1, std::int64_t c0, std::int64_t c1,
+                                                 const TileScale& t, int lane, int lanes) {
+  const std::int64_t first_row = r0 / s.block_rows, last_row = (r1 - 1) / s.block_rows;
+  const std::int64_t first_col = c0 / s.block_cols, last_col = (c1 - 1) / s.block_cols;
+  const std::int64_t across = last_col - first_col + 1;
+  const std::int64_t entries = (last_row - first_row + 1) * across;
+  for (std::int64_t e = lane; e < entries; e += lanes) {
+    store_scale(s, b, first_row + e / across, first_col + e % across, t);
+  }
 }
 
 // Loads 8 consecutive elements starting at element 8 * v (16-byte aligned).
@@ -95,207 +130,325 @@ __device__ __forceinline__ float load1(const void* x, std::int64_t i) {
   return cuda_detail::to_float<kWide>(static_cast<const Storage*>(x)[i]);
 }
 
-// Stores the 8 codes of vector v: 8 bytes, or 4 bytes of nibble pairs.
-__device__ __forceinline__ void store8(std::uint8_t* data, bool packed, std::int64_t v,
-                                       const std::uint8_t (&codes)[8]) {
-  if (packed) {
-    std::uint32_t word = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      word |= static_cast<std::uint32_t>(formats::pack_nibbles(codes[2 * i], codes[2 * i + 1])) << (8 * i);
-    }
-    reinterpret_cast<std::uint32_t*>(data)[v] = word;
+// Stores the codes of elements [8v, 8v + 8): 8 bytes, or 4 bytes of nibble pairs.
+template <bool kPacked>
+__device__ __forceinline__ void store8(std::uint8_t* data, std::int64_t v, uint2 codes) {
+  if constexpr (kPacked) {
+    reinterpret_cast<std::uint32_t*>(data)[v] = codes.x;
   } else {
-    uint2 words{0, 0};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      words.x |= static_cast<std::uint32_t>(codes[i]) << (8 * i);
-      words.y |= static_cast<std::uint32_t>(codes[4 + i]) << (8 * i);
-    }
-    reinterpret_cast<uint2*>(data)[v] = words;
+    reinterpret_cast<uint2*>(data)[v] = codes;
   }
 }
 
-// 1 x (8 * lanes_per_tile) tiles; the tile of vector v is v / lanes_per_tile, which is also its
-// scale index (rowwise tiles are the scale blocks, in row-major order).
-template <Wide kWide>
-__global__ void __launch_bounds__(kThreads) row_tiles_kernel(const void* x, Outputs out,
-                                                             std::int64_t vectors,
-                                                             int lanes_per_tile, int scale_bytes,
-                                                             bool packed, RuleParams rule) {
-  const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const bool active = v < vectors;  // a whole tile is active or not, so shuffles stay full
-  float values[8] = {};
-  if (active) load8<kWide>(x, v, values);
-  TileStats stats;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) stats.add(values[i]);
-  stats.reduce_lanes(lanes_per_tile);
-  if (!active) return;
-  const TileScale scale = cuda_detail::tile_scale(rule, stats);
-  std::uint8_t codes[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) codes[i] = cuda_detail::encode_element(rule, scale, values[i]);
-  store8(out.data, packed, v, codes);
-  // lanes_per_tile is a power of two: mask and shift instead of 64-bit division.
-  if ((v & (lanes_per_tile - 1)) == 0) store_scale(out, scale_bytes, v >> (__ffs(lanes_per_tile) - 1), scale);
+// One output of tile_kernel: codes (null: not written) and where its scales go.
+struct TileOutput {
+  std::uint8_t* data = nullptr;
+  ScaleSink scale;
+};
+
+struct TileArgs {
+  const void* x = nullptr;
+  std::int64_t rows = 0, cols = 0;  // of each batch matrix
+  std::int64_t bands = 0;           // bands of 16 * kRows rows per batch matrix
+  int tile_lanes = 0;               // row / 2-D tiles: tile width / 8 (a power of two <= 16)
+  bool two_d = false;               // `row` holds 2-D tiles of the band's height
+  TileOutput row;                   // 1 x (8 * tile_lanes) tiles, or the 2-D tiles
+  TileOutput column;                // (16 * kRows) x 1 tiles; with two_d, scales only
+  RuleParams rule;
+};
+
+// Per-group partial statistics of a block's columns or 2-D tiles, merged through shared
+// memory; lo/hi only for unsigned INT4.
+// Slot of a block column: columns j of every chunk side by side, so that one store
+// instruction of a warp (a fixed j, consecutive chunks) meets no bank twice.
+__device__ __forceinline__ int column_slot(int column) { return (column % 8) * kChunks + column / 8; }
+
+template <bool kRange>
+struct SharedPartials {
+  std::uint32_t amax[kGroups][kBlockCols];
+  __device__ void put(int group, int slot, const TileStats& s) { amax[group][slot] = s.amax_bits; }
+  __device__ void merge_into(TileStats& s, int group, int slot) const {
+    s.amax_bits = max(s.amax_bits, amax[group][slot]);
+  }
+};
+template <>
+struct SharedPartials<true> {
+  std::uint32_t amax[kGroups][kBlockCols];
+  float lo[kGroups][kBlockCols];
+  float hi[kGroups][kBlockCols];
+  __device__ void put(int group, int slot, const TileStats& s) {
+    amax[group][slot] = s.amax_bits, lo[group][slot] = s.lo, hi[group][slot] = s.hi;
+  }
+  __device__ void merge_into(TileStats& s, int group, int slot) const {
+    TileStats other;
+    other.amax_bits = amax[group][slot], other.lo = lo[group][slot], other.hi = hi[group][slot];
+    s.merge(other);
+  }
+};
+
+// The statistics of `slot` merged over the block's row groups (call after a barrier).
+template <bool kRange>
+__device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& partials, int slot) {
+  TileStats s;
+  for (int g = 0; g < kGroups; ++g) partials.merge_into(s, g, slot);
+  return s;
 }
 
-// R x 1 tiles: thread = one column (packed: two adjacent columns, which share a byte) of one
-// band of tile_rows rows.
-template <Wide kWide>
-__global__ void __launch_bounds__(kThreads) column_tiles_kernel(const void* x, Outputs out,
-                                                                Geometry g, RuleParams rule) {
-  const int width = g.packed ? 2 : 1;
-  const std::int64_t units = g.cols / width;
-  const std::int64_t unit = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const std::int64_t band = blockIdx.y;  // batch * tiles_down + tile row
-  if (unit >= units) return;
-  const std::int64_t b = band / g.tiles_down;
-  const std::int64_t row0 = (band % g.tiles_down) * g.tile_rows;
-  const std::int64_t row_end = min(row0 + g.tile_rows, g.rows);
-  const std::int64_t col0 = unit * width;
-  const std::int64_t base = b * g.rows * g.cols;
+template <Wide kWide, ElementFormat kFormat, int kRows>
+__global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
+  constexpr bool kRange = kFormat == ElementFormat::kInt4Unsigned;
+  constexpr bool kPacked = is_packed(kFormat);
+  constexpr int kBandRows = kGroups * kRows;
+  __shared__ SharedPartials<kRange> partials;
+  __shared__ TileScale shared_scales[kBlockCols];
 
-  TileStats stats[2];
-  for (std::int64_t r = row0; r < row_end; ++r) {
-    for (int j = 0; j < width; ++j) stats[j].add(load1<kWide>(x, base + r * g.cols + col0 + j));
-  }
-  TileScale scales[2];
-  for (int j = 0; j < width; ++j) {
-    scales[j] = cuda_detail::tile_scale(rule, stats[j]);
-    const std::int64_t c = col0 + j;
-    for (std::int64_t r = row0; r < row_end; r += g.block_rows) {
-      store_scale(out, g.scale_bytes, (b * g.scale_rows + r / g.block_rows) * g.scale_cols + c / g.block_cols,
-                  scales[j]);
-    }
-  }
-  for (std::int64_t r = row0; r < row_end; ++r) {
-    const std::int64_t i = base + r * g.cols + col0;
-    if (g.packed) {
-      const std::uint8_t even = cuda_detail::encode_element(rule, scales[0], load1<kWide>(x, i));
-      const std::uint8_t odd = cuda_detail::encode_element(rule, scales[1], load1<kWide>(x, i + 1));
-      out.data[i / 2] = formats::pack_nibbles(even, odd);
+  const int chunk = static_cast<int>(threadIdx.x) % kChunks;
+  const int group = static_cast<int>(threadIdx.x) / kChunks;
+  const std::int64_t b = blockIdx.x / a.bands;
+  const std::int64_t band_row0 = (blockIdx.x - b * a.bands) * kBandRows;
+  const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
+  const std::int64_t block_col0 = static_cast<std::int64_t>(blockIdx.y) * kBlockCols;
+  const std::int64_t col = block_col0 + chunk * 8;
+  const bool col_active = col < a.cols;
+  const std::int64_t row0 = band_row0 + group * kRows;
+  const TensorContext context = cuda_detail::tensor_context(a.rule);
+
+  // One read of this thread's elements; those outside the matrix count as zeros, which no
+  // statistic notices.
+  float v[kRows][8];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    if (col_active && row0 + i < a.rows) {
+      load8<kWide>(a.x, ((b * a.rows + row0 + i) * a.cols + col) / 8, v[i]);
     } else {
-      out.data[i] = cuda_detail::encode_element(rule, scales[0], load1<kWide>(x, i));
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[i][j] = 0.0f;
+    }
+  }
+  auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
+  auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
+
+  // --- row tiles: 1 x (8 * tile_lanes), combined across lanes --------------------------------
+  if (a.row.data != nullptr && !a.two_d) {
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      TileStats s;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s.add(v[i][j]);
+      s.reduce_lanes<kRange>(a.tile_lanes);
+      const TileScale t = cuda_detail::tile_scale(a.rule, context, s);
+      if (!row_valid(i)) continue;
+      if ((chunk & (a.tile_lanes - 1)) == 0) {
+        store_scale(a.row.scale, b, row0 + i, col / (8 * a.tile_lanes), t);
+      }
+      store8<kPacked>(a.row.data, vector_of(i),
+                      cuda_detail::encode8<kFormat>(a.rule, v[i], t.fast, [&](int) { return t; }));
+    }
+  }
+
+  // --- column tiles: the band's rows x 1, combined across row groups ------------------------
+  if (a.column.data != nullptr) {
+    TileStats s[8];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s[j].add(v[i][j]);
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) partials.put(group, column_slot(chunk * 8 + j), s[j]);
+    __syncthreads();
+    if (threadIdx.x < kBlockCols) {
+      const TileScale t =
+          cuda_detail::tile_scale(a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
+      shared_scales[threadIdx.x] = t;
+      const std::int64_t c = block_col0 + threadIdx.x;
+      if (c < a.cols) store_scale(a.column.scale, b, band_row0 / kBandRows, c, t);
+    }
+    __syncthreads();
+    const TileScale* column_scales = shared_scales + chunk * 8;
+    bool fast = true;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) fast = fast && column_scales[j].fast;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (!row_valid(i)) continue;
+      store8<kPacked>(a.column.data, vector_of(i),
+                      cuda_detail::encode8<kFormat>(a.rule, v[i], fast,
+                                                    [&](int j) { return column_scales[j]; }));
+    }
+  }
+
+  // --- 2-D tiles: the band's rows x (8 * tile_lanes) ---------------------------------------
+  if (a.two_d) {
+    TileStats s;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s.add(v[i][j]);
+    }
+    s.reduce_lanes<kRange>(a.tile_lanes);
+    const int tile = chunk / a.tile_lanes;
+    const int tiles = kChunks / a.tile_lanes;
+    if ((chunk & (a.tile_lanes - 1)) == 0) partials.put(group, tile, s);
+    __syncthreads();
+    if (threadIdx.x < tiles) {
+      shared_scales[threadIdx.x] = cuda_detail::tile_scale(a.rule, context, merge_groups(partials, threadIdx.x));
+    }
+    __syncthreads();
+    const TileScale& t = shared_scales[tile];
+    // The tile's lanes of row group 0 spread its scale entries between them.
+    const std::int64_t tile_col0 = block_col0 + static_cast<std::int64_t>(tile) * a.tile_lanes * 8;
+    if (group == 0 && tile_col0 < a.cols) {
+      const std::int64_t tile_col_end = min(tile_col0 + a.tile_lanes * 8, a.cols);
+      const int lane = chunk & (a.tile_lanes - 1);
+      store_tile_scale(a.row.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane, a.tile_lanes);
+      if (a.column.scale.compact != nullptr) {
+        store_tile_scale(a.column.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane,
+                         a.tile_lanes);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (!row_valid(i)) continue;
+      store8<kPacked>(a.row.data, vector_of(i),
+                      cuda_detail::encode8<kFormat>(a.rule, v[i], t.fast, [&](int) { return t; }));
     }
   }
 }
 
-// Any tile shape: one warp per unit of `tiles_per_unit` (1, or 2 when a packed byte would
-// straddle two odd-width tiles) horizontally adjacent tiles.
+// The general kernel: one warp per tile of any shape, element by element. A tile is
+// `tile_rows` x `tile_cols`; a packed byte whose two elements straddle two odd-width tiles
+// is written by the warp of the pair (`tiles_per_unit` = 2).
+struct WarpGeometry {
+  std::int64_t rows, cols;
+  std::int64_t tile_rows, tile_cols;
+  std::int64_t tiles_down, tiles_across;
+  int tiles_per_unit;
+  std::int64_t units;
+  bool packed;
+};
+
 template <Wide kWide>
-__global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, Outputs out,
-                                                              Geometry g, int tiles_per_unit,
-                                                              std::int64_t units,
+__global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, std::uint8_t* data,
+                                                              ScaleSink sink, WarpGeometry g,
                                                               RuleParams rule) {
   const int lane = threadIdx.x % 32;
   const std::int64_t unit = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
-  if (unit >= units) return;  // whole warps leave together
-  const std::int64_t units_across = (g.tiles_across + tiles_per_unit - 1) / tiles_per_unit;
+  if (unit >= g.units) return;  // whole warps leave together
+  const TensorContext context = cuda_detail::tensor_context(rule);
+  const std::int64_t units_across = (g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit;
   const std::int64_t band = unit / units_across;
   const std::int64_t b = band / g.tiles_down;
   const std::int64_t row0 = (band % g.tiles_down) * g.tile_rows;
   const std::int64_t rows = min(g.tile_rows, g.rows - row0);
-  const std::int64_t col0 = (unit % units_across) * tiles_per_unit * g.tile_cols;
-  const std::int64_t cols = min(g.tile_cols * tiles_per_unit, g.cols - col0);
+  const std::int64_t col0 = (unit % units_across) * g.tiles_per_unit * g.tile_cols;
+  const std::int64_t cols = min(g.tile_cols * g.tiles_per_unit, g.cols - col0);
   const std::int64_t base = b * g.rows * g.cols + row0 * g.cols + col0;
 
   TileStats stats[2];
   for (std::int64_t e = lane; e < rows * cols; e += 32) {
     const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
-    const std::int64_t c = at.remainder;
-    const float value = load1<kWide>(x, base + at.quotient * g.cols + c);
-    if (c < g.tile_cols) {
-      stats[0].add(value);
-    } else {
-      stats[1].add(value);
-    }
+    const float value = load1<kWide>(x, base + at.quotient * g.cols + at.remainder);
+    stats[at.remainder < g.tile_cols ? 0 : 1].add(value);
   }
   TileScale scales[2];
-  for (int t = 0; t < tiles_per_unit; ++t) {
-    stats[t].reduce_lanes(32);
-    scales[t] = cuda_detail::tile_scale(rule, stats[t]);
-    // The scale blocks inside this tile all take its scale (NVFP4 two_d repeats it).
+  for (int t = 0; t < g.tiles_per_unit; ++t) {
+    stats[t].reduce_lanes<true>(32);
+    scales[t] = cuda_detail::tile_scale(rule, context, stats[t]);
     const std::int64_t tile_col0 = col0 + t * g.tile_cols;
-    const std::int64_t tile_cols = min(g.tile_cols, g.cols - tile_col0);
-    if (tile_cols <= 0) continue;
-    const std::int64_t blocks_down = (rows + g.block_rows - 1) / g.block_rows;
-    const std::int64_t blocks_across = (tile_cols + g.block_cols - 1) / g.block_cols;
-    for (std::int64_t k = lane; k < blocks_down * blocks_across; k += 32) {
-      const cuda_detail::DivMod at = cuda_detail::divmod(k, blocks_across);
-      const std::int64_t r = row0 + at.quotient * g.block_rows;
-      const std::int64_t c = tile_col0 + at.remainder * g.block_cols;
-      store_scale(out, g.scale_bytes,
-                  (b * g.scale_rows + r / g.block_rows) * g.scale_cols + c / g.block_cols, scales[t]);
-    }
+    if (tile_col0 >= g.cols) continue;
+    store_tile_scale(sink, b, row0, row0 + rows, tile_col0, min(tile_col0 + g.tile_cols, g.cols), scales[t],
+                     lane, 32);
   }
   const int per_code = g.packed ? 2 : 1;
   for (std::int64_t e = lane * per_code; e < rows * cols; e += 32 * per_code) {
     const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
     const std::int64_t c = at.remainder;
     const std::int64_t i = base + at.quotient * g.cols + c;
-    const std::uint8_t code =
-        cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
+    const std::uint8_t code = cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
     if (g.packed) {
-      const std::int64_t c1 = c + 1;
       const std::uint8_t odd =
-          cuda_detail::encode_element(rule, scales[c1 < g.tile_cols ? 0 : 1], load1<kWide>(x, i + 1));
-      out.data[i / 2] = formats::pack_nibbles(code, odd);
+          cuda_detail::encode_element(rule, scales[c + 1 < g.tile_cols ? 0 : 1], load1<kWide>(x, i + 1));
+      data[i / 2] = formats::pack_nibbles(code, odd);
     } else {
-      out.data[i] = code;
+      data[i] = code;
     }
   }
 }
 
-// Per-tensor FP8: 8 elements per thread (any alignment; the tail handled element-wise).
-template <Wide kWide>
-__global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, Outputs out,
-                                                          std::int64_t count, bool vectorized,
-                                                          RuleParams rule) {
-  const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  TileStats stats;
-  stats.amax = rule.tensor_amax != nullptr ? *rule.tensor_amax : 0.0f;
-  const TileScale scale = cuda_detail::tile_scale(rule, stats);
-  if (v == 0) store_scale(out, 4, 0, scale);
-  if (vectorized && (v + 1) * 8 <= count) {
-    float values[8];
-    load8<kWide>(x, v, values);
-    std::uint8_t codes[8];
+// Per-tensor FP8: 8 elements per thread, kVectors vectors in flight; the tail (or unaligned
+// data) element by element. With `amax_out`, the tensor's amax (bits) is also reduced into it.
+constexpr int kVectors = 2;
+
+template <Wide kWide, ElementFormat kFormat>
+__global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::uint8_t* data, void* scale,
+                                                          std::int64_t count, bool vectorized, RuleParams rule,
+                                                          std::uint32_t* amax_out) {
+  TileStats tensor;
+  if (rule.tensor_amax != nullptr) tensor.amax_bits = *rule.tensor_amax;
+  const TileScale t = cuda_detail::tile_scale(rule, TensorContext{}, tensor);
+  if (blockIdx.x == 0 && threadIdx.x == 0) *static_cast<std::uint32_t*>(scale) = t.stored;
+  const std::int64_t first = (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
+  std::uint32_t amax_bits = 0;
+  float v[kVectors][8];
+  bool whole[kVectors];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) codes[i] = cuda_detail::encode_element(rule, scale, values[i]);
-    store8(out.data, false, v, codes);
-    return;
+  for (int u = 0; u < kVectors; ++u) {
+    const std::int64_t vector = first + u * kThreads;
+    whole[u] = vectorized && (vector + 1) * 8 <= count;
+    if (whole[u]) load8<kWide>(x, vector, v[u]);
   }
-  for (std::int64_t i = v * 8; i < min(v * 8 + 8, count); ++i) {
-    out.data[i] = cuda_detail::encode_element(rule, scale, load1<kWide>(x, i));
+#pragma unroll
+  for (int u = 0; u < kVectors; ++u) {
+    const std::int64_t vector = first + u * kThreads;
+    if (whole[u]) {
+      TileStats s;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s.add(v[u][j]);
+      amax_bits = max(amax_bits, s.amax_bits);
+      store8<false>(data, vector,
+                    cuda_detail::encode8<kFormat>(rule, v[u], s.nan_free(), [&](int) { return t; }));
+    } else {
+      for (std::int64_t i = vector * 8; i < min(vector * 8 + 8, count); ++i) {
+        const float value = load1<kWide>(x, i);
+        amax_bits = max(amax_bits, __float_as_uint(value) & 0x7FFFFFFFu);
+        data[i] = cuda_detail::encode_element(rule, t, value);
+      }
+    }
+  }
+  if (amax_out != nullptr) {
+    using BlockMax = cub::BlockReduce<std::uint32_t, kThreads>;
+    __shared__ typename BlockMax::TempStorage temp;
+    const std::uint32_t block_amax = BlockMax(temp).Reduce(amax_bits, ::cuda::maximum<std::uint32_t>{});
+    if (threadIdx.x == 0) atomicMax(amax_out, block_amax);
   }
 }
 
-struct NanMax {
-  __device__ float operator()(float a, float b) const { return numerics::nan_max(a, b); }
-};
-
 template <Wide kWide>
-struct WideToAbs {
-  __device__ float operator()(typename cuda_detail::WideStorage<kWide>::type raw) const {
-    return numerics::abs_value(cuda_detail::to_float<kWide>(raw));
+struct AbsBits {
+  __device__ std::uint32_t operator()(typename cuda_detail::WideStorage<kWide>::type raw) const {
+    return __float_as_uint(cuda_detail::to_float<kWide>(raw)) & 0x7FFFFFFFu;
   }
 };
 
+// amax of x as fp32 bits (cuda_detail::amax_from_bits reads them), through CUB.
 template <Wide kWide>
-void launch_amax(const void* x, std::int64_t count, float* result, const Context& context,
-                 Device device) {
+void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result, const Context& context,
+                      Device device) {
+  const auto stream = detail::stream_of(context);
+  if (count == 0) {
+    detail::check(cudaMemsetAsync(result, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
+    return;
+  }
   using Storage = typename cuda_detail::WideStorage<kWide>::type;
   const auto* in = static_cast<const Storage*>(x);
-  const auto stream = detail::stream_of(context);
   std::size_t temp_bytes = 0;
-  detail::check(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, in, result, count, NanMax{},
-                                                   WideToAbs<kWide>{}, 0.0f, stream),
+  detail::check(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, in, result, count, ::cuda::maximum<std::uint32_t>{},
+                                                   AbsBits<kWide>{}, std::uint32_t{0}, stream),
                 "cub::DeviceReduce::TransformReduce (size query)");
   const std::shared_ptr<void> temp = detail::scratch(context, static_cast<std::int64_t>(temp_bytes), device);
-  detail::check(cub::DeviceReduce::TransformReduce(temp.get(), temp_bytes, in, result, count, NanMax{},
-                                                   WideToAbs<kWide>{}, 0.0f, stream),
+  detail::check(cub::DeviceReduce::TransformReduce(temp.get(), temp_bytes, in, result, count, ::cuda::maximum<std::uint32_t>{},
+                                                   AbsBits<kWide>{}, std::uint32_t{0}, stream),
                 "cub::DeviceReduce::TransformReduce");
 }
 
@@ -327,6 +480,23 @@ void with_wide(DType dtype, F&& f) {
       return f.template operator()<Wide::kF16>();
     case Wide::kF64:
       return f.template operator()<Wide::kF64>();
+  }
+}
+
+// Calls f.template operator()<kFormat>() for the runtime element format.
+template <class F>
+void with_format(ElementFormat format, F&& f) {
+  switch (format) {
+    case ElementFormat::kE4M3:
+      return f.template operator()<ElementFormat::kE4M3>();
+    case ElementFormat::kE5M2:
+      return f.template operator()<ElementFormat::kE5M2>();
+    case ElementFormat::kE2M1:
+      return f.template operator()<ElementFormat::kE2M1>();
+    case ElementFormat::kInt4Signed:
+      return f.template operator()<ElementFormat::kInt4Signed>();
+    case ElementFormat::kInt4Unsigned:
+      return f.template operator()<ElementFormat::kInt4Unsigned>();
   }
 }
 
@@ -362,36 +532,176 @@ bool aligned(const void* pointer, std::uintptr_t bytes) {
 
 std::int64_t blocks_for(std::int64_t threads) { return (threads + kThreads - 1) / kThreads; }
 
-void cast_per_tensor(const QuantPlan& plan, const Array& x, const reference::CastOutputs& out,
-                     DelayedScalingState* state, const Context& context, RuleParams rule) {
+ScaleSink sink_of(const CastTarget& target) {
+  const QuantPlan& plan = *target.plan;
+  ScaleSink s;
+  s.compact = target.out.scale.data();
+  s.bytes = itemsize(plan.scale_dtype);
+  s.rows = plan.grid.scale_rows;
+  s.cols = plan.grid.scale_cols;
+  s.block_rows = plan.grid.block_rows;
+  s.block_cols = plan.grid.block_cols;
+  s.zero_point = plan.has_zero_point ? target.out.zero_point.data_as<std::uint8_t>() : nullptr;
+  if (target.swizzled.defined()) {
+    s.swizzled = target.swizzled.data_as<std::uint8_t>();
+    s.transposed = plan.axis == -2;
+    s.swizzled_rows = target.swizzled.dim(-2);
+    s.swizzled_cols = target.swizzled.dim(-1);
+  }
+  return s;
+}
+
+void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingState* state,
+                     const Context& context) {
+  const QuantPlan& plan = *target.plan;
   const auto stream = detail::stream_of(context);
   const std::int64_t count = x.numel();
-  // The amax needs its own 4 bytes: every block of the cast kernel reads it.
-  const std::shared_ptr<void> amax_memory = detail::scratch(context, sizeof(float), x.device());
-  auto* amax = static_cast<float*>(amax_memory.get());
-  if (count == 0) {
-    detail::check(cudaMemsetAsync(amax, 0, sizeof(float), stream), "cudaMemsetAsync");
-  } else {
-    with_wide(x.dtype(), [&]<Wide kWide>() { launch_amax<kWide>(x.data(), count, amax, context, x.device()); });
-  }
-  float host_amax = 0.0f;
+  RuleParams rule = rule_of(plan);
+  // 4 bytes for the amax: every block of the cast kernel reads it (or, with a state, adds to it).
+  const std::shared_ptr<void> amax_memory = detail::scratch(context, sizeof(std::uint32_t), x.device());
+  auto* amax = static_cast<std::uint32_t*>(amax_memory.get());
   if (state != nullptr) {
-    detail::check(cudaMemcpyAsync(&host_amax, amax, sizeof(float), cudaMemcpyDeviceToHost, stream),
-                  "cudaMemcpyAsync (amax for DelayedScalingState)");
-    detail::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    detail::check(cudaMemsetAsync(amax, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
     rule.rule = cuda_detail::Rule::kFp8Fixed;
     rule.fixed_encode = state->encode_scale();
+  } else {
+    with_wide(x.dtype(), [&]<Wide kWide>() { launch_amax_bits<kWide>(x.data(), count, amax, context, x.device()); });
+    rule.tensor_amax = amax;
   }
-  rule.tensor_amax = amax;
-  const Outputs outputs{out.data.data_as<std::uint8_t>(), out.scale.data(), nullptr};
-  const bool vectorized = aligned(x.data(), 16) && aligned(out.data.data(), 8);
-  const std::int64_t threads = std::max<std::int64_t>(1, (count + 7) / 8);
+  const bool vectorized = aligned(x.data(), 16) && aligned(target.out.data.data(), 8);
+  const std::int64_t vectors = std::max<std::int64_t>(1, (count + 7) / 8);
+  const auto blocks = static_cast<unsigned>((vectors + kVectors * kThreads - 1) / (kVectors * kThreads));
   with_wide(x.dtype(), [&]<Wide kWide>() {
-    tensor_kernel<kWide><<<blocks_for(threads), kThreads, 0, stream>>>(x.data(), outputs, count,
-                                                                         vectorized, rule);
+    with_format(plan.format, [&]<ElementFormat kFormat>() {
+      if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
+        tensor_kernel<kWide, kFormat><<<blocks, kThreads, 0, stream>>>(
+            x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count, vectorized, rule,
+            state != nullptr ? amax : nullptr);
+      }
+    });
   });
   detail::check_launch("cast (per-tensor FP8)");
-  if (state != nullptr) state->update(host_amax);
+  if (state != nullptr) {
+    std::uint32_t amax_bits = 0;
+    detail::check(cudaMemcpyAsync(&amax_bits, amax, sizeof(amax_bits), cudaMemcpyDeviceToHost, stream),
+                  "cudaMemcpyAsync (amax for DelayedScalingState)");
+    detail::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    state->update(amax_bits > cuda_detail::kInfinityBits ? std::bit_cast<float>(numerics::kCanonicalNanBits)
+                                                         : std::bit_cast<float>(amax_bits));
+  }
+}
+
+// Rows per thread for a tile_kernel band of `band_rows` (16, 32, 64 or 128), or 0.
+int rows_per_thread(std::int64_t band_rows) {
+  switch (band_rows) {
+    case 16:
+      return 1;
+    case 32:
+      return 2;
+    case 64:
+      return 4;
+    case 128:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+bool is_row_tile_width(std::int64_t width) {
+  return width == 16 || width == 32 || width == 64 || width == 128;
+}
+
+template <Wide kWide, ElementFormat kFormat>
+void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch, cudaStream_t stream) {
+  const dim3 blocks(static_cast<unsigned>(batch * args.bands),
+                    static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols));
+  switch (rows_per_thread) {
+    case 1:
+      return tile_kernel<kWide, kFormat, 1><<<blocks, kThreads, 0, stream>>>(args);
+    case 2:
+      return tile_kernel<kWide, kFormat, 2><<<blocks, kThreads, 0, stream>>>(args);
+    case 4:
+      return tile_kernel<kWide, kFormat, 4><<<blocks, kThreads, 0, stream>>>(args);
+    default:
+      return tile_kernel<kWide, kFormat, 8><<<blocks, kThreads, 0, stream>>>(args);
+  }
+}
+
+// The tile_kernel arguments that cast `targets` (one plan, or the rowwise and columnwise plans
+// of one recipe) in one pass, or nothing when the geometry needs the general kernel.
+std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<const CastTarget> targets) {
+  const QuantPlan& first = *targets[0].plan;
+  const ScaleGrid& grid = first.grid;
+  const bool fp64 = x.dtype() == DType::kF64;  // rare: the general kernel keeps the instance count down
+  if (fp64 || grid.cols % 8 != 0 || (grid.cols + kBlockCols - 1) / kBlockCols > 65535 || !aligned(x.data(), 16)) {
+    return std::nullopt;
+  }
+  for (const CastTarget& t : targets) {
+    if (!aligned(t.out.data.data(), 8)) return std::nullopt;
+  }
+  TileArgs a;
+  a.x = x.data();
+  a.rows = grid.rows;
+  a.cols = grid.cols;
+  a.rule = rule_of(first);
+  int band_rows = 64;  // rowwise tiles alone: four rows per thread in flight
+  const CastTarget* row = nullptr;
+  const CastTarget* column = nullptr;
+  for (const CastTarget& t : targets) (t.plan->amax_block_rows == 1 ? row : column) = &t;
+
+  if (targets.size() == 2 && first.amax_block_rows > 1 && first.amax_block_cols > 1) {
+    // 2-D tiles under both axes (128 x 128, NVFP4 two_d): the same tiles and codes, two scale layouts.
+    if (targets[1].plan->amax_block_rows != first.amax_block_rows ||
+        targets[1].plan->amax_block_cols != first.amax_block_cols) {
+      return std::nullopt;
+    }
+    row = &targets[0], column = &targets[1];
+  }
+  if (row != nullptr && row->plan->amax_block_rows == 1) {
+    if (!is_row_tile_width(row->plan->amax_block_cols)) return std::nullopt;
+    a.tile_lanes = static_cast<int>(row->plan->amax_block_cols / 8);
+    a.row = {row->out.data.data_as<std::uint8_t>(), sink_of(*row)};
+  }
+  if (column != nullptr) {
+    const QuantPlan& plan = *column->plan;
+    band_rows = plan.amax_block_rows;
+    if (plan.amax_block_cols == 1) {
+      a.column = {column->out.data.data_as<std::uint8_t>(), sink_of(*column)};
+    } else {  // 2-D tiles
+      if (!is_row_tile_width(plan.amax_block_cols)) return std::nullopt;
+      a.two_d = true;
+      a.tile_lanes = static_cast<int>(plan.amax_block_cols / 8);
+      const CastTarget& main = row != nullptr ? *row : *column;
+      a.row = {main.out.data.data_as<std::uint8_t>(), sink_of(main)};
+      if (row != nullptr) a.column.scale = sink_of(*column);
+    }
+  }
+  const int per_thread = rows_per_thread(band_rows);
+  if (per_thread == 0) return std::nullopt;
+  a.bands = (a.rows + band_rows - 1) / band_rows;
+  if (grid.batch * a.bands > 0x7FFFFFFF) return std::nullopt;
+  return std::pair{a, per_thread};
+}
+
+void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint32_t* tensor_amax,
+                       cudaStream_t stream) {
+  const QuantPlan& plan = *target.plan;
+  WarpGeometry g{};
+  g.rows = plan.grid.rows;
+  g.cols = plan.grid.cols;
+  g.tile_rows = plan.amax_block_rows;
+  g.tile_cols = plan.amax_block_cols;
+  g.tiles_down = (g.rows + g.tile_rows - 1) / g.tile_rows;
+  g.tiles_across = (g.cols + g.tile_cols - 1) / g.tile_cols;
+  g.packed = is_packed(plan.format);
+  g.tiles_per_unit = g.packed && g.tile_cols % 2 != 0 ? 2 : 1;
+  g.units = plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
+  RuleParams rule = rule_of(plan);
+  rule.tensor_amax = tensor_amax;
+  with_wide(x.dtype(), [&]<Wide kWide>() {
+    warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
+        x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule);
+  });
 }
 
 }  // namespace
@@ -399,81 +709,72 @@ void cast_per_tensor(const QuantPlan& plan, const Array& x, const reference::Cas
 void amax(const Array& x, const Array& amax_out, const Context& context) {
   detail::require_cuda(x, "x");
   detail::require_cuda(amax_out, "amax_out");
-  if (x.numel() == 0) {
-    detail::check(cudaMemsetAsync(amax_out.data(), 0, sizeof(float), detail::stream_of(context)),
-                  "cudaMemsetAsync");
-    return;
-  }
-  with_wide(x.dtype(), [&]<Wide kWide>() {
-    launch_amax<kWide>(x.data(), x.numel(), amax_out.data_as<float>(), context, x.device());
-  });
+  detail::DeviceGuard guard(x.device());
+  auto* out = amax_out.data_as<std::uint32_t>();
+  with_wide(x.dtype(), [&]<Wide kWide>() { launch_amax_bits<kWide>(x.data(), x.numel(), out, context, x.device()); });
+  detail::finish_amax(out, detail::stream_of(context));
 }
 
-void cast(const QuantPlan& plan, const Array& x, const reference::CastOutputs& out,
-          DelayedScalingState* state, const Context& context) {
+void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
+          const Context& context) {
   detail::require_cuda(x, "x");
+  if (targets.empty() || targets.size() > 2) {
+    fail<ValueError>("targets: expected one or two cast outputs, got ", targets.size());
+  }
   detail::DeviceGuard guard(x.device());
-  RuleParams rule = rule_of(plan);
-  if (plan.grid.per_tensor) {
-    cast_per_tensor(plan, x, out, state, context, rule);
+  const auto stream = detail::stream_of(context);
+  for (const CastTarget& t : targets) {  // the padding of GEMM-ready scales is zero
+    if (t.swizzled.defined()) {
+      detail::check(cudaMemsetAsync(t.swizzled.data(), 0, static_cast<std::size_t>(t.swizzled.nbytes()), stream),
+                    "cudaMemsetAsync (swizzled scale padding)");
+    }
+  }
+  const QuantPlan& first = *targets[0].plan;
+  if (first.grid.per_tensor) {
+    if (targets.size() != 1) {
+      fail<ValueError>("targets: a per-tensor cast has one output (both axes give the same bytes), got ",
+                       targets.size());
+    }
+    cast_per_tensor(targets[0], x, state, context);
     return;
   }
-  const ScaleGrid& grid = plan.grid;
-  if (x.numel() == 0) return;
-  const auto stream = detail::stream_of(context);
-  if (plan.has_global_scale) {
-    // NVFP4: the tensor amax goes to global_scale's memory; a one-thread kernel turns it into
-    // amax / 2688 after the block pass has read it.
-    with_wide(x.dtype(), [&]<Wide kWide>() {
-      launch_amax<kWide>(x.data(), x.numel(), out.global_scale.data_as<float>(), context, x.device());
-    });
-    rule.tensor_amax = out.global_scale.data_as<float>();
+  if (targets.size() == 2 && first.amax_block_rows > 1 && first.amax_block_cols > 1 &&
+      targets[0].out.data.data() != targets[1].out.data.data()) {
+    fail<ValueError>("targets: both axes of a 2-D tiled recipe give the same codes and must share one "
+                     "data array");
   }
-
-  Geometry g{};
-  g.batch = grid.batch;
-  g.rows = grid.rows;
-  g.cols = grid.cols;
-  g.tile_rows = plan.amax_block_rows;
-  g.tile_cols = plan.amax_block_cols;
-  g.tiles_down = (g.rows + g.tile_rows - 1) / g.tile_rows;
-  g.tiles_across = (g.cols + g.tile_cols - 1) / g.tile_cols;
-  g.block_rows = grid.block_rows;
-  g.block_cols = grid.block_cols;
-  g.scale_rows = grid.scale_rows;
-  g.scale_cols = grid.scale_cols;
-  g.packed = is_packed(plan.format);
-  g.scale_bytes = itemsize(plan.scale_dtype);
-  const Outputs outputs{out.data.data_as<std::uint8_t>(), out.scale.data(),
-                        plan.has_zero_point ? out.zero_point.data_as<std::uint8_t>() : nullptr};
-
-  const int lanes_per_tile = static_cast<int>(g.tile_cols / 8);
-  const bool row_tiles = g.tile_rows == 1 && g.tile_cols % 8 == 0 && lanes_per_tile <= 32 &&
-                         (lanes_per_tile & (lanes_per_tile - 1)) == 0 &&
-                         g.block_rows == 1 && g.block_cols == g.tile_cols &&
-                         aligned(x.data(), 16) && aligned(out.data.data(), 8);
-  const bool column_tiles = g.tile_cols == 1 && g.block_cols == 1 && g.block_rows == g.tile_rows &&
-                            g.batch * g.tiles_down <= 65535;  // the grid's y limit
-  with_wide(x.dtype(), [&]<Wide kWide>() {
-    if (row_tiles) {
-      const std::int64_t vectors = x.numel() / 8;
-      row_tiles_kernel<kWide><<<blocks_for(vectors), kThreads, 0, stream>>>(
-          x.data(), outputs, vectors, lanes_per_tile, g.scale_bytes, g.packed, rule);
-    } else if (column_tiles) {
-      const std::int64_t units = g.cols / (g.packed ? 2 : 1);
-      const dim3 blocks(static_cast<unsigned>(blocks_for(units)),
-                        static_cast<unsigned>(g.batch * g.tiles_down));
-      column_tiles_kernel<kWide><<<blocks, kThreads, 0, stream>>>(x.data(), outputs, g, rule);
-    } else {
-      const int tiles_per_unit = g.packed && g.tile_cols % 2 != 0 ? 2 : 1;
-      const std::int64_t units =
-          g.batch * g.tiles_down * ((g.tiles_across + tiles_per_unit - 1) / tiles_per_unit);
-      warp_tiles_kernel<kWide><<<blocks_for(units * 32), kThreads, 0, stream>>>(
-          x.data(), outputs, g, tiles_per_unit, units, rule);
+  if (x.numel() == 0) return;
+  std::uint32_t* tensor_amax = nullptr;
+  if (first.has_global_scale) {
+    // NVFP4: the tensor amax goes to (the first) global_scale's memory as bits; a one-thread
+    // kernel turns it into amax / 2688 for every target after the block pass has read it.
+    tensor_amax = targets[0].out.global_scale.data_as<std::uint32_t>();
+    with_wide(x.dtype(), [&]<Wide kWide>() {
+      launch_amax_bits<kWide>(x.data(), x.numel(), tensor_amax, context, x.device());
+    });
+  }
+  if (auto tiled = tile_plan(x, targets)) {
+    auto& [args, per_thread] = *tiled;
+    args.rule.tensor_amax = tensor_amax;
+    with_wide(x.dtype(), [&]<Wide kWide>() {
+      if constexpr (kWide != Wide::kF64) {
+        with_format(first.format, [&]<ElementFormat kFormat>() {
+          launch_tile_kernel<kWide, kFormat>(per_thread, args, first.grid.batch, stream);
+        });
+      }
+    });
+    detail::check_launch("cast (block-scaled tiles)");
+  } else {
+    for (const CastTarget& t : targets) {
+      launch_warp_tiles(t, x, tensor_amax, stream);
+      detail::check_launch("cast (block-scaled, general tiles)");
     }
-  });
-  detail::check_launch("cast (block-scaled)");
-  if (plan.has_global_scale) detail::finish_nvfp4_global_scale(out.global_scale.data_as<float>(), stream);
+  }
+  if (tensor_amax != nullptr) {
+    std::vector<float*> global_scales;
+    for (const CastTarget& t : targets) global_scales.push_back(t.out.global_scale.data_as<float>());
+    detail::finish_nvfp4_global_scale(tensor_amax, global_scales, stream);
+  }
 }
 
 }  // namespace breccia::kernels::cuda

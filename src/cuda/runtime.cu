@@ -1,7 +1,7 @@
 #include "cuda/runtime.hpp"
 
 #include "breccia/error.hpp"
-#include "cuda/device_numerics.cuh"
+#include "cuda/scale_rules.cuh"
 
 namespace breccia::kernels::cuda {
 
@@ -52,17 +52,39 @@ DeviceGuard::~DeviceGuard() { cudaSetDevice(previous_); }
 
 namespace {
 
-__global__ void nvfp4_global_scale_kernel(float* global_scale) {
-  const float amax = *global_scale;
-  // x86 divides a NaN into the same NaN, quieted; the GPU would write a canonical one.
-  *global_scale = cuda_detail::is_nan(amax) ? cuda_detail::quiet(amax) : numerics::nvfp4_global_scale(amax);
+__device__ float amax_value(std::uint32_t bits) { return cuda_detail::amax_from_bits(bits); }
+
+struct GlobalScales {
+  float* to[2];
+  int count;
+};
+
+__global__ void nvfp4_global_scale_kernel(const std::uint32_t* amax_bits, GlobalScales out) {
+  const float amax = amax_value(*amax_bits);
+  // x86 divides a NaN into the same NaN; the GPU would write its own canonical one.
+  const float global = cuda_detail::is_nan(amax) ? amax : numerics::nvfp4_global_scale(amax);
+  for (int i = 0; i < out.count; ++i) *out.to[i] = global;
+}
+
+__global__ void amax_kernel(std::uint32_t* amax_bits) {
+  *amax_bits = __float_as_uint(amax_value(*amax_bits));
 }
 
 }  // namespace
 
-void finish_nvfp4_global_scale(float* global_scale, cudaStream_t stream) {
-  nvfp4_global_scale_kernel<<<1, 1, 0, stream>>>(global_scale);
+void finish_nvfp4_global_scale(const std::uint32_t* amax_bits, std::span<float* const> global_scales,
+                               cudaStream_t stream) {
+  GlobalScales out{};
+  if (global_scales.size() > 2) fail<ValueError>("global_scales: expected at most two, got ", global_scales.size());
+  out.count = static_cast<int>(global_scales.size());
+  for (int i = 0; i < out.count; ++i) out.to[i] = global_scales[i];
+  nvfp4_global_scale_kernel<<<1, 1, 0, stream>>>(amax_bits, out);
   check_launch("nvfp4_global_scale_kernel");
+}
+
+void finish_amax(std::uint32_t* amax_bits, cudaStream_t stream) {
+  amax_kernel<<<1, 1, 0, stream>>>(amax_bits);
+  check_launch("amax_kernel");
 }
 
 }  // namespace detail

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "breccia/array.hpp"
@@ -40,7 +41,11 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-// NVFP4: turns the tensor amax held in `global_scale` into amax / 2688 (one thread).
-void finish_nvfp4_global_scale(float* global_scale, cudaStream_t stream);
+// NVFP4: writes amax / 2688 of the tensor amax held as bits at `amax_bits` into each of
+// `global_scales` (one thread; `amax_bits` may be one of them).
+void finish_nvfp4_global_scale(const std::uint32_t* amax_bits, std::span<float* const> global_scales,
+                               cudaStream_t stream);
+// Turns amax bits (from a reduction over |x| bits) into the fp32 amax, in place.
+void finish_amax(std::uint32_t* amax_bits, cudaStream_t stream);
 
 }  // namespace breccia::kernels::cuda::detail

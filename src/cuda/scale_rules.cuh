@@ -1,6 +1,7 @@
-// One scaling unit's rule on the device: statistics of a tile (amax, and lo/hi for INT4), the
-// scale they give, and how each element of the tile is encoded under it. The arithmetic is
-// numerics.hpp's; this file only arranges it per tile, as the reference's per-recipe files do.
+// One scaling unit's rule on the device: statistics of a tile (amax, and lo/hi for unsigned
+// INT4), the scale they give, and how each element of the tile is encoded under it. The
+// arithmetic is numerics.hpp's; this file only arranges it per tile, as the reference's
+// per-recipe files do, plus fast element encoders for tiles that hold no NaN.
 #pragma once
 
 #include <cstdint>
@@ -26,40 +27,54 @@ struct RuleParams {
   ElementFormat format = ElementFormat::kE4M3;
   bool power_2_scale = false;
   int margin = 0;
-  float fixed_encode = 1.0f;          // kFp8Fixed
-  const float* tensor_amax = nullptr;  // per-tensor FP8 and NVFP4: amax on the device
-  DType scale_dtype = DType::kF32;     // INT4: where the scale is rounded
+  float fixed_encode = 1.0f;                  // kFp8Fixed
+  const std::uint32_t* tensor_amax = nullptr;  // per-tensor FP8 and NVFP4: amax bits on the device
+  DType scale_dtype = DType::kF32;            // INT4: where the scale is rounded
 };
+
+inline constexpr std::uint32_t kInfinityBits = 0x7F800000u;
+
+// An amax held as the bits of |x|: for non-negative floats unsigned order is float order, and
+// every NaN sorts above inf, so max over bits is the NaN-propagating max in any order.
+__device__ __forceinline__ float amax_from_bits(std::uint32_t bits) {
+  return bits > kInfinityBits ? __uint_as_float(numerics::kCanonicalNanBits) : __uint_as_float(bits);
+}
 
 // Per-tile statistics, combinable in any order with the same result (lo/hi never take a NaN
 // and start at +0, so -0 never replaces them).
 struct TileStats {
-  float amax = 0.0f;
+  std::uint32_t amax_bits = 0;
   float lo = 0.0f;
   float hi = 0.0f;
-  bool finite = true;
 
   __device__ __forceinline__ void add(float x) {
-    amax = numerics::nan_max(amax, numerics::abs_value(x));
+    amax_bits = max(amax_bits, __float_as_uint(x) & 0x7FFFFFFFu);
     lo = x < lo ? x : lo;
     hi = x > hi ? x : hi;
-    finite = finite && numerics::is_finite(x);
   }
   __device__ __forceinline__ void merge(const TileStats& other) {
-    amax = numerics::nan_max(amax, other.amax);
+    amax_bits = max(amax_bits, other.amax_bits);
     lo = other.lo < lo ? other.lo : lo;
     hi = other.hi > hi ? other.hi : hi;
-    finite = finite && other.finite;
   }
-  // Merges the stats of the `width` lanes (a power of two <= 32) holding one tile.
+  __device__ __forceinline__ float amax() const { return amax_from_bits(amax_bits); }
+  // Neither NaN nor inf in the tile (INT4's condition for a real scale).
+  __device__ __forceinline__ bool finite() const { return amax_bits < kInfinityBits; }
+  // No NaN in the tile: its elements can take the fast encoders.
+  __device__ __forceinline__ bool nan_free() const { return amax_bits <= kInfinityBits; }
+
+  // Merges the stats of aligned groups of `width` lanes (a power of two <= 32); lo/hi only
+  // when the rule reads them.
+  template <bool kWithRange>
   __device__ __forceinline__ void reduce_lanes(int width) {
     for (int offset = width / 2; offset > 0; offset /= 2) {
-      TileStats other;
-      other.amax = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
-      other.lo = __shfl_xor_sync(0xFFFFFFFFu, lo, offset);
-      other.hi = __shfl_xor_sync(0xFFFFFFFFu, hi, offset);
-      other.finite = __shfl_xor_sync(0xFFFFFFFFu, static_cast<int>(finite), offset) != 0;
-      merge(other);
+      amax_bits = max(amax_bits, __shfl_xor_sync(0xFFFFFFFFu, amax_bits, offset));
+      if constexpr (kWithRange) {
+        const float other_lo = __shfl_xor_sync(0xFFFFFFFFu, lo, offset);
+        const float other_hi = __shfl_xor_sync(0xFFFFFFFFu, hi, offset);
+        lo = other_lo < lo ? other_lo : lo;
+        hi = other_hi > hi ? other_hi : hi;
+      }
     }
   }
 };
@@ -69,8 +84,20 @@ struct TileScale {
   float factor = 1.0f;         // FP8/NVFP4: multiply; INT4: the stored scale (divide by it)
   std::uint32_t stored = 0;    // the scale's bytes: fp32 bits, an 8-bit code, or fp16/bf16 bits
   bool nan_block = false;      // every element takes the block-NaN code
+  bool fast = false;           // no NaN element: the fast encoders apply
   std::uint8_t zero_point = 0;
 };
+
+// What every tile of one cast shares, computed once per thread (NVFP4's tensor-level factor).
+struct TensorContext {
+  float nvfp4_encode = 1.0f;  // S_enc
+};
+
+__device__ __forceinline__ TensorContext tensor_context(const RuleParams& p) {
+  TensorContext c;
+  if (p.rule == Rule::kNvfp4) c.nvfp4_encode = numerics::nvfp4_tensor_encode_scale(amax_from_bits(*p.tensor_amax));
+  return c;
+}
 
 __device__ __forceinline__ float fp8_max(ElementFormat format) {
   return format == ElementFormat::kE4M3 ? numerics::kE4M3Max : numerics::kE5M2Max;
@@ -98,54 +125,60 @@ __device__ __forceinline__ float fp8_tensor_encode(const RuleParams& p, float am
   return p.power_2_scale ? numerics::pow2_floor(encode) : encode;
 }
 
-__device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const TileStats& s) {
+__device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const TensorContext& c,
+                                                const TileStats& s) {
   TileScale t;
+  const float amax = s.amax();
   switch (p.rule) {
     case Rule::kFp8Current:
     case Rule::kFp8Delayed:
     case Rule::kFp8Fixed:
-      t.factor = fp8_tensor_encode(p, s.amax);
+      t.factor = fp8_tensor_encode(p, amax);
       t.stored = __float_as_uint(numerics::decode_scale(t.factor));
       break;
     case Rule::kMxFloor:
     case Rule::kMxRceil: {
       const bool e4m3 = p.format == ElementFormat::kE4M3;
       const std::uint8_t code = p.rule == Rule::kMxFloor
-                                    ? numerics::mx_scale_floor(s.amax, e4m3 ? 8 : 15)
-                                    : numerics::mx_scale_rceil(s.amax, fp8_max(p.format));
+                                    ? numerics::mx_scale_floor(amax, e4m3 ? 8 : 15)
+                                    : numerics::mx_scale_rceil(amax, fp8_max(p.format));
       t.stored = code;
       t.nan_block = code == numerics::kE8M0Nan;
       t.factor = t.nan_block ? 1.0f : numerics::mx_encode_factor(code);
       break;
     }
     case Rule::kNvfp4: {
-      const float tensor_encode = numerics::nvfp4_tensor_encode_scale(*p.tensor_amax);
-      const std::uint8_t code = numerics::nvfp4_block_scale_code(s.amax, tensor_encode);
+      // E4M3(amax * (S_enc / 6)) through the same conversion as the elements (the amax is
+      // never negative, so a NaN product gives 0x7F as on the CPU).
+      const std::uint8_t code = encode_fp8<ElementFormat::kE4M3>(
+          mul(amax, c.nvfp4_encode * (1.0f / numerics::kE2M1Max)));
       t.stored = code;
       t.nan_block = formats::E4M3::is_nan(code);
-      t.factor = t.nan_block ? 1.0f : numerics::nvfp4_block_encode_factor(code, tensor_encode);
+      t.factor = t.nan_block ? 1.0f : numerics::nvfp4_block_encode_factor(code, c.nvfp4_encode);
       break;
     }
     case Rule::kInt4Signed:
     case Rule::kInt4Unsigned: {
       const bool is_signed = p.rule == Rule::kInt4Signed;
-      float raw = __uint_as_float(0x7FC00000u);  // quiet NaN, as the reference
-      if (s.finite) {
-        raw = is_signed ? numerics::int4_symmetric_scale(s.amax)
+      float raw = __uint_as_float(numerics::kCanonicalNanBits);  // a quiet NaN, as the reference
+      if (s.finite()) {
+        raw = is_signed ? numerics::int4_symmetric_scale(amax)
                         : numerics::int4_asymmetric_scale(s.lo, s.hi);
       }
       t.factor = round_to_scale_dtype(raw, p.scale_dtype, t.stored);
-      t.nan_block = !s.finite;
-      if (!is_signed && s.finite) {
+      t.nan_block = !s.finite();
+      if (!is_signed && s.finite()) {
         t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));
       }
       break;
     }
   }
+  t.fast = s.nan_free() && !t.nan_block;
   return t;
 }
 
-// The code of one element of a tile (a 4-bit code in the low nibble for packed formats).
+// The code of one element of a tile (a 4-bit code in the low nibble for packed formats), with
+// every NaN rule: the general path, for tiles that hold a NaN.
 __device__ __forceinline__ std::uint8_t encode_element(const RuleParams& p, const TileScale& t,
                                                        float x) {
   switch (p.format) {
@@ -163,6 +196,86 @@ __device__ __forceinline__ std::uint8_t encode_element(const RuleParams& p, cons
                                numerics::int4_quantize_asymmetric(x, t.factor, t.zero_point));
   }
   return 0;
+}
+
+// --- Fast encoders: the same codes for a tile with no NaN element and no NaN scale ---------
+// There x * factor is never NaN (the factor is finite and non-zero), so the x86 NaN rules of
+// mul() and the NaN branches of the general encoders fall away.
+
+// Two FP8 codes (low byte: a) from the hardware's RNE satfinite conversion. fp32 zeros and
+// subnormals go to a zero of their sign (the conversion would drop a subnormal's sign).
+template <ElementFormat kFormat>
+__device__ __forceinline__ std::uint32_t fast_fp8_pair(float a, float b) {
+  constexpr __nv_fp8_interpretation_t kind = kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
+  std::uint32_t pair = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
+  const std::uint32_t a_bits = __float_as_uint(a), b_bits = __float_as_uint(b);
+  if ((a_bits & kInfinityBits) == 0) pair = (pair & 0xFF00u) | ((a_bits >> 24) & 0x80u);
+  if ((b_bits & kInfinityBits) == 0) pair = (pair & 0x00FFu) | ((b_bits >> 16) & 0x8000u);
+  return pair;
+}
+
+// E2M1 by thresholds on |v| (the midpoints between codes; ties go to the even code), sign kept.
+__device__ __forceinline__ std::uint32_t fast_e2m1(float v) {
+  const float m = fabsf(v);
+  const std::uint32_t code = (m > 0.25f) + (m >= 0.75f) + (m > 1.25f) + (m >= 1.75f) + (m > 2.5f) +
+                             (m >= 3.5f) + (m > 5.0f);
+  return code | ((__float_as_uint(v) >> 28) & 0x8u);
+}
+
+// rne(x / s) as numerics::int4_rounded_quotient (0 for the 0/0 of a scale rounded to zero),
+// with the hardware's round-to-nearest-even instruction.
+__device__ __forceinline__ float int4_rounded_quotient(float x, float scale) {
+  const float quotient = __fdiv_rn(x, scale);
+  return quotient != quotient ? 0.0f : rintf(quotient);
+}
+
+// The codes of 8 consecutive elements of a row, packed as the data stores them: 8 bytes
+// (FP8, two words) or 8 nibbles (4-bit formats, one word). Element j is encoded under
+// scale_of(j); `fast` says every one of those scales allows the fast encoders.
+template <ElementFormat kFormat, class ScaleOf>
+__device__ __forceinline__ uint2 encode8(const RuleParams& p, const float (&x)[8], bool fast, ScaleOf scale_of) {
+  uint2 out{0, 0};
+  if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
+    if (fast) {
+      std::uint32_t pairs[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        pairs[i] = fast_fp8_pair<kFormat>(__fmul_rn(x[2 * i], scale_of(2 * i).factor),
+                                          __fmul_rn(x[2 * i + 1], scale_of(2 * i + 1).factor));
+      }
+      out.x = pairs[0] | (pairs[1] << 16);
+      out.y = pairs[2] | (pairs[3] << 16);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        out.x |= static_cast<std::uint32_t>(encode_element(p, scale_of(i), x[i])) << (8 * i);
+        out.y |= static_cast<std::uint32_t>(encode_element(p, scale_of(4 + i), x[4 + i])) << (8 * i);
+      }
+    }
+  } else if constexpr (kFormat == ElementFormat::kE2M1) {
+    if (fast) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out.x |= fast_e2m1(__fmul_rn(x[i], scale_of(i).factor)) << (4 * i);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        out.x |= static_cast<std::uint32_t>(encode_element(p, scale_of(i), x[i]) & 0xF) << (4 * i);
+      }
+    }
+  } else {  // INT4: the same arithmetic on either path; a non-finite group keeps codes 0
+    constexpr bool kSigned = kFormat == ElementFormat::kInt4Signed;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const TileScale t = scale_of(i);
+      if (t.nan_block) continue;
+      const float level = int4_rounded_quotient(x[i], t.factor);
+      // Unsigned: clamp(rne(x / s) + z, 0, 15); the sum is fp32, as in the reference.
+      const float code = kSigned ? fminf(fmaxf(level, -8.0f), 7.0f)
+                                 : fminf(fmaxf(__fadd_rn(level, static_cast<float>(t.zero_point)), 0.0f), 15.0f);
+      out.x |= static_cast<std::uint32_t>(static_cast<int>(code) & 0xF) << (4 * i);
+    }
+  }
+  return out;
 }
 
 }  // namespace breccia::cuda_detail

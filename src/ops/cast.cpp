@@ -1,8 +1,13 @@
+#include <algorithm>
+#include <span>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "breccia/error.hpp"
 #include "breccia/ops.hpp"
 #include "breccia/plan.hpp"
+#include "breccia/scale_layout.hpp"
 #include "ops/dispatch.hpp"
 
 namespace breccia {
@@ -21,32 +26,97 @@ void check_state(const Recipe& recipe, const DelayedScalingState* state) {
   }
 }
 
-}  // namespace
+// The arrays of a cast under `plan`, on x's device, from the caller's allocator. `first` is
+// the other output of the same cast_for_gemm, if any: both share its global_scale (one tensor
+// amax), and its codes when both axes use the same 2-D tiles.
+kernels::reference::CastOutputs allocate_outputs(const QuantPlan& plan, Device device, Allocator* allocator,
+                                                 const kernels::reference::CastOutputs* first = nullptr) {
+  const bool same_codes = first != nullptr && plan.amax_block_rows > 1 && plan.amax_block_cols > 1;
+  kernels::reference::CastOutputs out;
+  out.data = same_codes ? first->data : Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
+  out.scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator);
+  if (plan.has_global_scale) {
+    out.global_scale = first != nullptr ? first->global_scale : Array::empty(DType::kF32, {}, device, allocator);
+  }
+  if (plan.has_zero_point) out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);
+  return out;
+}
 
-ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
+ScaledTensor scaled_tensor_of(const QuantPlan& plan, const kernels::reference::CastOutputs& out) {
+  return ScaledTensor(out.data, out.scale, plan.recipe, plan.layout,
+                      plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,
+                      plan.has_zero_point ? std::optional<Array>(out.zero_point) : std::nullopt);
+}
+
+void check_input(const Array& x, const Recipe& recipe, const DelayedScalingState* state) {
   if (!is_wide_float(x.dtype())) {
     fail<TypeError>("x: expected float32, float16, bfloat16 or float64 values to quantize, got ",
                     dtype_name(x.dtype()));
   }
   ops_detail::require_kernels_for(x.device(), "cast");
-  check_state(recipe, options.state);
+  check_state(recipe, state);
+}
+
+// The GEMM-ready copy of a plan's scales: the scale matrices (transposed for axis=-2) padded
+// to whole 128 x 4 tiles.
+Array swizzled_scale_for(const QuantPlan& plan, Device device, Allocator* allocator) {
+  Shape shape = plan.grid.scale_shape;
+  std::int64_t rows = shape[shape.size() - 2], cols = shape.back();
+  if (plan.axis == -2) std::swap(rows, cols);
+  shape[shape.size() - 2] = padded_scale_rows(rows);
+  shape.back() = padded_scale_cols(cols);
+  return Array::empty(DType::kU8, shape, device, allocator);
+}
+
+}  // namespace
+
+ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
+  check_input(x, recipe, options.state);
   const QuantPlan plan = plan_cast(x.shape(), recipe, options.axis);
-
-  Allocator* allocator = options.allocator;
-  const Device device = x.device();
-  kernels::reference::CastOutputs out;
-  out.data = Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
-  out.scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator);
-  if (plan.has_global_scale) out.global_scale = Array::empty(DType::kF32, {}, device, allocator);
-  if (plan.has_zero_point) {
-    out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);
-  }
-  ops_detail::run_cast(plan, x.contiguous(), out, options.state,
+  const kernels::CastTarget target{&plan, allocate_outputs(plan, x.device(), options.allocator), {}};
+  ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state,
                        {options.allocator, options.stream});
+  return scaled_tensor_of(plan, target.out);
+}
 
-  return ScaledTensor(out.data, out.scale, recipe, plan.layout,
-                      plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,
-                      plan.has_zero_point ? std::optional<Array>(out.zero_point) : std::nullopt);
+GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptions& options) {
+  check_input(x, recipe, options.state);
+  if (!options.rowwise && !options.columnwise) {
+    fail<ValueError>("options: expected rowwise, columnwise or both, got neither");
+  }
+  const bool byte_scales =
+      std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<NVFP4BlockScaling>(recipe);
+  if (options.swizzled_scales && !byte_scales) {
+    fail<ValueError>("swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling and "
+                     "NVFP4BlockScaling (one-byte block scales), got ", recipe_repr(recipe));
+  }
+  std::vector<QuantPlan> plans;
+  if (options.rowwise) plans.push_back(plan_cast(x.shape(), recipe, -1));
+  if (options.columnwise) plans.push_back(plan_cast(x.shape(), recipe, -2));
+  // Both axes give one and the same tensor for per-tensor recipes and square 2-D blocks.
+  const bool same_tensor = plans.size() == 2 && plans[0].layout == plans[1].layout;
+  if (same_tensor) plans.pop_back();
+
+  std::vector<kernels::CastTarget> targets;
+  for (const QuantPlan& plan : plans) {
+    kernels::reference::CastOutputs out =
+        allocate_outputs(plan, x.device(), options.allocator, targets.empty() ? nullptr : &targets.front().out);
+    targets.push_back({&plan, std::move(out),
+                       options.swizzled_scales ? swizzled_scale_for(plan, x.device(), options.allocator) : Array{}});
+  }
+  ops_detail::run_cast(x.contiguous(), targets, options.state, {options.allocator, options.stream});
+
+  GemmCast result;
+  std::size_t next = 0;
+  auto take = [&](std::optional<ScaledTensor>& tensor, std::optional<Array>& swizzled) {
+    const kernels::CastTarget& target = targets[std::min(next, targets.size() - 1)];
+    tensor = scaled_tensor_of(*target.plan, target.out);
+    if (target.swizzled.defined()) swizzled = target.swizzled;
+    ++next;
+  };
+  if (options.rowwise) take(result.rowwise, result.rowwise_swizzled_scale);
+  if (options.columnwise) take(result.columnwise, result.columnwise_swizzled_scale);
+  return result;
 }
 
 }  // namespace breccia

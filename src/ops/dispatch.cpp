@@ -1,6 +1,10 @@
 #include "ops/dispatch.hpp"
 
+#include <cstring>
+#include <utility>
+
 #include "breccia/error.hpp"
+#include "breccia/scale_layout.hpp"
 #if defined(BRECCIA_WITH_CUDA)
 #include "breccia/kernels/cuda.hpp"
 #endif
@@ -34,16 +38,32 @@ void require_kernels_for(Device device, std::string_view operation) {
   }
 }
 
-void run_cast(const QuantPlan& plan, const Array& x, const kernels::reference::CastOutputs& out,
+void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
               DelayedScalingState* state, const DeviceContext& context) {
 #if defined(BRECCIA_WITH_CUDA)
   if (x.device().kind == Device::Kind::kCUDA) {
-    kernels::cuda::cast(plan, x, out, state, cuda_context(context));
+    kernels::cuda::cast(x, targets, state, cuda_context(context));
     return;
   }
 #endif
   (void)context;
-  kernels::reference::cast(plan, x, out, state);
+  for (const kernels::CastTarget& target : targets) {
+    kernels::reference::cast(*target.plan, x, target.out, state);
+    if (!target.swizzled.defined()) continue;
+    // A columnwise plan's GEMM-ready scales are those of the transposed scale matrix.
+    const Array& scale = target.out.scale;
+    Array compact = scale;
+    if (target.plan->axis == -2) {
+      Shape shape = scale.shape();
+      Strides strides = contiguous_strides(shape);
+      std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
+      std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
+      compact = Array::borrow(scale.data(), scale.dtype(), shape, strides, scale.device(), scale.owner())
+                    .contiguous();
+    }
+    const Array swizzled = swizzle_scales(compact);
+    std::memcpy(target.swizzled.data(), swizzled.data(), static_cast<std::size_t>(swizzled.nbytes()));
+  }
 }
 
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,

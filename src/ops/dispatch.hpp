@@ -2,6 +2,9 @@
 // the CPU, the CUDA kernels (kernels/cuda.hpp) on CUDA devices when BRECCIA_CUDA is built.
 #pragma once
 
+#include <span>
+
+#include "breccia/kernels/cast_target.hpp"
 #include "breccia/kernels/reference.hpp"
 #include "breccia/ops.hpp"
 
@@ -20,7 +23,9 @@ void require_device(const Array& array, std::string_view argument, Device device
 // Throws UnsupportedError for devices this build has no kernels for.
 void require_kernels_for(Device device, std::string_view operation);
 
-void run_cast(const QuantPlan& plan, const Array& x, const kernels::reference::CastOutputs& out,
+// Casts x into every target (one plan, or the rowwise and columnwise plans of one recipe,
+// which a device kernel may fill in one pass), GEMM-ready swizzled scales included.
+void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
               DelayedScalingState* state, const DeviceContext& context = {});
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                     const Array& global_scale, const Array& zero_point, const Array& out,

@@ -8,8 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "breccia/array.hpp"
+#include "breccia/kernels/cast_target.hpp"
 #include "breccia/kernels/reference.hpp"
 #include "breccia/plan.hpp"
 #include "breccia/recipes.hpp"
@@ -28,13 +30,16 @@ bool built();
 // True when the build also has the CUTLASS GEMMs (CUTLASS headers were found at configure).
 bool has_cutlass_gemm();
 
-// The plan's cast on the GPU: x is contiguous fp32/fp16/bf16/fp64 on a CUDA device, `out` is
-// allocated as the plan says on the same device. Per-tensor recipes run an amax reduction
-// (CUB) and then the cast; NVFP4 runs the tensor amax, then one fused pass; the other block
-// recipes are one fused pass (tile amax, scale, encode, pack). `state` (DelayedScaling) is
-// read, and updated after the stream synchronises on the tensor's amax.
-void cast(const QuantPlan& plan, const Array& x, const reference::CastOutputs& out,
-          DelayedScalingState* state, const Context& context);
+// The cast on the GPU: x is contiguous fp32/fp16/bf16/fp64 on a CUDA device. `targets` holds
+// one plan, or the rowwise and columnwise plans of one block recipe, which one read of x
+// fills together (TransformerEngine's rowwise + columnwise quantization); with 2-D tiles
+// (128 x 128, NVFP4 two_d) both give the same codes and must share one data array. Per-tensor
+// recipes run an amax reduction (CUB) and then the cast; with `state` (DelayedScaling) the
+// cast uses the state's scale, takes the amax in the same pass, and updates the state after
+// the stream synchronises. NVFP4 reduces the tensor amax, then runs one fused pass; the other
+// block recipes are one fused pass (tile amax, scale, encode, pack).
+void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
+          const Context& context);
 
 // decode(data) * scale into `out` (fp32/fp16/bf16/fp64, plan.logical_shape), on the GPU.
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
