@@ -1,12 +1,15 @@
 // GPU benchmarks, each beside its baseline in the same process on the same device:
 // - cast and dequantize per recipe (16384 x 16384 bf16 in) vs a device-to-device copy of the
 //   input: effective bandwidth = bytes read + bytes written;
-// - FP8 GEMMs (per-tensor 8192^3, DeepSeek block-scaled shapes): TFLOP/s beside the 1979
-//   dense FP8 peak of an H100 SXM.
+// - FP8 GEMMs (per-tensor 8192^3, DeepSeek block-scaled shapes) and the emulated block
+//   formats (MXFP8, NVFP4, INT4 weights with bf16 activations): TFLOP/s beside the 1979 dense
+//   FP8 peak of Hopper (H100 and H200 SXM alike).
 // Prints one table row per case: "| case | ms | GB/s or TFLOP/s | ratio |".
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -100,6 +103,18 @@ int main() {
       {"INT4 g128 unsigned", INT4Scaling{128, false, Int4ScaleDType::kF16}},
   };
   for (const auto& [name, recipe] : recipes) {
+    // Both axes from one read (TransformerEngine's rowwise + columnwise), with the GEMM-ready
+    // swizzled scales where the recipe has them.
+    const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<NVFP4BlockScaling>(recipe);
+    const GemmCastOptions both{.swizzled_scales = swizzle, .allocator = &allocator};
+    GemmCast pair = cast_for_gemm(x, recipe, both);
+    const double both_ms = median_ms([&] { pair = cast_for_gemm(x, recipe, both); });
+    std::int64_t both_bytes = x.nbytes() + bytes_of(*pair.rowwise);
+    if (pair.columnwise->data().data() != pair.rowwise->data().data()) both_bytes += pair.columnwise->data().nbytes();
+    if (pair.columnwise->scale().data() != pair.rowwise->scale().data()) both_bytes += pair.columnwise->scale().nbytes();
+    if (pair.rowwise_swizzled_scale) both_bytes += pair.rowwise_swizzled_scale->nbytes() + pair.columnwise_swizzled_scale->nbytes();
+    const double both_gbs = static_cast<double>(both_bytes) / both_ms / 1e6;
+    row("cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both"), both_ms, both_gbs, "GB/s", both_gbs / copy_gbs);
     for (int axis : {-1, -2}) {
       ScaledTensor result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
       const double ms = median_ms([&] {
@@ -146,11 +161,33 @@ int main() {
            Float8CurrentScaling{Fp8Format::kE5M2}, -1, DType::kBF16);
   const Recipe act = Float8BlockScaling{};
   const Recipe weight = Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true};
+  const std::vector<std::pair<std::int64_t, std::int64_t>> deepseek = {
+      {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}};
   for (std::int64_t m : {128, 4096}) {
-    for (auto [n, k] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-             {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}}) {
-      gemm_row("fp8 block 1x128 x 128x128 -> bf16", m, n, k, act, weight, -1, DType::kBF16);
-    }
+    for (auto [n, k] : deepseek) gemm_row("fp8 block 1x128 x 128x128 -> bf16", m, n, k, act, weight, -1, DType::kBF16);
+  }
+
+  // The emulated block formats: b (K x N) cast with its blocks along K.
+  auto emulated_row = [&](const std::string& name, std::int64_t m, std::int64_t n, std::int64_t k,
+                          const std::optional<Recipe>& ra, const Recipe& rb) {
+    const Array a_wide = random_bf16({m, k}, allocator, 5);
+    const Array b_wide = random_bf16({k, n}, allocator, 6);
+    const Operand a = ra ? Operand{cast(a_wide, *ra, CastOptions{.allocator = &allocator})} : Operand{a_wide};
+    const ScaledTensor b = cast(b_wide, rb, CastOptions{.axis = -2, .allocator = &allocator});
+    Array out;
+    const double ms = median_ms([&] { out = matmul(a, b, DType::kBF16, &allocator); }, 3, 10);
+    const double tflops = 2.0 * m * n * k / ms / 1e9;
+    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms, tflops,
+        "TFLOP/s", tflops / kPeak);
+  };
+  std::vector<std::array<std::int64_t, 3>> shapes = {{8192, 8192, 8192}};
+  for (std::int64_t m : {128, 4096}) {
+    for (auto [n, k] : deepseek) shapes.push_back({m, n, k});
+  }
+  for (const auto& [m, n, k] : shapes) {
+    emulated_row("emulated mxfp8 x mxfp8 -> bf16", m, n, k, MXFP8BlockScaling{}, MXFP8BlockScaling{});
+    emulated_row("emulated nvfp4 x nvfp4 -> bf16", m, n, k, NVFP4BlockScaling{}, NVFP4BlockScaling{});
+    emulated_row("emulated bf16 x int4 g128 (W4A16) -> bf16", m, n, k, std::nullopt, INT4Scaling{});
   }
   return 0;
 }

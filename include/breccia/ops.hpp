@@ -56,13 +56,10 @@ GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptio
 Array dequantize(const ScaledTensor& scaled, DType out_dtype = DType::kF32,
                  Allocator* allocator = nullptr, void* stream = nullptr);
 
-// A matmul operand: quantized or plain (fp32/fp16/bf16/fp64).
-using Operand = std::variant<Array, ScaledTensor>;
-
 // (..., M, K) @ (..., K, N) -> (..., M, N) with NumPy batch broadcasting; operands are
-// dequantized to fp32 and multiplied in fp32, then rounded to out_dtype. On CUDA both operands
-// must be 2-D ScaledTensors that a tensor-core GEMM takes (kernels/cuda.hpp: gemm_kind), with
-// the output from `allocator` on `stream`.
+// dequantized to fp32 and multiplied in fp32, then rounded to out_dtype. On CUDA the operands
+// are 2-D ScaledTensors or bfloat16 arrays, multiplied on the tensor cores as kernels/cuda.hpp
+// (matmul) describes, with the output from `allocator` on `stream`.
 Array matmul(const Operand& a, const Operand& b, DType out_dtype = DType::kF32,
              Allocator* allocator = nullptr, void* stream = nullptr);
 

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "breccia/array.hpp"
 #include "breccia/layouts.hpp"
@@ -52,5 +53,8 @@ class ScaledTensor {
   std::optional<Array> global_scale_;
   std::optional<Array> zero_point_;
 };
+
+// A matmul operand: quantized or plain (fp32/fp16/bf16/fp64).
+using Operand = std::variant<Array, ScaledTensor>;
 
 }  // namespace breccia

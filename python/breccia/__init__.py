@@ -53,6 +53,36 @@ def cast(
     return _ops.cast(_ops.DISPATCH, x, recipe, axis, state)
 
 
+def cast_for_gemm(
+    x: Any,
+    recipe: ScalingRecipe,
+    *,
+    rowwise: bool = True,
+    columnwise: bool = True,
+    swizzled_scales: bool = False,
+    state: DelayedScalingState | None = None,
+) -> _ops.GemmCast:
+    """Quantize x for GEMMs in one go, as TransformerEngine's quantizers do (extension).
+
+    Returns ``GemmCast(rowwise, columnwise, rowwise_swizzled_scale, columnwise_swizzled_scale)``:
+    ``rowwise`` is ``cast(x, recipe, axis=-1)`` (the form a GEMM's left operand takes),
+    ``columnwise`` is ``cast(x, recipe, axis=-2)`` (the form of the operand's transpose in the
+    backward pass); a part not asked for is None. On CUDA both come from one read of x.
+
+    swizzled_scales (MXFP8BlockScaling and NVFP4BlockScaling only): also return the scales as
+    cuBLASLt's and TransformerEngine's block-scaled GEMMs read them: each scale matrix padded to
+    whole 128 x 4 tiles and swizzled (uint8, ``(..., roundup(M, 128), roundup(K / block, 4))``;
+    the columnwise one is the transposed scale matrix's, ``(..., roundup(K, 128),
+    roundup(M / block, 4))``). The compact scales stay in the ScaledTensors.
+
+    Per-tensor recipes and 128 x 128 blocks give the same tensor under both axes, returned once
+    as both parts; NVFP4 ``two_d`` shares its codes and global_scale. state: as in ``cast``
+    (advanced once). Raises ValueError when neither part is asked for, when swizzled scales
+    are asked of another recipe, or when the recipe cannot block x along an axis.
+    """
+    return _ops.cast_for_gemm(x, recipe, rowwise, columnwise, swizzled_scales, state)
+
+
 def dequantize(scaled: ScaledTensor, out_dtype: Any = np.float32) -> Any:
     """Recover a high-precision tensor from a ScaledTensor: decode(data) * scale in fp32.
 
@@ -128,6 +158,7 @@ __all__ = [
     "__version__",
     "bridges",
     "cast",
+    "cast_for_gemm",
     "dequantize",
     "from_buffer",
     "kernels",

@@ -49,6 +49,49 @@ def cast(
     return ScaledTensor._from_native(native, _backends.backend_of(x), recipe)
 
 
+class GemmCast(NamedTuple):
+    """What ``breccia.cast_for_gemm`` returns; absent parts are None."""
+
+    rowwise: ScaledTensor | None
+    columnwise: ScaledTensor | None
+    rowwise_swizzled_scale: Any
+    columnwise_swizzled_scale: Any
+
+
+def cast_for_gemm(
+    x: Any,
+    recipe: ScalingRecipe,
+    rowwise: bool,
+    columnwise: bool,
+    swizzled_scales: bool,
+    state: DelayedScalingState | None,
+) -> GemmCast:
+    _backends.require_array_like(x, "x")
+    require_recipe(recipe, "recipe")
+    for name, flag in (
+        ("rowwise", rowwise),
+        ("columnwise", columnwise),
+        ("swizzled_scales", swizzled_scales),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    parts = _core.cast_for_gemm(
+        _backends.to_core(x, "x"),
+        recipe._native,
+        rowwise,
+        columnwise,
+        swizzled_scales,
+        _state_native(state),
+        *_backends.device_context(x),
+    )
+    backend = _backends.backend_of(x)
+    tensors = [
+        None if p is None else ScaledTensor._from_native(p, backend, recipe) for p in parts[:2]
+    ]
+    scales = [None if p is None else _backends.from_core(p, backend) for p in parts[2:]]
+    return GemmCast(*tensors, *scales)
+
+
 def dequantize(engine: Engine, scaled: ScaledTensor, out_dtype: Any) -> Any:
     require_scaled(scaled, "scaled")
     out = engine.dequantize(

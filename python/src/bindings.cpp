@@ -387,6 +387,23 @@ NB_MODULE(_core, m) {
       "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
       "stream"_a = 0);
   m.def(
+      "cast_for_gemm",
+      [](const Array& x, const Recipe& recipe, bool rowwise, bool columnwise, bool swizzled_scales,
+         DelayedScalingState* state, nb::object allocate, std::uintptr_t stream) {
+        DeviceContext context(std::move(allocate), stream);
+        GemmCast out = cast_for_gemm(x, recipe,
+                                     GemmCastOptions{.rowwise = rowwise,
+                                                     .columnwise = columnwise,
+                                                     .swizzled_scales = swizzled_scales,
+                                                     .state = state,
+                                                     .allocator = context.allocator_or_null(),
+                                                     .stream = context.stream});
+        return nb::make_tuple(out.rowwise, out.columnwise, out.rowwise_swizzled_scale,
+                              out.columnwise_swizzled_scale);
+      },
+      "x"_a, "recipe"_a, "rowwise"_a = true, "columnwise"_a = true, "swizzled_scales"_a = false,
+      "state"_a = nb::none(), "allocate"_a = nb::none(), "stream"_a = 0);
+  m.def(
       "dequantize",
       [](const ScaledTensor& scaled, std::string_view out_dtype, nb::object allocate,
          std::uintptr_t stream) {
@@ -446,7 +463,7 @@ NB_MODULE(_core, m) {
       [](const ScaledTensor& a, const ScaledTensor& b, std::string_view out_dtype,
          nb::object allocate, std::uintptr_t stream) {
         DeviceContext context(std::move(allocate), stream);
-        return kernels::cuda::scaled_matmul(
+        return kernels::cuda::matmul(
             a, b, dtype_from_name(out_dtype, "out_dtype"),
             kernels::cuda::Context{.allocator = context.allocator_or_null(),
                                    .stream = context.stream});

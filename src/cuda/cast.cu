@@ -194,8 +194,10 @@ __device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& 
   return s;
 }
 
+// At least three blocks (768 threads) per SM, two with eight rows per thread: enough 16-byte
+// loads in flight to keep HBM busy.
 template <Wide kWide, ElementFormat kFormat, int kRows>
-__global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
+__global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(TileArgs a) {
   constexpr bool kRange = kFormat == ElementFormat::kInt4Unsigned;
   constexpr bool kPacked = is_packed(kFormat);
   constexpr int kBandRows = kGroups * kRows;
@@ -236,13 +238,13 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
 #pragma unroll
       for (int j = 0; j < 8; ++j) s.add(v[i][j]);
       s.reduce_lanes<kRange>(a.tile_lanes);
-      const TileScale t = cuda_detail::tile_scale(a.rule, context, s);
+      const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, s);
       if (!row_valid(i)) continue;
       if ((chunk & (a.tile_lanes - 1)) == 0) {
         store_scale(a.row.scale, b, row0 + i, col / (8 * a.tile_lanes), t);
       }
       store8<kPacked>(a.row.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(a.rule, v[i], t.fast, [&](int) { return t; }));
+                      cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
     }
   }
 
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
     __syncthreads();
     if (threadIdx.x < kBlockCols) {
       const TileScale t =
-          cuda_detail::tile_scale(a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
+          cuda_detail::tile_scale<kFormat, false>(a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
       shared_scales[threadIdx.x] = t;
       const std::int64_t c = block_col0 + threadIdx.x;
       if (c < a.cols) store_scale(a.column.scale, b, band_row0 / kBandRows, c, t);
@@ -273,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
     for (int i = 0; i < kRows; ++i) {
       if (!row_valid(i)) continue;
       store8<kPacked>(a.column.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(a.rule, v[i], fast,
+                      cuda_detail::encode8<kFormat>(v[i], fast,
                                                     [&](int j) { return column_scales[j]; }));
     }
   }
@@ -292,7 +294,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
     if ((chunk & (a.tile_lanes - 1)) == 0) partials.put(group, tile, s);
     __syncthreads();
     if (threadIdx.x < tiles) {
-      shared_scales[threadIdx.x] = cuda_detail::tile_scale(a.rule, context, merge_groups(partials, threadIdx.x));
+      shared_scales[threadIdx.x] = cuda_detail::tile_scale<kFormat, false>(a.rule, context, merge_groups(partials, threadIdx.x));
     }
     __syncthreads();
     const TileScale& t = shared_scales[tile];
@@ -311,7 +313,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(TileArgs a) {
     for (int i = 0; i < kRows; ++i) {
       if (!row_valid(i)) continue;
       store8<kPacked>(a.row.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(a.rule, v[i], t.fast, [&](int) { return t; }));
+                      cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
     }
   }
 }
@@ -386,7 +388,7 @@ __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::ui
                                                           std::uint32_t* amax_out) {
   TileStats tensor;
   if (rule.tensor_amax != nullptr) tensor.amax_bits = *rule.tensor_amax;
-  const TileScale t = cuda_detail::tile_scale(rule, TensorContext{}, tensor);
+  const TileScale t = cuda_detail::tile_scale<kFormat, false>(rule, TensorContext{}, tensor);
   if (blockIdx.x == 0 && threadIdx.x == 0) *static_cast<std::uint32_t*>(scale) = t.stored;
   const std::int64_t first = (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
   std::uint32_t amax_bits = 0;
@@ -407,7 +409,7 @@ __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::ui
       for (int j = 0; j < 8; ++j) s.add(v[u][j]);
       amax_bits = max(amax_bits, s.amax_bits);
       store8<false>(data, vector,
-                    cuda_detail::encode8<kFormat>(rule, v[u], s.nan_free(), [&](int) { return t; }));
+                    cuda_detail::encode8<kFormat>(v[u], s.nan_free(), [&](int) { return t; }));
     } else {
       for (std::int64_t i = vector * 8; i < min(vector * 8 + 8, count); ++i) {
         const float value = load1<kWide>(x, i);
@@ -743,7 +745,6 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
     fail<ValueError>("targets: both axes of a 2-D tiled recipe give the same codes and must share one "
                      "data array");
   }
-  if (x.numel() == 0) return;
   std::uint32_t* tensor_amax = nullptr;
   if (first.has_global_scale) {
     // NVFP4: the tensor amax goes to (the first) global_scale's memory as bits; a one-thread
@@ -753,7 +754,9 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
       launch_amax_bits<kWide>(x.data(), x.numel(), tensor_amax, context, x.device());
     });
   }
-  if (auto tiled = tile_plan(x, targets)) {
+  if (x.numel() == 0) {
+    // Nothing to cast; NVFP4's global_scale (of amax 0) is still written below.
+  } else if (auto tiled = tile_plan(x, targets)) {
     auto& [args, per_thread] = *tiled;
     args.rule.tensor_amax = tensor_amax;
     with_wide(x.dtype(), [&]<Wide kWide>() {

@@ -22,7 +22,8 @@ struct Grid {
   std::int64_t block_rows, block_cols, rows, cols, scale_rows, scale_cols;
 };
 
-enum class ScaleKind : std::uint8_t { kF32, kF16, kBF16, kE8M0, kE4M3 };
+// kUnit: a per-tensor scale left out (the emulated GEMM's operands), read as 1.
+enum class ScaleKind : std::uint8_t { kF32, kF16, kBF16, kE8M0, kE4M3, kUnit };
 
 struct DequantArgs {
   const std::uint8_t* data;
@@ -49,6 +50,8 @@ __device__ __forceinline__ float scale_at(const DequantArgs& a, std::int64_t s) 
       return formats::E8M0::decode(static_cast<const std::uint8_t*>(a.scale)[s]);
     case ScaleKind::kE4M3:
       return formats::E4M3::decode(static_cast<const std::uint8_t*>(a.scale)[s]);
+    case ScaleKind::kUnit:
+      return 1.0f;
   }
   return 0.0f;
 }
@@ -155,6 +158,7 @@ __device__ __forceinline__ float scale_value(const void* scale, std::int64_t s) 
     return formats::BF16::decode(static_cast<const std::uint16_t*>(scale)[s]);
   }
   if constexpr (kScale == ScaleKind::kE8M0) return formats::E8M0::decode(static_cast<const std::uint8_t*>(scale)[s]);
+  if constexpr (kScale == ScaleKind::kUnit) return 1.0f;
   return formats::E4M3::decode(static_cast<const std::uint8_t*>(scale)[s]);
 }
 
@@ -364,6 +368,9 @@ bool launch_fast(const DequantArgs& a, const Array& out, cudaStream_t stream) {
         } else if (a.scale_kind == ScaleKind::kE8M0) {
           e4m3 ? launch.template operator()<kWide, ElementFormat::kE4M3, ScaleKind::kE8M0>()
                : launch.template operator()<kWide, ElementFormat::kE5M2, ScaleKind::kE8M0>();
+        } else if (a.scale_kind == ScaleKind::kUnit) {
+          e4m3 ? launch.template operator()<kWide, ElementFormat::kE4M3, ScaleKind::kUnit>()
+               : launch.template operator()<kWide, ElementFormat::kE5M2, ScaleKind::kUnit>();
         }
         break;
       }
@@ -401,7 +408,7 @@ bool launch_fast(const DequantArgs& a, const Array& out, cudaStream_t stream) {
 
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                 const Array& global_scale, const Array& zero_point, const Array& out,
-                const Context& context) {
+                const Context& context, bool tensor_factors) {
   detail::require_cuda(data, "data");
   detail::require_cuda(scale, "scale");
   detail::require_cuda(out, "out");
@@ -409,10 +416,10 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
   DequantArgs a{};
   a.data = data.data_as<const std::uint8_t>();
   a.scale = scale.data();
-  a.global_scale = plan.has_global_scale ? global_scale.data_as<const float>() : nullptr;
+  a.global_scale = plan.has_global_scale && tensor_factors ? global_scale.data_as<const float>() : nullptr;
   a.zero_point = plan.has_zero_point ? zero_point.data_as<const std::uint8_t>() : nullptr;
   a.format = plan.format;
-  a.scale_kind = scale_kind_of(plan, scale.dtype());
+  a.scale_kind = plan.grid.per_tensor && !tensor_factors ? ScaleKind::kUnit : scale_kind_of(plan, scale.dtype());
   a.packed = is_packed(plan.format);
   a.count = out.numel();
   const ScaleGrid& grid = plan.grid;

@@ -1,7 +1,14 @@
-// Operand preparation for the GEMMs: FP8 tensor cores read both operands K-major, so a
+// Operand preparation for the GEMMs. FP8 tensor cores read both operands K-major, so a
 // row-major b (K x N) is transposed once into scratch (a b that is a transposed view of an
-// N x K weight, strides (1, K), is used as it is); per-tensor scales fold into one alpha.
+// N x K weight, strides (1, K), is used as it is); per-tensor scales fold into one alpha. The
+// emulated path dequantizes each quantized operand to bf16 with its block scales and folds
+// the per-tensor factors into alpha.
+#include <optional>
+#include <string_view>
+#include <variant>
+
 #include "breccia/error.hpp"
+#include "breccia/plan.hpp"
 #include "cuda/gemm/gemm.hpp"
 #include "cuda/runtime.hpp"
 
@@ -27,8 +34,9 @@ __global__ void transpose_bytes(const std::uint8_t* in, std::uint8_t* out, std::
   }
 }
 
+// alpha = a * b, a missing factor counting as 1.
 __global__ void product_of_scales(const float* a, const float* b, float* alpha) {
-  *alpha = *a * *b;
+  *alpha = (a != nullptr ? *a : 1.0f) * (b != nullptr ? *b : 1.0f);
 }
 
 // Copies a strided fp32 matrix (rows x cols) into a contiguous row-major one.
@@ -38,8 +46,81 @@ __global__ void gather_f32(const float* in, std::int64_t row_stride, std::int64_
   if (i < rows * cols) out[i] = in[(i / cols) * row_stride + (i % cols) * col_stride];
 }
 
-bool is_k_major_view(const Array& b) {  // (K, N) data laid out as N rows of K bytes
+bool is_k_major_view(const Array& b) {  // (K, N) data laid out as N rows of K elements
   return b.strides().size() == 2 && b.strides()[0] == 1 && b.strides()[1] == b.shape()[0];
+}
+
+Array transposed(const Array& x) {
+  return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]}, {x.strides()[1], x.strides()[0]},
+                       x.device(), x.owner());
+}
+
+// The layout of the transposed tensor (block rows and columns swapped).
+Layout transposed(const Layout& layout, std::string_view argument) {
+  if (std::holds_alternative<PerTensor>(layout)) return layout;
+  if (const auto* k = std::get_if<PerBlockK>(&layout)) return PerBlockMN{k->block_size, 1};
+  if (const auto* mn = std::get_if<PerBlockMN>(&layout)) return PerBlockMN{mn->block_n, mn->block_m};
+  fail<UnsupportedError>(argument, ": a transposed view of a ", layout_repr(layout),
+                         " tensor has no layout; cast b with axis=-2 instead");
+}
+
+// The (N, K) tensor whose transposed view is b.
+ScaledTensor untransposed(const ScaledTensor& b) {
+  auto view = [](const Array& x) { return x.ndim() == 2 ? transposed(x) : x; };
+  return ScaledTensor(transposed(b.data()), view(b.scale()), b.recipe(), transposed(b.layout(), "b"),
+                      b.global_scale(), b.zero_point() ? std::optional<Array>(view(*b.zero_point())) : std::nullopt);
+}
+
+// The factor an operand's bf16 values leave out: an FP8 per-tensor scale or NVFP4's
+// global_scale (null: none).
+const float* tensor_factor(const ScaledTensor& t) {
+  if (t.grid().per_tensor) return t.scale().data_as<const float>();
+  if (t.global_scale()) return t.global_scale()->data_as<const float>();
+  return nullptr;
+}
+
+void require_contiguous(const Array& x, std::string_view argument) {
+  if (!x.is_contiguous()) {
+    fail<ValueError>(argument, ": expected contiguous data for the GPU GEMM, got shape ", shape_str(x.shape()),
+                     " with strides ", shape_str(x.strides()));
+  }
+}
+
+// decode(data) * block scale as bf16, on the GPU.
+Array dequantized_bf16(const ScaledTensor& t, std::string_view argument, const Context& context) {
+  for (const Array* part : {&t.data(), &t.scale()}) require_contiguous(*part, argument);
+  if (t.zero_point()) require_contiguous(*t.zero_point(), argument);
+  const QuantPlan plan = plan_of(t);
+  Array out = Array::empty(DType::kBF16, plan.logical_shape, t.device(), context.allocator);
+  kernels::cuda::dequantize(plan, t.data(), t.scale(), t.global_scale().value_or(Array{}),
+                            t.zero_point().value_or(Array{}), out, context, /*tensor_factors=*/false);
+  return out;
+}
+
+// An operand as the bf16 GEMM reads it: a (M, K) row-major, b (N, K) when `k_major`, else (K, N).
+struct Bf16Operand {
+  Array values;
+  bool k_major = true;
+  const float* factor = nullptr;
+};
+
+Bf16Operand bf16_operand(const Operand& operand, bool is_b, const Context& context) {
+  const std::string_view argument = is_b ? "b" : "a";
+  if (const auto* plain = std::get_if<Array>(&operand)) {
+    if (plain->dtype() != DType::kBF16) {
+      fail<TypeError>(argument, ": the GPU GEMM takes plain arrays of bfloat16 (or ScaledTensors), got ",
+                      dtype_name(plain->dtype()));
+    }
+    if (is_b && is_k_major_view(*plain)) return {transposed(*plain), true, nullptr};
+    require_contiguous(*plain, argument);
+    return {*plain, !is_b, nullptr};
+  }
+  const ScaledTensor& scaled = std::get<ScaledTensor>(operand);
+  if (is_b && is_k_major_view(scaled.data())) {
+    const ScaledTensor weight = untransposed(scaled);
+    return {dequantized_bf16(weight, argument, context), true, tensor_factor(scaled)};
+  }
+  return {dequantized_bf16(scaled, argument, context), !is_b, tensor_factor(scaled)};
 }
 
 }  // namespace
@@ -53,11 +134,6 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   p.k = static_cast<int>(a.shape()[1]);
   p.n = static_cast<int>(b.shape()[1]);
   p.d = out.data();
-  if (p.k == 0) {
-    detail::check(cudaMemsetAsync(out.data(), 0, static_cast<std::size_t>(out.nbytes()), stream),
-                  "cudaMemsetAsync");
-    return;
-  }
   const Launcher launch = kind == GemmKind::kFp8PerTensor
                               ? per_tensor_launcher(b.data_dtype(), out.dtype())
                               : blockwise_launcher(out.dtype());
@@ -113,9 +189,34 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   launch(p, context, device);
 }
 
+void run_emulated(const Operand& a, const Operand& b, const Array& out, const Context& context) {
+  const Device device = out.device();
+  const cudaStream_t stream = detail::stream_of(context);
+  const Bf16Operand a16 = bf16_operand(a, false, context);
+  const Bf16Operand b16 = bf16_operand(b, true, context);
+  Problem p;
+  p.m = static_cast<int>(out.shape()[0]);
+  p.n = static_cast<int>(out.shape()[1]);
+  p.k = static_cast<int>(a16.values.shape()[1]);
+  p.a = a16.values.data();
+  p.b = b16.values.data();
+  p.d = out.data();
+  const Launcher launch = bf16_launcher(out.dtype(), b16.k_major);
+  if (launch == nullptr) {
+    fail<UnsupportedError>("matmul: this build has no CUTLASS GEMM (CUTLASS headers were not found at "
+                           "configure time; see cmake/BrecciaCuda.cmake)");
+  }
+  const std::shared_ptr<void> alpha = detail::scratch(context, sizeof(float), device);
+  product_of_scales<<<1, 1, 0, stream>>>(a16.factor, b16.factor, static_cast<float*>(alpha.get()));
+  detail::check_launch("product_of_scales");
+  p.alpha = static_cast<const float*>(alpha.get());
+  launch(p, context, device);
+}
+
 #if !defined(BRECCIA_CUTLASS)
 Launcher per_tensor_launcher(DType, DType) { return nullptr; }
 Launcher blockwise_launcher(DType) { return nullptr; }
+Launcher bf16_launcher(DType, bool) { return nullptr; }
 #endif
 
 }  // namespace breccia::kernels::cuda::gemm

@@ -125,53 +125,64 @@ __device__ __forceinline__ float fp8_tensor_encode(const RuleParams& p, float am
   return p.power_2_scale ? numerics::pow2_floor(encode) : encode;
 }
 
+// A tile's scale. kFormat, where the caller knows it at compile time, leaves out the rules of
+// other element formats (kernels instantiated per format compile only their own).
+template <ElementFormat kFormat = ElementFormat::kE4M3, bool kAnyFormat = true>
 __device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const TensorContext& c,
                                                 const TileStats& s) {
+  constexpr bool kFp8 = kAnyFormat || kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2;
+  constexpr bool kE2M1 = kAnyFormat || kFormat == ElementFormat::kE2M1;
+  constexpr bool kInt4 = kAnyFormat || kFormat == ElementFormat::kInt4Signed || kFormat == ElementFormat::kInt4Unsigned;
   TileScale t;
   const float amax = s.amax();
   switch (p.rule) {
     case Rule::kFp8Current:
     case Rule::kFp8Delayed:
     case Rule::kFp8Fixed:
-      t.factor = fp8_tensor_encode(p, amax);
-      t.stored = __float_as_uint(numerics::decode_scale(t.factor));
+      if constexpr (kFp8) {
+        t.factor = fp8_tensor_encode(p, amax);
+        t.stored = __float_as_uint(numerics::decode_scale(t.factor));
+      }
       break;
     case Rule::kMxFloor:
-    case Rule::kMxRceil: {
-      const bool e4m3 = p.format == ElementFormat::kE4M3;
-      const std::uint8_t code = p.rule == Rule::kMxFloor
-                                    ? numerics::mx_scale_floor(amax, e4m3 ? 8 : 15)
-                                    : numerics::mx_scale_rceil(amax, fp8_max(p.format));
-      t.stored = code;
-      t.nan_block = code == numerics::kE8M0Nan;
-      t.factor = t.nan_block ? 1.0f : numerics::mx_encode_factor(code);
+    case Rule::kMxRceil:
+      if constexpr (kFp8) {
+        const bool e4m3 = p.format == ElementFormat::kE4M3;
+        const std::uint8_t code = p.rule == Rule::kMxFloor
+                                      ? numerics::mx_scale_floor(amax, e4m3 ? 8 : 15)
+                                      : numerics::mx_scale_rceil(amax, fp8_max(p.format));
+        t.stored = code;
+        t.nan_block = code == numerics::kE8M0Nan;
+        t.factor = t.nan_block ? 1.0f : numerics::mx_encode_factor(code);
+      }
       break;
-    }
-    case Rule::kNvfp4: {
-      // E4M3(amax * (S_enc / 6)) through the same conversion as the elements (the amax is
-      // never negative, so a NaN product gives 0x7F as on the CPU).
-      const std::uint8_t code = encode_fp8<ElementFormat::kE4M3>(
-          mul(amax, c.nvfp4_encode * (1.0f / numerics::kE2M1Max)));
-      t.stored = code;
-      t.nan_block = formats::E4M3::is_nan(code);
-      t.factor = t.nan_block ? 1.0f : numerics::nvfp4_block_encode_factor(code, c.nvfp4_encode);
+    case Rule::kNvfp4:
+      if constexpr (kE2M1) {
+        // E4M3(amax * (S_enc / 6)) through the same conversion as the elements (the amax is
+        // never negative, so a NaN product gives 0x7F as on the CPU).
+        const std::uint8_t code = encode_fp8<ElementFormat::kE4M3>(
+            mul(amax, c.nvfp4_encode * (1.0f / numerics::kE2M1Max)));
+        t.stored = code;
+        t.nan_block = formats::E4M3::is_nan(code);
+        t.factor = t.nan_block ? 1.0f : numerics::nvfp4_block_encode_factor(code, c.nvfp4_encode);
+      }
       break;
-    }
     case Rule::kInt4Signed:
-    case Rule::kInt4Unsigned: {
-      const bool is_signed = p.rule == Rule::kInt4Signed;
-      float raw = __uint_as_float(numerics::kCanonicalNanBits);  // a quiet NaN, as the reference
-      if (s.finite()) {
-        raw = is_signed ? numerics::int4_symmetric_scale(amax)
-                        : numerics::int4_asymmetric_scale(s.lo, s.hi);
-      }
-      t.factor = round_to_scale_dtype(raw, p.scale_dtype, t.stored);
-      t.nan_block = !s.finite();
-      if (!is_signed && s.finite()) {
-        t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));
+    case Rule::kInt4Unsigned:
+      if constexpr (kInt4) {
+        const bool is_signed = p.rule == Rule::kInt4Signed;
+        float raw = __uint_as_float(numerics::kCanonicalNanBits);  // a quiet NaN, as the reference
+        if (s.finite()) {
+          raw = is_signed ? numerics::int4_symmetric_scale(amax)
+                          : numerics::int4_asymmetric_scale(s.lo, s.hi);
+        }
+        t.factor = round_to_scale_dtype(raw, p.scale_dtype, t.stored);
+        t.nan_block = !s.finite();
+        if (!is_signed && s.finite()) {
+          t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));
+        }
       }
       break;
-    }
   }
   t.fast = s.nan_free() && !t.nan_block;
   return t;
@@ -196,6 +207,18 @@ __device__ __forceinline__ std::uint8_t encode_element(const RuleParams& p, cons
                                numerics::int4_quantize_asymmetric(x, t.factor, t.zero_point));
   }
   return 0;
+}
+
+// The general code of one element for a compile-time format (tiles holding a NaN), out of
+// line: it is rare, and inlined into every kernel instance it would dominate compile time.
+template <ElementFormat kFormat>
+__device__ __noinline__ std::uint32_t encode_general(float x, float factor, bool nan_block) {
+  if constexpr (kFormat == ElementFormat::kE2M1) {
+    return nan_block ? 0 : encode_e2m1(mul(x, factor));
+  } else {
+    constexpr std::uint32_t kNan = kFormat == ElementFormat::kE4M3 ? formats::E4M3::kNanCode : formats::E5M2::kNanCode;
+    return nan_block ? kNan : encode_fp8<kFormat>(mul(x, factor));
+  }
 }
 
 // --- Fast encoders: the same codes for a tile with no NaN element and no NaN scale ---------
@@ -233,7 +256,7 @@ __device__ __forceinline__ float int4_rounded_quotient(float x, float scale) {
 // (FP8, two words) or 8 nibbles (4-bit formats, one word). Element j is encoded under
 // scale_of(j); `fast` says every one of those scales allows the fast encoders.
 template <ElementFormat kFormat, class ScaleOf>
-__device__ __forceinline__ uint2 encode8(const RuleParams& p, const float (&x)[8], bool fast, ScaleOf scale_of) {
+__device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf scale_of) {
   uint2 out{0, 0};
   if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
     if (fast) {
@@ -248,8 +271,9 @@ __device__ __forceinline__ uint2 encode8(const RuleParams& p, const float (&x)[8
     } else {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        out.x |= static_cast<std::uint32_t>(encode_element(p, scale_of(i), x[i])) << (8 * i);
-        out.y |= static_cast<std::uint32_t>(encode_element(p, scale_of(4 + i), x[4 + i])) << (8 * i);
+        const TileScale low = scale_of(i), high = scale_of(4 + i);
+        out.x |= encode_general<kFormat>(x[i], low.factor, low.nan_block) << (8 * i);
+        out.y |= encode_general<kFormat>(x[4 + i], high.factor, high.nan_block) << (8 * i);
       }
     }
   } else if constexpr (kFormat == ElementFormat::kE2M1) {
@@ -259,7 +283,8 @@ __device__ __forceinline__ uint2 encode8(const RuleParams& p, const float (&x)[8
     } else {
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        out.x |= static_cast<std::uint32_t>(encode_element(p, scale_of(i), x[i]) & 0xF) << (4 * i);
+        const TileScale t = scale_of(i);
+        out.x |= (encode_general<kFormat>(x[i], t.factor, t.nan_block) & 0xF) << (4 * i);
       }
     }
   } else {  // INT4: the same arithmetic on either path; a non-finite group keeps codes 0

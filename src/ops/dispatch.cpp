@@ -82,13 +82,7 @@ void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale
 Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
                            const DeviceContext& context) {
 #if defined(BRECCIA_WITH_CUDA)
-  const auto* scaled_a = std::get_if<ScaledTensor>(&a);
-  const auto* scaled_b = std::get_if<ScaledTensor>(&b);
-  if (scaled_a != nullptr && scaled_b != nullptr) {
-    return kernels::cuda::scaled_matmul(*scaled_a, *scaled_b, out_dtype, cuda_context(context));
-  }
-  fail<UnsupportedError>("matmul: on CUDA both operands must be ScaledTensors (a tensor-core "
-                         "GEMM takes them); cast plain arrays first, or move them to the CPU");
+  return kernels::cuda::matmul(a, b, out_dtype, cuda_context(context));
 #else
   (void)a, (void)b, (void)out_dtype, (void)context;
   fail<UnsupportedError>("matmul: this build of breccia has no CUDA kernels");

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <utility>
+#include <variant>
 #include <random>
 #include <vector>
 
@@ -164,8 +166,10 @@ class CudaCast : public ::testing::Test {
   }
 };
 
-const std::vector<Shape> kShapes = {{1, 32}, {127, 4096}, {256, 384}, {3, 64, 256},
-                                    {384, 200}, {2, 2, 128, 128}, {32, 6}};
+// Edge bands (1, 127, 160 rows), partial 128-column blocks (200, 416, 48), batches, and a
+// last dim that is no multiple of 8 (the general kernel).
+const std::vector<Shape> kShapes = {{1, 32},          {127, 4096}, {256, 384}, {3, 64, 256}, {384, 200},
+                                    {2, 2, 128, 128}, {32, 6},     {160, 416}, {16, 48}};
 const std::vector<DType> kDtypes = {DType::kF32, DType::kBF16, DType::kF16, DType::kF64};
 
 TEST_F(CudaCast, MatchesReferenceOnShapeGrid) {
@@ -187,6 +191,72 @@ TEST_F(CudaCast, MatchesReferenceOnLargeDeepSeekShape) {
   for (const Recipe& recipe : recipes) {
     SCOPED_TRACE(recipe_repr(recipe));
     EXPECT_TRUE(check(x, recipe, -1, {DType::kBF16}));
+  }
+}
+
+// cast_for_gemm on the GPU (one pass, both axes, swizzled scales) against the CPU's (two
+// reference casts, swizzle_scales), byte for byte.
+TEST_F(CudaCast, CastForGemmMatchesTheCpu) {
+  int checked = 0;
+  std::uint32_t seed = 50;
+  for (const Shape& shape : std::vector<Shape>{{256, 384}, {160, 416}, {3, 64, 256}, {128, 4096}}) {
+    for (DType dtype : {DType::kBF16, DType::kF32}) {
+      for (Fill fill : {Fill::kRandom, Fill::kSpecial}) {
+        const Array x = converted(make_input(shape, fill, seed++), dtype);
+        const Array x_device = to_device(x, allocator_);
+        for (const Recipe& recipe : all_recipes()) {
+          const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
+                               std::holds_alternative<NVFP4BlockScaling>(recipe);
+          SCOPED_TRACE(recipe_repr(recipe) + " shape=" + shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
+          GemmCastOptions cpu_options{.swizzled_scales = swizzle};
+          std::optional<GemmCast> want;
+          try {
+            want.emplace(cast_for_gemm(x, recipe, cpu_options));
+          } catch (const ValueError&) {
+            continue;  // the recipe cannot block this shape along both axes
+          }
+          GemmCastOptions gpu_options = cpu_options;
+          gpu_options.allocator = &allocator_;
+          const GemmCast got = cast_for_gemm(x_device, recipe, gpu_options);
+          for (const auto& [have, expected] : {std::pair{&got.rowwise, &want->rowwise}, std::pair{&got.columnwise, &want->columnwise}}) {
+            ASSERT_TRUE(have->has_value() && expected->has_value());
+            EXPECT_EQ(mismatched_bytes(to_host((*have)->data()), (*expected)->data()), 0) << "data";
+            EXPECT_EQ(mismatched_bytes(to_host((*have)->scale()), (*expected)->scale()), 0) << "scale";
+            if ((*expected)->global_scale()) {
+              EXPECT_EQ(mismatched_bytes(to_host(*(*have)->global_scale()), *(*expected)->global_scale()), 0);
+            }
+            if ((*expected)->zero_point()) {
+              EXPECT_EQ(mismatched_bytes(to_host(*(*have)->zero_point()), *(*expected)->zero_point()), 0);
+            }
+          }
+          if (swizzle) {
+            EXPECT_EQ(mismatched_bytes(to_host(*got.rowwise_swizzled_scale), *want->rowwise_swizzled_scale), 0);
+            EXPECT_EQ(mismatched_bytes(to_host(*got.columnwise_swizzled_scale), *want->columnwise_swizzled_scale), 0);
+          }
+          ++checked;
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+  std::printf("[ cases  ] %d cast_for_gemm recipe x shape x dtype x fill combinations\n", checked);
+  EXPECT_GT(checked, 60);
+}
+
+// Input that is not 16-byte aligned takes the general kernel, with the same bytes.
+TEST_F(CudaCast, UnalignedInputMatchesReference) {
+  const Array host = make_input({64, 258}, Fill::kSpecial, 77);
+  const Array bigger = to_device(host, allocator_);
+  // Elements [2, 2 + 64 * 256) seen as a 64 x 256 matrix starting 8 bytes in.
+  const Array x = Array::borrow(bigger.data(), DType::kF32, {64, 256}, {}, bigger.device(), bigger.owner(), 8);
+  Array x_host = Array::empty(DType::kF32, {64, 256});
+  std::memcpy(x_host.data(), host.data_as<float>() + 2, 64 * 256 * sizeof(float));
+  for (const Recipe& recipe : all_recipes()) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    const ScaledTensor want = cast(x_host, recipe);
+    const ScaledTensor got = cast(x, recipe, options(-1));
+    EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);
+    EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0);
   }
 }
 

@@ -1,10 +1,14 @@
 // Tensor-core GEMMs against the fp32 product of the dequantized operands (the reference
 // matmul on the CPU), by 1 - 2 sum(xy) / sum(x^2 + y^2) <= 1e-5: the same products summed in
 // another order. Square, skinny (M = 1, 16, 64) and DeepSeek shapes; row-major b and b as a
-// transposed view of an N x K weight; every output dtype; and the shapes a kernel refuses.
+// transposed view of an N x K weight; every output dtype; the FP8 kernels and the emulated
+// path (MXFP8, NVFP4, INT4 and bf16 operands); and the shapes no kernel takes.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
+#include <variant>
+#include <vector>
 #include <string>
 
 #include "breccia/error.hpp"
@@ -49,6 +53,12 @@ ScaledTensor transposed_view(const ScaledTensor& t, const Layout& layout) {
   return from_buffer(view(t.data()), view(t.scale()), t.recipe(), layout);
 }
 
+bool one_dimensional_blocks(const Recipe& recipe) {
+  if (const auto* block = std::get_if<Float8BlockScaling>(&recipe)) return block->block_m == 1;
+  if (const auto* nvfp4 = std::get_if<NVFP4BlockScaling>(&recipe)) return !nvfp4->two_d;
+  return std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<INT4Scaling>(recipe);
+}
+
 class CudaGemm : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -76,12 +86,18 @@ class CudaGemm : public ::testing::Test {
                                 : Layout{PerBlockMN{128, 128}};
       b_cpu = transposed_view(b_cpu, layout);
       b_gpu = transposed_view(b_gpu, layout);
-    } else {
+    } else {  // 1-D blocks run along K (axis=-2), as a GEMM's right operand has them
       const Array w = random_matrix(k, n, 2);
-      b_cpu = cast(w, rb);
-      b_gpu = cast(to_device(w, allocator_), rb, {.allocator = &allocator_});
+      const int axis = one_dimensional_blocks(rb) ? -2 : -1;
+      b_cpu = cast(w, rb, {.axis = axis});
+      b_gpu = cast(to_device(w, allocator_), rb, {.axis = axis, .allocator = &allocator_});
     }
     ASSERT_NE(kernels::cuda::gemm_kind(a_gpu, b_gpu), kernels::cuda::GemmKind::kNone);
+    compare(a_cpu, a_gpu, b_cpu, b_gpu, out_dtype);
+  }
+
+  void compare(const Operand& a_cpu, const Operand& a_gpu, const Operand& b_cpu, const Operand& b_gpu,
+               DType out_dtype) {
     const Array want = matmul(a_cpu, b_cpu, DType::kF32);
     const Array got = to_host(matmul(a_gpu, b_gpu, out_dtype, &allocator_));
     ASSERT_EQ(got.shape(), want.shape());
@@ -118,16 +134,72 @@ TEST_F(CudaGemm, DeepSeekBlockScalesMatchTheReference) {
   check(16, 256, 256, act, weight, false, DType::kF16);
 }
 
+// MXFP8 (32-element E8M0 blocks) and NVFP4 (16-element E4M3 blocks, global scale) are finer
+// than a wgmma's K: dequantized to exact bf16 on the GPU, then a bf16 GEMM.
+TEST_F(CudaGemm, EmulatedBlockFormatsMatchTheReference) {
+  using kernels::cuda::GemmKind;
+  const Recipe mx = MXFP8BlockScaling{};
+  const Recipe mx_e5m2 = MXFP8BlockScaling{Fp8Format::kE5M2, 32, MXScaleRounding::kRceil};
+  const Recipe nvfp4 = NVFP4BlockScaling{};
+  for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{
+           {256, 256, 256}, {1, 512, 1024}, {16, 512, 1024}, {64, 2112, 7168}, {200, 48, 4096}}) {
+    check(m, n, k, mx, mx, false, DType::kBF16);
+    check(m, n, k, nvfp4, nvfp4, false, DType::kF32);
+  }
+  for (DType out : {DType::kBF16, DType::kF16, DType::kF32}) check(128, 384, 512, mx, mx_e5m2, false, out);
+  check(64, 256, 512, mx, nvfp4, false, DType::kBF16);
+  check(64, 256, 512, nvfp4, mx, false, DType::kBF16);
+  check(128, 2112, 1024, NVFP4BlockScaling{"E2M1", 16, "E4M3", true}, nvfp4, false, DType::kBF16);
+  // b as a transposed view of an (N, K) MXFP8 weight: its rows are K-major already.
+  const Array w = random_matrix(384, 512, 8);
+  const ScaledTensor weight_cpu = cast(w, mx);
+  const ScaledTensor weight_gpu = cast(to_device(w, allocator_), mx, {.allocator = &allocator_});
+  const Array x = random_matrix(96, 512, 9);
+  const ScaledTensor x_cpu = cast(x, mx), x_gpu = cast(to_device(x, allocator_), mx, {.allocator = &allocator_});
+  const Layout column_blocks = PerBlockMN{32, 1};
+  const ScaledTensor b_gpu = transposed_view(weight_gpu, column_blocks);
+  EXPECT_EQ(kernels::cuda::gemm_kind(x_gpu, b_gpu), GemmKind::kEmulated);
+  compare(x_cpu, x_gpu, transposed_view(weight_cpu, column_blocks), b_gpu, DType::kBF16);
+}
+
+// FP8 pairs the FP8 kernels do not take (E5M2 x E5M2, K = 40) and fp32-scaled 1 x 128 blocks on
+// both sides: the same emulated path; per-tensor scales go to alpha, so values stay exact.
+TEST_F(CudaGemm, Fp8PairsWithoutAKernelAreEmulated) {
+  const Recipe e5m2 = Float8CurrentScaling{Fp8Format::kE5M2};
+  check(128, 256, 512, e5m2, e5m2, false, DType::kBF16);
+  check(32, 64, 40, Float8CurrentScaling{}, Float8CurrentScaling{}, false, DType::kF32);
+  check(64, 256, 512, Float8BlockScaling{}, Float8BlockScaling{Fp8Format::kE4M3, 128, 1, true}, false, DType::kBF16);
+}
+
+// W4A16: bf16 activations (a plain array) times INT4 weights blocked along K.
+TEST_F(CudaGemm, Int4WeightsWithBf16ActivationsMatchTheReference) {
+  for (const Recipe& recipe : std::vector<Recipe>{INT4Scaling{}, INT4Scaling{128, false, Int4ScaleDType::kBF16},
+                                                  INT4Scaling{32, true, Int4ScaleDType::kF32}}) {
+    for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 4096, 1024}, {16, 512, 2048}, {256, 1024, 512}}) {
+      SCOPED_TRACE(recipe_repr(recipe) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+      Array x = Array::empty(DType::kBF16, {m, k});
+      kernels::reference::convert(random_matrix(m, k, 10), x);
+      const Array w = random_matrix(k, n, 11);
+      const ScaledTensor b_cpu = cast(w, recipe, {.axis = -2});
+      const ScaledTensor b_gpu = cast(to_device(w, allocator_), recipe, {.axis = -2, .allocator = &allocator_});
+      compare(x, to_device(x, allocator_), b_cpu, b_gpu, DType::kBF16);
+    }
+  }
+}
+
 TEST_F(CudaGemm, RefusesWhatNoKernelTakes) {
-  const Array x = to_device(random_matrix(32, 40, 3), allocator_);
-  const Array w = to_device(random_matrix(40, 32, 4), allocator_);
-  const ScaledTensor a = cast(x, Float8CurrentScaling{}, {.allocator = &allocator_});
-  const ScaledTensor b = cast(w, Float8CurrentScaling{}, {.allocator = &allocator_});
-  EXPECT_THROW(matmul(a, b, DType::kBF16, &allocator_), UnsupportedError);  // K = 40
-  const ScaledTensor mx = cast(to_device(random_matrix(32, 64, 5), allocator_), MXFP8BlockScaling{},
-                               {.allocator = &allocator_});
-  EXPECT_THROW(matmul(mx, mx, DType::kBF16, &allocator_), UnsupportedError);
-  EXPECT_THROW(matmul(a, x, DType::kBF16, &allocator_), UnsupportedError);  // plain operand
+  auto fp8 = [&](std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
+    return cast(to_device(random_matrix(rows, cols, seed), allocator_), Float8CurrentScaling{},
+                {.allocator = &allocator_});
+  };
+  EXPECT_THROW(matmul(fp8(32, 36, 3), fp8(36, 32, 4), DType::kBF16, &allocator_), UnsupportedError);  // K = 36
+  const ScaledTensor a = fp8(32, 64, 3);
+  const Array w = to_device(random_matrix(64, 32, 4), allocator_);
+  EXPECT_THROW(matmul(a, w, DType::kBF16, &allocator_), TypeError);  // an fp32 plain operand
+  const ScaledTensor batched = cast(to_device(random_matrix(64, 64, 5), allocator_).reshaped({2, 32, 64}),
+                                    MXFP8BlockScaling{}, {.allocator = &allocator_});
+  EXPECT_THROW(matmul(batched, batched, DType::kBF16, &allocator_), UnsupportedError);  // 3-D
+  EXPECT_THROW(matmul(a, fp8(64, 32, 6), DType::kF64, &allocator_), TypeError);
 }
 
 }  // namespace

@@ -86,3 +86,43 @@ def test_mixed_devices_are_refused():
     a = breccia.cast(_x().cuda(), breccia.Float8CurrentScaling())
     with pytest.raises(ValueError, match="cuda"):
         breccia.matmul(a, _x((512, 8), torch.float32))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=repr)
+def test_gpu_cast_for_gemm_gives_the_cpu_bytes(recipe):
+    x = _x((256, 512))
+    swizzle = isinstance(recipe, (breccia.MXFP8BlockScaling, breccia.NVFP4BlockScaling))
+    on_gpu = breccia.cast_for_gemm(x.cuda(), recipe, swizzled_scales=swizzle)
+    on_cpu = breccia.cast_for_gemm(x, recipe, swizzled_scales=swizzle)
+    for got, want in ((on_gpu.rowwise, on_cpu.rowwise), (on_gpu.columnwise, on_cpu.columnwise)):
+        assert got.data.is_cuda
+        np.testing.assert_array_equal(_bytes(got.data), _bytes(want.data))
+        np.testing.assert_array_equal(_bytes(got.scale), _bytes(want.scale))
+    if swizzle:
+        for got, want in zip(on_gpu[2:], on_cpu[2:], strict=True):
+            np.testing.assert_array_equal(_bytes(got), _bytes(want))
+
+
+def _relative_mismatch(out, want):
+    out = out.double()
+    return float(1 - 2 * (out * want).sum() / ((out**2).sum() + (want**2).sum()))
+
+
+@pytest.mark.parametrize(
+    "recipe", [breccia.MXFP8BlockScaling(), breccia.NVFP4BlockScaling()], ids=repr
+)
+def test_block_formats_multiply_on_the_gpu(recipe):
+    qa = breccia.cast(_x((128, 512), torch.float32, 1).cuda(), recipe)
+    qb = breccia.cast(_x((512, 256), torch.float32, 2).cuda(), recipe, axis=-2)
+    out = breccia.matmul(qa, qb, torch.bfloat16)
+    want = breccia.dequantize(qa).double() @ breccia.dequantize(qb).double()
+    assert out.is_cuda and out.dtype == torch.bfloat16
+    assert _relative_mismatch(out, want) <= 1e-5
+
+
+def test_int4_weights_with_bf16_activations():
+    x = _x((16, 1024), torch.bfloat16, 3).cuda()
+    w = breccia.cast(_x((1024, 512), torch.float32, 4).cuda(), breccia.INT4Scaling(), axis=-2)
+    out = breccia.matmul(x, w, torch.bfloat16)
+    want = x.double() @ breccia.dequantize(w).double()
+    assert _relative_mismatch(out, want) <= 1e-5

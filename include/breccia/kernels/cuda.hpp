@@ -41,29 +41,39 @@ bool has_cutlass_gemm();
 void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
           const Context& context);
 
-// decode(data) * scale into `out` (fp32/fp16/bf16/fp64, plan.logical_shape), on the GPU.
+// decode(data) * scale into `out` (fp32/fp16/bf16/fp64, plan.logical_shape), on the GPU. With
+// `tensor_factors` false the per-tensor factor (an FP8 per-tensor scale, NVFP4's global_scale)
+// is left out: decode(data) * block scale only, as the emulated GEMM reads its operands.
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                 const Array& global_scale, const Array& zero_point, const Array& out,
-                const Context& context);
+                const Context& context, bool tensor_factors = true);
 
 // amax (NaN-propagating) of a contiguous wide-float CUDA array, written to the fp32 `amax`
 // (one element, same device).
 void amax(const Array& x, const Array& amax_out, const Context& context);
 
-// Which tensor-core GEMM can take a pair of 2-D CUDA ScaledTensors (a: M x K rowwise, b: K x N).
+// Which tensor-core GEMM takes a pair of 2-D CUDA ScaledTensors (a: M x K, b: K x N).
 enum class GemmKind : std::uint8_t {
-  kNone,            // no kernel for this pair: the caller falls back to dequantize + GEMM
+  kNone,            // not a pair of 2-D ScaledTensors
   kFp8PerTensor,    // E4M3 x E4M3 or E4M3 x E5M2, per-tensor scales (Float8Current/Delayed)
   kFp8Blockwise,    // DeepSeek: a 1 x 128 (rowwise), b 128 x 128 blocks, power-of-2 or fp32
+  kEmulated,        // anything else (MXFP8, NVFP4, INT4, ...): see matmul
 };
 GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b);
 
 // c = dequantize(a) @ dequantize(b) on the tensor cores, accumulated in fp32 and rounded to
-// out_dtype (fp32, fp16 or bf16). a: (M, K) rowwise-blocked data; b: (K, N) data whose
-// blocks run along K (axis=-2 for 1-D blocks). Throws UnsupportedError (naming the reason)
-// when gemm_kind(a, b) is kNone or a shape is outside what the kernel takes (K or N not a
-// multiple of 16, say); callers fall back to a correct path then.
-Array scaled_matmul(const ScaledTensor& a, const ScaledTensor& b, DType out_dtype,
-                    const Context& context);
+// out_dtype (fp32, fp16 or bf16). a: (M, K); b: (K, N), or a transposed view of an (N, K)
+// weight (strides (1, K)), whose blocks run along K for the FP8 kernels.
+// - kFp8PerTensor / kFp8Blockwise: CUTLASS FP8 GEMMs with the scales applied in the kernel
+//   (K and N multiples of 16).
+// - The rest, which Hopper's tensor cores cannot scale (MXFP8's 32-element and NVFP4's
+//   16-element blocks are finer than a wgmma's K), and plain bfloat16 arrays (W4A16 and the
+//   like): each quantized operand is dequantized on the GPU to bf16 with its block scales,
+//   leaving its per-tensor factor (an FP8 per-tensor scale, NVFP4's global_scale) to the
+//   GEMM's alpha, and a CUTLASS bf16 GEMM multiplies them (K and N multiples of 8). For
+//   MXFP8, NVFP4 and per-tensor FP8 the bf16 values are exact, so the result is the fp32
+//   product's up to summation order; INT4 and fp32 block scales round each value to bf16.
+// Throws UnsupportedError (naming the reason) for shapes no kernel takes; never a wrong answer.
+Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context);
 
 }  // namespace breccia::kernels::cuda

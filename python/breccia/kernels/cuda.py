@@ -31,12 +31,14 @@ if CUDA_AVAILABLE:
     def scaled_matmul_cuda(a: _ScaledTensor, b: _ScaledTensor, out_dtype: _Any = "float32") -> _Any:
         """``dequantize(a) @ dequantize(b)`` on Hopper's tensor cores, accumulated in fp32.
 
-        a: a CUDA ScaledTensor (M, K) with rowwise blocks; b: (K, N) with blocks along K (cast
-        with ``axis=-2`` for 1-D blocks). Supported pairs: per-tensor FP8 (E4M3 x E4M3 or
-        E4M3 x E5M2) and DeepSeek-style blocks (a 1x128, b 128x128). out_dtype: float32,
-        float16 or bfloat16 (a dtype or its name). Other pairs or shapes raise
-        NotImplementedError naming the reason; ``breccia.matmul`` gives a correct result for
-        every pair. The output is a torch tensor from PyTorch's allocator on its current stream.
+        a: a CUDA ScaledTensor (M, K); b: (K, N), cast with ``axis=-2`` or a transposed view of
+        an (N, K) weight. Per-tensor FP8 (E4M3 x E4M3 or E4M3 x E5M2) and DeepSeek-style blocks
+        (a 1x128, b 128x128) run as FP8 GEMMs with the scales applied in the kernel; every other
+        pair (MXFP8, NVFP4, INT4, ...) is dequantized on the GPU to bf16 with its block scales,
+        its per-tensor factor going to the GEMM's alpha, and multiplied by a bf16 GEMM (exact
+        values for MXFP8, NVFP4 and per-tensor FP8). out_dtype: float32, float16 or bfloat16 (a
+        dtype or its name). Shapes no kernel takes raise NotImplementedError naming the reason.
+        The output is a torch tensor from PyTorch's allocator on its current stream.
         """
         _require_scaled(a, "a")
         _require_scaled(b, "b")

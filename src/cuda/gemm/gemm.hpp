@@ -1,5 +1,6 @@
-// The tensor-core GEMMs behind scaled_matmul. Operands arrive K-major (A: M x K row-major,
-// B: N x K row-major), D is M x N row-major.
+// The tensor-core GEMMs behind kernels::cuda::matmul. A is M x K row-major, D is M x N
+// row-major; B is N x K row-major (K-major) for every kernel, or K x N row-major (N-major)
+// for the bf16 ones.
 #pragma once
 
 #include "breccia/kernels/cuda.hpp"
@@ -8,10 +9,10 @@ namespace breccia::kernels::cuda::gemm {
 
 struct Problem {
   int m = 0, n = 0, k = 0;
-  const void* a = nullptr;        // E4M3, M x K
-  const void* b = nullptr;        // E4M3 or E5M2, N x K
+  const void* a = nullptr;        // E4M3 or bf16, M x K
+  const void* b = nullptr;        // E4M3, E5M2 or bf16
   void* d = nullptr;              // M x N
-  const float* alpha = nullptr;   // per-tensor: scale_a * scale_b on the device
+  const float* alpha = nullptr;   // per-tensor and bf16: the product of per-tensor factors, on the device
   const float* scale_a = nullptr; // blockwise: M x ceil(K/128), K-major
   const float* scale_b = nullptr; // blockwise: ceil(K/128) x ceil(N/128), N-major
 };
@@ -22,9 +23,14 @@ using Launcher = void (*)(const Problem& problem, const Context& context, Device
 // Null when this build has no such instance.
 Launcher per_tensor_launcher(DType b_dtype, DType out_dtype);
 Launcher blockwise_launcher(DType out_dtype);
+Launcher bf16_launcher(DType out_dtype, bool b_k_major);
 
-// Prepares operands (B to K-major, the per-tensor alpha) and runs the GEMM into `out`.
+// Prepares the FP8 operands (B to K-major, the per-tensor alpha) and runs the GEMM into `out`.
 void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Array& out,
          const Context& context);
+
+// The emulated path: each operand to bf16 on the GPU (a plain bf16 array as it is), then the
+// bf16 GEMM into `out` (M x N) with alpha = the operands' per-tensor factors.
+void run_emulated(const Operand& a, const Operand& b, const Array& out, const Context& context);
 
 }  // namespace breccia::kernels::cuda::gemm

@@ -12,6 +12,12 @@ void per_tensor_e5m2_f32(const Problem&, const Context&, Device);
 void blockwise_bf16(const Problem&, const Context&, Device);
 void blockwise_f16(const Problem&, const Context&, Device);
 void blockwise_f32(const Problem&, const Context&, Device);
+void bf16_tn_bf16(const Problem&, const Context&, Device);
+void bf16_tn_f16(const Problem&, const Context&, Device);
+void bf16_tn_f32(const Problem&, const Context&, Device);
+void bf16_nn_bf16(const Problem&, const Context&, Device);
+void bf16_nn_f16(const Problem&, const Context&, Device);
+void bf16_nn_f32(const Problem&, const Context&, Device);
 
 Launcher per_tensor_launcher(DType b_dtype, DType out_dtype) {
   const bool e4m3 = b_dtype == DType::kE4M3;
@@ -35,6 +41,19 @@ Launcher blockwise_launcher(DType out_dtype) {
       return blockwise_f16;
     case DType::kF32:
       return blockwise_f32;
+    default:
+      return nullptr;
+  }
+}
+
+Launcher bf16_launcher(DType out_dtype, bool b_k_major) {
+  switch (out_dtype) {
+    case DType::kBF16:
+      return b_k_major ? bf16_tn_bf16 : bf16_nn_bf16;
+    case DType::kF16:
+      return b_k_major ? bf16_tn_f16 : bf16_nn_f16;
+    case DType::kF32:
+      return b_k_major ? bf16_tn_f32 : bf16_nn_f32;
     default:
       return nullptr;
   }

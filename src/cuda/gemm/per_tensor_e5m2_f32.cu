@@ -1,5 +1,5 @@
 // Per-tensor FP8 GEMM: E4M3 x E5M2 -> f32.
-#include "cuda/gemm/cutlass_fp8.cuh"
+#include "cuda/gemm/cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void per_tensor_e5m2_f32(const Problem& p, const Context& c, Device d) { per_tensor_gemm<cutlass::float_e5m2_t, float>(p, c, d); }

@@ -1,6 +1,7 @@
-// The CUTLASS 3.x/4.x Hopper FP8 GEMMs (TMA loads, wgmma, warp-specialized cooperative
-// kernels), one template per scaling scheme; each src/cuda/gemm/*.cu instantiates one
-// (operand type, output type) pair so the slow CUTLASS compiles run in parallel.
+// The CUTLASS 3.x/4.x Hopper GEMMs (TMA loads, wgmma, warp-specialized cooperative kernels):
+// FP8 with per-tensor or DeepSeek block scales, and bf16 for the emulated block formats. Each
+// src/cuda/gemm/*.cu instantiates one (operand type, output type) pair so the slow CUTLASS
+// compiles run in parallel.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -29,14 +30,15 @@ Stride packed_stride(std::int64_t leading, std::int64_t batch) {
   return stride;
 }
 
-// A (M x K) row-major, B (N x K) row-major (CUTLASS's column-major K x N), D (M x N) row-major.
-template <class ElementB, class ElementD, class TileShape, class ClusterShape, class Schedule,
-          class EpilogueSchedule, class LayoutSFA = void, class LayoutSFB = void>
-struct Fp8Gemm {
-  using ElementA = cutlass::float_e4m3_t;
+// A (M x K) row-major; B (N x K) row-major (CUTLASS's column-major K x N: K-major) or, with
+// LayoutB = RowMajor, K x N row-major (N-major, 16-bit types only); D (M x N) row-major.
+template <class ElementA, class ElementB, class ElementD, class TileShape, class ClusterShape, class Schedule,
+          class EpilogueSchedule, class LayoutSFA = void, class LayoutSFB = void,
+          class LayoutB_ = cutlass::layout::ColumnMajor, class TileScheduler = void>
+struct TmaGemm {
   static constexpr bool kBlockwise = !cute::is_void_v<LayoutSFA>;
   using LayoutA = cutlass::layout::RowMajor;
-  using LayoutB = cutlass::layout::ColumnMajor;
+  using LayoutB = LayoutB_;
   using LayoutD = cutlass::layout::RowMajor;
   static constexpr int kAlignmentAB = 16;
   static constexpr int kAlignmentD = 16 / sizeof(ElementD);
@@ -57,7 +59,7 @@ struct Fp8Gemm {
       Schedule>::CollectiveOp;
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
-                                                      CollectiveEpilogue>;
+                                                      CollectiveEpilogue, TileScheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 };
 
@@ -84,7 +86,7 @@ void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& contex
 // Per-tensor scales: D = (scale_a * scale_b) * (A @ B), alpha read from the device.
 template <class ElementB, class ElementD>
 void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
-  using Config = Fp8Gemm<ElementB, ElementD, cute::Shape<_128, _256, _128>, cute::Shape<_2, _1, _1>,
+  using Config = TmaGemm<cutlass::float_e4m3_t, ElementB, ElementD, cute::Shape<_128, _256, _128>, cute::Shape<_2, _1, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
                          cutlass::epilogue::TmaWarpSpecializedCooperative>;
   using Gemm = typename Config::Gemm;
@@ -112,7 +114,7 @@ template <class ElementD>
 void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using LayoutSFA = decltype(BlockScaleConfig::deduce_layoutSFA());
   using LayoutSFB = decltype(BlockScaleConfig::deduce_layoutSFB());
-  using Config = Fp8Gemm<cutlass::float_e4m3_t, ElementD, cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
+  using Config = TmaGemm<cutlass::float_e4m3_t, cutlass::float_e4m3_t, ElementD, cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise,
                          cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB>;
   using Gemm = typename Config::Gemm;
@@ -130,6 +132,39 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
       {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
        static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
   arguments.epilogue.thread.alpha = 1.0f;
+  arguments.epilogue.thread.beta = 0.0f;
+  run_gemm<Config>(arguments, context, device);
+}
+
+// bf16 x bf16 (the emulated block formats, dequantized to exact bf16 values): D = alpha *
+// (A @ B) with alpha read from the device. Stream-K work division keeps every SM busy when
+// M is small (a 128-row output has few tiles).
+template <class ElementD, bool kBKMajor>
+void bf16_gemm(const Problem& p, const Context& context, Device device) {
+  using LayoutB = cute::conditional_t<kBKMajor, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
+  using Config = TmaGemm<cutlass::bfloat16_t, cutlass::bfloat16_t, ElementD, cute::Shape<_128, _256, _64>,
+                         cute::Shape<_1, _1, _1>, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                         cutlass::epilogue::TmaWarpSpecializedCooperative, void, void, LayoutB,
+                         cutlass::gemm::StreamKScheduler>;
+  using Gemm = typename Config::Gemm;
+  using StrideA = typename Gemm::GemmKernel::StrideA;
+  using StrideB = typename Gemm::GemmKernel::StrideB;
+  using StrideD = typename Gemm::GemmKernel::StrideD;
+  StrideB stride_b{};
+  if constexpr (kBKMajor) {
+    cute::get<0>(stride_b) = p.k;
+  } else {
+    cute::get<1>(stride_b) = p.n;
+  }
+  cute::get<2>(stride_b) = std::int64_t{p.n} * p.k;
+  typename Gemm::Arguments arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {p.m, p.n, p.k, 1},
+      {static_cast<const cutlass::bfloat16_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
+       static_cast<const cutlass::bfloat16_t*>(p.b), stride_b},
+      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+  arguments.epilogue.thread.alpha_ptr = p.alpha;
   arguments.epilogue.thread.beta = 0.0f;
   run_gemm<Config>(arguments, context, device);
 }

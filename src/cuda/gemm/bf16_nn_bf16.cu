@@ -1,0 +1,6 @@
+// Emulated block formats as bf16: bf16 x bf16, B N-major (K x N) -> bf16.
+#include "cuda/gemm/cutlass_gemm.cuh"
+
+namespace breccia::kernels::cuda::gemm {
+void bf16_nn_bf16(const Problem& p, const Context& c, Device d) { bf16_gemm<cutlass::bfloat16_t, false>(p, c, d); }
+}  // namespace breccia::kernels::cuda::gemm
