@@ -96,33 +96,52 @@ __device__ __forceinline__ void store_tile_scale(const ScaleSink& s, std::int64_
   }
 }
 
-// Loads 8 consecutive elements starting at element 8 * v (16-byte aligned).
+// The bytes of 8 consecutive elements starting at element 8 * v (16-byte aligned), loaded
+// apart from their conversion so that all of a thread's loads are in flight together.
 template <Wide kWide>
-__device__ __forceinline__ void load8(const void* x, std::int64_t v, float (&values)[8]) {
+struct Raw8 {
   using Storage = typename cuda_detail::WideStorage<kWide>::type;
-  const auto* base = static_cast<const Storage*>(x) + v * 8;
-  if constexpr (sizeof(Storage) == 2) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(base);
-    const std::uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  static constexpr int kWords = static_cast<int>(sizeof(Storage) * 8 / sizeof(uint4));
+  uint4 word[kWords];
+
+  __device__ __forceinline__ void load(const void* x, std::int64_t v) {
+    const auto* source = reinterpret_cast<const uint4*>(static_cast<const Storage*>(x) + v * 8);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      values[2 * i] = cuda_detail::to_float<kWide>(static_cast<std::uint16_t>(words[i] & 0xFFFFu));
-      values[2 * i + 1] = cuda_detail::to_float<kWide>(static_cast<std::uint16_t>(words[i] >> 16));
-    }
-  } else if constexpr (sizeof(Storage) == 4) {
-    const float4 a = reinterpret_cast<const float4*>(base)[0];
-    const float4 b = reinterpret_cast<const float4*>(base)[1];
-    values[0] = a.x, values[1] = a.y, values[2] = a.z, values[3] = a.w;
-    values[4] = b.x, values[5] = b.y, values[6] = b.z, values[7] = b.w;
-  } else {
+    for (int w = 0; w < kWords; ++w) word[w] = source[w];
+  }
+
+  // The values as fp32. Of an input NaN the cast keeps only the sign (the element's code is
+  // its sign's NaN code, or the block's), so 16-bit values widen without the payload rules.
+  __device__ __forceinline__ void to_float(float (&values)[8]) const {
+    if constexpr (sizeof(Storage) == 2) {
+      const std::uint32_t words[4] = {word[0].x, word[0].y, word[0].z, word[0].w};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const double2 pair = reinterpret_cast<const double2*>(base)[i];
-      values[2 * i] = cuda_detail::to_float<kWide>(pair.x);
-      values[2 * i + 1] = cuda_detail::to_float<kWide>(pair.y);
+      for (int i = 0; i < 8; ++i) {
+        const std::uint32_t raw = (words[i / 2] >> (16 * (i % 2))) & 0xFFFFu;
+        if constexpr (kWide == Wide::kBF16) {
+          values[i] = __uint_as_float(raw << 16);
+        } else {  // the conversion would drop a NaN's sign
+          const float nan = __uint_as_float(((raw & 0x8000u) << 16) | numerics::kCanonicalNanBits);
+          values[i] = (raw & 0x7FFFu) > 0x7C00u ? nan : __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
+        }
+      }
+    } else if constexpr (sizeof(Storage) == 4) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint4& w = word[i / 4];
+        const std::uint32_t bits[4] = {w.x, w.y, w.z, w.w};
+        values[i] = __uint_as_float(bits[i % 4]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint4& w = word[i / 2];
+        const std::uint64_t bits = i % 2 == 0 ? (std::uint64_t{w.y} << 32 | w.x) : (std::uint64_t{w.w} << 32 | w.z);
+        values[i] = cuda_detail::to_float<kWide>(__longlong_as_double(static_cast<long long>(bits)));
+      }
     }
   }
-}
+};
 
 template <Wide kWide>
 __device__ __forceinline__ float load1(const void* x, std::int64_t i) {
@@ -149,8 +168,9 @@ struct TileOutput {
 struct TileArgs {
   const void* x = nullptr;
   std::int64_t rows = 0, cols = 0;  // of each batch matrix
-  std::int64_t bands = 0;           // bands of 16 * kRows rows per batch matrix
+  unsigned bands = 0;               // bands of 16 * kRows rows per batch matrix
   int tile_lanes = 0;               // row / 2-D tiles: tile width / 8 (a power of two <= 16)
+  int tile_shift = 0;               // log2 of the tile width
   bool two_d = false;               // `row` holds 2-D tiles of the band's height
   TileOutput row;                   // 1 x (8 * tile_lanes) tiles, or the 2-D tiles
   TileOutput column;                // (16 * kRows) x 1 tiles; with two_d, scales only
@@ -206,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
 
   const int chunk = static_cast<int>(threadIdx.x) % kChunks;
   const int group = static_cast<int>(threadIdx.x) / kChunks;
-  const std::int64_t b = blockIdx.x / a.bands;
+  const std::int64_t b = blockIdx.x / a.bands;  // 32-bit: the grid keeps both below 2^31
   const std::int64_t band_row0 = (blockIdx.x - b * a.bands) * kBandRows;
   const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
   const std::int64_t block_col0 = static_cast<std::int64_t>(blockIdx.y) * kBlockCols;
@@ -215,20 +235,27 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
   const std::int64_t row0 = band_row0 + group * kRows;
   const TensorContext context = cuda_detail::tensor_context(a.rule);
 
-  // One read of this thread's elements; those outside the matrix count as zeros, which no
+  auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
+  auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
+  // One read of this thread's elements, every load issued before the first is used: a row or
+  // column outside the matrix reads the last valid one and then counts as zeros, which no
   // statistic notices.
+  Raw8<kWide> raw[kRows];
+  const std::int64_t load_col = col_active ? col : a.cols - 8;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    const std::int64_t row = min(row0 + i, a.rows - 1);
+    raw[i].load(a.x, ((b * a.rows + row) * a.cols + load_col) / 8);
+  }
   float v[kRows][8];
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
-    if (col_active && row0 + i < a.rows) {
-      load8<kWide>(a.x, ((b * a.rows + row0 + i) * a.cols + col) / 8, v[i]);
-    } else {
+    raw[i].to_float(v[i]);
+    if (!row_valid(i)) {
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[i][j] = 0.0f;
     }
   }
-  auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
-  auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
 
   // --- row tiles: 1 x (8 * tile_lanes), combined across lanes --------------------------------
   if (a.row.data != nullptr && !a.two_d) {
@@ -241,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
       const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, s);
       if (!row_valid(i)) continue;
       if ((chunk & (a.tile_lanes - 1)) == 0) {
-        store_scale(a.row.scale, b, row0 + i, col / (8 * a.tile_lanes), t);
+        store_scale(a.row.scale, b, row0 + i, col >> a.tile_shift, t);
       }
       store8<kPacked>(a.row.data, vector_of(i),
                       cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
@@ -380,7 +407,7 @@ __global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, std
 
 // Per-tensor FP8: 8 elements per thread, kVectors vectors in flight; the tail (or unaligned
 // data) element by element. With `amax_out`, the tensor's amax (bits) is also reduced into it.
-constexpr int kVectors = 2;
+constexpr int kVectors = 4;
 
 template <Wide kWide, ElementFormat kFormat>
 __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::uint8_t* data, void* scale,
@@ -392,24 +419,25 @@ __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::ui
   if (blockIdx.x == 0 && threadIdx.x == 0) *static_cast<std::uint32_t*>(scale) = t.stored;
   const std::int64_t first = (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
   std::uint32_t amax_bits = 0;
-  float v[kVectors][8];
-  bool whole[kVectors];
+  // Every load issued before the first is used (a vector past the end reads the last whole
+  // one, or the first when there is none, and is not used).
+  const std::int64_t whole_vectors = vectorized ? count / 8 : 0;
+  Raw8<kWide> raw[kVectors];
 #pragma unroll
   for (int u = 0; u < kVectors; ++u) {
-    const std::int64_t vector = first + u * kThreads;
-    whole[u] = vectorized && (vector + 1) * 8 <= count;
-    if (whole[u]) load8<kWide>(x, vector, v[u]);
+    if (whole_vectors > 0) raw[u].load(x, min(first + u * kThreads, whole_vectors - 1));
   }
 #pragma unroll
   for (int u = 0; u < kVectors; ++u) {
     const std::int64_t vector = first + u * kThreads;
-    if (whole[u]) {
+    if (vector < whole_vectors) {
+      float v[8];
+      raw[u].to_float(v);
       TileStats s;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s.add(v[u][j]);
+      for (int j = 0; j < 8; ++j) s.add(v[j]);
       amax_bits = max(amax_bits, s.amax_bits);
-      store8<false>(data, vector,
-                    cuda_detail::encode8<kFormat>(v[u], s.nan_free(), [&](int) { return t; }));
+      store8<false>(data, vector, cuda_detail::encode8<kFormat>(v, s.nan_free(), [&](int) { return t; }));
     } else {
       for (std::int64_t i = vector * 8; i < min(vector * 8 + 8, count); ++i) {
         const float value = load1<kWide>(x, i);
@@ -680,8 +708,10 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<cons
   }
   const int per_thread = rows_per_thread(band_rows);
   if (per_thread == 0) return std::nullopt;
-  a.bands = (a.rows + band_rows - 1) / band_rows;
-  if (grid.batch * a.bands > 0x7FFFFFFF) return std::nullopt;
+  const std::int64_t bands = (a.rows + band_rows - 1) / band_rows;
+  if (grid.batch * bands > 0x7FFFFFFF) return std::nullopt;
+  a.bands = static_cast<unsigned>(bands);
+  a.tile_shift = std::countr_zero(static_cast<unsigned>(a.tile_lanes * 8));
   return std::pair{a, per_thread};
 }
 

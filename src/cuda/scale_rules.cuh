@@ -82,6 +82,7 @@ struct TileStats {
 // A tile's scale as stored and as applied to its elements.
 struct TileScale {
   float factor = 1.0f;         // FP8/NVFP4: multiply; INT4: the stored scale (divide by it)
+  float inverse = 1.0f;        // INT4: 1 / factor, rounded (the fast quotient's multiplier)
   std::uint32_t stored = 0;    // the scale's bytes: fp32 bits, an 8-bit code, or fp16/bf16 bits
   bool nan_block = false;      // every element takes the block-NaN code
   bool fast = false;           // no NaN element: the fast encoders apply
@@ -177,6 +178,7 @@ __device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const Tenso
                           : numerics::int4_asymmetric_scale(s.lo, s.hi);
         }
         t.factor = round_to_scale_dtype(raw, p.scale_dtype, t.stored);
+        t.inverse = __frcp_rn(t.factor);
         t.nan_block = !s.finite();
         if (!is_signed && s.finite()) {
           t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));
@@ -246,10 +248,22 @@ __device__ __forceinline__ std::uint32_t fast_e2m1(float v) {
 }
 
 // rne(x / s) as numerics::int4_rounded_quotient (0 for the 0/0 of a scale rounded to zero),
-// with the hardware's round-to-nearest-even instruction.
-__device__ __forceinline__ float int4_rounded_quotient(float x, float scale) {
+// with the hardware's round-to-nearest-even instruction. Out of line: the fast path below
+// needs it only near half-integers.
+static __device__ __noinline__ float int4_rounded_quotient(float x, float scale) {
   const float quotient = __fdiv_rn(x, scale);
   return quotient != quotient ? 0.0f : rintf(quotient);
+}
+
+// The same rne(fl(x / s)) from a multiply: for |x / s| <= 16.5, t = x * fl(1 / s) and fl(x / s)
+// differ by less than 2^-18, so unless t lies that close to a half-integer both round to the
+// same integer; beyond, both clamp alike. Near a half-integer (about one element in 10^5),
+// and for a scale that rounded to zero (t not finite), the exact quotient decides.
+__device__ __forceinline__ float int4_level(float x, const TileScale& t) {
+  const float quotient = __fmul_rn(x, t.inverse);
+  const float level = rintf(quotient);
+  const float from_half = fabsf(__fsub_rn(fabsf(__fsub_rn(quotient, level)), 0.5f));
+  return from_half > 0x1p-18f ? level : int4_rounded_quotient(x, t.factor);
 }
 
 // The codes of 8 consecutive elements of a row, packed as the data stores them: 8 bytes
@@ -293,11 +307,12 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
     for (int i = 0; i < 8; ++i) {
       const TileScale t = scale_of(i);
       if (t.nan_block) continue;
-      const float level = int4_rounded_quotient(x[i], t.factor);
+      const float level = int4_level(x[i], t);
       // Unsigned: clamp(rne(x / s) + z, 0, 15); the sum is fp32, as in the reference.
       const float code = kSigned ? fminf(fmaxf(level, -8.0f), 7.0f)
                                  : fminf(fmaxf(__fadd_rn(level, static_cast<float>(t.zero_point)), 0.0f), 15.0f);
-      out.x |= static_cast<std::uint32_t>(static_cast<int>(code) & 0xF) << (4 * i);
+      // 2^23 + 16 + code is exact and its low four bits are the code's two's-complement nibble.
+      out.x |= (__float_as_uint(__fadd_rn(code, 8388624.0f)) & 0xFu) << (4 * i);
     }
   }
   return out;

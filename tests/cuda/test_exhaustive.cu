@@ -108,5 +108,43 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   }
 }
 
+// INT4's quotient from a multiply (the fast path) against numerics::int4_rounded_quotient, the
+// reference's rne(fl(x / s)), for every fp16 scale (normal and subnormal) and x placed on and
+// around each half-integer multiple of it (where the two could part) and at random.
+__global__ void int4_quotients(std::uint32_t* mismatches) {
+  const std::uint32_t scale_bits = blockIdx.x + 1;  // fp16 0x0001 .. 0x7BFF
+  const float scale = formats::F16::decode(scale_bits);
+  cuda_detail::TileScale t;
+  t.factor = scale;
+  t.inverse = __frcp_rn(scale);
+  std::uint32_t wrong = 0;
+  std::uint32_t state = scale_bits * 2654435761u + threadIdx.x;
+  for (int k = -34; k <= 34; ++k) {  // (k / 2) * s: every integer and half-integer in [-17, 17]
+    const float center = __fmul_rn(0.5f * k, scale);
+    for (int step = -8; step <= 8; ++step) {
+      const float x = __uint_as_float(__float_as_uint(center) + step * static_cast<int>(threadIdx.x + 1));
+      wrong += cuda_detail::int4_level(x, t) != numerics::int4_rounded_quotient(x, scale);
+    }
+  }
+  for (int i = 0; i < 64; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float x = __fmul_rn((static_cast<float>(state >> 8) * 0x1p-24f - 0.5f) * 40.0f, scale);
+    wrong += cuda_detail::int4_level(x, t) != numerics::int4_rounded_quotient(x, scale);
+  }
+  atomicAdd(mismatches, wrong);
+}
+
+TEST(CudaExhaustive, Int4FastQuotientMatchesTheExactRule) {
+  std::uint32_t* mismatches = nullptr;
+  cuda_test::check(cudaMalloc(&mismatches, sizeof(std::uint32_t)), "malloc");
+  cuda_test::check(cudaMemset(mismatches, 0, sizeof(std::uint32_t)), "memset");
+  int4_quotients<<<0x7BFF, 256>>>(mismatches);
+  cuda_test::check(cudaGetLastError(), "launch");
+  std::uint32_t host = 0;
+  cuda_test::check(cudaMemcpy(&host, mismatches, sizeof(host), cudaMemcpyDeviceToHost), "copy");
+  cudaFree(mismatches);
+  EXPECT_EQ(host, 0u);
+}
+
 }  // namespace
 }  // namespace breccia
