@@ -169,8 +169,6 @@ struct TileArgs {
   const void* x = nullptr;
   std::int64_t rows = 0, cols = 0;  // of each batch matrix
   unsigned bands = 0;               // bands of 16 * kRows rows per batch matrix
-  unsigned col_blocks = 0;          // 128-column blocks per row
-  unsigned units = 0;               // batch * bands * col_blocks
   int tile_lanes = 0;               // row / 2-D tiles: tile width / 8 (a power of two <= 16)
   int tile_shift = 0;               // log2 of the tile width
   bool two_d = false;               // `row` holds 2-D tiles of the band's height
@@ -216,17 +214,10 @@ __device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& 
   return s;
 }
 
-// A block works through units (one band of 16 * kRows rows x 128 columns each; consecutive
-// units are neighbours along the rows) in a grid-stride loop, loading the next unit while it
-// processes this one, so that loads stay in flight during the arithmetic. With eight rows per
-// thread the registers allow no second set: those eight loads go out together instead.
-template <int kRows>
-constexpr bool kPrefetch = kRows <= 4;
-template <int kRows>
-constexpr int kMinBlocks = kRows <= 2 ? 3 : 2;
-
+// At least three blocks (768 threads) per SM, two with eight rows per thread: enough 16-byte
+// loads in flight to keep HBM busy.
 template <Wide kWide, ElementFormat kFormat, int kRows>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<kRows>) tile_kernel(TileArgs a) {
+__global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(TileArgs a) {
   constexpr bool kRange = kFormat == ElementFormat::kInt4Unsigned;
   constexpr bool kPacked = is_packed(kFormat);
   constexpr int kBandRows = kGroups * kRows;
@@ -235,62 +226,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kRows>) tile_kernel(TileA
 
   const int chunk = static_cast<int>(threadIdx.x) % kChunks;
   const int group = static_cast<int>(threadIdx.x) / kChunks;
+  const std::int64_t b = blockIdx.x / a.bands;  // 32-bit: the grid keeps both below 2^31
+  const std::int64_t band_row0 = (blockIdx.x - b * a.bands) * kBandRows;
+  const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
+  const std::int64_t block_col0 = static_cast<std::int64_t>(blockIdx.y) * kBlockCols;
+  const std::int64_t col = block_col0 + chunk * 8;
+  const bool col_active = col < a.cols;
+  const std::int64_t row0 = band_row0 + group * kRows;
   const TensorContext context = cuda_detail::tensor_context(a.rule);
 
-  // Where a unit starts: batch matrix, first row, first column (32-bit divisions: the host
-  // keeps the unit count below 2^31).
-  struct Origin {
-    std::int64_t b, band_row0, block_col0;
-  };
-  auto origin = [&](unsigned unit) {
-    const unsigned band_index = unit / a.col_blocks;
-    const unsigned batch = band_index / a.bands;
-    return Origin{batch, static_cast<std::int64_t>(band_index - batch * a.bands) * kBandRows,
-                  static_cast<std::int64_t>(unit - band_index * a.col_blocks) * kBlockCols};
-  };
-  // This thread's loads of a unit: a row or column outside the matrix reads the last valid one
-  // (and later counts as zeros, which no statistic notices).
-  auto load_unit = [&](unsigned unit, Raw8<kWide> (&raw)[kRows]) {
-    const Origin o = origin(unit);
-    const std::int64_t col = o.block_col0 + chunk * 8;
-    const std::int64_t load_col = col < a.cols ? col : a.cols - 8;
+  auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
+  auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
+  // One read of this thread's elements, every load issued before the first is used: a row or
+  // column outside the matrix reads the last valid one and then counts as zeros, which no
+  // statistic notices.
+  Raw8<kWide> raw[kRows];
+  const std::int64_t load_col = col_active ? col : a.cols - 8;
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      const std::int64_t row = min(o.band_row0 + group * kRows + i, a.rows - 1);
-      raw[i].load(a.x, ((o.b * a.rows + row) * a.cols + load_col) / 8);
-    }
-  };
-
-  Raw8<kWide> next[kRows];
-  if constexpr (kPrefetch<kRows>) {
-    if (blockIdx.x < a.units) load_unit(blockIdx.x, next);
+  for (int i = 0; i < kRows; ++i) {
+    const std::int64_t row = min(row0 + i, a.rows - 1);
+    raw[i].load(a.x, ((b * a.rows + row) * a.cols + load_col) / 8);
   }
-  for (unsigned unit = blockIdx.x; unit < a.units; unit += gridDim.x) {
-    Raw8<kWide> raw[kRows];
-    if constexpr (kPrefetch<kRows>) {
+  float v[kRows][8];
 #pragma unroll
-      for (int i = 0; i < kRows; ++i) raw[i] = next[i];
-      if (unit + gridDim.x < a.units) load_unit(unit + gridDim.x, next);
-    } else {
-      load_unit(unit, raw);
+  for (int i = 0; i < kRows; ++i) {
+    raw[i].to_float(v[i]);
+    if (!row_valid(i)) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[i][j] = 0.0f;
     }
-    const Origin o = origin(unit);
-    const std::int64_t b = o.b, band_row0 = o.band_row0, block_col0 = o.block_col0;
-    const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
-    const std::int64_t col = block_col0 + chunk * 8;
-    const bool col_active = col < a.cols;
-    const std::int64_t row0 = band_row0 + group * kRows;
-    auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
-    auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
-    float v[kRows][8];
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      raw[i].to_float(v[i]);
-      if (!row_valid(i)) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) v[i][j] = 0.0f;
-      }
-    }
+  }
 
   // --- row tiles: 1 x (8 * tile_lanes), combined across lanes --------------------------------
   if (a.row.data != nullptr && !a.two_d) {
@@ -377,7 +342,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kRows>) tile_kernel(TileA
       store8<kPacked>(a.row.data, vector_of(i),
                       cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
     }
-  }
   }
 }
 
@@ -677,28 +641,19 @@ bool is_row_tile_width(std::int64_t width) {
   return width == 16 || width == 32 || width == 64 || width == 128;
 }
 
-// One wave of blocks (as many as fit on the device at once), each looping over units.
-template <class Kernel>
-void launch_persistent(Kernel kernel, const TileArgs& args, Device device, cudaStream_t stream) {
-  int per_sm = 0, sms = 0;
-  detail::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0),
-                "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  detail::check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device.id), "cudaDeviceGetAttribute");
-  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(args.units, std::max(1, per_sm) * std::int64_t{sms}));
-  kernel<<<blocks, kThreads, 0, stream>>>(args);
-}
-
 template <Wide kWide, ElementFormat kFormat>
-void launch_tile_kernel(int rows_per_thread, const TileArgs& args, Device device, cudaStream_t stream) {
+void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch, cudaStream_t stream) {
+  const dim3 blocks(static_cast<unsigned>(batch * args.bands),
+                    static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols));
   switch (rows_per_thread) {
     case 1:
-      return launch_persistent(tile_kernel<kWide, kFormat, 1>, args, device, stream);
+      return tile_kernel<kWide, kFormat, 1><<<blocks, kThreads, 0, stream>>>(args);
     case 2:
-      return launch_persistent(tile_kernel<kWide, kFormat, 2>, args, device, stream);
+      return tile_kernel<kWide, kFormat, 2><<<blocks, kThreads, 0, stream>>>(args);
     case 4:
-      return launch_persistent(tile_kernel<kWide, kFormat, 4>, args, device, stream);
+      return tile_kernel<kWide, kFormat, 4><<<blocks, kThreads, 0, stream>>>(args);
     default:
-      return launch_persistent(tile_kernel<kWide, kFormat, 8>, args, device, stream);
+      return tile_kernel<kWide, kFormat, 8><<<blocks, kThreads, 0, stream>>>(args);
   }
 }
 
@@ -708,7 +663,7 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<cons
   const QuantPlan& first = *targets[0].plan;
   const ScaleGrid& grid = first.grid;
   const bool fp64 = x.dtype() == DType::kF64;  // rare: the general kernel keeps the instance count down
-  if (fp64 || grid.cols % 8 != 0 || !aligned(x.data(), 16)) {
+  if (fp64 || grid.cols % 8 != 0 || (grid.cols + kBlockCols - 1) / kBlockCols > 65535 || !aligned(x.data(), 16)) {
     return std::nullopt;
   }
   for (const CastTarget& t : targets) {
@@ -754,11 +709,8 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<cons
   const int per_thread = rows_per_thread(band_rows);
   if (per_thread == 0) return std::nullopt;
   const std::int64_t bands = (a.rows + band_rows - 1) / band_rows;
-  const std::int64_t col_blocks = (a.cols + kBlockCols - 1) / kBlockCols;
-  if (grid.batch * bands * col_blocks > 0x7FFFFFFF) return std::nullopt;
+  if (grid.batch * bands > 0x7FFFFFFF) return std::nullopt;
   a.bands = static_cast<unsigned>(bands);
-  a.col_blocks = static_cast<unsigned>(col_blocks);
-  a.units = static_cast<unsigned>(grid.batch * bands * col_blocks);
   a.tile_shift = std::countr_zero(static_cast<unsigned>(a.tile_lanes * 8));
   return std::pair{a, per_thread};
 }
@@ -840,7 +792,7 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
     with_wide(x.dtype(), [&]<Wide kWide>() {
       if constexpr (kWide != Wide::kF64) {
         with_format(first.format, [&]<ElementFormat kFormat>() {
-          launch_tile_kernel<kWide, kFormat>(per_thread, args, x.device(), stream);
+          launch_tile_kernel<kWide, kFormat>(per_thread, args, first.grid.batch, stream);
         });
       }
     });
