@@ -223,6 +223,11 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
   constexpr int kBandRows = kGroups * kRows;
   __shared__ SharedPartials<kRange> partials;
   __shared__ TileScale shared_scales[kBlockCols];
+  // Column tiles' scales, one array per field: a thread reads its eight columns' factors as two
+  // 16-byte words, and a warp's reads meet no bank twice.
+  __shared__ __align__(16) float column_factor[kBlockCols];
+  __shared__ __align__(16) float column_inverse[kBlockCols];
+  __shared__ __align__(16) std::uint32_t column_flags[kBlockCols];  // nan_block | fast << 1 | zero_point << 8
 
   const int chunk = static_cast<int>(threadIdx.x) % kChunks;
   const int group = static_cast<int>(threadIdx.x) / kChunks;
@@ -289,12 +294,34 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
     if (threadIdx.x < kBlockCols) {
       const TileScale t =
           cuda_detail::tile_scale<kFormat, false>(a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
-      shared_scales[threadIdx.x] = t;
+      column_factor[threadIdx.x] = t.factor;
+      column_inverse[threadIdx.x] = t.inverse;
+      column_flags[threadIdx.x] = static_cast<std::uint32_t>(t.nan_block) | static_cast<std::uint32_t>(t.fast) << 1 |
+                                  static_cast<std::uint32_t>(t.zero_point) << 8;
       const std::int64_t c = block_col0 + threadIdx.x;
       if (c < a.cols) store_scale(a.column.scale, b, band_row0 / kBandRows, c, t);
     }
     __syncthreads();
-    const TileScale* column_scales = shared_scales + chunk * 8;
+    TileScale column_scales[8];
+    {
+      const auto* factors = reinterpret_cast<const float4*>(column_factor + chunk * 8);
+      const auto* inverses = reinterpret_cast<const float4*>(column_inverse + chunk * 8);
+      const auto* flags = reinterpret_cast<const uint4*>(column_flags + chunk * 8);
+      const float4 f[2] = {factors[0], factors[1]}, r[2] = {inverses[0], inverses[1]};
+      const uint4 m[2] = {flags[0], flags[1]};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float4& fj = f[j / 4];
+        const float4& rj = r[j / 4];
+        const uint4& mj = m[j / 4];
+        const std::uint32_t bits = (j % 4 == 0 ? mj.x : j % 4 == 1 ? mj.y : j % 4 == 2 ? mj.z : mj.w);
+        column_scales[j].factor = j % 4 == 0 ? fj.x : j % 4 == 1 ? fj.y : j % 4 == 2 ? fj.z : fj.w;
+        column_scales[j].inverse = j % 4 == 0 ? rj.x : j % 4 == 1 ? rj.y : j % 4 == 2 ? rj.z : rj.w;
+        column_scales[j].nan_block = (bits & 1u) != 0;
+        column_scales[j].fast = (bits & 2u) != 0;
+        column_scales[j].zero_point = static_cast<std::uint8_t>(bits >> 8);
+      }
+    }
     bool fast = true;
 #pragma unroll
     for (int j = 0; j < 8; ++j) fast = fast && column_scales[j].fast;
