@@ -9,9 +9,9 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,7 +60,8 @@ Array random_bf16(Shape shape, Allocator& allocator, std::uint32_t seed) {
   for (std::int64_t i = 0; i < host.numel(); ++i) {
     state = state * 1664525u + 1013904223u;
     // sign, exponent in [2^-8, 2^8), random mantissa
-    bits[i] = static_cast<std::uint16_t>(((state >> 16) & 0x807F) | ((119 + (state >> 8) % 16) << 7));
+    bits[i] =
+        static_cast<std::uint16_t>(((state >> 16) & 0x807F) | ((119 + (state >> 8) % 16) << 7));
   }
   return cuda_test::to_device(host, allocator);
 }
@@ -85,7 +86,8 @@ int main() {
   const Array x = random_bf16(shape, allocator, 1);
   Array copy = Array::empty(DType::kBF16, shape, Device::cuda(0), &allocator);
   const double copy_ms = median_ms([&] {
-    cudaMemcpyAsync(copy.data(), x.data(), static_cast<std::size_t>(x.nbytes()), cudaMemcpyDeviceToDevice);
+    cudaMemcpyAsync(copy.data(), x.data(), static_cast<std::size_t>(x.nbytes()),
+                    cudaMemcpyDeviceToDevice);
   });
   const double copy_gbs = 2.0 * x.nbytes() / copy_ms / 1e6;
   std::printf("| case | ms | rate | vs copy |\n|---|---|---|---|\n");
@@ -105,21 +107,26 @@ int main() {
   for (const auto& [name, recipe] : recipes) {
     // Both axes from one read (TransformerEngine's rowwise + columnwise), with the GEMM-ready
     // swizzled scales where the recipe has them.
-    const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<NVFP4BlockScaling>(recipe);
+    const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
+                         std::holds_alternative<NVFP4BlockScaling>(recipe);
     const GemmCastOptions both{.swizzled_scales = swizzle, .allocator = &allocator};
     GemmCast pair = cast_for_gemm(x, recipe, both);
     const double both_ms = median_ms([&] { pair = cast_for_gemm(x, recipe, both); });
     std::int64_t both_bytes = x.nbytes() + bytes_of(*pair.rowwise);
-    if (pair.columnwise->data().data() != pair.rowwise->data().data()) both_bytes += pair.columnwise->data().nbytes();
-    if (pair.columnwise->scale().data() != pair.rowwise->scale().data()) both_bytes += pair.columnwise->scale().nbytes();
-    if (pair.rowwise_swizzled_scale) both_bytes += pair.rowwise_swizzled_scale->nbytes() + pair.columnwise_swizzled_scale->nbytes();
+    if (pair.columnwise->data().data() != pair.rowwise->data().data())
+      both_bytes += pair.columnwise->data().nbytes();
+    if (pair.columnwise->scale().data() != pair.rowwise->scale().data())
+      both_bytes += pair.columnwise->scale().nbytes();
+    if (pair.rowwise_swizzled_scale)
+      both_bytes +=
+          pair.rowwise_swizzled_scale->nbytes() + pair.columnwise_swizzled_scale->nbytes();
     const double both_gbs = static_cast<double>(both_bytes) / both_ms / 1e6;
-    row("cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both"), both_ms, both_gbs, "GB/s", both_gbs / copy_gbs);
+    row("cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both"), both_ms, both_gbs, "GB/s",
+        both_gbs / copy_gbs);
     for (int axis : {-1, -2}) {
       ScaledTensor result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
-      const double ms = median_ms([&] {
-        result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
-      });
+      const double ms = median_ms(
+          [&] { result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator}); });
       const double gbs = static_cast<double>(x.nbytes() + bytes_of(result)) / ms / 1e6;
       row("cast " + name + (axis == -1 ? " rowwise" : " colwise"), ms, gbs, "GB/s", gbs / copy_gbs);
       if (axis == -1) {
@@ -146,13 +153,14 @@ int main() {
       return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]},
                            {x.strides()[1], x.strides()[0]}, x.device(), x.owner());
     };
-    const Layout layout = std::holds_alternative<PerTensor>(w.layout()) ? w.layout() : Layout{PerBlockMN{128, 128}};
+    const Layout layout =
+        std::holds_alternative<PerTensor>(w.layout()) ? w.layout() : Layout{PerBlockMN{128, 128}};
     const ScaledTensor b = from_buffer(t(w.data()), t(w.scale()), w.recipe(), layout);
     Array out;
     const double ms = median_ms([&] { out = matmul(a, b, out_dtype, &allocator); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
-    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms, tflops,
-        "TFLOP/s", tflops / kPeak);
+    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms,
+        tflops, "TFLOP/s", tflops / kPeak);
   };
   std::printf("| GEMM | ms | rate | vs FP8 peak |\n|---|---|---|---|\n");
   gemm_row("fp8 per-tensor e4m3 x e4m3 -> bf16", 8192, 8192, 8192, Float8CurrentScaling{},
@@ -164,7 +172,8 @@ int main() {
   const std::vector<std::pair<std::int64_t, std::int64_t>> deepseek = {
       {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}};
   for (std::int64_t m : {128, 4096}) {
-    for (auto [n, k] : deepseek) gemm_row("fp8 block 1x128 x 128x128 -> bf16", m, n, k, act, weight, -1, DType::kBF16);
+    for (auto [n, k] : deepseek)
+      gemm_row("fp8 block 1x128 x 128x128 -> bf16", m, n, k, act, weight, -1, DType::kBF16);
   }
 
   // The emulated block formats: b (K x N) cast with its blocks along K.
@@ -172,21 +181,24 @@ int main() {
                           const std::optional<Recipe>& ra, const Recipe& rb) {
     const Array a_wide = random_bf16({m, k}, allocator, 5);
     const Array b_wide = random_bf16({k, n}, allocator, 6);
-    const Operand a = ra ? Operand{cast(a_wide, *ra, CastOptions{.allocator = &allocator})} : Operand{a_wide};
+    const Operand a =
+        ra ? Operand{cast(a_wide, *ra, CastOptions{.allocator = &allocator})} : Operand{a_wide};
     const ScaledTensor b = cast(b_wide, rb, CastOptions{.axis = -2, .allocator = &allocator});
     Array out;
     const double ms = median_ms([&] { out = matmul(a, b, DType::kBF16, &allocator); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
-    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms, tflops,
-        "TFLOP/s", tflops / kPeak);
+    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms,
+        tflops, "TFLOP/s", tflops / kPeak);
   };
   std::vector<std::array<std::int64_t, 3>> shapes = {{8192, 8192, 8192}};
   for (std::int64_t m : {128, 4096}) {
     for (auto [n, k] : deepseek) shapes.push_back({m, n, k});
   }
   for (const auto& [m, n, k] : shapes) {
-    emulated_row("emulated mxfp8 x mxfp8 -> bf16", m, n, k, MXFP8BlockScaling{}, MXFP8BlockScaling{});
-    emulated_row("emulated nvfp4 x nvfp4 -> bf16", m, n, k, NVFP4BlockScaling{}, NVFP4BlockScaling{});
+    emulated_row("emulated mxfp8 x mxfp8 -> bf16", m, n, k, MXFP8BlockScaling{},
+                 MXFP8BlockScaling{});
+    emulated_row("emulated nvfp4 x nvfp4 -> bf16", m, n, k, NVFP4BlockScaling{},
+                 NVFP4BlockScaling{});
     emulated_row("emulated bf16 x int4 g128 (W4A16) -> bf16", m, n, k, std::nullopt, INT4Scaling{});
   }
   return 0;

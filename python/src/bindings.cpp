@@ -96,8 +96,8 @@ Array borrow(std::uintptr_t address, std::string_view dtype_text, const Shape& s
   strides.reserve(byte_strides.size());
   for (const std::int64_t stride : byte_strides) {
     if (stride % itemsize(dtype) != 0) {
-      fail<ValueError>(argument, ": expected strides that are multiples of the ",
-                       itemsize(dtype), "-byte element size, got ", stride, " bytes");
+      fail<ValueError>(argument, ": expected strides that are multiples of the ", itemsize(dtype),
+                       "-byte element size, got ", stride, " bytes");
     }
     strides.push_back(stride / itemsize(dtype));
   }
@@ -223,8 +223,7 @@ ScaledTensor reference_cast(const Array& x, const Recipe& recipe, int axis,
 
 Array reference_dequantize(const ScaledTensor& scaled, DType out_dtype) {
   if (!scaled.device().is_cpu()) {
-    fail<DeviceError>("scaled: the reference kernels run on the CPU, got ",
-                      scaled.device().str());
+    fail<DeviceError>("scaled: the reference kernels run on the CPU, got ", scaled.device().str());
   }
   if (!is_wide_float(out_dtype)) {
     fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
@@ -233,10 +232,10 @@ Array reference_dequantize(const ScaledTensor& scaled, DType out_dtype) {
   const QuantPlan plan = plan_of(scaled);
   Array out = Array::empty(out_dtype, plan.logical_shape);
   const Array none;
-  kernels::reference::dequantize(
-      plan, scaled.data().contiguous(), scaled.scale().contiguous(),
-      plan.has_global_scale ? scaled.global_scale()->contiguous() : none,
-      plan.has_zero_point ? scaled.zero_point()->contiguous() : none, out);
+  kernels::reference::dequantize(plan, scaled.data().contiguous(), scaled.scale().contiguous(),
+                                 plan.has_global_scale ? scaled.global_scale()->contiguous() : none,
+                                 plan.has_zero_point ? scaled.zero_point()->contiguous() : none,
+                                 out);
   return out;
 }
 
@@ -272,7 +271,7 @@ Layout layout_from_text(std::string_view json) {
 }  // namespace
 
 void bind_interop(nb::module_& m);  // bind_interop.cpp
-void bind_io(nb::module_& m);  // bind_io.cpp: safetensors checkpoints
+void bind_io(nb::module_& m);       // bind_io.cpp: safetensors checkpoints
 }  // namespace breccia::python
 
 NB_MODULE(_core, m) {
@@ -292,9 +291,8 @@ NB_MODULE(_core, m) {
   nb::set_leak_warnings(false);
 
   nb::class_<Array>(m, "Array", "An n-d view of typed memory (breccia::Array).")
-      .def_static("borrow", &borrow, "address"_a, "dtype"_a, "shape"_a, "byte_strides"_a,
-                  "owner"_a, "read_only"_a, "device_kind"_a = "cpu", "device_id"_a = 0,
-                  "argument"_a = "array",
+      .def_static("borrow", &borrow, "address"_a, "dtype"_a, "shape"_a, "byte_strides"_a, "owner"_a,
+                  "read_only"_a, "device_kind"_a = "cpu", "device_id"_a = 0, "argument"_a = "array",
                   "Wraps memory owned by `owner` without copying it.")
       .def_prop_ro("dtype", [](const Array& a) { return std::string(dtype_name(a.dtype())); })
       .def_prop_ro("shape", [](const Array& a) { return shape_tuple(a.shape()); })
@@ -433,8 +431,8 @@ NB_MODULE(_core, m) {
                                       .allocator = context.allocator_or_null(),
                                       .stream = context.stream});
       },
-      "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none(),
-      "allocate"_a = nb::none(), "stream"_a = 0);
+      "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
+      "stream"_a = 0);
   m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
         "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
 
@@ -478,7 +476,8 @@ NB_MODULE(_core, m) {
       "_is_mlx", [](nb::handle x) { return type_root_module(x) == "mlx"; }, "x"_a,
       "True for an MLX array.");
   m.def(
-      "_is_jax", [](nb::handle x) {
+      "_is_jax",
+      [](nb::handle x) {
         const std::string root = type_root_module(x);
         return root == "jax" || root == "jaxlib";
       },

@@ -84,9 +84,10 @@ __device__ __forceinline__ void store_scale(const ScaleSink& s, std::int64_t b, 
 // The scale of a tile covering element rows [r0, r1) and columns [c0, c1), into every scale
 // entry inside it (one, or several when NVFP4 two_d repeats a 16 x 16 tile's scale). Entries
 // are spread over `lanes` threads starting at `lane`.
-__device__ __forceinline__ void store_tile_scale(const ScaleSink& s, std::int64_t b, std::int64_t r0,
-                                                 std::int64_t r1, std::int64_t c0, std::int64_t c1,
-                                                 const TileScale& t, int lane, int lanes) {
+__device__ __forceinline__ void store_tile_scale(const ScaleSink& s, std::int64_t b,
+                                                 std::int64_t r0, std::int64_t r1, std::int64_t c0,
+                                                 std::int64_t c1, const TileScale& t, int lane,
+                                                 int lanes) {
   const std::int64_t first_row = r0 / s.block_rows, last_row = (r1 - 1) / s.block_rows;
   const std::int64_t first_col = c0 / s.block_cols, last_col = (c1 - 1) / s.block_cols;
   const std::int64_t across = last_col - first_col + 1;
@@ -122,7 +123,9 @@ struct Raw8 {
           values[i] = __uint_as_float(raw << 16);
         } else {  // the conversion would drop a NaN's sign
           const float nan = __uint_as_float(((raw & 0x8000u) << 16) | numerics::kCanonicalNanBits);
-          values[i] = (raw & 0x7FFFu) > 0x7C00u ? nan : __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
+          values[i] = (raw & 0x7FFFu) > 0x7C00u
+                          ? nan
+                          : __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
         }
       }
     } else if constexpr (sizeof(Storage) == 4) {
@@ -136,8 +139,10 @@ struct Raw8 {
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const uint4& w = word[i / 2];
-        const std::uint64_t bits = i % 2 == 0 ? (std::uint64_t{w.y} << 32 | w.x) : (std::uint64_t{w.w} << 32 | w.z);
-        values[i] = cuda_detail::to_float<kWide>(__longlong_as_double(static_cast<long long>(bits)));
+        const std::uint64_t bits =
+            i % 2 == 0 ? (std::uint64_t{w.y} << 32 | w.x) : (std::uint64_t{w.w} << 32 | w.z);
+        values[i] =
+            cuda_detail::to_float<kWide>(__longlong_as_double(static_cast<long long>(bits)));
       }
     }
   }
@@ -181,7 +186,9 @@ struct TileArgs {
 // memory; lo/hi only for unsigned INT4.
 // Slot of a block column: columns j of every chunk side by side, so that one store
 // instruction of a warp (a fixed j, consecutive chunks) meets no bank twice.
-__device__ __forceinline__ int column_slot(int column) { return (column % 8) * kChunks + column / 8; }
+__device__ __forceinline__ int column_slot(int column) {
+  return (column % 8) * kChunks + column / 8;
+}
 
 template <bool kRange>
 struct SharedPartials {
@@ -208,7 +215,8 @@ struct SharedPartials<true> {
 
 // The statistics of `slot` merged over the block's row groups (call after a barrier).
 template <bool kRange>
-__device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& partials, int slot) {
+__device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& partials,
+                                                  int slot) {
   TileStats s;
   for (int g = 0; g < kGroups; ++g) partials.merge_into(s, g, slot);
   return s;
@@ -227,7 +235,8 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
   // 16-byte words, and a warp's reads meet no bank twice.
   __shared__ __align__(16) float column_factor[kBlockCols];
   __shared__ __align__(16) float column_inverse[kBlockCols];
-  __shared__ __align__(16) std::uint32_t column_flags[kBlockCols];  // nan_block | fast << 1 | zero_point << 8
+  __shared__ __align__(16)
+      std::uint32_t column_flags[kBlockCols];  // nan_block | fast << 1 | zero_point << 8
 
   const int chunk = static_cast<int>(threadIdx.x) % kChunks;
   const int group = static_cast<int>(threadIdx.x) / kChunks;
@@ -292,11 +301,12 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
     for (int j = 0; j < 8; ++j) partials.put(group, column_slot(chunk * 8 + j), s[j]);
     __syncthreads();
     if (threadIdx.x < kBlockCols) {
-      const TileScale t =
-          cuda_detail::tile_scale<kFormat, false>(a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
+      const TileScale t = cuda_detail::tile_scale<kFormat, false>(
+          a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
       column_factor[threadIdx.x] = t.factor;
       column_inverse[threadIdx.x] = t.inverse;
-      column_flags[threadIdx.x] = static_cast<std::uint32_t>(t.nan_block) | static_cast<std::uint32_t>(t.fast) << 1 |
+      column_flags[threadIdx.x] = static_cast<std::uint32_t>(t.nan_block) |
+                                  static_cast<std::uint32_t>(t.fast) << 1 |
                                   static_cast<std::uint32_t>(t.zero_point) << 8;
       const std::int64_t c = block_col0 + threadIdx.x;
       if (c < a.cols) store_scale(a.column.scale, b, band_row0 / kBandRows, c, t);
@@ -314,7 +324,10 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
         const float4& fj = f[j / 4];
         const float4& rj = r[j / 4];
         const uint4& mj = m[j / 4];
-        const std::uint32_t bits = (j % 4 == 0 ? mj.x : j % 4 == 1 ? mj.y : j % 4 == 2 ? mj.z : mj.w);
+        const std::uint32_t bits = (j % 4 == 0   ? mj.x
+                                    : j % 4 == 1 ? mj.y
+                                    : j % 4 == 2 ? mj.z
+                                                 : mj.w);
         column_scales[j].factor = j % 4 == 0 ? fj.x : j % 4 == 1 ? fj.y : j % 4 == 2 ? fj.z : fj.w;
         column_scales[j].inverse = j % 4 == 0 ? rj.x : j % 4 == 1 ? rj.y : j % 4 == 2 ? rj.z : rj.w;
         column_scales[j].nan_block = (bits & 1u) != 0;
@@ -328,9 +341,9 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (!row_valid(i)) continue;
-      store8<kPacked>(a.column.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(v[i], fast,
-                                                    [&](int j) { return column_scales[j]; }));
+      store8<kPacked>(
+          a.column.data, vector_of(i),
+          cuda_detail::encode8<kFormat>(v[i], fast, [&](int j) { return column_scales[j]; }));
     }
   }
 
@@ -348,7 +361,8 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
     if ((chunk & (a.tile_lanes - 1)) == 0) partials.put(group, tile, s);
     __syncthreads();
     if (threadIdx.x < tiles) {
-      shared_scales[threadIdx.x] = cuda_detail::tile_scale<kFormat, false>(a.rule, context, merge_groups(partials, threadIdx.x));
+      shared_scales[threadIdx.x] = cuda_detail::tile_scale<kFormat, false>(
+          a.rule, context, merge_groups(partials, threadIdx.x));
     }
     __syncthreads();
     const TileScale& t = shared_scales[tile];
@@ -357,10 +371,11 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
     if (group == 0 && tile_col0 < a.cols) {
       const std::int64_t tile_col_end = min(tile_col0 + a.tile_lanes * 8, a.cols);
       const int lane = chunk & (a.tile_lanes - 1);
-      store_tile_scale(a.row.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane, a.tile_lanes);
+      store_tile_scale(a.row.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane,
+                       a.tile_lanes);
       if (a.column.scale.compact != nullptr) {
-        store_tile_scale(a.column.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane,
-                         a.tile_lanes);
+        store_tile_scale(a.column.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t,
+                         lane, a.tile_lanes);
       }
     }
 #pragma unroll
@@ -385,9 +400,9 @@ struct WarpGeometry {
 };
 
 template <Wide kWide>
-__global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, std::uint8_t* data,
-                                                              ScaleSink sink, WarpGeometry g,
-                                                              RuleParams rule) {
+__global__ void __launch_bounds__(kThreads)
+    warp_tiles_kernel(const void* x, std::uint8_t* data, ScaleSink sink, WarpGeometry g,
+                      RuleParams rule) {
   const int lane = threadIdx.x % 32;
   const std::int64_t unit = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
   if (unit >= g.units) return;  // whole warps leave together
@@ -413,18 +428,19 @@ __global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, std
     scales[t] = cuda_detail::tile_scale(rule, context, stats[t]);
     const std::int64_t tile_col0 = col0 + t * g.tile_cols;
     if (tile_col0 >= g.cols) continue;
-    store_tile_scale(sink, b, row0, row0 + rows, tile_col0, min(tile_col0 + g.tile_cols, g.cols), scales[t],
-                     lane, 32);
+    store_tile_scale(sink, b, row0, row0 + rows, tile_col0, min(tile_col0 + g.tile_cols, g.cols),
+                     scales[t], lane, 32);
   }
   const int per_code = g.packed ? 2 : 1;
   for (std::int64_t e = lane * per_code; e < rows * cols; e += 32 * per_code) {
     const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
     const std::int64_t c = at.remainder;
     const std::int64_t i = base + at.quotient * g.cols + c;
-    const std::uint8_t code = cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
+    const std::uint8_t code =
+        cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
     if (g.packed) {
-      const std::uint8_t odd =
-          cuda_detail::encode_element(rule, scales[c + 1 < g.tile_cols ? 0 : 1], load1<kWide>(x, i + 1));
+      const std::uint8_t odd = cuda_detail::encode_element(
+          rule, scales[c + 1 < g.tile_cols ? 0 : 1], load1<kWide>(x, i + 1));
       data[i / 2] = formats::pack_nibbles(code, odd);
     } else {
       data[i] = code;
@@ -437,14 +453,15 @@ __global__ void __launch_bounds__(kThreads) warp_tiles_kernel(const void* x, std
 constexpr int kVectors = 4;
 
 template <Wide kWide, ElementFormat kFormat>
-__global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::uint8_t* data, void* scale,
-                                                          std::int64_t count, bool vectorized, RuleParams rule,
-                                                          std::uint32_t* amax_out) {
+__global__ void __launch_bounds__(kThreads)
+    tensor_kernel(const void* x, std::uint8_t* data, void* scale, std::int64_t count,
+                  bool vectorized, RuleParams rule, std::uint32_t* amax_out) {
   TileStats tensor;
   if (rule.tensor_amax != nullptr) tensor.amax_bits = *rule.tensor_amax;
   const TileScale t = cuda_detail::tile_scale<kFormat, false>(rule, TensorContext{}, tensor);
   if (blockIdx.x == 0 && threadIdx.x == 0) *static_cast<std::uint32_t*>(scale) = t.stored;
-  const std::int64_t first = (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
+  const std::int64_t first =
+      (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
   std::uint32_t amax_bits = 0;
   // Every load issued before the first is used (a vector past the end reads the last whole
   // one, or the first when there is none, and is not used).
@@ -464,7 +481,8 @@ __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::ui
 #pragma unroll
       for (int j = 0; j < 8; ++j) s.add(v[j]);
       amax_bits = max(amax_bits, s.amax_bits);
-      store8<false>(data, vector, cuda_detail::encode8<kFormat>(v, s.nan_free(), [&](int) { return t; }));
+      store8<false>(data, vector,
+                    cuda_detail::encode8<kFormat>(v, s.nan_free(), [&](int) { return t; }));
     } else {
       for (std::int64_t i = vector * 8; i < min(vector * 8 + 8, count); ++i) {
         const float value = load1<kWide>(x, i);
@@ -476,7 +494,8 @@ __global__ void __launch_bounds__(kThreads) tensor_kernel(const void* x, std::ui
   if (amax_out != nullptr) {
     using BlockMax = cub::BlockReduce<std::uint32_t, kThreads>;
     __shared__ typename BlockMax::TempStorage temp;
-    const std::uint32_t block_amax = BlockMax(temp).Reduce(amax_bits, ::cuda::maximum<std::uint32_t>{});
+    const std::uint32_t block_amax =
+        BlockMax(temp).Reduce(amax_bits, ::cuda::maximum<std::uint32_t>{});
     if (threadIdx.x == 0) atomicMax(amax_out, block_amax);
   }
 }
@@ -490,8 +509,8 @@ struct AbsBits {
 
 // amax of x as fp32 bits (cuda_detail::amax_from_bits reads them), through CUB.
 template <Wide kWide>
-void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result, const Context& context,
-                      Device device) {
+void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result,
+                      const Context& context, Device device) {
   const auto stream = detail::stream_of(context);
   if (count == 0) {
     detail::check(cudaMemsetAsync(result, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
@@ -500,11 +519,14 @@ void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result, 
   using Storage = typename cuda_detail::WideStorage<kWide>::type;
   const auto* in = static_cast<const Storage*>(x);
   std::size_t temp_bytes = 0;
-  detail::check(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, in, result, count, ::cuda::maximum<std::uint32_t>{},
+  detail::check(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, in, result, count,
+                                                   ::cuda::maximum<std::uint32_t>{},
                                                    AbsBits<kWide>{}, std::uint32_t{0}, stream),
                 "cub::DeviceReduce::TransformReduce (size query)");
-  const std::shared_ptr<void> temp = detail::scratch(context, static_cast<std::int64_t>(temp_bytes), device);
-  detail::check(cub::DeviceReduce::TransformReduce(temp.get(), temp_bytes, in, result, count, ::cuda::maximum<std::uint32_t>{},
+  const std::shared_ptr<void> temp =
+      detail::scratch(context, static_cast<std::int64_t>(temp_bytes), device);
+  detail::check(cub::DeviceReduce::TransformReduce(temp.get(), temp_bytes, in, result, count,
+                                                   ::cuda::maximum<std::uint32_t>{},
                                                    AbsBits<kWide>{}, std::uint32_t{0}, stream),
                 "cub::DeviceReduce::TransformReduce");
 }
@@ -587,7 +609,9 @@ bool aligned(const void* pointer, std::uintptr_t bytes) {
   return reinterpret_cast<std::uintptr_t>(pointer) % bytes == 0;
 }
 
-std::int64_t blocks_for(std::int64_t threads) { return (threads + kThreads - 1) / kThreads; }
+std::int64_t blocks_for(std::int64_t threads) {
+  return (threads + kThreads - 1) / kThreads;
+}
 
 ScaleSink sink_of(const CastTarget& target) {
   const QuantPlan& plan = *target.plan;
@@ -615,36 +639,42 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
   const std::int64_t count = x.numel();
   RuleParams rule = rule_of(plan);
   // 4 bytes for the amax: every block of the cast kernel reads it (or, with a state, adds to it).
-  const std::shared_ptr<void> amax_memory = detail::scratch(context, sizeof(std::uint32_t), x.device());
+  const std::shared_ptr<void> amax_memory =
+      detail::scratch(context, sizeof(std::uint32_t), x.device());
   auto* amax = static_cast<std::uint32_t*>(amax_memory.get());
   if (state != nullptr) {
     detail::check(cudaMemsetAsync(amax, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
     rule.rule = cuda_detail::Rule::kFp8Fixed;
     rule.fixed_encode = state->encode_scale();
   } else {
-    with_wide(x.dtype(), [&]<Wide kWide>() { launch_amax_bits<kWide>(x.data(), count, amax, context, x.device()); });
+    with_wide(x.dtype(), [&]<Wide kWide>() {
+      launch_amax_bits<kWide>(x.data(), count, amax, context, x.device());
+    });
     rule.tensor_amax = amax;
   }
   const bool vectorized = aligned(x.data(), 16) && aligned(target.out.data.data(), 8);
   const std::int64_t vectors = std::max<std::int64_t>(1, (count + 7) / 8);
-  const auto blocks = static_cast<unsigned>((vectors + kVectors * kThreads - 1) / (kVectors * kThreads));
+  const auto blocks =
+      static_cast<unsigned>((vectors + kVectors * kThreads - 1) / (kVectors * kThreads));
   with_wide(x.dtype(), [&]<Wide kWide>() {
     with_format(plan.format, [&]<ElementFormat kFormat>() {
       if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
         tensor_kernel<kWide, kFormat><<<blocks, kThreads, 0, stream>>>(
-            x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count, vectorized, rule,
-            state != nullptr ? amax : nullptr);
+            x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count,
+            vectorized, rule, state != nullptr ? amax : nullptr);
       }
     });
   });
   detail::check_launch("cast (per-tensor FP8)");
   if (state != nullptr) {
     std::uint32_t amax_bits = 0;
-    detail::check(cudaMemcpyAsync(&amax_bits, amax, sizeof(amax_bits), cudaMemcpyDeviceToHost, stream),
-                  "cudaMemcpyAsync (amax for DelayedScalingState)");
+    detail::check(
+        cudaMemcpyAsync(&amax_bits, amax, sizeof(amax_bits), cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync (amax for DelayedScalingState)");
     detail::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    state->update(amax_bits > cuda_detail::kInfinityBits ? std::bit_cast<float>(numerics::kCanonicalNanBits)
-                                                         : std::bit_cast<float>(amax_bits));
+    state->update(amax_bits > cuda_detail::kInfinityBits
+                      ? std::bit_cast<float>(numerics::kCanonicalNanBits)
+                      : std::bit_cast<float>(amax_bits));
   }
 }
 
@@ -669,7 +699,8 @@ bool is_row_tile_width(std::int64_t width) {
 }
 
 template <Wide kWide, ElementFormat kFormat>
-void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch, cudaStream_t stream) {
+void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch,
+                        cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(batch * args.bands),
                     static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols));
   switch (rows_per_thread) {
@@ -686,11 +717,14 @@ void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t 
 
 // The tile_kernel arguments that cast `targets` (one plan, or the rowwise and columnwise plans
 // of one recipe) in one pass, or nothing when the geometry needs the general kernel.
-std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<const CastTarget> targets) {
+std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x,
+                                                  std::span<const CastTarget> targets) {
   const QuantPlan& first = *targets[0].plan;
   const ScaleGrid& grid = first.grid;
-  const bool fp64 = x.dtype() == DType::kF64;  // rare: the general kernel keeps the instance count down
-  if (fp64 || grid.cols % 8 != 0 || (grid.cols + kBlockCols - 1) / kBlockCols > 65535 || !aligned(x.data(), 16)) {
+  const bool fp64 =
+      x.dtype() == DType::kF64;  // rare: the general kernel keeps the instance count down
+  if (fp64 || grid.cols % 8 != 0 || (grid.cols + kBlockCols - 1) / kBlockCols > 65535 ||
+      !aligned(x.data(), 16)) {
     return std::nullopt;
   }
   for (const CastTarget& t : targets) {
@@ -707,7 +741,8 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x, std::span<cons
   for (const CastTarget& t : targets) (t.plan->amax_block_rows == 1 ? row : column) = &t;
 
   if (targets.size() == 2 && first.amax_block_rows > 1 && first.amax_block_cols > 1) {
-    // 2-D tiles under both axes (128 x 128, NVFP4 two_d): the same tiles and codes, two scale layouts.
+    // 2-D tiles under both axes (128 x 128, NVFP4 two_d): the same tiles and codes, two scale
+    // layouts.
     if (targets[1].plan->amax_block_rows != first.amax_block_rows ||
         targets[1].plan->amax_block_cols != first.amax_block_cols) {
       return std::nullopt;
@@ -754,7 +789,8 @@ void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint
   g.tiles_across = (g.cols + g.tile_cols - 1) / g.tile_cols;
   g.packed = is_packed(plan.format);
   g.tiles_per_unit = g.packed && g.tile_cols % 2 != 0 ? 2 : 1;
-  g.units = plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
+  g.units =
+      plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
   RuleParams rule = rule_of(plan);
   rule.tensor_amax = tensor_amax;
   with_wide(x.dtype(), [&]<Wide kWide>() {
@@ -770,7 +806,9 @@ void amax(const Array& x, const Array& amax_out, const Context& context) {
   detail::require_cuda(amax_out, "amax_out");
   detail::DeviceGuard guard(x.device());
   auto* out = amax_out.data_as<std::uint32_t>();
-  with_wide(x.dtype(), [&]<Wide kWide>() { launch_amax_bits<kWide>(x.data(), x.numel(), out, context, x.device()); });
+  with_wide(x.dtype(), [&]<Wide kWide>() {
+    launch_amax_bits<kWide>(x.data(), x.numel(), out, context, x.device());
+  });
   detail::finish_amax(out, detail::stream_of(context));
 }
 
@@ -784,23 +822,26 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
   const auto stream = detail::stream_of(context);
   for (const CastTarget& t : targets) {  // the padding of GEMM-ready scales is zero
     if (t.swizzled.defined()) {
-      detail::check(cudaMemsetAsync(t.swizzled.data(), 0, static_cast<std::size_t>(t.swizzled.nbytes()), stream),
+      detail::check(cudaMemsetAsync(t.swizzled.data(), 0,
+                                    static_cast<std::size_t>(t.swizzled.nbytes()), stream),
                     "cudaMemsetAsync (swizzled scale padding)");
     }
   }
   const QuantPlan& first = *targets[0].plan;
   if (first.grid.per_tensor) {
     if (targets.size() != 1) {
-      fail<ValueError>("targets: a per-tensor cast has one output (both axes give the same bytes), got ",
-                       targets.size());
+      fail<ValueError>(
+          "targets: a per-tensor cast has one output (both axes give the same bytes), got ",
+          targets.size());
     }
     cast_per_tensor(targets[0], x, state, context);
     return;
   }
   if (targets.size() == 2 && first.amax_block_rows > 1 && first.amax_block_cols > 1 &&
       targets[0].out.data.data() != targets[1].out.data.data()) {
-    fail<ValueError>("targets: both axes of a 2-D tiled recipe give the same codes and must share one "
-                     "data array");
+    fail<ValueError>(
+        "targets: both axes of a 2-D tiled recipe give the same codes and must share one "
+        "data array");
   }
   std::uint32_t* tensor_amax = nullptr;
   if (first.has_global_scale) {
@@ -832,7 +873,8 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
   }
   if (tensor_amax != nullptr) {
     std::vector<float*> global_scales;
-    for (const CastTarget& t : targets) global_scales.push_back(t.out.global_scale.data_as<float>());
+    for (const CastTarget& t : targets)
+      global_scales.push_back(t.out.global_scale.data_as<float>());
     detail::finish_nvfp4_global_scale(tensor_amax, global_scales, stream);
   }
 }

@@ -28,12 +28,12 @@ enum class ScaleKind : std::uint8_t { kF32, kF16, kBF16, kE8M0, kE4M3, kUnit };
 struct DequantArgs {
   const std::uint8_t* data;
   const void* scale;
-  const float* global_scale;        // NVFP4 only
-  const std::uint8_t* zero_point;   // unsigned INT4 only
+  const float* global_scale;       // NVFP4 only
+  const std::uint8_t* zero_point;  // unsigned INT4 only
   ElementFormat format;
   ScaleKind scale_kind;
   bool packed;
-  bool vectorized;                  // data and output aligned for whole-vector access
+  bool vectorized;  // data and output aligned for whole-vector access
   std::int64_t count;
   Grid grid;
 };
@@ -106,7 +106,9 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
   std::int64_t r = in_row.quotient;
   std::int64_t c = in_row.remainder;
   std::int64_t row_scales =
-      g.per_tensor ? 0 : (in_batch.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
+      g.per_tensor
+          ? 0
+          : (in_batch.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
   const DivMod in_block_cols = divmod(c, g.block_cols);
   std::int64_t col_block = in_block_cols.quotient;
   std::int64_t in_block = in_block_cols.remainder;
@@ -117,9 +119,11 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
     if (i < n) {
       const std::int64_t s = g.per_tensor ? 0 : row_scales + col_block;
       float element = element_value[codes[i]];
-      if (a.zero_point != nullptr) element = __fsub_rn(element, static_cast<float>(a.zero_point[s]));
+      if (a.zero_point != nullptr)
+        element = __fsub_rn(element, static_cast<float>(a.zero_point[s]));
       // As the reference: NVFP4's whole block factor decode(sd) * global_scale first.
-      float factor = byte_scales ? scale_value[static_cast<const std::uint8_t*>(a.scale)[s]] : scale_at(a, s);
+      float factor =
+          byte_scales ? scale_value[static_cast<const std::uint8_t*>(a.scale)[s]] : scale_at(a, s);
       if (a.global_scale != nullptr) factor = cuda_detail::mul(factor, global);
       values[i] = cuda_detail::from_float<kWide>(cuda_detail::mul(element, factor));
       if (++in_block == g.block_cols) in_block = 0, ++col_block;
@@ -128,7 +132,8 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
         const DivMod next = divmod(first + i + 1, per_batch);
         r = divmod(next.remainder, g.cols).quotient;
         if (!g.per_tensor) {
-          row_scales = (next.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
+          row_scales =
+              (next.quotient * g.scale_rows + divmod(r, g.block_rows).quotient) * g.scale_cols;
         }
       }
     }
@@ -153,11 +158,13 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
 template <ScaleKind kScale>
 __device__ __forceinline__ float scale_value(const void* scale, std::int64_t s) {
   if constexpr (kScale == ScaleKind::kF32) return static_cast<const float*>(scale)[s];
-  if constexpr (kScale == ScaleKind::kF16) return formats::F16::decode(static_cast<const std::uint16_t*>(scale)[s]);
+  if constexpr (kScale == ScaleKind::kF16)
+    return formats::F16::decode(static_cast<const std::uint16_t*>(scale)[s]);
   if constexpr (kScale == ScaleKind::kBF16) {
     return formats::BF16::decode(static_cast<const std::uint16_t*>(scale)[s]);
   }
-  if constexpr (kScale == ScaleKind::kE8M0) return formats::E8M0::decode(static_cast<const std::uint8_t*>(scale)[s]);
+  if constexpr (kScale == ScaleKind::kE8M0)
+    return formats::E8M0::decode(static_cast<const std::uint8_t*>(scale)[s]);
   if constexpr (kScale == ScaleKind::kUnit) return 1.0f;
   return formats::E4M3::decode(static_cast<const std::uint8_t*>(scale)[s]);
 }
@@ -175,7 +182,8 @@ __device__ __forceinline__ bool has_nan_code(std::uint32_t word) {
 template <ElementFormat kFormat>
 __device__ __forceinline__ void decode16(uint4 raw, float (&value)[16]) {
   if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
-    constexpr __nv_fp8_interpretation_t kind = kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
+    constexpr __nv_fp8_interpretation_t kind =
+        kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
     const std::uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -193,8 +201,9 @@ __device__ __forceinline__ void decode16(uint4 raw, float (&value)[16]) {
       if constexpr (kFormat == ElementFormat::kE2M1) {
         // 0, 0.5, then (1 + m/2) * 2^(e - 1) for exponent field e >= 1, sign in bit 3.
         const std::uint32_t magnitude = nibble & 7u;
-        const std::uint32_t bits = magnitude >= 2 ? (((magnitude >> 1) + 126u) << 23) | ((magnitude & 1u) << 22)
-                                                  : (magnitude == 1 ? 0x3F000000u : 0u);
+        const std::uint32_t bits =
+            magnitude >= 2 ? (((magnitude >> 1) + 126u) << 23) | ((magnitude & 1u) << 22)
+                           : (magnitude == 1 ? 0x3F000000u : 0u);
         value[i] = __uint_as_float(bits | ((nibble & 8u) << 28));
       } else {
         // 2^23 + n is exact; subtracting 2^23 (signed: and 8, of n ^ 8) leaves the integer.
@@ -228,8 +237,9 @@ __device__ __forceinline__ void store16(void* out, std::int64_t v, const float (
   } else if constexpr (kWide == Wide::kF32) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      destination[i] = make_uint4(__float_as_uint(value[4 * i]), __float_as_uint(value[4 * i + 1]),
-                                  __float_as_uint(value[4 * i + 2]), __float_as_uint(value[4 * i + 3]));
+      destination[i] =
+          make_uint4(__float_as_uint(value[4 * i]), __float_as_uint(value[4 * i + 1]),
+                     __float_as_uint(value[4 * i + 2]), __float_as_uint(value[4 * i + 3]));
     }
   } else {
     auto* doubles = reinterpret_cast<double2*>(destination);
@@ -239,7 +249,8 @@ __device__ __forceinline__ void store16(void* out, std::int64_t v, const float (
 }
 
 template <Wide kWide, ElementFormat kFormat, ScaleKind kScale, bool kColumnScales>
-__global__ void __launch_bounds__(kThreads) dequantize16_kernel(DequantArgs a, void* out, std::int64_t vectors) {
+__global__ void __launch_bounds__(kThreads)
+    dequantize16_kernel(DequantArgs a, void* out, std::int64_t vectors) {
   using Storage = typename cuda_detail::WideStorage<kWide>::type;
   constexpr bool kPacked = is_packed(kFormat);
   const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
@@ -261,10 +272,12 @@ __global__ void __launch_bounds__(kThreads) dequantize16_kernel(DequantArgs a, v
       scale_row = at.quotient;
     } else {
       const DivMod in_batch = divmod(at.quotient, g.rows);
-      scale_row = in_batch.quotient * g.scale_rows + divmod(in_batch.remainder, g.block_rows).quotient;
+      scale_row =
+          in_batch.quotient * g.scale_rows + divmod(in_batch.remainder, g.block_rows).quotient;
     }
   }
-  const std::int64_t first_scale = g.per_tensor ? 0 : scale_row * g.scale_cols + (kColumnScales ? c : c / g.block_cols);
+  const std::int64_t first_scale =
+      g.per_tensor ? 0 : scale_row * g.scale_cols + (kColumnScales ? c : c / g.block_cols);
   const float global = a.global_scale != nullptr ? *a.global_scale : 1.0f;
 
   float factor[kColumnScales ? 16 : 1];
@@ -280,7 +293,8 @@ __global__ void __launch_bounds__(kThreads) dequantize16_kernel(DequantArgs a, v
   float zero[kColumnScales ? 16 : 1] = {};
   if (a.zero_point != nullptr) {
 #pragma unroll
-    for (int j = 0; j < (kColumnScales ? 16 : 1); ++j) zero[j] = static_cast<float>(a.zero_point[first_scale + j]);
+    for (int j = 0; j < (kColumnScales ? 16 : 1); ++j)
+      zero[j] = static_cast<float>(a.zero_point[first_scale + j]);
   }
   if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
     finite = finite && !has_nan_code<kFormat>(raw.x) && !has_nan_code<kFormat>(raw.y) &&
@@ -293,7 +307,8 @@ __global__ void __launch_bounds__(kThreads) dequantize16_kernel(DequantArgs a, v
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
       const int j = kColumnScales ? i : 0;
-      value[i] = __fmul_rn(a.zero_point != nullptr ? __fsub_rn(value[i], zero[j]) : value[i], factor[j]);
+      value[i] =
+          __fmul_rn(a.zero_point != nullptr ? __fsub_rn(value[i], zero[j]) : value[i], factor[j]);
     }
     store16<kWide>(out, v, value);
     return;
@@ -351,9 +366,11 @@ bool launch_fast(const DequantArgs& a, const Array& out, cudaStream_t stream) {
   bool launched = false;
   auto launch = [&]<Wide kWide, ElementFormat kFormat, ScaleKind kScale>() {
     if (column_scales) {
-      dequantize16_kernel<kWide, kFormat, kScale, true><<<blocks, kThreads, 0, stream>>>(a, out.data(), vectors);
+      dequantize16_kernel<kWide, kFormat, kScale, true>
+          <<<blocks, kThreads, 0, stream>>>(a, out.data(), vectors);
     } else {
-      dequantize16_kernel<kWide, kFormat, kScale, false><<<blocks, kThreads, 0, stream>>>(a, out.data(), vectors);
+      dequantize16_kernel<kWide, kFormat, kScale, false>
+          <<<blocks, kThreads, 0, stream>>>(a, out.data(), vectors);
     }
     launched = true;
   };
@@ -375,7 +392,8 @@ bool launch_fast(const DequantArgs& a, const Array& out, cudaStream_t stream) {
         break;
       }
       case ElementFormat::kE2M1:
-        if (a.scale_kind == ScaleKind::kE4M3) launch.template operator()<kWide, ElementFormat::kE2M1, ScaleKind::kE4M3>();
+        if (a.scale_kind == ScaleKind::kE4M3)
+          launch.template operator()<kWide, ElementFormat::kE2M1, ScaleKind::kE4M3>();
         break;
       case ElementFormat::kInt4Signed:
       case ElementFormat::kInt4Unsigned: {
@@ -416,15 +434,17 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
   DequantArgs a{};
   a.data = data.data_as<const std::uint8_t>();
   a.scale = scale.data();
-  a.global_scale = plan.has_global_scale && tensor_factors ? global_scale.data_as<const float>() : nullptr;
+  a.global_scale =
+      plan.has_global_scale && tensor_factors ? global_scale.data_as<const float>() : nullptr;
   a.zero_point = plan.has_zero_point ? zero_point.data_as<const std::uint8_t>() : nullptr;
   a.format = plan.format;
-  a.scale_kind = plan.grid.per_tensor && !tensor_factors ? ScaleKind::kUnit : scale_kind_of(plan, scale.dtype());
+  a.scale_kind = plan.grid.per_tensor && !tensor_factors ? ScaleKind::kUnit
+                                                         : scale_kind_of(plan, scale.dtype());
   a.packed = is_packed(plan.format);
   a.count = out.numel();
   const ScaleGrid& grid = plan.grid;
   a.grid = {grid.per_tensor, grid.block_rows, grid.block_cols, grid.rows,
-            grid.cols, grid.scale_rows, grid.scale_cols};
+            grid.cols,       grid.scale_rows, grid.scale_cols};
   a.vectorized = aligned(data.data(), a.packed ? 4 : 8) && aligned(out.data(), 16);
   if (a.count == 0) return;
   const cudaStream_t stream = detail::stream_of(context);

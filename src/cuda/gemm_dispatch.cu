@@ -51,15 +51,16 @@ bool is_k_major_view(const Array& b) {  // (K, N) data laid out as N rows of K e
 }
 
 Array transposed(const Array& x) {
-  return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]}, {x.strides()[1], x.strides()[0]},
-                       x.device(), x.owner());
+  return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]},
+                       {x.strides()[1], x.strides()[0]}, x.device(), x.owner());
 }
 
 // The layout of the transposed tensor (block rows and columns swapped).
 Layout transposed(const Layout& layout, std::string_view argument) {
   if (std::holds_alternative<PerTensor>(layout)) return layout;
   if (const auto* k = std::get_if<PerBlockK>(&layout)) return PerBlockMN{k->block_size, 1};
-  if (const auto* mn = std::get_if<PerBlockMN>(&layout)) return PerBlockMN{mn->block_n, mn->block_m};
+  if (const auto* mn = std::get_if<PerBlockMN>(&layout))
+    return PerBlockMN{mn->block_n, mn->block_m};
   fail<UnsupportedError>(argument, ": a transposed view of a ", layout_repr(layout),
                          " tensor has no layout; cast b with axis=-2 instead");
 }
@@ -67,8 +68,9 @@ Layout transposed(const Layout& layout, std::string_view argument) {
 // The (N, K) tensor whose transposed view is b.
 ScaledTensor untransposed(const ScaledTensor& b) {
   auto view = [](const Array& x) { return x.ndim() == 2 ? transposed(x) : x; };
-  return ScaledTensor(transposed(b.data()), view(b.scale()), b.recipe(), transposed(b.layout(), "b"),
-                      b.global_scale(), b.zero_point() ? std::optional<Array>(view(*b.zero_point())) : std::nullopt);
+  return ScaledTensor(transposed(b.data()), view(b.scale()), b.recipe(),
+                      transposed(b.layout(), "b"), b.global_scale(),
+                      b.zero_point() ? std::optional<Array>(view(*b.zero_point())) : std::nullopt);
 }
 
 // The factor an operand's bf16 values leave out: an FP8 per-tensor scale or NVFP4's
@@ -81,8 +83,8 @@ const float* tensor_factor(const ScaledTensor& t) {
 
 void require_contiguous(const Array& x, std::string_view argument) {
   if (!x.is_contiguous()) {
-    fail<ValueError>(argument, ": expected contiguous data for the GPU GEMM, got shape ", shape_str(x.shape()),
-                     " with strides ", shape_str(x.strides()));
+    fail<ValueError>(argument, ": expected contiguous data for the GPU GEMM, got shape ",
+                     shape_str(x.shape()), " with strides ", shape_str(x.strides()));
   }
 }
 
@@ -93,7 +95,8 @@ Array dequantized_bf16(const ScaledTensor& t, std::string_view argument, const C
   const QuantPlan plan = plan_of(t);
   Array out = Array::empty(DType::kBF16, plan.logical_shape, t.device(), context.allocator);
   kernels::cuda::dequantize(plan, t.data(), t.scale(), t.global_scale().value_or(Array{}),
-                            t.zero_point().value_or(Array{}), out, context, /*tensor_factors=*/false);
+                            t.zero_point().value_or(Array{}), out, context,
+                            /*tensor_factors=*/false);
   return out;
 }
 
@@ -108,7 +111,8 @@ Bf16Operand bf16_operand(const Operand& operand, bool is_b, const Context& conte
   const std::string_view argument = is_b ? "b" : "a";
   if (const auto* plain = std::get_if<Array>(&operand)) {
     if (plain->dtype() != DType::kBF16) {
-      fail<TypeError>(argument, ": the GPU GEMM takes plain arrays of bfloat16 (or ScaledTensors), got ",
+      fail<TypeError>(argument,
+                      ": the GPU GEMM takes plain arrays of bfloat16 (or ScaledTensors), got ",
                       dtype_name(plain->dtype()));
     }
     if (is_b && is_k_major_view(*plain)) return {transposed(*plain), true, nullptr};
@@ -138,8 +142,9 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
                               ? per_tensor_launcher(b.data_dtype(), out.dtype())
                               : blockwise_launcher(out.dtype());
   if (launch == nullptr) {
-    fail<UnsupportedError>("scaled_matmul: this build has no CUTLASS GEMM (CUTLASS headers were "
-                           "not found at configure time; see cmake/BrecciaCuda.cmake)");
+    fail<UnsupportedError>(
+        "scaled_matmul: this build has no CUTLASS GEMM (CUTLASS headers were "
+        "not found at configure time; see cmake/BrecciaCuda.cmake)");
   }
   if (!a.data().is_contiguous()) {
     fail<ValueError>("a: expected contiguous (row-major) data for the GPU GEMM, got strides ",
@@ -155,19 +160,23 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
     const dim3 blocks(static_cast<unsigned>((p.n + kTile - 1) / kTile),
                       static_cast<unsigned>((p.k + kTile - 1) / kTile));
     transpose_bytes<<<blocks, dim3(kTile, 8), 0, stream>>>(
-        b.data().data_as<const std::uint8_t>(), static_cast<std::uint8_t*>(b_k_major.get()), p.k, p.n);
+        b.data().data_as<const std::uint8_t>(), static_cast<std::uint8_t*>(b_k_major.get()), p.k,
+        p.n);
     detail::check_launch("transpose_bytes");
     p.b = b_k_major.get();
   } else {
-    fail<ValueError>("b: expected row-major (K, N) data or a transposed view of (N, K) data, got "
-                     "strides ", shape_str(b.data().strides()));
+    fail<ValueError>(
+        "b: expected row-major (K, N) data or a transposed view of (N, K) data, got "
+        "strides ",
+        shape_str(b.data().strides()));
   }
 
   std::shared_ptr<void> alpha, scale_b;
   if (kind == GemmKind::kFp8PerTensor) {
     alpha = detail::scratch(context, sizeof(float), device);
     product_of_scales<<<1, 1, 0, stream>>>(a.scale().data_as<const float>(),
-                                           b.scale().data_as<const float>(), static_cast<float*>(alpha.get()));
+                                           b.scale().data_as<const float>(),
+                                           static_cast<float*>(alpha.get()));
     detail::check_launch("product_of_scales");
     p.alpha = static_cast<const float*>(alpha.get());
   } else {
@@ -203,8 +212,9 @@ void run_emulated(const Operand& a, const Operand& b, const Array& out, const Co
   p.d = out.data();
   const Launcher launch = bf16_launcher(out.dtype(), b16.k_major);
   if (launch == nullptr) {
-    fail<UnsupportedError>("matmul: this build has no CUTLASS GEMM (CUTLASS headers were not found at "
-                           "configure time; see cmake/BrecciaCuda.cmake)");
+    fail<UnsupportedError>(
+        "matmul: this build has no CUTLASS GEMM (CUTLASS headers were not found at "
+        "configure time; see cmake/BrecciaCuda.cmake)");
   }
   const std::shared_ptr<void> alpha = detail::scratch(context, sizeof(float), device);
   product_of_scales<<<1, 1, 0, stream>>>(a16.factor, b16.factor, static_cast<float*>(alpha.get()));
@@ -214,9 +224,15 @@ void run_emulated(const Operand& a, const Operand& b, const Array& out, const Co
 }
 
 #if !defined(BRECCIA_CUTLASS)
-Launcher per_tensor_launcher(DType, DType) { return nullptr; }
-Launcher blockwise_launcher(DType) { return nullptr; }
-Launcher bf16_launcher(DType, bool) { return nullptr; }
+Launcher per_tensor_launcher(DType, DType) {
+  return nullptr;
+}
+Launcher blockwise_launcher(DType) {
+  return nullptr;
+}
+Launcher bf16_launcher(DType, bool) {
+  return nullptr;
+}
 #endif
 
 }  // namespace breccia::kernels::cuda::gemm

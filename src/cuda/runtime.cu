@@ -5,7 +5,9 @@
 
 namespace breccia::kernels::cuda {
 
-bool built() { return true; }
+bool built() {
+  return true;
+}
 
 bool has_cutlass_gemm() {
 #if defined(BRECCIA_CUTLASS)
@@ -24,7 +26,9 @@ void check(cudaError_t status, std::string_view what) {
   }
 }
 
-void check_launch(std::string_view kernel) { check(cudaGetLastError(), kernel); }
+void check_launch(std::string_view kernel) {
+  check(cudaGetLastError(), kernel);
+}
 
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device) {
   if (context.allocator == nullptr) {
@@ -33,7 +37,8 @@ std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device
   }
   if (bytes == 0) return nullptr;
   std::shared_ptr<void> memory = context.allocator->allocate(bytes, device);
-  if (memory == nullptr) fail<DeviceError>("allocator: expected ", bytes, " bytes on ", device, ", got null");
+  if (memory == nullptr)
+    fail<DeviceError>("allocator: expected ", bytes, " bytes on ", device, ", got null");
   return memory;
 }
 
@@ -48,11 +53,15 @@ DeviceGuard::DeviceGuard(Device device) {
   if (previous_ != device.id) check(cudaSetDevice(device.id), "cudaSetDevice");
 }
 
-DeviceGuard::~DeviceGuard() { cudaSetDevice(previous_); }
+DeviceGuard::~DeviceGuard() {
+  cudaSetDevice(previous_);
+}
 
 namespace {
 
-__device__ float amax_value(std::uint32_t bits) { return cuda_detail::amax_from_bits(bits); }
+__device__ float amax_value(std::uint32_t bits) {
+  return cuda_detail::amax_from_bits(bits);
+}
 
 struct GlobalScales {
   float* to[2];
@@ -72,10 +81,11 @@ __global__ void amax_kernel(std::uint32_t* amax_bits) {
 
 }  // namespace
 
-void finish_nvfp4_global_scale(const std::uint32_t* amax_bits, std::span<float* const> global_scales,
-                               cudaStream_t stream) {
+void finish_nvfp4_global_scale(const std::uint32_t* amax_bits,
+                               std::span<float* const> global_scales, cudaStream_t stream) {
   GlobalScales out{};
-  if (global_scales.size() > 2) fail<ValueError>("global_scales: expected at most two, got ", global_scales.size());
+  if (global_scales.size() > 2)
+    fail<ValueError>("global_scales: expected at most two, got ", global_scales.size());
   out.count = static_cast<int>(global_scales.size());
   for (int i = 0; i < out.count; ++i) out.to[i] = global_scales[i];
   nvfp4_global_scale_kernel<<<1, 1, 0, stream>>>(amax_bits, out);

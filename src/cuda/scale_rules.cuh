@@ -11,9 +11,9 @@
 namespace breccia::cuda_detail {
 
 enum class Rule : std::uint8_t {
-  kFp8Current,   // Float8CurrentScaling and Float8BlockScaling: fmax / amax
-  kFp8Delayed,   // stateless DelayedScaling: (fmax * 2^-margin) / amax
-  kFp8Fixed,     // stateful DelayedScaling: the state's encode factor
+  kFp8Current,  // Float8CurrentScaling and Float8BlockScaling: fmax / amax
+  kFp8Delayed,  // stateless DelayedScaling: (fmax * 2^-margin) / amax
+  kFp8Fixed,    // stateful DelayedScaling: the state's encode factor
   kMxFloor,
   kMxRceil,
   kNvfp4,
@@ -27,9 +27,9 @@ struct RuleParams {
   ElementFormat format = ElementFormat::kE4M3;
   bool power_2_scale = false;
   int margin = 0;
-  float fixed_encode = 1.0f;                  // kFp8Fixed
+  float fixed_encode = 1.0f;                   // kFp8Fixed
   const std::uint32_t* tensor_amax = nullptr;  // per-tensor FP8 and NVFP4: amax bits on the device
-  DType scale_dtype = DType::kF32;            // INT4: where the scale is rounded
+  DType scale_dtype = DType::kF32;             // INT4: where the scale is rounded
 };
 
 inline constexpr std::uint32_t kInfinityBits = 0x7F800000u;
@@ -37,7 +37,8 @@ inline constexpr std::uint32_t kInfinityBits = 0x7F800000u;
 // An amax held as the bits of |x|: for non-negative floats unsigned order is float order, and
 // every NaN sorts above inf, so max over bits is the NaN-propagating max in any order.
 __device__ __forceinline__ float amax_from_bits(std::uint32_t bits) {
-  return bits > kInfinityBits ? __uint_as_float(numerics::kCanonicalNanBits) : __uint_as_float(bits);
+  return bits > kInfinityBits ? __uint_as_float(numerics::kCanonicalNanBits)
+                              : __uint_as_float(bits);
 }
 
 // Per-tile statistics, combinable in any order with the same result (lo/hi never take a NaN
@@ -81,11 +82,11 @@ struct TileStats {
 
 // A tile's scale as stored and as applied to its elements.
 struct TileScale {
-  float factor = 1.0f;         // FP8/NVFP4: multiply; INT4: the stored scale (divide by it)
-  float inverse = 1.0f;        // INT4: 1 / factor, rounded (the fast quotient's multiplier)
-  std::uint32_t stored = 0;    // the scale's bytes: fp32 bits, an 8-bit code, or fp16/bf16 bits
-  bool nan_block = false;      // every element takes the block-NaN code
-  bool fast = false;           // no NaN element: the fast encoders apply
+  float factor = 1.0f;       // FP8/NVFP4: multiply; INT4: the stored scale (divide by it)
+  float inverse = 1.0f;      // INT4: 1 / factor, rounded (the fast quotient's multiplier)
+  std::uint32_t stored = 0;  // the scale's bytes: fp32 bits, an 8-bit code, or fp16/bf16 bits
+  bool nan_block = false;    // every element takes the block-NaN code
+  bool fast = false;         // no NaN element: the fast encoders apply
   std::uint8_t zero_point = 0;
 };
 
@@ -96,7 +97,8 @@ struct TensorContext {
 
 __device__ __forceinline__ TensorContext tensor_context(const RuleParams& p) {
   TensorContext c;
-  if (p.rule == Rule::kNvfp4) c.nvfp4_encode = numerics::nvfp4_tensor_encode_scale(amax_from_bits(*p.tensor_amax));
+  if (p.rule == Rule::kNvfp4)
+    c.nvfp4_encode = numerics::nvfp4_tensor_encode_scale(amax_from_bits(*p.tensor_amax));
   return c;
 }
 
@@ -121,7 +123,8 @@ __device__ __forceinline__ float round_to_scale_dtype(float raw, DType dtype, st
 __device__ __forceinline__ float fp8_tensor_encode(const RuleParams& p, float amax) {
   const float fmax = fp8_max(p.format);
   if (p.rule == Rule::kFp8Fixed) return p.fixed_encode;
-  if (p.rule == Rule::kFp8Delayed) return numerics::delayed_encode_scale(amax, fmax, p.margin, 1.0f);
+  if (p.rule == Rule::kFp8Delayed)
+    return numerics::delayed_encode_scale(amax, fmax, p.margin, 1.0f);
   const float encode = numerics::fp8_encode_scale(amax, fmax);
   return p.power_2_scale ? numerics::pow2_floor(encode) : encode;
 }
@@ -131,9 +134,11 @@ __device__ __forceinline__ float fp8_tensor_encode(const RuleParams& p, float am
 template <ElementFormat kFormat = ElementFormat::kE4M3, bool kAnyFormat = true>
 __device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const TensorContext& c,
                                                 const TileStats& s) {
-  constexpr bool kFp8 = kAnyFormat || kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2;
+  constexpr bool kFp8 =
+      kAnyFormat || kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2;
   constexpr bool kE2M1 = kAnyFormat || kFormat == ElementFormat::kE2M1;
-  constexpr bool kInt4 = kAnyFormat || kFormat == ElementFormat::kInt4Signed || kFormat == ElementFormat::kInt4Unsigned;
+  constexpr bool kInt4 = kAnyFormat || kFormat == ElementFormat::kInt4Signed ||
+                         kFormat == ElementFormat::kInt4Unsigned;
   TileScale t;
   const float amax = s.amax();
   switch (p.rule) {
@@ -196,13 +201,16 @@ __device__ __forceinline__ std::uint8_t encode_element(const RuleParams& p, cons
                                                        float x) {
   switch (p.format) {
     case ElementFormat::kE4M3:
-      return t.nan_block ? formats::E4M3::kNanCode : encode_fp8<ElementFormat::kE4M3>(mul(x, t.factor));
+      return t.nan_block ? formats::E4M3::kNanCode
+                         : encode_fp8<ElementFormat::kE4M3>(mul(x, t.factor));
     case ElementFormat::kE5M2:
-      return t.nan_block ? formats::E5M2::kNanCode : encode_fp8<ElementFormat::kE5M2>(mul(x, t.factor));
+      return t.nan_block ? formats::E5M2::kNanCode
+                         : encode_fp8<ElementFormat::kE5M2>(mul(x, t.factor));
     case ElementFormat::kE2M1:
       return t.nan_block ? 0 : encode_e2m1(mul(x, t.factor));
     case ElementFormat::kInt4Signed:
-      return t.nan_block ? 0 : formats::int4_to_nibble(numerics::int4_quantize_symmetric(x, t.factor));
+      return t.nan_block ? 0
+                         : formats::int4_to_nibble(numerics::int4_quantize_symmetric(x, t.factor));
     case ElementFormat::kInt4Unsigned:
       return t.nan_block ? 0
                          : formats::int4_to_nibble(
@@ -218,7 +226,8 @@ __device__ __noinline__ std::uint32_t encode_general(float x, float factor, bool
   if constexpr (kFormat == ElementFormat::kE2M1) {
     return nan_block ? 0 : encode_e2m1(mul(x, factor));
   } else {
-    constexpr std::uint32_t kNan = kFormat == ElementFormat::kE4M3 ? formats::E4M3::kNanCode : formats::E5M2::kNanCode;
+    constexpr std::uint32_t kNan =
+        kFormat == ElementFormat::kE4M3 ? formats::E4M3::kNanCode : formats::E5M2::kNanCode;
     return nan_block ? kNan : encode_fp8<kFormat>(mul(x, factor));
   }
 }
@@ -231,7 +240,8 @@ __device__ __noinline__ std::uint32_t encode_general(float x, float factor, bool
 // subnormals go to a zero of their sign (the conversion would drop a subnormal's sign).
 template <ElementFormat kFormat>
 __device__ __forceinline__ std::uint32_t fast_fp8_pair(float a, float b) {
-  constexpr __nv_fp8_interpretation_t kind = kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
+  constexpr __nv_fp8_interpretation_t kind =
+      kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
   std::uint32_t pair = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
   const std::uint32_t a_bits = __float_as_uint(a), b_bits = __float_as_uint(b);
   if ((a_bits & kInfinityBits) == 0) pair = (pair & 0xFF00u) | ((a_bits >> 24) & 0x80u);
@@ -293,7 +303,8 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
   } else if constexpr (kFormat == ElementFormat::kE2M1) {
     if (fast) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) out.x |= fast_e2m1(__fmul_rn(x[i], scale_of(i).factor)) << (4 * i);
+      for (int i = 0; i < 8; ++i)
+        out.x |= fast_e2m1(__fmul_rn(x[i], scale_of(i).factor)) << (4 * i);
     } else {
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
@@ -309,8 +320,9 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
       if (t.nan_block) continue;
       const float level = int4_level(x[i], t);
       // Unsigned: clamp(rne(x / s) + z, 0, 15); the sum is fp32, as in the reference.
-      const float code = kSigned ? fminf(fmaxf(level, -8.0f), 7.0f)
-                                 : fminf(fmaxf(__fadd_rn(level, static_cast<float>(t.zero_point)), 0.0f), 15.0f);
+      const float code =
+          kSigned ? fminf(fmaxf(level, -8.0f), 7.0f)
+                  : fminf(fmaxf(__fadd_rn(level, static_cast<float>(t.zero_point)), 0.0f), 15.0f);
       // 2^23 + 16 + code is exact and its low four bits are the code's two's-complement nibble.
       out.x |= (__float_as_uint(__fadd_rn(code, 8388624.0f)) & 0xFu) << (4 * i);
     }

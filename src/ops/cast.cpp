@@ -29,16 +29,20 @@ void check_state(const Recipe& recipe, const DelayedScalingState* state) {
 // The arrays of a cast under `plan`, on x's device, from the caller's allocator. `first` is
 // the other output of the same cast_for_gemm, if any: both share its global_scale (one tensor
 // amax), and its codes when both axes use the same 2-D tiles.
-kernels::reference::CastOutputs allocate_outputs(const QuantPlan& plan, Device device, Allocator* allocator,
-                                                 const kernels::reference::CastOutputs* first = nullptr) {
+kernels::reference::CastOutputs allocate_outputs(
+    const QuantPlan& plan, Device device, Allocator* allocator,
+    const kernels::reference::CastOutputs* first = nullptr) {
   const bool same_codes = first != nullptr && plan.amax_block_rows > 1 && plan.amax_block_cols > 1;
   kernels::reference::CastOutputs out;
-  out.data = same_codes ? first->data : Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
+  out.data =
+      same_codes ? first->data : Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
   out.scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator);
   if (plan.has_global_scale) {
-    out.global_scale = first != nullptr ? first->global_scale : Array::empty(DType::kF32, {}, device, allocator);
+    out.global_scale =
+        first != nullptr ? first->global_scale : Array::empty(DType::kF32, {}, device, allocator);
   }
-  if (plan.has_zero_point) out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);
+  if (plan.has_zero_point)
+    out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape, device, allocator);
   return out;
 }
 
@@ -73,7 +77,8 @@ Array swizzled_scale_for(const QuantPlan& plan, Device device, Allocator* alloca
 ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
   check_input(x, recipe, options.state);
   const QuantPlan plan = plan_cast(x.shape(), recipe, options.axis);
-  const kernels::CastTarget target{&plan, allocate_outputs(plan, x.device(), options.allocator), {}};
+  const kernels::CastTarget target{
+      &plan, allocate_outputs(plan, x.device(), options.allocator), {}};
   ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state,
                        {options.allocator, options.stream});
   return scaled_tensor_of(plan, target.out);
@@ -84,11 +89,13 @@ GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptio
   if (!options.rowwise && !options.columnwise) {
     fail<ValueError>("options: expected rowwise, columnwise or both, got neither");
   }
-  const bool byte_scales =
-      std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<NVFP4BlockScaling>(recipe);
+  const bool byte_scales = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
+                           std::holds_alternative<NVFP4BlockScaling>(recipe);
   if (options.swizzled_scales && !byte_scales) {
-    fail<ValueError>("swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling and "
-                     "NVFP4BlockScaling (one-byte block scales), got ", recipe_repr(recipe));
+    fail<ValueError>(
+        "swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling and "
+        "NVFP4BlockScaling (one-byte block scales), got ",
+        recipe_repr(recipe));
   }
   std::vector<QuantPlan> plans;
   if (options.rowwise) plans.push_back(plan_cast(x.shape(), recipe, -1));
@@ -99,10 +106,12 @@ GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptio
 
   std::vector<kernels::CastTarget> targets;
   for (const QuantPlan& plan : plans) {
-    kernels::reference::CastOutputs out =
-        allocate_outputs(plan, x.device(), options.allocator, targets.empty() ? nullptr : &targets.front().out);
+    kernels::reference::CastOutputs out = allocate_outputs(
+        plan, x.device(), options.allocator, targets.empty() ? nullptr : &targets.front().out);
     targets.push_back({&plan, std::move(out),
-                       options.swizzled_scales ? swizzled_scale_for(plan, x.device(), options.allocator) : Array{}});
+                       options.swizzled_scales
+                           ? swizzled_scale_for(plan, x.device(), options.allocator)
+                           : Array{}});
   }
   ops_detail::run_cast(x.contiguous(), targets, options.state, {options.allocator, options.stream});
 

@@ -58,11 +58,13 @@ void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
       Strides strides = contiguous_strides(shape);
       std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
       std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
-      compact = Array::borrow(scale.data(), scale.dtype(), shape, strides, scale.device(), scale.owner())
-                    .contiguous();
+      compact =
+          Array::borrow(scale.data(), scale.dtype(), shape, strides, scale.device(), scale.owner())
+              .contiguous();
     }
     const Array swizzled = swizzle_scales(compact);
-    std::memcpy(target.swizzled.data(), swizzled.data(), static_cast<std::size_t>(swizzled.nbytes()));
+    std::memcpy(target.swizzled.data(), swizzled.data(),
+                static_cast<std::size_t>(swizzled.nbytes()));
   }
 }
 
@@ -71,7 +73,8 @@ void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale
                     const DeviceContext& context) {
 #if defined(BRECCIA_WITH_CUDA)
   if (data.device().kind == Device::Kind::kCUDA) {
-    kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out, cuda_context(context));
+    kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out,
+                              cuda_context(context));
     return;
   }
 #endif

@@ -3,14 +3,14 @@
 // special values (NaN of both signs, inf, fp32 and target-format subnormals, zero blocks).
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <random>
 #include <utility>
 #include <variant>
-#include <random>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -60,8 +60,16 @@ Array make_input(const Shape& shape, Fill fill, std::uint32_t seed) {
                             -std::numeric_limits<float>::quiet_NaN(),
                             std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(),
-                            1e-40f, -1e-41f, std::ldexp(1.0f, -9), std::ldexp(1.0f, -16),
-                            448.0f, -57344.0f, 6.0f, 0.0f, -0.0f, 3.0e38f};
+                            1e-40f,
+                            -1e-41f,
+                            std::ldexp(1.0f, -9),
+                            std::ldexp(1.0f, -16),
+                            448.0f,
+                            -57344.0f,
+                            6.0f,
+                            0.0f,
+                            -0.0f,
+                            3.0e38f};
   float* values = x.data_as<float>();
   float row_scale = 1.0f;
   bool zero_row = false;
@@ -72,8 +80,10 @@ Array make_input(const Shape& shape, Fill fill, std::uint32_t seed) {
     }
     float v = normal(rng) * row_scale;
     if (fill == Fill::kSpecial) {
-      if (zero_row) v = 0.0f;
-      else if (rng() % 16 == 0) v = specials[rng() % std::size(specials)];
+      if (zero_row)
+        v = 0.0f;
+      else if (rng() % 16 == 0)
+        v = specials[rng() % std::size(specials)];
     }
     values[i] = v;
   }
@@ -101,7 +111,8 @@ std::string first_difference(const Array& have, const Array& want, const ScaledT
     const bool packed = data.numel() != have.numel();
     const unsigned byte = static_cast<const unsigned char*>(data.data())[packed ? i / 2 : i];
     char text[160];
-    std::snprintf(text, sizeof(text), ": first at element %lld: got 0x%llx, want 0x%llx (data byte 0x%02x)",
+    std::snprintf(text, sizeof(text),
+                  ": first at element %lld: got 0x%llx, want 0x%llx (data byte 0x%02x)",
                   static_cast<long long>(i), static_cast<unsigned long long>(hb),
                   static_cast<unsigned long long>(wb), byte);
     return text;
@@ -154,8 +165,8 @@ class CudaCast : public ::testing::Test {
         const Array x = converted(make_input(shape, fill, seed++), dtype);
         for (const Recipe& recipe : all_recipes()) {
           for (int axis : {-1, -2}) {
-            SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) + " shape=" +
-                         shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
+            SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) +
+                         " shape=" + shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
             checked += check(x, recipe, axis) ? 1 : 0;
             if (HasFailure()) return checked;
           }
@@ -168,8 +179,9 @@ class CudaCast : public ::testing::Test {
 
 // Edge bands (1, 127, 160 rows), partial 128-column blocks (200, 416, 48), batches, and a
 // last dim that is no multiple of 8 (the general kernel).
-const std::vector<Shape> kShapes = {{1, 32},          {127, 4096}, {256, 384}, {3, 64, 256}, {384, 200},
-                                    {2, 2, 128, 128}, {32, 6},     {160, 416}, {16, 48}};
+const std::vector<Shape> kShapes = {{1, 32},      {127, 4096}, {256, 384},
+                                    {3, 64, 256}, {384, 200},  {2, 2, 128, 128},
+                                    {32, 6},      {160, 416},  {16, 48}};
 const std::vector<DType> kDtypes = {DType::kF32, DType::kBF16, DType::kF16, DType::kF64};
 
 TEST_F(CudaCast, MatchesReferenceOnShapeGrid) {
@@ -207,7 +219,8 @@ TEST_F(CudaCast, CastForGemmMatchesTheCpu) {
         for (const Recipe& recipe : all_recipes()) {
           const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
                                std::holds_alternative<NVFP4BlockScaling>(recipe);
-          SCOPED_TRACE(recipe_repr(recipe) + " shape=" + shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
+          SCOPED_TRACE(recipe_repr(recipe) + " shape=" + shape_str(shape) +
+                       " dtype=" + std::string(dtype_name(dtype)));
           GemmCastOptions cpu_options{.swizzled_scales = swizzle};
           std::optional<GemmCast> want;
           try {
@@ -218,20 +231,29 @@ TEST_F(CudaCast, CastForGemmMatchesTheCpu) {
           GemmCastOptions gpu_options = cpu_options;
           gpu_options.allocator = &allocator_;
           const GemmCast got = cast_for_gemm(x_device, recipe, gpu_options);
-          for (const auto& [have, expected] : {std::pair{&got.rowwise, &want->rowwise}, std::pair{&got.columnwise, &want->columnwise}}) {
+          for (const auto& [have, expected] : {std::pair{&got.rowwise, &want->rowwise},
+                                               std::pair{&got.columnwise, &want->columnwise}}) {
             ASSERT_TRUE(have->has_value() && expected->has_value());
             EXPECT_EQ(mismatched_bytes(to_host((*have)->data()), (*expected)->data()), 0) << "data";
-            EXPECT_EQ(mismatched_bytes(to_host((*have)->scale()), (*expected)->scale()), 0) << "scale";
+            EXPECT_EQ(mismatched_bytes(to_host((*have)->scale()), (*expected)->scale()), 0)
+                << "scale";
             if ((*expected)->global_scale()) {
-              EXPECT_EQ(mismatched_bytes(to_host(*(*have)->global_scale()), *(*expected)->global_scale()), 0);
+              EXPECT_EQ(
+                  mismatched_bytes(to_host(*(*have)->global_scale()), *(*expected)->global_scale()),
+                  0);
             }
             if ((*expected)->zero_point()) {
-              EXPECT_EQ(mismatched_bytes(to_host(*(*have)->zero_point()), *(*expected)->zero_point()), 0);
+              EXPECT_EQ(
+                  mismatched_bytes(to_host(*(*have)->zero_point()), *(*expected)->zero_point()), 0);
             }
           }
           if (swizzle) {
-            EXPECT_EQ(mismatched_bytes(to_host(*got.rowwise_swizzled_scale), *want->rowwise_swizzled_scale), 0);
-            EXPECT_EQ(mismatched_bytes(to_host(*got.columnwise_swizzled_scale), *want->columnwise_swizzled_scale), 0);
+            EXPECT_EQ(mismatched_bytes(to_host(*got.rowwise_swizzled_scale),
+                                       *want->rowwise_swizzled_scale),
+                      0);
+            EXPECT_EQ(mismatched_bytes(to_host(*got.columnwise_swizzled_scale),
+                                       *want->columnwise_swizzled_scale),
+                      0);
           }
           ++checked;
           if (HasFailure()) return;
@@ -248,7 +270,8 @@ TEST_F(CudaCast, UnalignedInputMatchesReference) {
   const Array host = make_input({64, 258}, Fill::kSpecial, 77);
   const Array bigger = to_device(host, allocator_);
   // Elements [2, 2 + 64 * 256) seen as a 64 x 256 matrix starting 8 bytes in.
-  const Array x = Array::borrow(bigger.data(), DType::kF32, {64, 256}, {}, bigger.device(), bigger.owner(), 8);
+  const Array x =
+      Array::borrow(bigger.data(), DType::kF32, {64, 256}, {}, bigger.device(), bigger.owner(), 8);
   Array x_host = Array::empty(DType::kF32, {64, 256});
   std::memcpy(x_host.data(), host.data_as<float>() + 2, 64 * 256 * sizeof(float));
   for (const Recipe& recipe : all_recipes()) {
@@ -276,7 +299,8 @@ TEST_F(CudaCast, DelayedScalingStateAdvancesAsOnTheCpu) {
     const std::vector<float>& cpu_history = cpu_state.amax_history();
     ASSERT_EQ(gpu_history.size(), cpu_history.size());
     for (std::size_t i = 0; i < gpu_history.size(); ++i) {  // bitwise: NaN entries included
-      EXPECT_EQ(std::bit_cast<std::uint32_t>(gpu_history[i]), std::bit_cast<std::uint32_t>(cpu_history[i]))
+      EXPECT_EQ(std::bit_cast<std::uint32_t>(gpu_history[i]),
+                std::bit_cast<std::uint32_t>(cpu_history[i]))
           << "step " << step << " history[" << i << "]";
     }
   }
@@ -294,8 +318,8 @@ TEST_F(CudaCast, RunsOnTheCallersStream) {
     cuda_test::StreamAllocator allocator(stream);
     const Array host = make_input({512, 1024}, Fill::kRandom, 7);
     const Array x = to_device(host, allocator);
-    const ScaledTensor got = cast(x, NVFP4BlockScaling{},
-                                  CastOptions{.allocator = &allocator, .stream = stream});
+    const ScaledTensor got =
+        cast(x, NVFP4BlockScaling{}, CastOptions{.allocator = &allocator, .stream = stream});
     cuda_test::check(cudaStreamSynchronize(stream), "sync");
     const ScaledTensor want = cast(host, NVFP4BlockScaling{});
     EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);

@@ -24,17 +24,20 @@ constexpr std::uint64_t kChunk = std::uint64_t{1} << 28;
 // The fast FP8 pair conversion gets (x, -x), so both of its bytes see every pattern.
 __global__ void encode_chunk(std::uint64_t first, std::uint8_t* e4m3, std::uint8_t* e5m2,
                              std::uint8_t* e2m1, std::uint16_t* bf16, std::uint16_t* f16,
-                             std::uint16_t* e4m3_pair, std::uint16_t* e5m2_pair, std::uint8_t* e2m1_fast) {
-  for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < kChunk;
-       i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+                             std::uint16_t* e4m3_pair, std::uint16_t* e5m2_pair,
+                             std::uint8_t* e2m1_fast) {
+  for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
+       i < kChunk; i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const float x = __uint_as_float(static_cast<std::uint32_t>(first + i));
     e4m3[i] = cuda_detail::encode_fp8<ElementFormat::kE4M3>(x);
     e5m2[i] = cuda_detail::encode_fp8<ElementFormat::kE5M2>(x);
     e2m1[i] = cuda_detail::encode_e2m1(x);
     bf16[i] = cuda_detail::from_float<Wide::kBF16>(x);
     f16[i] = cuda_detail::from_float<Wide::kF16>(x);
-    e4m3_pair[i] = static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE4M3>(x, -x));
-    e5m2_pair[i] = static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE5M2>(x, -x));
+    e4m3_pair[i] =
+        static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE4M3>(x, -x));
+    e5m2_pair[i] =
+        static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE5M2>(x, -x));
     e2m1_fast[i] = static_cast<std::uint8_t>(cuda_detail::fast_e2m1(x));
   }
 }
@@ -53,23 +56,28 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   cuda_test::check(cudaMalloc(&e5m2_pair, 2 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&e2m1_fast, kChunk), "malloc");
   std::vector<std::uint8_t> h_e4m3(kChunk), h_e5m2(kChunk), h_e2m1(kChunk);
-  std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk), h_e4m3_pair(kChunk), h_e5m2_pair(kChunk);
+  std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk), h_e4m3_pair(kChunk),
+      h_e5m2_pair(kChunk);
   std::vector<std::uint8_t> h_e2m1_fast(kChunk);
   constexpr int kChecks = 8;
   std::atomic<std::uint64_t> mismatches[kChecks] = {};
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
 
   for (std::uint64_t first = 0; first < (std::uint64_t{1} << 32); first += kChunk) {
-    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_pair, e5m2_pair, e2m1_fast);
+    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_pair, e5m2_pair,
+                                e2m1_fast);
     cuda_test::check(cudaGetLastError(), "launch");
     cuda_test::check(cudaMemcpy(h_e4m3.data(), e4m3, kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_e5m2.data(), e5m2, kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_e2m1.data(), e2m1, kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_bf16.data(), bf16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_f16.data(), f16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
-    cuda_test::check(cudaMemcpy(h_e4m3_pair.data(), e4m3_pair, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
-    cuda_test::check(cudaMemcpy(h_e5m2_pair.data(), e5m2_pair, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
-    cuda_test::check(cudaMemcpy(h_e2m1_fast.data(), e2m1_fast, kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_e4m3_pair.data(), e4m3_pair, 2 * kChunk, cudaMemcpyDeviceToHost),
+                     "copy");
+    cuda_test::check(cudaMemcpy(h_e5m2_pair.data(), e5m2_pair, 2 * kChunk, cudaMemcpyDeviceToHost),
+                     "copy");
+    cuda_test::check(cudaMemcpy(h_e2m1_fast.data(), e2m1_fast, kChunk, cudaMemcpyDeviceToHost),
+                     "copy");
     std::vector<std::thread> threads;
     for (unsigned w = 0; w < workers; ++w) {
       threads.emplace_back([&, w] {
@@ -82,8 +90,10 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
           local[3] += h_bf16[i] != formats::BF16::encode(x, formats::Overflow::kInfinity);
           local[4] += h_f16[i] != formats::F16::encode(x, formats::Overflow::kInfinity);
           if (std::isnan(x)) continue;  // the fast encoders only see NaN-free tiles
-          const std::uint32_t e4m3_both = formats::E4M3::encode(x) | (formats::E4M3::encode(-x) << 8);
-          const std::uint32_t e5m2_both = formats::E5M2::encode(x) | (formats::E5M2::encode(-x) << 8);
+          const std::uint32_t e4m3_both =
+              formats::E4M3::encode(x) | (formats::E4M3::encode(-x) << 8);
+          const std::uint32_t e5m2_both =
+              formats::E5M2::encode(x) | (formats::E5M2::encode(-x) << 8);
           local[5] += h_e4m3_pair[i] != e4m3_both;
           local[6] += h_e5m2_pair[i] != e5m2_both;
           local[7] += h_e2m1_fast[i] != formats::E2M1::encode(x);
@@ -122,7 +132,8 @@ __global__ void int4_quotients(std::uint32_t* mismatches) {
   for (int k = -34; k <= 34; ++k) {  // (k / 2) * s: every integer and half-integer in [-17, 17]
     const float center = __fmul_rn(0.5f * k, scale);
     for (int step = -8; step <= 8; ++step) {
-      const float x = __uint_as_float(__float_as_uint(center) + step * static_cast<int>(threadIdx.x + 1));
+      const float x =
+          __uint_as_float(__float_as_uint(center) + step * static_cast<int>(threadIdx.x + 1));
       wrong += cuda_detail::int4_level(x, t) != numerics::int4_rounded_quotient(x, scale);
     }
   }

@@ -7,9 +7,9 @@
 
 #include <array>
 #include <random>
+#include <string>
 #include <variant>
 #include <vector>
-#include <string>
 
 #include "breccia/error.hpp"
 #include "breccia/kernels/cuda.hpp"
@@ -56,7 +56,8 @@ ScaledTensor transposed_view(const ScaledTensor& t, const Layout& layout) {
 bool one_dimensional_blocks(const Recipe& recipe) {
   if (const auto* block = std::get_if<Float8BlockScaling>(&recipe)) return block->block_m == 1;
   if (const auto* nvfp4 = std::get_if<NVFP4BlockScaling>(&recipe)) return !nvfp4->two_d;
-  return std::holds_alternative<MXFP8BlockScaling>(recipe) || std::holds_alternative<INT4Scaling>(recipe);
+  return std::holds_alternative<MXFP8BlockScaling>(recipe) ||
+         std::holds_alternative<INT4Scaling>(recipe);
 }
 
 class CudaGemm : public ::testing::Test {
@@ -71,8 +72,9 @@ class CudaGemm : public ::testing::Test {
   void check(std::int64_t m, std::int64_t n, std::int64_t k, const Recipe& ra, const Recipe& rb,
              bool b_as_weight_view, DType out_dtype) {
     SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " " +
-                 recipe_repr(ra) + " x " + recipe_repr(rb) + (b_as_weight_view ? " (b = w.T)" : "") +
-                 " -> " + std::string(dtype_name(out_dtype)));
+                 recipe_repr(ra) + " x " + recipe_repr(rb) +
+                 (b_as_weight_view ? " (b = w.T)" : "") + " -> " +
+                 std::string(dtype_name(out_dtype)));
     const Array x = random_matrix(m, k, 1);
     const ScaledTensor a_cpu = cast(x, ra);
     const ScaledTensor a_gpu = cast(to_device(x, allocator_), ra, {.allocator = &allocator_});
@@ -96,8 +98,8 @@ class CudaGemm : public ::testing::Test {
     compare(a_cpu, a_gpu, b_cpu, b_gpu, out_dtype);
   }
 
-  void compare(const Operand& a_cpu, const Operand& a_gpu, const Operand& b_cpu, const Operand& b_gpu,
-               DType out_dtype) {
+  void compare(const Operand& a_cpu, const Operand& a_gpu, const Operand& b_cpu,
+               const Operand& b_gpu, DType out_dtype) {
     const Array want = matmul(a_cpu, b_cpu, DType::kF32);
     const Array got = to_host(matmul(a_gpu, b_gpu, out_dtype, &allocator_));
     ASSERT_EQ(got.shape(), want.shape());
@@ -109,7 +111,8 @@ TEST_F(CudaGemm, PerTensorE4M3MatchesTheReference) {
   const Recipe e4m3 = Float8CurrentScaling{};
   for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{
            {256, 256, 256}, {1, 512, 1024}, {16, 512, 1024}, {64, 2112, 7168}, {200, 48, 4096}}) {
-    for (DType out : {DType::kBF16, DType::kF16, DType::kF32}) check(m, n, k, e4m3, e4m3, false, out);
+    for (DType out : {DType::kBF16, DType::kF16, DType::kF32})
+      check(m, n, k, e4m3, e4m3, false, out);
   }
   check(128, 384, 512, e4m3, DelayedScaling{}, true, DType::kBF16);
 }
@@ -146,7 +149,8 @@ TEST_F(CudaGemm, EmulatedBlockFormatsMatchTheReference) {
     check(m, n, k, mx, mx, false, DType::kBF16);
     check(m, n, k, nvfp4, nvfp4, false, DType::kF32);
   }
-  for (DType out : {DType::kBF16, DType::kF16, DType::kF32}) check(128, 384, 512, mx, mx_e5m2, false, out);
+  for (DType out : {DType::kBF16, DType::kF16, DType::kF32})
+    check(128, 384, 512, mx, mx_e5m2, false, out);
   check(64, 256, 512, mx, nvfp4, false, DType::kBF16);
   check(64, 256, 512, nvfp4, mx, false, DType::kBF16);
   check(128, 2112, 1024, NVFP4BlockScaling{"E2M1", 16, "E4M3", true}, nvfp4, false, DType::kBF16);
@@ -155,7 +159,8 @@ TEST_F(CudaGemm, EmulatedBlockFormatsMatchTheReference) {
   const ScaledTensor weight_cpu = cast(w, mx);
   const ScaledTensor weight_gpu = cast(to_device(w, allocator_), mx, {.allocator = &allocator_});
   const Array x = random_matrix(96, 512, 9);
-  const ScaledTensor x_cpu = cast(x, mx), x_gpu = cast(to_device(x, allocator_), mx, {.allocator = &allocator_});
+  const ScaledTensor x_cpu = cast(x, mx),
+                     x_gpu = cast(to_device(x, allocator_), mx, {.allocator = &allocator_});
   const Layout column_blocks = PerBlockMN{32, 1};
   const ScaledTensor b_gpu = transposed_view(weight_gpu, column_blocks);
   EXPECT_EQ(kernels::cuda::gemm_kind(x_gpu, b_gpu), GemmKind::kEmulated);
@@ -168,20 +173,25 @@ TEST_F(CudaGemm, Fp8PairsWithoutAKernelAreEmulated) {
   const Recipe e5m2 = Float8CurrentScaling{Fp8Format::kE5M2};
   check(128, 256, 512, e5m2, e5m2, false, DType::kBF16);
   check(32, 64, 40, Float8CurrentScaling{}, Float8CurrentScaling{}, false, DType::kF32);
-  check(64, 256, 512, Float8BlockScaling{}, Float8BlockScaling{Fp8Format::kE4M3, 128, 1, true}, false, DType::kBF16);
+  check(64, 256, 512, Float8BlockScaling{}, Float8BlockScaling{Fp8Format::kE4M3, 128, 1, true},
+        false, DType::kBF16);
 }
 
 // W4A16: bf16 activations (a plain array) times INT4 weights blocked along K.
 TEST_F(CudaGemm, Int4WeightsWithBf16ActivationsMatchTheReference) {
-  for (const Recipe& recipe : std::vector<Recipe>{INT4Scaling{}, INT4Scaling{128, false, Int4ScaleDType::kBF16},
-                                                  INT4Scaling{32, true, Int4ScaleDType::kF32}}) {
-    for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 4096, 1024}, {16, 512, 2048}, {256, 1024, 512}}) {
-      SCOPED_TRACE(recipe_repr(recipe) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+  for (const Recipe& recipe :
+       std::vector<Recipe>{INT4Scaling{}, INT4Scaling{128, false, Int4ScaleDType::kBF16},
+                           INT4Scaling{32, true, Int4ScaleDType::kF32}}) {
+    for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{
+             {1, 4096, 1024}, {16, 512, 2048}, {256, 1024, 512}}) {
+      SCOPED_TRACE(recipe_repr(recipe) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                   std::to_string(k));
       Array x = Array::empty(DType::kBF16, {m, k});
       kernels::reference::convert(random_matrix(m, k, 10), x);
       const Array w = random_matrix(k, n, 11);
       const ScaledTensor b_cpu = cast(w, recipe, {.axis = -2});
-      const ScaledTensor b_gpu = cast(to_device(w, allocator_), recipe, {.axis = -2, .allocator = &allocator_});
+      const ScaledTensor b_gpu =
+          cast(to_device(w, allocator_), recipe, {.axis = -2, .allocator = &allocator_});
       compare(x, to_device(x, allocator_), b_cpu, b_gpu, DType::kBF16);
     }
   }
@@ -192,12 +202,14 @@ TEST_F(CudaGemm, RefusesWhatNoKernelTakes) {
     return cast(to_device(random_matrix(rows, cols, seed), allocator_), Float8CurrentScaling{},
                 {.allocator = &allocator_});
   };
-  EXPECT_THROW(matmul(fp8(32, 36, 3), fp8(36, 32, 4), DType::kBF16, &allocator_), UnsupportedError);  // K = 36
+  EXPECT_THROW(matmul(fp8(32, 36, 3), fp8(36, 32, 4), DType::kBF16, &allocator_),
+               UnsupportedError);  // K = 36
   const ScaledTensor a = fp8(32, 64, 3);
   const Array w = to_device(random_matrix(64, 32, 4), allocator_);
   EXPECT_THROW(matmul(a, w, DType::kBF16, &allocator_), TypeError);  // an fp32 plain operand
-  const ScaledTensor batched = cast(to_device(random_matrix(64, 64, 5), allocator_).reshaped({2, 32, 64}),
-                                    MXFP8BlockScaling{}, {.allocator = &allocator_});
+  const ScaledTensor batched =
+      cast(to_device(random_matrix(64, 64, 5), allocator_).reshaped({2, 32, 64}),
+           MXFP8BlockScaling{}, {.allocator = &allocator_});
   EXPECT_THROW(matmul(batched, batched, DType::kBF16, &allocator_), UnsupportedError);  // 3-D
   EXPECT_THROW(matmul(a, fp8(64, 32, 6), DType::kF64, &allocator_), TypeError);
 }

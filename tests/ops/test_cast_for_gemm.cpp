@@ -31,7 +31,8 @@ Array random_array(const Shape& shape, unsigned seed) {
 }
 
 bool same_bytes(const Array& a, const Array& b) {
-  return a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.nbytes())) == 0;
+  return a.nbytes() == b.nbytes() &&
+         std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.nbytes())) == 0;
 }
 
 void expect_same_tensor(const ScaledTensor& got, const ScaledTensor& want) {
@@ -62,7 +63,8 @@ void expect_swizzled(const Array& swizzled, const Array& compact, bool transpose
     for (std::int64_t r = 0; r < padded_rows; ++r) {
       for (std::int64_t c = 0; c < padded_cols; ++c) {
         const std::int64_t tile = (r / 128) * (padded_cols / 4) + c / 4;
-        const std::int64_t at = b * padded_rows * padded_cols + tile * 512 + (r % 32) * 16 + (r % 128 / 32) * 4 + c % 4;
+        const std::int64_t at =
+            b * padded_rows * padded_cols + tile * 512 + (r % 32) * 16 + (r % 128 / 32) * 4 + c % 4;
         std::uint8_t want = 0;
         if (r < rows && c < cols) {
           want = transposed ? scale[(b * cols + c) * rows + r] : scale[(b * rows + r) * cols + c];
@@ -75,13 +77,14 @@ void expect_swizzled(const Array& swizzled, const Array& compact, bool transpose
 }
 
 TEST(CastForGemm, EachAxisIsTheCastOfThatAxis) {
-  const std::vector<Recipe> recipes = {Float8BlockScaling{},
-                                       MXFP8BlockScaling{},
-                                       MXFP8BlockScaling{Fp8Format::kE5M2, 32, MXScaleRounding::kRceil},
-                                       NVFP4BlockScaling{},
-                                       NVFP4BlockScaling{"E2M1", 16, "E4M3", true},
-                                       INT4Scaling{},
-                                       INT4Scaling{32, false, Int4ScaleDType::kBF16}};
+  const std::vector<Recipe> recipes = {
+      Float8BlockScaling{},
+      MXFP8BlockScaling{},
+      MXFP8BlockScaling{Fp8Format::kE5M2, 32, MXScaleRounding::kRceil},
+      NVFP4BlockScaling{},
+      NVFP4BlockScaling{"E2M1", 16, "E4M3", true},
+      INT4Scaling{},
+      INT4Scaling{32, false, Int4ScaleDType::kBF16}};
   for (const Shape& shape : std::vector<Shape>{{256, 384}, {2, 128, 256}}) {
     const Array x = random_array(shape, 3);
     for (const Recipe& recipe : recipes) {
@@ -117,8 +120,8 @@ TEST(CastForGemm, SwizzledScalesFollowTheTileFormula) {
 TEST(CastForGemm, SharesWhatBothAxesHaveInCommon) {
   const Array x = random_array({128, 256}, 7);
   // Per-tensor scaling and square 2-D blocks: the same tensor under both axes.
-  for (const Recipe& recipe :
-       std::vector<Recipe>{Float8CurrentScaling{}, Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true}}) {
+  for (const Recipe& recipe : std::vector<Recipe>{
+           Float8CurrentScaling{}, Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true}}) {
     const GemmCast out = cast_for_gemm(x, recipe);
     EXPECT_EQ(out.rowwise->data().data(), out.columnwise->data().data()) << recipe_repr(recipe);
     EXPECT_EQ(out.rowwise->scale().data(), out.columnwise->scale().data());
@@ -144,7 +147,8 @@ TEST(CastForGemm, AdvancesADelayedScalingStateOnce) {
   expect_same_tensor(*out.rowwise, want);
   ASSERT_EQ(once.amax_history().size(), expected.amax_history().size());
   for (std::size_t i = 0; i < once.amax_history().size(); ++i) {  // bitwise: the NaN entry too
-    EXPECT_EQ(std::bit_cast<std::uint32_t>(once.amax_history()[i]), std::bit_cast<std::uint32_t>(expected.amax_history()[i]));
+    EXPECT_EQ(std::bit_cast<std::uint32_t>(once.amax_history()[i]),
+              std::bit_cast<std::uint32_t>(expected.amax_history()[i]));
   }
   EXPECT_EQ(once.encode_scale(), expected.encode_scale());
 }
@@ -152,7 +156,8 @@ TEST(CastForGemm, AdvancesADelayedScalingStateOnce) {
 TEST(CastForGemm, RefusesWhatItCannotDo) {
   const Array x = random_array({64, 128}, 11);
   EXPECT_TRUE(contains(error_message<ValueError>([&] {
-                         cast_for_gemm(x, MXFP8BlockScaling{}, {.rowwise = false, .columnwise = false});
+                         cast_for_gemm(x, MXFP8BlockScaling{},
+                                       {.rowwise = false, .columnwise = false});
                        }),
                        "expected rowwise, columnwise or both"));
   EXPECT_TRUE(contains(error_message<ValueError>([&] {
@@ -160,10 +165,12 @@ TEST(CastForGemm, RefusesWhatItCannotDo) {
                        }),
                        "swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling"));
   // Per-channel INT4 has no columnwise form.
-  EXPECT_TRUE(contains(error_message<ValueError>([&] { cast_for_gemm(x, INT4Scaling{-1, true, Int4ScaleDType::kF16}); }),
+  EXPECT_TRUE(contains(error_message<ValueError>(
+                           [&] { cast_for_gemm(x, INT4Scaling{-1, true, Int4ScaleDType::kF16}); }),
                        "axis"));
   // 40 rows: no 32-row columnwise blocks.
-  EXPECT_TRUE(contains(error_message<ValueError>([&] { cast_for_gemm(random_array({40, 64}, 1), MXFP8BlockScaling{}); }),
+  EXPECT_TRUE(contains(error_message<ValueError>(
+                           [&] { cast_for_gemm(random_array({40, 64}, 1), MXFP8BlockScaling{}); }),
                        "multiple of the block size 32"));
   EXPECT_THROW(cast_for_gemm(Array::zeros(DType::kI32, {4, 32}), MXFP8BlockScaling{}), TypeError);
 }

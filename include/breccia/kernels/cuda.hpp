@@ -54,10 +54,10 @@ void amax(const Array& x, const Array& amax_out, const Context& context);
 
 // Which tensor-core GEMM takes a pair of 2-D CUDA ScaledTensors (a: M x K, b: K x N).
 enum class GemmKind : std::uint8_t {
-  kNone,            // not a pair of 2-D ScaledTensors
-  kFp8PerTensor,    // E4M3 x E4M3 or E4M3 x E5M2, per-tensor scales (Float8Current/Delayed)
-  kFp8Blockwise,    // DeepSeek: a 1 x 128 (rowwise), b 128 x 128 blocks, power-of-2 or fp32
-  kEmulated,        // anything else (MXFP8, NVFP4, INT4, ...): see matmul
+  kNone,          // not a pair of 2-D ScaledTensors
+  kFp8PerTensor,  // E4M3 x E4M3 or E4M3 x E5M2, per-tensor scales (Float8Current/Delayed)
+  kFp8Blockwise,  // DeepSeek: a 1 x 128 (rowwise), b 128 x 128 blocks, power-of-2 or fp32
+  kEmulated,      // anything else (MXFP8, NVFP4, INT4, ...): see matmul
 };
 GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b);
 

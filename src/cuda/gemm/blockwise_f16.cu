@@ -2,5 +2,7 @@
 #include "cuda/gemm/cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
-void blockwise_f16(const Problem& p, const Context& c, Device d) { blockwise_gemm<cutlass::half_t>(p, c, d); }
+void blockwise_f16(const Problem& p, const Context& c, Device d) {
+  blockwise_gemm<cutlass::half_t>(p, c, d);
+}
 }  // namespace breccia::kernels::cuda::gemm

@@ -2,5 +2,7 @@
 #include "cuda/gemm/cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
-void blockwise_f32(const Problem& p, const Context& c, Device d) { blockwise_gemm<float>(p, c, d); }
+void blockwise_f32(const Problem& p, const Context& c, Device d) {
+  blockwise_gemm<float>(p, c, d);
+}
 }  // namespace breccia::kernels::cuda::gemm

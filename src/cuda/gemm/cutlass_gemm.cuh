@@ -4,12 +4,12 @@
 // compiles run in parallel.
 #pragma once
 
-#include <cute/tensor.hpp>
 #include <cutlass/cutlass.h>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cute/tensor.hpp>
 #include <cutlass/detail/blockwise_scale_layout.hpp>
 #include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/gemm/collective/collective_builder.hpp>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
 #include <cutlass/gemm/dispatch_policy.hpp>
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 
@@ -32,8 +32,8 @@ Stride packed_stride(std::int64_t leading, std::int64_t batch) {
 
 // A (M x K) row-major; B (N x K) row-major (CUTLASS's column-major K x N: K-major) or, with
 // LayoutB = RowMajor, K x N row-major (N-major, 16-bit types only); D (M x N) row-major.
-template <class ElementA, class ElementB, class ElementD, class TileShape, class ClusterShape, class Schedule,
-          class EpilogueSchedule, class LayoutSFA = void, class LayoutSFB = void,
+template <class ElementA, class ElementB, class ElementD, class TileShape, class ClusterShape,
+          class Schedule, class EpilogueSchedule, class LayoutSFA = void, class LayoutSFB = void,
           class LayoutB_ = cutlass::layout::ColumnMajor, class TileScheduler = void>
 struct TmaGemm {
   static constexpr bool kBlockwise = !cute::is_void_v<LayoutSFA>;
@@ -52,14 +52,15 @@ struct TmaGemm {
   using OperandA = cute::conditional_t<kBlockwise, cute::tuple<LayoutA, LayoutSFA>, LayoutA>;
   using OperandB = cute::conditional_t<kBlockwise, cute::tuple<LayoutB, LayoutSFB>, LayoutB>;
   using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, ElementA, OperandA, kAlignmentAB, ElementB,
-      OperandB, kAlignmentAB, float, TileShape, ClusterShape,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, ElementA, OperandA, kAlignmentAB,
+      ElementB, OperandB, kAlignmentAB, float, TileShape, ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename CollectiveEpilogue::SharedStorage))>,
       Schedule>::CollectiveOp;
 
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
-                                                      CollectiveEpilogue, TileScheduler>;
+  using Kernel =
+      cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
+                                           CollectiveEpilogue, TileScheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 };
 
@@ -68,9 +69,10 @@ void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& contex
   using Gemm = typename Config::Gemm;
   Gemm gemm;
   if (gemm.can_implement(arguments) != cutlass::Status::kSuccess) {
-    fail<UnsupportedError>("scaled_matmul: the CUTLASS kernel cannot take M=",
-                           cute::get<0>(arguments.problem_shape), " N=", cute::get<1>(arguments.problem_shape),
-                           " K=", cute::get<2>(arguments.problem_shape), " (alignment)");
+    fail<UnsupportedError>(
+        "scaled_matmul: the CUTLASS kernel cannot take M=", cute::get<0>(arguments.problem_shape),
+        " N=", cute::get<1>(arguments.problem_shape), " K=", cute::get<2>(arguments.problem_shape),
+        " (alignment)");
   }
   const std::size_t workspace_bytes = Gemm::get_workspace_size(arguments);
   const std::shared_ptr<void> workspace =
@@ -79,14 +81,16 @@ void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& contex
   if (gemm.initialize(arguments, workspace.get(), stream) != cutlass::Status::kSuccess) {
     fail<DeviceError>("scaled_matmul: CUTLASS GEMM initialization failed");
   }
-  if (gemm.run(stream) != cutlass::Status::kSuccess) fail<DeviceError>("scaled_matmul: CUTLASS GEMM launch failed");
+  if (gemm.run(stream) != cutlass::Status::kSuccess)
+    fail<DeviceError>("scaled_matmul: CUTLASS GEMM launch failed");
   detail::check_launch("CUTLASS FP8 GEMM");
 }
 
 // Per-tensor scales: D = (scale_a * scale_b) * (A @ B), alpha read from the device.
 template <class ElementB, class ElementD>
 void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
-  using Config = TmaGemm<cutlass::float_e4m3_t, ElementB, ElementD, cute::Shape<_128, _256, _128>, cute::Shape<_2, _1, _1>,
+  using Config = TmaGemm<cutlass::float_e4m3_t, ElementB, ElementD, cute::Shape<_128, _256, _128>,
+                         cute::Shape<_2, _1, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
                          cutlass::epilogue::TmaWarpSpecializedCooperative>;
   using Gemm = typename Config::Gemm;
@@ -96,10 +100,14 @@ void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {p.m, p.n, p.k, 1},
-      {static_cast<const cutlass::float_e4m3_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
-       static_cast<const ElementB*>(p.b), packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k)},
-      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+      {static_cast<const cutlass::float_e4m3_t*>(p.a),
+       packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k), static_cast<const ElementB*>(p.b),
+       packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k)},
+      {{},
+       nullptr,
+       packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+       static_cast<ElementD*>(p.d),
+       packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
   arguments.epilogue.thread.alpha_ptr = p.alpha;
   arguments.epilogue.thread.beta = 0.0f;
   run_gemm<Config>(arguments, context, device);
@@ -108,13 +116,15 @@ void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
 // DeepSeek block scales: A 1 x 128 (K-major, M x ceil(K/128)), B 128 x 128 (N-major,
 // ceil(K/128) x ceil(N/128)), applied in the main loop in fp32.
 using BlockScaleConfig =
-    cutlass::detail::Sm90BlockwiseScaleConfig<1, 128, 128, cute::GMMA::Major::K, cute::GMMA::Major::MN>;
+    cutlass::detail::Sm90BlockwiseScaleConfig<1, 128, 128, cute::GMMA::Major::K,
+                                              cute::GMMA::Major::MN>;
 
 template <class ElementD>
 void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using LayoutSFA = decltype(BlockScaleConfig::deduce_layoutSFA());
   using LayoutSFB = decltype(BlockScaleConfig::deduce_layoutSFB());
-  using Config = TmaGemm<cutlass::float_e4m3_t, cutlass::float_e4m3_t, ElementD, cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
+  using Config = TmaGemm<cutlass::float_e4m3_t, cutlass::float_e4m3_t, ElementD,
+                         cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise,
                          cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB>;
   using Gemm = typename Config::Gemm;
@@ -122,15 +132,19 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using StrideB = typename Gemm::GemmKernel::StrideB;
   using StrideD = typename Gemm::GemmKernel::StrideD;
   const auto shape = make_shape(p.m, p.n, p.k, 1);
-  typename Gemm::Arguments arguments{
-      cutlass::gemm::GemmUniversalMode::kGemm,
-      {p.m, p.n, p.k, 1},
-      {static_cast<const cutlass::float_e4m3_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
-       static_cast<const cutlass::float_e4m3_t*>(p.b), packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k),
-       p.scale_a, BlockScaleConfig::tile_atom_to_shape_SFA(shape), p.scale_b,
-       BlockScaleConfig::tile_atom_to_shape_SFB(shape)},
-      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+  typename Gemm::Arguments arguments{cutlass::gemm::GemmUniversalMode::kGemm,
+                                     {p.m, p.n, p.k, 1},
+                                     {static_cast<const cutlass::float_e4m3_t*>(p.a),
+                                      packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
+                                      static_cast<const cutlass::float_e4m3_t*>(p.b),
+                                      packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k),
+                                      p.scale_a, BlockScaleConfig::tile_atom_to_shape_SFA(shape),
+                                      p.scale_b, BlockScaleConfig::tile_atom_to_shape_SFB(shape)},
+                                     {{},
+                                      nullptr,
+                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+                                      static_cast<ElementD*>(p.d),
+                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
   arguments.epilogue.thread.alpha = 1.0f;
   arguments.epilogue.thread.beta = 0.0f;
   run_gemm<Config>(arguments, context, device);
@@ -141,11 +155,13 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
 // M is small (a 128-row output has few tiles).
 template <class ElementD, bool kBKMajor>
 void bf16_gemm(const Problem& p, const Context& context, Device device) {
-  using LayoutB = cute::conditional_t<kBKMajor, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
-  using Config = TmaGemm<cutlass::bfloat16_t, cutlass::bfloat16_t, ElementD, cute::Shape<_128, _256, _64>,
-                         cute::Shape<_1, _1, _1>, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative, void, void, LayoutB,
-                         cutlass::gemm::StreamKScheduler>;
+  using LayoutB =
+      cute::conditional_t<kBKMajor, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
+  using Config =
+      TmaGemm<cutlass::bfloat16_t, cutlass::bfloat16_t, ElementD, cute::Shape<_128, _256, _64>,
+              cute::Shape<_1, _1, _1>, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+              cutlass::epilogue::TmaWarpSpecializedCooperative, void, void, LayoutB,
+              cutlass::gemm::StreamKScheduler>;
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;
@@ -157,13 +173,16 @@ void bf16_gemm(const Problem& p, const Context& context, Device device) {
     cute::get<1>(stride_b) = p.n;
   }
   cute::get<2>(stride_b) = std::int64_t{p.n} * p.k;
-  typename Gemm::Arguments arguments{
-      cutlass::gemm::GemmUniversalMode::kGemm,
-      {p.m, p.n, p.k, 1},
-      {static_cast<const cutlass::bfloat16_t*>(p.a), packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
-       static_cast<const cutlass::bfloat16_t*>(p.b), stride_b},
-      {{}, nullptr, packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-       static_cast<ElementD*>(p.d), packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
+  typename Gemm::Arguments arguments{cutlass::gemm::GemmUniversalMode::kGemm,
+                                     {p.m, p.n, p.k, 1},
+                                     {static_cast<const cutlass::bfloat16_t*>(p.a),
+                                      packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
+                                      static_cast<const cutlass::bfloat16_t*>(p.b), stride_b},
+                                     {{},
+                                      nullptr,
+                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
+                                      static_cast<ElementD*>(p.d),
+                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
   arguments.epilogue.thread.alpha_ptr = p.alpha;
   arguments.epilogue.thread.beta = 0.0f;
   run_gemm<Config>(arguments, context, device);

@@ -9,12 +9,13 @@ namespace breccia::kernels::cuda::gemm {
 
 struct Problem {
   int m = 0, n = 0, k = 0;
-  const void* a = nullptr;        // E4M3 or bf16, M x K
-  const void* b = nullptr;        // E4M3, E5M2 or bf16
-  void* d = nullptr;              // M x N
-  const float* alpha = nullptr;   // per-tensor and bf16: the product of per-tensor factors, on the device
-  const float* scale_a = nullptr; // blockwise: M x ceil(K/128), K-major
-  const float* scale_b = nullptr; // blockwise: ceil(K/128) x ceil(N/128), N-major
+  const void* a = nullptr;  // E4M3 or bf16, M x K
+  const void* b = nullptr;  // E4M3, E5M2 or bf16
+  void* d = nullptr;        // M x N
+  const float* alpha =
+      nullptr;  // per-tensor and bf16: the product of per-tensor factors, on the device
+  const float* scale_a = nullptr;  // blockwise: M x ceil(K/128), K-major
+  const float* scale_b = nullptr;  // blockwise: ceil(K/128) x ceil(N/128), N-major
 };
 
 // One CUTLASS kernel instance (src/cuda/gemm/*.cu).

@@ -2,5 +2,7 @@
 #include "cuda/gemm/cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
-void per_tensor_e4m3_f16(const Problem& p, const Context& c, Device d) { per_tensor_gemm<cutlass::float_e4m3_t, cutlass::half_t>(p, c, d); }
+void per_tensor_e4m3_f16(const Problem& p, const Context& c, Device d) {
+  per_tensor_gemm<cutlass::float_e4m3_t, cutlass::half_t>(p, c, d);
+}
 }  // namespace breccia::kernels::cuda::gemm
