@@ -13,7 +13,8 @@ import sys
 from safetensors.numpy import load_file, save_file
 
 TENSORS = [f"encoder.layer.0.attention.self.{part}.weight" for part in ("query", "key", "value")]
-DEFAULT_OUT = pathlib.Path(__file__).resolve().parent.parent / "data" / "minilm-l6-layer0-qkv.safetensors"
+DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
+DEFAULT_OUT = DATA / "minilm-l6-layer0-qkv.safetensors"
 
 
 def main() -> int:
