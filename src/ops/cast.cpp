@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <span>
 #include <utility>
 #include <variant>
@@ -115,16 +114,16 @@ GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptio
   }
   ops_detail::run_cast(x.contiguous(), targets, options.state, {options.allocator, options.stream});
 
+  // The rowwise output is the first target, the columnwise one the last (the same one when
+  // both axes give one tensor).
   GemmCast result;
-  std::size_t next = 0;
-  auto take = [&](std::optional<ScaledTensor>& tensor, std::optional<Array>& swizzled) {
-    const kernels::CastTarget& target = targets[std::min(next, targets.size() - 1)];
+  auto take = [](const kernels::CastTarget& target, std::optional<ScaledTensor>& tensor,
+                 std::optional<Array>& swizzled) {
     tensor = scaled_tensor_of(*target.plan, target.out);
     if (target.swizzled.defined()) swizzled = target.swizzled;
-    ++next;
   };
-  if (options.rowwise) take(result.rowwise, result.rowwise_swizzled_scale);
-  if (options.columnwise) take(result.columnwise, result.columnwise_swizzled_scale);
+  if (options.rowwise) take(targets.front(), result.rowwise, result.rowwise_swizzled_scale);
+  if (options.columnwise) take(targets.back(), result.columnwise, result.columnwise_swizzled_scale);
   return result;
 }
 
