@@ -72,7 +72,11 @@ void row(const std::string& name, double ms, double rate, const char* unit, doub
 
 }  // namespace
 
-int main() {
+// Usage: breccia-cuda-bench [substring]: only the cases whose name contains it (the copy
+// baseline always runs), e.g. to profile one kernel.
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
+  auto wanted = [&](const std::string& name) { return name.find(only) != std::string::npos; };
   cudaDeviceProp prop{};
   cuda_test::check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   int runtime = 0;
@@ -109,31 +113,38 @@ int main() {
     // swizzled scales where the recipe has them.
     const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
                          std::holds_alternative<NVFP4BlockScaling>(recipe);
-    const GemmCastOptions both{.swizzled_scales = swizzle, .allocator = &allocator};
-    GemmCast pair = cast_for_gemm(x, recipe, both);
-    const double both_ms = median_ms([&] { pair = cast_for_gemm(x, recipe, both); });
-    std::int64_t both_bytes = x.nbytes() + bytes_of(*pair.rowwise);
-    if (pair.columnwise->data().data() != pair.rowwise->data().data())
-      both_bytes += pair.columnwise->data().nbytes();
-    if (pair.columnwise->scale().data() != pair.rowwise->scale().data())
-      both_bytes += pair.columnwise->scale().nbytes();
-    if (pair.rowwise_swizzled_scale)
-      both_bytes +=
-          pair.rowwise_swizzled_scale->nbytes() + pair.columnwise_swizzled_scale->nbytes();
-    const double both_gbs = static_cast<double>(both_bytes) / both_ms / 1e6;
-    row("cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both"), both_ms, both_gbs, "GB/s",
-        both_gbs / copy_gbs);
+    const std::string both_name = "cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both");
+    if (wanted(both_name)) {
+      const GemmCastOptions both{.swizzled_scales = swizzle, .allocator = &allocator};
+      GemmCast pair = cast_for_gemm(x, recipe, both);
+      const double both_ms = median_ms([&] { pair = cast_for_gemm(x, recipe, both); });
+      std::int64_t both_bytes = x.nbytes() + bytes_of(*pair.rowwise);
+      if (pair.columnwise->data().data() != pair.rowwise->data().data())
+        both_bytes += pair.columnwise->data().nbytes();
+      if (pair.columnwise->scale().data() != pair.rowwise->scale().data())
+        both_bytes += pair.columnwise->scale().nbytes();
+      if (pair.rowwise_swizzled_scale)
+        both_bytes +=
+            pair.rowwise_swizzled_scale->nbytes() + pair.columnwise_swizzled_scale->nbytes();
+      const double both_gbs = static_cast<double>(both_bytes) / both_ms / 1e6;
+      row(both_name, both_ms, both_gbs, "GB/s", both_gbs / copy_gbs);
+    }
     for (int axis : {-1, -2}) {
+      const std::string cast_name = "cast " + name + (axis == -1 ? " rowwise" : " colwise");
+      const std::string dequantize_name = "dequantize " + name + " -> bf16";
+      if (!wanted(cast_name) && !(axis == -1 && wanted(dequantize_name))) continue;
       ScaledTensor result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
-      const double ms = median_ms(
-          [&] { result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator}); });
-      const double gbs = static_cast<double>(x.nbytes() + bytes_of(result)) / ms / 1e6;
-      row("cast " + name + (axis == -1 ? " rowwise" : " colwise"), ms, gbs, "GB/s", gbs / copy_gbs);
-      if (axis == -1) {
+      if (wanted(cast_name)) {
+        const double ms = median_ms(
+            [&] { result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator}); });
+        const double gbs = static_cast<double>(x.nbytes() + bytes_of(result)) / ms / 1e6;
+        row(cast_name, ms, gbs, "GB/s", gbs / copy_gbs);
+      }
+      if (axis == -1 && wanted(dequantize_name)) {
         Array out;
         const double dq_ms = median_ms([&] { out = dequantize(result, DType::kBF16, &allocator); });
         const double dq_gbs = static_cast<double>(bytes_of(result) + x.nbytes()) / dq_ms / 1e6;
-        row("dequantize " + name + " -> bf16", dq_ms, dq_gbs, "GB/s", dq_gbs / copy_gbs);
+        row(dequantize_name, dq_ms, dq_gbs, "GB/s", dq_gbs / copy_gbs);
       }
     }
   }
@@ -143,6 +154,9 @@ int main() {
   constexpr double kPeak = 1979.0;  // dense FP8 TFLOP/s, H100 SXM datasheet
   auto gemm_row = [&](const std::string& name, std::int64_t m, std::int64_t n, std::int64_t k,
                       const Recipe& ra, const Recipe& rb, int b_axis, DType out_dtype) {
+    const std::string full_name =
+        name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    if (!wanted(full_name)) return;
     const Array a_wide = random_bf16({m, k}, allocator, 3);
     // b = w.T for a weight w (N x K), as torch._scaled_mm takes it.
     const Array w_wide = random_bf16({n, k}, allocator, 4);
@@ -159,8 +173,7 @@ int main() {
     Array out;
     const double ms = median_ms([&] { out = matmul(a, b, out_dtype, &allocator); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
-    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms,
-        tflops, "TFLOP/s", tflops / kPeak);
+    row(full_name, ms, tflops, "TFLOP/s", tflops / kPeak);
   };
   std::printf("| GEMM | ms | rate | vs FP8 peak |\n|---|---|---|---|\n");
   gemm_row("fp8 per-tensor e4m3 x e4m3 -> bf16", 8192, 8192, 8192, Float8CurrentScaling{},
@@ -179,6 +192,9 @@ int main() {
   // The emulated block formats: b (K x N) cast with its blocks along K.
   auto emulated_row = [&](const std::string& name, std::int64_t m, std::int64_t n, std::int64_t k,
                           const std::optional<Recipe>& ra, const Recipe& rb) {
+    const std::string full_name =
+        name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    if (!wanted(full_name)) return;
     const Array a_wide = random_bf16({m, k}, allocator, 5);
     const Array b_wide = random_bf16({k, n}, allocator, 6);
     const Operand a =
@@ -187,8 +203,7 @@ int main() {
     Array out;
     const double ms = median_ms([&] { out = matmul(a, b, DType::kBF16, &allocator); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
-    row(name + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k), ms,
-        tflops, "TFLOP/s", tflops / kPeak);
+    row(full_name, ms, tflops, "TFLOP/s", tflops / kPeak);
   };
   std::vector<std::array<std::int64_t, 3>> shapes = {{8192, 8192, 8192}};
   for (std::int64_t m : {128, 4096}) {

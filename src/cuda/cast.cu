@@ -4,8 +4,10 @@
 //   block of 256 threads covers 16 * kRows rows x 128 columns, each thread 8 consecutive
 //   columns of kRows consecutive rows, held in registers from one read of x. From them it
 //   writes 1 x B row tiles (statistics combined by shuffles across the B / 8 lanes of a
-//   tile), R x 1 column tiles (across the block's 16 row groups through shared memory), both
+//   tile; one lane per tile row computes the scale), R x 1 column tiles (across the R / kRows
+//   row groups of a tile through shared memory; a band holds 16 * kRows / R tile rows), both
 //   at once (TransformerEngine's rowwise + columnwise quantization), or R x B 2-D tiles.
+//   Statistics are maxima over the bits of |x|, taken on 16-bit inputs two at a time.
 //   Scales go to the compact scale tensor and, where asked, to a GEMM-ready swizzled copy.
 // - warp_tiles_kernel, for every other geometry (an odd last dim, unusual group sizes,
 //   per-channel INT4, fp64 input): one warp per tile.
@@ -41,6 +43,7 @@ constexpr int kThreads = 256;
 constexpr int kChunks = 16;                  // 8-element chunks across a tile_kernel block
 constexpr int kGroups = kThreads / kChunks;  // row groups of a tile_kernel block
 constexpr int kBlockCols = kChunks * 8;      // 128 columns
+constexpr int kMaxTileRows = 4;              // rows of column tiles in a band (64 rows of 16)
 
 // Where a cast's scales go: the compact scale tensor (batch x rows x cols entries of `bytes`
 // each, one per block_rows x block_cols elements), its zero points, and optionally the
@@ -105,8 +108,8 @@ struct Raw8 {
   static constexpr int kWords = static_cast<int>(sizeof(Storage) * 8 / sizeof(uint4));
   uint4 word[kWords];
 
-  __device__ __forceinline__ void load(const void* x, std::int64_t v) {
-    const auto* source = reinterpret_cast<const uint4*>(static_cast<const Storage*>(x) + v * 8);
+  __device__ __forceinline__ void load(const Storage* first) {
+    const auto* source = reinterpret_cast<const uint4*>(first);
 #pragma unroll
     for (int w = 0; w < kWords; ++w) word[w] = source[w];
   }
@@ -146,6 +149,75 @@ struct Raw8 {
       }
     }
   }
+
+  __device__ __forceinline__ void clear() {
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) word[w] = uint4{0, 0, 0, 0};
+  }
+
+  __device__ __forceinline__ std::uint32_t u32(int i) const {
+    const uint4& w = word[i / 4];
+    return i % 4 == 0 ? w.x : i % 4 == 1 ? w.y : i % 4 == 2 ? w.z : w.w;
+  }
+};
+
+__device__ __forceinline__ std::uint32_t max_u16x2(std::uint32_t a, std::uint32_t b) {
+  std::uint32_t r;
+  asm("max.u16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+// The element-wise max of |x| over rows of 8 (Raw8), as bits in the input's own width: for
+// non-negative floats unsigned order is magnitude order with every NaN above inf, so the bit
+// max is amax's NaN-propagating max. 16-bit inputs stay two to a word, so a row of 8 costs
+// four masks and four packed maxes, instead of a conversion and a max per element.
+template <Wide kWide>
+struct AbsMax8 {
+  static constexpr bool kHalf = sizeof(typename Raw8<kWide>::Storage) == 2;
+  static_assert(kHalf || kWide == Wide::kF32, "tile kernels read 16- or 32-bit floats");
+  static constexpr int kWords = kHalf ? 4 : 8;
+  std::uint32_t word[kWords] = {};
+
+  __device__ __forceinline__ void add(const Raw8<kWide>& row) {
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) {
+      if constexpr (kHalf) {
+        word[w] = max_u16x2(word[w], row.u32(w) & 0x7FFF7FFFu);
+      } else {
+        word[w] = max(word[w], row.u32(w) & 0x7FFFFFFFu);
+      }
+    }
+  }
+
+  // fp32 bits of element j's |x| max (TileStats::amax_bits).
+  __device__ __forceinline__ std::uint32_t element_bits(int j) const {
+    if constexpr (!kHalf) {
+      return word[j];
+    } else {
+      const std::uint32_t w = word[j / 2];
+      return widen(j % 2 == 0 ? w & 0xFFFFu : w >> 16);
+    }
+  }
+
+  // fp32 bits of the max over all 8 elements.
+  __device__ __forceinline__ std::uint32_t bits() const {
+    if constexpr (!kHalf) {
+      return max(max(max(word[0], word[1]), max(word[2], word[3])),
+                 max(max(word[4], word[5]), max(word[6], word[7])));
+    } else {
+      const std::uint32_t w = max_u16x2(max_u16x2(word[0], word[1]), max_u16x2(word[2], word[3]));
+      if constexpr (kWide == Wide::kBF16) return max(w << 16, w & 0xFFFF0000u);
+      return widen(max(w & 0xFFFFu, w >> 16));
+    }
+  }
+
+  // A 16-bit |x| as fp32 bits, order kept (an fp16 NaN becomes the canonical NaN).
+  static __device__ __forceinline__ std::uint32_t widen(std::uint32_t half_bits) {
+    if constexpr (kWide == Wide::kBF16) return half_bits << 16;
+    return half_bits > 0x7C00u ? numerics::kCanonicalNanBits
+                               : __float_as_uint(__half2float(
+                                     __ushort_as_half(static_cast<unsigned short>(half_bits))));
+  }
 };
 
 template <Wide kWide>
@@ -164,6 +236,27 @@ __device__ __forceinline__ void store8(std::uint8_t* data, std::int64_t v, uint2
   }
 }
 
+// The scale that lane `source` of this lane's group of `width` lanes holds: the fields that
+// encode8 reads for kFormat (the stored bytes stay with their lane).
+template <ElementFormat kFormat>
+__device__ __forceinline__ TileScale shuffle_scale(const TileScale& t, int source, int width) {
+  constexpr bool kInt4 =
+      kFormat == ElementFormat::kInt4Signed || kFormat == ElementFormat::kInt4Unsigned;
+  TileScale out;
+  out.factor = __shfl_sync(0xFFFFFFFFu, t.factor, source, width);
+  const std::uint32_t flags = static_cast<std::uint32_t>(t.nan_block) |
+                              static_cast<std::uint32_t>(t.fast) << 1 |
+                              static_cast<std::uint32_t>(t.zero_point) << 8;
+  const std::uint32_t got = __shfl_sync(0xFFFFFFFFu, flags, source, width);
+  out.nan_block = (got & 1u) != 0;
+  out.fast = (got & 2u) != 0;
+  if constexpr (kInt4) {
+    out.inverse = __shfl_sync(0xFFFFFFFFu, t.inverse, source, width);
+    out.zero_point = static_cast<std::uint8_t>(got >> 8);
+  }
+  return out;
+}
+
 // One output of tile_kernel: codes (null: not written) and where its scales go.
 struct TileOutput {
   std::uint8_t* data = nullptr;
@@ -173,12 +266,13 @@ struct TileOutput {
 struct TileArgs {
   const void* x = nullptr;
   std::int64_t rows = 0, cols = 0;  // of each batch matrix
-  unsigned bands = 0;               // bands of 16 * kRows rows per batch matrix
+  unsigned bands = 0;               // bands of 16 * kRows rows per batch matrix (grid x)
   int tile_lanes = 0;               // row / 2-D tiles: tile width / 8 (a power of two <= 16)
   int tile_shift = 0;               // log2 of the tile width
-  bool two_d = false;               // `row` holds 2-D tiles of the band's height
+  bool two_d = false;               // `row` holds 2-D tiles
+  int tile_groups = kGroups;        // column / 2-D tiles: row groups per tile (tile rows / kRows)
   TileOutput row;                   // 1 x (8 * tile_lanes) tiles, or the 2-D tiles
-  TileOutput column;                // (16 * kRows) x 1 tiles; with two_d, scales only
+  TileOutput column;                // (tile_groups * kRows) x 1 tiles; with two_d, scales only
   RuleParams rule;
 };
 
@@ -215,108 +309,170 @@ struct SharedPartials<true> {
 
 // The statistics of `slot` merged over the block's row groups (call after a barrier).
 template <bool kRange>
-__device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& partials,
-                                                  int slot) {
+__device__ __forceinline__ TileStats merge_groups(const SharedPartials<kRange>& partials, int slot,
+                                                  int first = 0, int count = kGroups) {
   TileStats s;
-  for (int g = 0; g < kGroups; ++g) partials.merge_into(s, g, slot);
+  for (int g = first; g < first + count; ++g) partials.merge_into(s, g, slot);
   return s;
 }
 
-// At least three blocks (768 threads) per SM, two with eight rows per thread: enough 16-byte
-// loads in flight to keep HBM busy.
+// Three blocks (768 threads) per SM, enough 16-byte loads in flight to keep HBM busy; two
+// where eight rows per thread would spill at 80 registers (fp32 and fp16 input, whose
+// widening needs more registers, and unsigned INT4, which carries lo/hi per column).
 template <Wide kWide, ElementFormat kFormat, int kRows>
-__global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(TileArgs a) {
+constexpr int kTileMinBlocks =
+    kRows <= 4 || (kWide == Wide::kBF16 && kFormat != ElementFormat::kInt4Unsigned) ? 3 : 2;
+
+template <Wide kWide, ElementFormat kFormat, int kRows>
+__global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRows>))
+    tile_kernel(TileArgs a) {
   constexpr bool kRange = kFormat == ElementFormat::kInt4Unsigned;
   constexpr bool kPacked = is_packed(kFormat);
   constexpr int kBandRows = kGroups * kRows;
   __shared__ SharedPartials<kRange> partials;
   __shared__ TileScale shared_scales[kBlockCols];
-  // Column tiles' scales, one array per field: a thread reads its eight columns' factors as two
-  // 16-byte words, and a warp's reads meet no bank twice.
-  __shared__ __align__(16) float column_factor[kBlockCols];
-  __shared__ __align__(16) float column_inverse[kBlockCols];
-  __shared__ __align__(16)
-      std::uint32_t column_flags[kBlockCols];  // nan_block | fast << 1 | zero_point << 8
+  // Column tiles' scales, per tile row of the band, one array per field: a thread reads its
+  // eight columns' factors as two 16-byte words, and a warp's reads meet no bank twice.
+  __shared__ __align__(16) float column_factor[kMaxTileRows][kBlockCols];
+  __shared__ __align__(16) float column_inverse[kMaxTileRows][kBlockCols];
+  __shared__ __align__(16) std::uint32_t
+      column_flags[kMaxTileRows][kBlockCols];  // nan_block | fast << 1 | zero_point << 8
 
+  // 64-bit positions are block-uniform; a thread's place in the block is a 32-bit offset
+  // (tile_plan keeps kBandRows * cols below 2^31).
   const int chunk = static_cast<int>(threadIdx.x) % kChunks;
   const int group = static_cast<int>(threadIdx.x) / kChunks;
-  const std::int64_t b = blockIdx.x / a.bands;  // 32-bit: the grid keeps both below 2^31
-  const std::int64_t band_row0 = (blockIdx.x - b * a.bands) * kBandRows;
+  const std::int64_t b = blockIdx.z;
+  const std::int64_t band_row0 = static_cast<std::int64_t>(blockIdx.x) * kBandRows;
   const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
   const std::int64_t block_col0 = static_cast<std::int64_t>(blockIdx.y) * kBlockCols;
+  const std::int64_t block_first = (b * a.rows + band_row0) * a.cols + block_col0;
+  const int band_rows = static_cast<int>(band_row_end - band_row0);
+  const int cols = static_cast<int>(a.cols);
+  const bool col_active = chunk * 8 < cols - static_cast<int>(block_col0);
+  const int first_row = group * kRows;  // in the band
+  const std::int64_t row0 = band_row0 + first_row;
   const std::int64_t col = block_col0 + chunk * 8;
-  const bool col_active = col < a.cols;
-  const std::int64_t row0 = band_row0 + group * kRows;
   const TensorContext context = cuda_detail::tensor_context(a.rule);
 
-  auto vector_of = [&](int i) { return ((b * a.rows + row0 + i) * a.cols + col) / 8; };
-  auto row_valid = [&](int i) { return col_active && row0 + i < a.rows; };
+  auto offset_of = [&](int i) { return (first_row + i) * cols + chunk * 8; };
+  auto row_valid = [&](int i) { return col_active && first_row + i < band_rows; };
+  // Codes of row i into `data` (the block's part of it).
+  auto store_row = [&](std::uint8_t* data, int i, uint2 codes) {
+    store8<kPacked>(data + (kPacked ? block_first / 2 : block_first), offset_of(i) / 8, codes);
+  };
   // One read of this thread's elements, every load issued before the first is used: a row or
-  // column outside the matrix reads the last valid one and then counts as zeros, which no
-  // statistic notices.
+  // column outside the matrix reads the block's first vector and then counts as zeros, which
+  // no statistic notices.
   Raw8<kWide> raw[kRows];
-  const std::int64_t load_col = col_active ? col : a.cols - 8;
+  const auto* x_block = static_cast<const typename Raw8<kWide>::Storage*>(a.x) + block_first;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) raw[i].load(x_block + (row_valid(i) ? offset_of(i) : 0));
+  // The raw words stay live, not their fp32 values: each row is widened where it is used.
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
-    const std::int64_t row = min(row0 + i, a.rows - 1);
-    raw[i].load(a.x, ((b * a.rows + row) * a.cols + load_col) / 8);
+    if (!row_valid(i)) raw[i].clear();
   }
-  float v[kRows][8];
+  auto encode_row = [&](int i, bool fast, auto scale_of) {
+    float v[8];
+    raw[i].to_float(v);
+    return cuda_detail::encode8<kFormat>(v, fast, scale_of);
+  };
+  auto add_range = [&](TileStats& s, int i) {
+    float v[8];
+    raw[i].to_float(v);
 #pragma unroll
-  for (int i = 0; i < kRows; ++i) {
-    raw[i].to_float(v[i]);
-    if (!row_valid(i)) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[i][j] = 0.0f;
-    }
-  }
+    for (int j = 0; j < 8; ++j) s.add_range(v[j]);
+  };
 
   // --- row tiles: 1 x (8 * tile_lanes), combined across lanes --------------------------------
   if (a.row.data != nullptr && !a.two_d) {
+    TileStats s[kRows];
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
-      TileStats s;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) s.add(v[i][j]);
-      s.reduce_lanes<kRange>(a.tile_lanes);
-      const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, s);
-      if (!row_valid(i)) continue;
-      if ((chunk & (a.tile_lanes - 1)) == 0) {
-        store_scale(a.row.scale, b, row0 + i, col >> a.tile_shift, t);
+      AbsMax8<kWide> m;
+      m.add(raw[i]);
+      s[i].amax_bits = m.bits();
+      if constexpr (kRange) {
+        add_range(s[i], i);
       }
-      store8<kPacked>(a.row.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
+      s[i].reduce_lanes<kRange>(a.tile_lanes);
+    }
+    const int tile_lane = chunk & (a.tile_lanes - 1);
+    if (a.tile_lanes >= kRows) {
+      // Lane i of a tile works out (and stores) the scale of row i, and every lane reads its
+      // rows' scales from those lanes: one scale computation per tile, not one per lane.
+      TileStats mine = s[0];
+#pragma unroll
+      for (int i = 1; i < kRows; ++i) mine = tile_lane == i ? s[i] : mine;
+      const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, mine);
+      if (tile_lane < kRows && row_valid(tile_lane)) {
+        store_scale(a.row.scale, b, row0 + tile_lane, col >> a.tile_shift, t);
+      }
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const TileScale ti = shuffle_scale<kFormat>(t, i, a.tile_lanes);
+        if (!row_valid(i)) continue;
+        store_row(a.row.data, i, encode_row(i, ti.fast, [&](int) { return ti; }));
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, s[i]);
+        if (!row_valid(i)) continue;
+        if (tile_lane == 0) store_scale(a.row.scale, b, row0 + i, col >> a.tile_shift, t);
+        store_row(a.row.data, i, encode_row(i, t.fast, [&](int) { return t; }));
+      }
     }
   }
 
-  // --- column tiles: the band's rows x 1, combined across row groups ------------------------
+  // --- column tiles: (tile_groups * kRows) x 1, combined across row groups ------------------
   if (a.column.data != nullptr) {
     TileStats s[8];
+    {
+      AbsMax8<kWide> m;
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) {
+      for (int i = 0; i < kRows; ++i) m.add(raw[i]);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s[j].add(v[i][j]);
+      for (int j = 0; j < 8; ++j) s[j].amax_bits = m.element_bits(j);
+    }
+    if constexpr (kRange) {
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        float v[8];
+        raw[i].to_float(v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) s[j].add_range(v[j]);
+      }
     }
 #pragma unroll
     for (int j = 0; j < 8; ++j) partials.put(group, column_slot(chunk * 8 + j), s[j]);
     __syncthreads();
-    if (threadIdx.x < kBlockCols) {
+    // The band holds kGroups / tile_groups rows of column tiles, tile_groups row groups each.
+    const int tile_height = a.tile_groups * kRows;
+    for (int e = static_cast<int>(threadIdx.x); e < kBlockCols * (kGroups / a.tile_groups);
+         e += kThreads) {
+      const int r = e / kBlockCols, c = e % kBlockCols;
       const TileScale t = cuda_detail::tile_scale<kFormat, false>(
-          a.rule, context, merge_groups(partials, column_slot(threadIdx.x)));
-      column_factor[threadIdx.x] = t.factor;
-      column_inverse[threadIdx.x] = t.inverse;
-      column_flags[threadIdx.x] = static_cast<std::uint32_t>(t.nan_block) |
-                                  static_cast<std::uint32_t>(t.fast) << 1 |
-                                  static_cast<std::uint32_t>(t.zero_point) << 8;
-      const std::int64_t c = block_col0 + threadIdx.x;
-      if (c < a.cols) store_scale(a.column.scale, b, band_row0 / kBandRows, c, t);
+          a.rule, context,
+          merge_groups(partials, column_slot(c), r * a.tile_groups, a.tile_groups));
+      column_factor[r][c] = t.factor;
+      column_inverse[r][c] = t.inverse;
+      column_flags[r][c] = static_cast<std::uint32_t>(t.nan_block) |
+                           static_cast<std::uint32_t>(t.fast) << 1 |
+                           static_cast<std::uint32_t>(t.zero_point) << 8;
+      const std::int64_t tile_row0 = band_row0 + r * tile_height;
+      if (block_col0 + c < a.cols && tile_row0 < a.rows) {
+        store_scale(a.column.scale, b, tile_row0 / tile_height, block_col0 + c, t);
+      }
     }
     __syncthreads();
     TileScale column_scales[8];
     {
-      const auto* factors = reinterpret_cast<const float4*>(column_factor + chunk * 8);
-      const auto* inverses = reinterpret_cast<const float4*>(column_inverse + chunk * 8);
-      const auto* flags = reinterpret_cast<const uint4*>(column_flags + chunk * 8);
+      const int tile_row = group / a.tile_groups;
+      const auto* factors = reinterpret_cast<const float4*>(&column_factor[tile_row][chunk * 8]);
+      const auto* inverses = reinterpret_cast<const float4*>(&column_inverse[tile_row][chunk * 8]);
+      const auto* flags = reinterpret_cast<const uint4*>(&column_flags[tile_row][chunk * 8]);
       const float4 f[2] = {factors[0], factors[1]}, r[2] = {inverses[0], inverses[1]};
       const uint4 m[2] = {flags[0], flags[1]};
 #pragma unroll
@@ -341,48 +497,60 @@ __global__ void __launch_bounds__(kThreads, kRows <= 4 ? 3 : 2) tile_kernel(Tile
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (!row_valid(i)) continue;
-      store8<kPacked>(
-          a.column.data, vector_of(i),
-          cuda_detail::encode8<kFormat>(v[i], fast, [&](int j) { return column_scales[j]; }));
+      store_row(a.column.data, i, encode_row(i, fast, [&](int j) { return column_scales[j]; }));
     }
   }
 
-  // --- 2-D tiles: the band's rows x (8 * tile_lanes) ---------------------------------------
+  // --- 2-D tiles: (tile_groups * kRows) x (8 * tile_lanes) ---------------------------------
   if (a.two_d) {
     TileStats s;
+    {
+      AbsMax8<kWide> m;
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) {
+      for (int i = 0; i < kRows; ++i) m.add(raw[i]);
+      s.amax_bits = m.bits();
+    }
+    if constexpr (kRange) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s.add(v[i][j]);
+      for (int i = 0; i < kRows; ++i) add_range(s, i);
     }
     s.reduce_lanes<kRange>(a.tile_lanes);
+    // Tile (tile_row, tile) of the band: tile_groups row groups down, tile_lanes chunks across.
     const int tile = chunk / a.tile_lanes;
     const int tiles = kChunks / a.tile_lanes;
+    const int tile_row = group / a.tile_groups;
+    const int tile_rows = kGroups / a.tile_groups;
     if ((chunk & (a.tile_lanes - 1)) == 0) partials.put(group, tile, s);
     __syncthreads();
-    if (threadIdx.x < tiles) {
+    if (threadIdx.x < tiles * tile_rows) {
+      const int r = static_cast<int>(threadIdx.x) / tiles;
       shared_scales[threadIdx.x] = cuda_detail::tile_scale<kFormat, false>(
-          a.rule, context, merge_groups(partials, threadIdx.x));
+          a.rule, context,
+          merge_groups(partials, static_cast<int>(threadIdx.x) % tiles, r * a.tile_groups,
+                       a.tile_groups));
     }
     __syncthreads();
-    const TileScale& t = shared_scales[tile];
-    // The tile's lanes of row group 0 spread its scale entries between them.
+    const TileScale& t = shared_scales[tile_row * tiles + tile];
+    // The tile's threads spread its scale entries between them.
+    const std::int64_t tile_row0 =
+        band_row0 + static_cast<std::int64_t>(tile_row) * a.tile_groups * kRows;
     const std::int64_t tile_col0 = block_col0 + static_cast<std::int64_t>(tile) * a.tile_lanes * 8;
-    if (group == 0 && tile_col0 < a.cols) {
+    if (tile_row0 < a.rows && tile_col0 < a.cols) {
+      const std::int64_t tile_row_end = min(tile_row0 + a.tile_groups * kRows, band_row_end);
       const std::int64_t tile_col_end = min(tile_col0 + a.tile_lanes * 8, a.cols);
-      const int lane = chunk & (a.tile_lanes - 1);
-      store_tile_scale(a.row.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t, lane,
-                       a.tile_lanes);
+      const int lane = (group % a.tile_groups) * a.tile_lanes + (chunk & (a.tile_lanes - 1));
+      const int lanes = a.tile_groups * a.tile_lanes;
+      store_tile_scale(a.row.scale, b, tile_row0, tile_row_end, tile_col0, tile_col_end, t, lane,
+                       lanes);
       if (a.column.scale.compact != nullptr) {
-        store_tile_scale(a.column.scale, b, band_row0, band_row_end, tile_col0, tile_col_end, t,
-                         lane, a.tile_lanes);
+        store_tile_scale(a.column.scale, b, tile_row0, tile_row_end, tile_col0, tile_col_end, t,
+                         lane, lanes);
       }
     }
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (!row_valid(i)) continue;
-      store8<kPacked>(a.row.data, vector_of(i),
-                      cuda_detail::encode8<kFormat>(v[i], t.fast, [&](int) { return t; }));
+      store_row(a.row.data, i, encode_row(i, t.fast, [&](int) { return t; }));
     }
   }
 }
@@ -469,7 +637,10 @@ __global__ void __launch_bounds__(kThreads)
   Raw8<kWide> raw[kVectors];
 #pragma unroll
   for (int u = 0; u < kVectors; ++u) {
-    if (whole_vectors > 0) raw[u].load(x, min(first + u * kThreads, whole_vectors - 1));
+    if (whole_vectors > 0) {
+      raw[u].load(static_cast<const typename Raw8<kWide>::Storage*>(x) +
+                  min(first + u * kThreads, whole_vectors - 1) * 8);
+    }
   }
 #pragma unroll
   for (int u = 0; u < kVectors; ++u) {
@@ -478,8 +649,14 @@ __global__ void __launch_bounds__(kThreads)
       float v[8];
       raw[u].to_float(v);
       TileStats s;
+      if constexpr (kWide == Wide::kF64) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s.add(v[j]);
+        for (int j = 0; j < 8; ++j) s.add(v[j]);
+      } else {
+        AbsMax8<kWide> m;
+        m.add(raw[u]);
+        s.amax_bits = m.bits();
+      }
       amax_bits = max(amax_bits, s.amax_bits);
       store8<false>(data, vector,
                     cuda_detail::encode8<kFormat>(v, s.nan_free(), [&](int) { return t; }));
@@ -701,8 +878,8 @@ bool is_row_tile_width(std::int64_t width) {
 template <Wide kWide, ElementFormat kFormat>
 void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch,
                         cudaStream_t stream) {
-  const dim3 blocks(static_cast<unsigned>(batch * args.bands),
-                    static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols));
+  const dim3 blocks(args.bands, static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols),
+                    static_cast<unsigned>(batch));
   switch (rows_per_thread) {
     case 1:
       return tile_kernel<kWide, kFormat, 1><<<blocks, kThreads, 0, stream>>>(args);
@@ -723,8 +900,9 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x,
   const ScaleGrid& grid = first.grid;
   const bool fp64 =
       x.dtype() == DType::kF64;  // rare: the general kernel keeps the instance count down
-  if (fp64 || grid.cols % 8 != 0 || (grid.cols + kBlockCols - 1) / kBlockCols > 65535 ||
-      !aligned(x.data(), 16)) {
+  // Grid limits (column blocks and batch in 16 bits) and the kernel's 32-bit offsets.
+  if (fp64 || grid.cols % 8 != 0 || grid.cols > std::int64_t{65535} * kBlockCols ||
+      grid.batch > 65535 || !aligned(x.data(), 16)) {
     return std::nullopt;
   }
   for (const CastTarget& t : targets) {
@@ -768,10 +946,17 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x,
       if (row != nullptr) a.column.scale = sink_of(*column);
     }
   }
+  // Column and 2-D tiles shorter than 64 rows: several tile rows per band, so that each thread
+  // has four rows' loads in flight.
+  const std::int64_t tile_rows = band_rows;
+  if (column != nullptr && rows_per_thread(tile_rows) != 0) {
+    band_rows = std::max<std::int64_t>(band_rows, 64);
+  }
   const int per_thread = rows_per_thread(band_rows);
   if (per_thread == 0) return std::nullopt;
+  if (column != nullptr) a.tile_groups = static_cast<int>(tile_rows / per_thread);
   const std::int64_t bands = (a.rows + band_rows - 1) / band_rows;
-  if (grid.batch * bands > 0x7FFFFFFF) return std::nullopt;
+  if (bands > 0x7FFFFFFF) return std::nullopt;
   a.bands = static_cast<unsigned>(bands);
   a.tile_shift = std::countr_zero(static_cast<unsigned>(a.tile_lanes * 8));
   return std::pair{a, per_thread};

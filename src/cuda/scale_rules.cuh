@@ -50,6 +50,10 @@ struct TileStats {
 
   __device__ __forceinline__ void add(float x) {
     amax_bits = max(amax_bits, __float_as_uint(x) & 0x7FFFFFFFu);
+    add_range(x);
+  }
+  // lo/hi only, for kernels that take the amax from packed words.
+  __device__ __forceinline__ void add_range(float x) {
     lo = x < lo ? x : lo;
     hi = x > hi ? x : hi;
   }
@@ -236,24 +240,33 @@ __device__ __noinline__ std::uint32_t encode_general(float x, float factor, bool
 // There x * factor is never NaN (the factor is finite and non-zero), so the x86 NaN rules of
 // mul() and the NaN branches of the general encoders fall away.
 
-// Two FP8 codes (low byte: a) from the hardware's RNE satfinite conversion. fp32 zeros and
-// subnormals go to a zero of their sign (the conversion would drop a subnormal's sign).
+// Four FP8 codes (low byte: a) from the hardware's RNE satfinite conversion. The conversion
+// keeps the sign of every input except an fp32 subnormal, which it flushes to +0; the result of
+// a negative input always has its sign bit set, so OR-ing in the inputs' signs fixes the
+// subnormals and changes no other code.
 template <ElementFormat kFormat>
-__device__ __forceinline__ std::uint32_t fast_fp8_pair(float a, float b) {
+__device__ __forceinline__ std::uint32_t fast_fp8_quad(float a, float b, float c, float d) {
   constexpr __nv_fp8_interpretation_t kind =
       kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
-  std::uint32_t pair = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
-  const std::uint32_t a_bits = __float_as_uint(a), b_bits = __float_as_uint(b);
-  if ((a_bits & kInfinityBits) == 0) pair = (pair & 0xFF00u) | ((a_bits >> 24) & 0x80u);
-  if ((b_bits & kInfinityBits) == 0) pair = (pair & 0x00FFu) | ((b_bits >> 16) & 0x8000u);
-  return pair;
+  const std::uint32_t low = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, kind);
+  const std::uint32_t high = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, kind);
+  // The top byte of each input, in its code's place.
+  const std::uint32_t signs =
+      __byte_perm(__byte_perm(__float_as_uint(a), __float_as_uint(b), 0x0073u),
+                  __byte_perm(__float_as_uint(c), __float_as_uint(d), 0x7300u), 0x7610u);
+  return __byte_perm(low, high, 0x5410u) | (signs & 0x80808080u);
 }
 
-// E2M1 by thresholds on |v| (the midpoints between codes; ties go to the even code), sign kept.
+// E2M1 of a non-NaN value, round to nearest even, sign kept. Below 1 the codes are the
+// multiples of 0.5 (rne(2|v|), from the low bits of 2|v| + 2^23); from 1 up they are the fp32
+// exponent and top mantissa bit after rounding off the other 22 bits, saturating at 6 (code 7).
 __device__ __forceinline__ std::uint32_t fast_e2m1(float v) {
   const float m = fabsf(v);
-  const std::uint32_t code = (m > 0.25f) + (m >= 0.75f) + (m > 1.25f) + (m >= 1.75f) + (m > 2.5f) +
-                             (m >= 3.5f) + (m > 5.0f);
+  const std::uint32_t bits = __float_as_uint(m);
+  const std::uint32_t small = __float_as_uint(__fmaf_rn(m, 2.0f, 0x1p23f)) - 0x4B000000u;
+  // (biased exponent * 2 + mantissa bit) - 252 is the code: 1.0 (0x3F800000) gives 2.
+  const std::uint32_t rounded = bits + 0x1FFFFFu + ((bits >> 22) & 1u) - (252u << 22);
+  const std::uint32_t code = m < 1.0f ? small : min(rounded >> 22, 7u);
   return code | ((__float_as_uint(v) >> 28) & 0x8u);
 }
 
@@ -284,14 +297,11 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
   uint2 out{0, 0};
   if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
     if (fast) {
-      std::uint32_t pairs[4];
+      float scaled[8];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        pairs[i] = fast_fp8_pair<kFormat>(__fmul_rn(x[2 * i], scale_of(2 * i).factor),
-                                          __fmul_rn(x[2 * i + 1], scale_of(2 * i + 1).factor));
-      }
-      out.x = pairs[0] | (pairs[1] << 16);
-      out.y = pairs[2] | (pairs[3] << 16);
+      for (int i = 0; i < 8; ++i) scaled[i] = __fmul_rn(x[i], scale_of(i).factor);
+      out.x = fast_fp8_quad<kFormat>(scaled[0], scaled[1], scaled[2], scaled[3]);
+      out.y = fast_fp8_quad<kFormat>(scaled[4], scaled[5], scaled[6], scaled[7]);
     } else {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {

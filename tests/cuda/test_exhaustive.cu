@@ -1,6 +1,6 @@
 // Every one of the 2^32 fp32 bit patterns through the device's element encoders (the ones the
 // cast kernels use: hardware FP8 conversion with the NaN fix-up, the E2M1 rule, the bf16/fp16
-// output rounding, and the fast encoders of NaN-free tiles: FP8 pairs and E2M1 thresholds)
+// output rounding, and the fast encoders of NaN-free tiles: FP8 quads and E2M1 thresholds)
 // compared with formats::Minifloat::encode evaluated on the host CPU.
 #include <gtest/gtest.h>
 
@@ -21,10 +21,10 @@ using cuda_detail::Wide;
 
 constexpr std::uint64_t kChunk = std::uint64_t{1} << 28;
 
-// The fast FP8 pair conversion gets (x, -x), so both of its bytes see every pattern.
+// The fast FP8 conversion gets (x, -x, -x, x), so each of its four bytes sees every pattern.
 __global__ void encode_chunk(std::uint64_t first, std::uint8_t* e4m3, std::uint8_t* e5m2,
                              std::uint8_t* e2m1, std::uint16_t* bf16, std::uint16_t* f16,
-                             std::uint16_t* e4m3_pair, std::uint16_t* e5m2_pair,
+                             std::uint32_t* e4m3_quad, std::uint32_t* e5m2_quad,
                              std::uint8_t* e2m1_fast) {
   for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
        i < kChunk; i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
@@ -34,10 +34,8 @@ __global__ void encode_chunk(std::uint64_t first, std::uint8_t* e4m3, std::uint8
     e2m1[i] = cuda_detail::encode_e2m1(x);
     bf16[i] = cuda_detail::from_float<Wide::kBF16>(x);
     f16[i] = cuda_detail::from_float<Wide::kF16>(x);
-    e4m3_pair[i] =
-        static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE4M3>(x, -x));
-    e5m2_pair[i] =
-        static_cast<std::uint16_t>(cuda_detail::fast_fp8_pair<ElementFormat::kE5M2>(x, -x));
+    e4m3_quad[i] = cuda_detail::fast_fp8_quad<ElementFormat::kE4M3>(x, -x, -x, x);
+    e5m2_quad[i] = cuda_detail::fast_fp8_quad<ElementFormat::kE5M2>(x, -x, -x, x);
     e2m1_fast[i] = static_cast<std::uint8_t>(cuda_detail::fast_e2m1(x));
   }
 }
@@ -50,21 +48,21 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   cuda_test::check(cudaMalloc(&e2m1, kChunk), "malloc");
   cuda_test::check(cudaMalloc(&bf16, 2 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&f16, 2 * kChunk), "malloc");
-  std::uint16_t *e4m3_pair = nullptr, *e5m2_pair = nullptr;
+  std::uint32_t *e4m3_quad = nullptr, *e5m2_quad = nullptr;
   std::uint8_t* e2m1_fast = nullptr;
-  cuda_test::check(cudaMalloc(&e4m3_pair, 2 * kChunk), "malloc");
-  cuda_test::check(cudaMalloc(&e5m2_pair, 2 * kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&e4m3_quad, 4 * kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&e5m2_quad, 4 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&e2m1_fast, kChunk), "malloc");
   std::vector<std::uint8_t> h_e4m3(kChunk), h_e5m2(kChunk), h_e2m1(kChunk);
-  std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk), h_e4m3_pair(kChunk),
-      h_e5m2_pair(kChunk);
+  std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk);
+  std::vector<std::uint32_t> h_e4m3_quad(kChunk), h_e5m2_quad(kChunk);
   std::vector<std::uint8_t> h_e2m1_fast(kChunk);
   constexpr int kChecks = 8;
   std::atomic<std::uint64_t> mismatches[kChecks] = {};
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
 
   for (std::uint64_t first = 0; first < (std::uint64_t{1} << 32); first += kChunk) {
-    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_pair, e5m2_pair,
+    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_quad, e5m2_quad,
                                 e2m1_fast);
     cuda_test::check(cudaGetLastError(), "launch");
     cuda_test::check(cudaMemcpy(h_e4m3.data(), e4m3, kChunk, cudaMemcpyDeviceToHost), "copy");
@@ -72,9 +70,9 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
     cuda_test::check(cudaMemcpy(h_e2m1.data(), e2m1, kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_bf16.data(), bf16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_f16.data(), f16, 2 * kChunk, cudaMemcpyDeviceToHost), "copy");
-    cuda_test::check(cudaMemcpy(h_e4m3_pair.data(), e4m3_pair, 2 * kChunk, cudaMemcpyDeviceToHost),
+    cuda_test::check(cudaMemcpy(h_e4m3_quad.data(), e4m3_quad, 4 * kChunk, cudaMemcpyDeviceToHost),
                      "copy");
-    cuda_test::check(cudaMemcpy(h_e5m2_pair.data(), e5m2_pair, 2 * kChunk, cudaMemcpyDeviceToHost),
+    cuda_test::check(cudaMemcpy(h_e5m2_quad.data(), e5m2_quad, 4 * kChunk, cudaMemcpyDeviceToHost),
                      "copy");
     cuda_test::check(cudaMemcpy(h_e2m1_fast.data(), e2m1_fast, kChunk, cudaMemcpyDeviceToHost),
                      "copy");
@@ -90,12 +88,12 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
           local[3] += h_bf16[i] != formats::BF16::encode(x, formats::Overflow::kInfinity);
           local[4] += h_f16[i] != formats::F16::encode(x, formats::Overflow::kInfinity);
           if (std::isnan(x)) continue;  // the fast encoders only see NaN-free tiles
-          const std::uint32_t e4m3_both =
-              formats::E4M3::encode(x) | (formats::E4M3::encode(-x) << 8);
-          const std::uint32_t e5m2_both =
-              formats::E5M2::encode(x) | (formats::E5M2::encode(-x) << 8);
-          local[5] += h_e4m3_pair[i] != e4m3_both;
-          local[6] += h_e5m2_pair[i] != e5m2_both;
+          const std::uint32_t e4m3_x = formats::E4M3::encode(x),
+                              e4m3_neg = formats::E4M3::encode(-x);
+          const std::uint32_t e5m2_x = formats::E5M2::encode(x),
+                              e5m2_neg = formats::E5M2::encode(-x);
+          local[5] += h_e4m3_quad[i] != (e4m3_x | e4m3_neg << 8 | e4m3_neg << 16 | e4m3_x << 24);
+          local[6] += h_e5m2_quad[i] != (e5m2_x | e5m2_neg << 8 | e5m2_neg << 16 | e5m2_x << 24);
           local[7] += h_e2m1_fast[i] != formats::E2M1::encode(x);
         }
         for (int f = 0; f < kChecks; ++f) mismatches[f] += local[f];
@@ -108,12 +106,12 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   EXPECT_EQ(mismatches[2].load(), 0u) << "E2M1";
   EXPECT_EQ(mismatches[3].load(), 0u) << "bf16";
   EXPECT_EQ(mismatches[4].load(), 0u) << "fp16";
-  EXPECT_EQ(mismatches[5].load(), 0u) << "fast E4M3 pairs";
-  EXPECT_EQ(mismatches[6].load(), 0u) << "fast E5M2 pairs";
+  EXPECT_EQ(mismatches[5].load(), 0u) << "fast E4M3 quads";
+  EXPECT_EQ(mismatches[6].load(), 0u) << "fast E5M2 quads";
   EXPECT_EQ(mismatches[7].load(), 0u) << "fast E2M1";
   for (void* p : {static_cast<void*>(e4m3), static_cast<void*>(e5m2), static_cast<void*>(e2m1),
-                  static_cast<void*>(bf16), static_cast<void*>(f16), static_cast<void*>(e4m3_pair),
-                  static_cast<void*>(e5m2_pair), static_cast<void*>(e2m1_fast)}) {
+                  static_cast<void*>(bf16), static_cast<void*>(f16), static_cast<void*>(e4m3_quad),
+                  static_cast<void*>(e5m2_quad), static_cast<void*>(e2m1_fast)}) {
     cudaFree(p);
   }
 }
