@@ -64,6 +64,23 @@ struct TmaGemm {
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 };
 
+// The epilogue of D = alpha * (A @ B) with no C: D row-major M x N, alpha read from the
+// device, or 1 when `alpha` is null.
+template <class Gemm, class ElementD>
+typename Gemm::GemmKernel::EpilogueArguments epilogue_of(const Problem& p, const float* alpha) {
+  using StrideD = typename Gemm::GemmKernel::StrideD;
+  const StrideD stride_d = packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n);
+  typename Gemm::GemmKernel::EpilogueArguments epilogue{
+      {}, nullptr, stride_d, static_cast<ElementD*>(p.d), stride_d};
+  if (alpha != nullptr) {
+    epilogue.thread.alpha_ptr = alpha;
+  } else {
+    epilogue.thread.alpha = 1.0f;
+  }
+  epilogue.thread.beta = 0.0f;
+  return epilogue;
+}
+
 template <class Config>
 void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& context, Device device) {
   using Gemm = typename Config::Gemm;
@@ -96,20 +113,13 @@ void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;
-  using StrideD = typename Gemm::GemmKernel::StrideD;
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {p.m, p.n, p.k, 1},
       {static_cast<const cutlass::float_e4m3_t*>(p.a),
        packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k), static_cast<const ElementB*>(p.b),
        packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k)},
-      {{},
-       nullptr,
-       packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-       static_cast<ElementD*>(p.d),
-       packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
-  arguments.epilogue.thread.alpha_ptr = p.alpha;
-  arguments.epilogue.thread.beta = 0.0f;
+      epilogue_of<Gemm, ElementD>(p, p.alpha)};
   run_gemm<Config>(arguments, context, device);
 }
 
@@ -130,7 +140,6 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;
-  using StrideD = typename Gemm::GemmKernel::StrideD;
   const auto shape = make_shape(p.m, p.n, p.k, 1);
   typename Gemm::Arguments arguments{cutlass::gemm::GemmUniversalMode::kGemm,
                                      {p.m, p.n, p.k, 1},
@@ -140,13 +149,7 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
                                       packed_stride<StrideB>(p.k, std::int64_t{p.n} * p.k),
                                       p.scale_a, BlockScaleConfig::tile_atom_to_shape_SFA(shape),
                                       p.scale_b, BlockScaleConfig::tile_atom_to_shape_SFB(shape)},
-                                     {{},
-                                      nullptr,
-                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-                                      static_cast<ElementD*>(p.d),
-                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
-  arguments.epilogue.thread.alpha = 1.0f;
-  arguments.epilogue.thread.beta = 0.0f;
+                                     epilogue_of<Gemm, ElementD>(p, nullptr)};
   run_gemm<Config>(arguments, context, device);
 }
 
@@ -165,7 +168,6 @@ void bf16_gemm(const Problem& p, const Context& context, Device device) {
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;
-  using StrideD = typename Gemm::GemmKernel::StrideD;
   StrideB stride_b{};
   if constexpr (kBKMajor) {
     cute::get<0>(stride_b) = p.k;
@@ -178,13 +180,7 @@ void bf16_gemm(const Problem& p, const Context& context, Device device) {
                                      {static_cast<const cutlass::bfloat16_t*>(p.a),
                                       packed_stride<StrideA>(p.k, std::int64_t{p.m} * p.k),
                                       static_cast<const cutlass::bfloat16_t*>(p.b), stride_b},
-                                     {{},
-                                      nullptr,
-                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n),
-                                      static_cast<ElementD*>(p.d),
-                                      packed_stride<StrideD>(p.n, std::int64_t{p.m} * p.n)}};
-  arguments.epilogue.thread.alpha_ptr = p.alpha;
-  arguments.epilogue.thread.beta = 0.0f;
+                                     epilogue_of<Gemm, ElementD>(p, p.alpha)};
   run_gemm<Config>(arguments, context, device);
 }
 
