@@ -111,11 +111,10 @@ int main(int argc, char** argv) {
   for (const auto& [name, recipe] : recipes) {
     // Both axes from one read (TransformerEngine's rowwise + columnwise), with the GEMM-ready
     // swizzled scales where the recipe has them.
-    const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
-                         std::holds_alternative<NVFP4BlockScaling>(recipe);
+    const bool swizzle = spec_of(recipe).byte_block_scales();
     const std::string both_name = "cast_for_gemm " + name + (swizzle ? " both+swizzled" : " both");
     if (wanted(both_name)) {
-      const GemmCastOptions both{.swizzled_scales = swizzle, .allocator = &allocator};
+      const GemmCastOptions both{.swizzled_scales = swizzle, .context = {.allocator = &allocator}};
       GemmCast pair = cast_for_gemm(x, recipe, both);
       const double both_ms = median_ms([&] { pair = cast_for_gemm(x, recipe, both); });
       std::int64_t both_bytes = x.nbytes() + bytes_of(*pair.rowwise);
@@ -133,16 +132,19 @@ int main(int argc, char** argv) {
       const std::string cast_name = "cast " + name + (axis == -1 ? " rowwise" : " colwise");
       const std::string dequantize_name = "dequantize " + name + " -> bf16";
       if (!wanted(cast_name) && !(axis == -1 && wanted(dequantize_name))) continue;
-      ScaledTensor result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator});
+      ScaledTensor result =
+          cast(x, recipe, CastOptions{.axis = axis, .context = {.allocator = &allocator}});
       if (wanted(cast_name)) {
-        const double ms = median_ms(
-            [&] { result = cast(x, recipe, CastOptions{.axis = axis, .allocator = &allocator}); });
+        const double ms = median_ms([&] {
+          result = cast(x, recipe, CastOptions{.axis = axis, .context = {.allocator = &allocator}});
+        });
         const double gbs = static_cast<double>(x.nbytes() + bytes_of(result)) / ms / 1e6;
         row(cast_name, ms, gbs, "GB/s", gbs / copy_gbs);
       }
       if (axis == -1 && wanted(dequantize_name)) {
         Array out;
-        const double dq_ms = median_ms([&] { out = dequantize(result, DType::kBF16, &allocator); });
+        const double dq_ms =
+            median_ms([&] { out = dequantize(result, DType::kBF16, {.allocator = &allocator}); });
         const double dq_gbs = static_cast<double>(bytes_of(result) + x.nbytes()) / dq_ms / 1e6;
         row(dequantize_name, dq_ms, dq_gbs, "GB/s", dq_gbs / copy_gbs);
       }
@@ -160,8 +162,9 @@ int main(int argc, char** argv) {
     const Array a_wide = random_bf16({m, k}, allocator, 3);
     // b = w.T for a weight w (N x K), as torch._scaled_mm takes it.
     const Array w_wide = random_bf16({n, k}, allocator, 4);
-    const ScaledTensor a = cast(a_wide, ra, CastOptions{.allocator = &allocator});
-    const ScaledTensor w = cast(w_wide, rb, CastOptions{.axis = b_axis, .allocator = &allocator});
+    const ScaledTensor a = cast(a_wide, ra, CastOptions{.context = {.allocator = &allocator}});
+    const ScaledTensor w =
+        cast(w_wide, rb, CastOptions{.axis = b_axis, .context = {.allocator = &allocator}});
     auto t = [](const Array& x) {
       if (x.ndim() < 2) return x;
       return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]},
@@ -171,7 +174,8 @@ int main(int argc, char** argv) {
         std::holds_alternative<PerTensor>(w.layout()) ? w.layout() : Layout{PerBlockMN{128, 128}};
     const ScaledTensor b = from_buffer(t(w.data()), t(w.scale()), w.recipe(), layout);
     Array out;
-    const double ms = median_ms([&] { out = matmul(a, b, out_dtype, &allocator); }, 3, 10);
+    const double ms =
+        median_ms([&] { out = matmul(a, b, out_dtype, {.allocator = &allocator}); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
     row(full_name, ms, tflops, "TFLOP/s", tflops / kPeak);
   };
@@ -198,10 +202,13 @@ int main(int argc, char** argv) {
     const Array a_wide = random_bf16({m, k}, allocator, 5);
     const Array b_wide = random_bf16({k, n}, allocator, 6);
     const Operand a =
-        ra ? Operand{cast(a_wide, *ra, CastOptions{.allocator = &allocator})} : Operand{a_wide};
-    const ScaledTensor b = cast(b_wide, rb, CastOptions{.axis = -2, .allocator = &allocator});
+        ra ? Operand{cast(a_wide, *ra, CastOptions{.context = {.allocator = &allocator}})}
+           : Operand{a_wide};
+    const ScaledTensor b =
+        cast(b_wide, rb, CastOptions{.axis = -2, .context = {.allocator = &allocator}});
     Array out;
-    const double ms = median_ms([&] { out = matmul(a, b, DType::kBF16, &allocator); }, 3, 10);
+    const double ms =
+        median_ms([&] { out = matmul(a, b, DType::kBF16, {.allocator = &allocator}); }, 3, 10);
     const double tflops = 2.0 * m * n * k / ms / 1e9;
     row(full_name, ms, tflops, "TFLOP/s", tflops / kPeak);
   };

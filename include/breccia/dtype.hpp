@@ -1,5 +1,6 @@
 // Element types an Array can hold. Packed 4-bit data (E2M1, INT4) is held as U8 bytes; the
-// recipe of the ScaledTensor that owns it says how to read the nibbles.
+// recipe of the ScaledTensor that owns it says how to read the nibbles. FP6 codes take one
+// byte each (the low 6 bits), as ml_dtypes' float6 types.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,8 @@ enum class DType : std::uint8_t {
   kE4M3,  // float8_e4m3fn
   kE5M2,  // float8_e5m2
   kE8M0,  // float8_e8m0fnu
+  kE2M3,  // float6_e2m3fn
+  kE3M2,  // float6_e3m2fn
 };
 
 // Bytes per element.
@@ -30,6 +33,8 @@ constexpr int itemsize(DType dtype) {
     case DType::kE4M3:
     case DType::kE5M2:
     case DType::kE8M0:
+    case DType::kE2M3:
+    case DType::kE3M2:
       return 1;
     case DType::kF16:
     case DType::kBF16:

@@ -1,19 +1,21 @@
-// The scalar rules of breccia's numerics contract (docs/numerics.md): how each recipe turns
-// an amax into a scale, and how one element is quantized. Reference, CPU and CUDA kernels all
-// call these, so a rule lives in exactly one place. All fp32, round-to-nearest-even.
+// The scalar arithmetic of breccia's numerics contract (docs/numerics.md): how an amax turns
+// into a scale, and how one element is quantized. The per-family rule objects in rules/
+// compose these for every kernel, so each formula lives in exactly one place. All fp32,
+// round-to-nearest-even.
 #pragma once
 
 #include <cstdint>
 
+#include "breccia/formats/element_format.hpp"
 #include "breccia/formats/formats.hpp"
 
 namespace breccia::numerics {
 
 inline constexpr float kFloatMax = 3.40282346638528859812e+38f;
-inline constexpr float kE4M3Max = 448.0f;
-inline constexpr float kE5M2Max = 57344.0f;
-inline constexpr float kE2M1Max = 6.0f;
-inline constexpr float kNvfp4GlobalRange = 2688.0f;  // E2M1 max * E4M3 max
+inline constexpr float kE4M3Max = kElementMax<ElementFormat::kE4M3>;
+inline constexpr float kE5M2Max = kElementMax<ElementFormat::kE5M2>;
+inline constexpr float kE2M1Max = kElementMax<ElementFormat::kE2M1>;
+inline constexpr float kNvfp4GlobalRange = kE2M1Max * kE4M3Max;  // 2688
 
 BRECCIA_HD constexpr bool is_nan(float x) {
   return x != x;
@@ -65,7 +67,7 @@ BRECCIA_HD constexpr float decode_scale(float encode_scale) {
   return 1.0f / encode_scale;
 }
 
-// --- MXFP8 (OCP MX v1.0) -----------------------------------------------------------------
+// --- OCP MX v1.0 (MXFP8, MXFP6, MXFP4) ----------------------------------------------
 
 inline constexpr std::uint8_t kE8M0Nan = 0xFF;
 

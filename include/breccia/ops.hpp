@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "breccia/array.hpp"
+#include "breccia/context.hpp"
 #include "breccia/recipes.hpp"
 #include "breccia/scaled_tensor.hpp"
 
@@ -14,8 +15,7 @@ namespace breccia {
 struct CastOptions {
   int axis = -1;                         // -2: blocks along the second-to-last dim
   DelayedScalingState* state = nullptr;  // DelayedScaling only: read and updated
-  Allocator* allocator = nullptr;        // outputs; CPU allocator when null
-  void* stream = nullptr;                // CUDA: the caller's cudaStream_t (null: default)
+  Context context;                       // allocator, stream, kernel preference
 };
 
 // Quantizes x (fp32/fp16/bf16/fp64, any strides) under `recipe`.
@@ -25,14 +25,14 @@ ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& optio
 // cast (axis=-1, the form a GEMM's left operand takes), the columnwise cast (axis=-2, the form
 // its transpose takes in the backward pass) or both, and for MXFP8 and NVFP4 optionally the
 // padded, 128 x 4-swizzled scales that cuBLASLt's and TransformerEngine's block-scaled GEMMs
-// read (scale_layout.hpp). On CUDA both casts and the swizzled scales come from one pass.
+// read (scale_layout.hpp). Swizzled scales exist for recipes with one-byte block scales (the MX
+// family, NVFP4). On CUDA both casts and the swizzled scales come from one pass.
 struct GemmCastOptions {
   bool rowwise = true;
   bool columnwise = true;
   bool swizzled_scales = false;
   DelayedScalingState* state = nullptr;  // DelayedScaling only: read and updated once
-  Allocator* allocator = nullptr;
-  void* stream = nullptr;
+  Context context;
 };
 
 struct GemmCast {
@@ -52,16 +52,16 @@ struct GemmCast {
 GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptions& options = {});
 
 // decode(data) * scale in fp32, rounded to out_dtype (fp32, fp16, bf16 or fp64). CUDA data
-// needs `allocator` (the framework's) and runs on `stream` (a cudaStream_t; null: default).
+// needs context.allocator (the framework's) and runs on context.stream.
 Array dequantize(const ScaledTensor& scaled, DType out_dtype = DType::kF32,
-                 Allocator* allocator = nullptr, void* stream = nullptr);
+                 const Context& context = {});
 
 // (..., M, K) @ (..., K, N) -> (..., M, N) with NumPy batch broadcasting; operands are
 // dequantized to fp32 and multiplied in fp32, then rounded to out_dtype. On CUDA the operands
 // are 2-D ScaledTensors or bfloat16 arrays, multiplied on the tensor cores as kernels/cuda.hpp
-// (matmul) describes, with the output from `allocator` on `stream`.
+// (matmul) describes, with the output from context.allocator on context.stream.
 Array matmul(const Operand& a, const Operand& b, DType out_dtype = DType::kF32,
-             Allocator* allocator = nullptr, void* stream = nullptr);
+             const Context& context = {});
 
 // The same values under another recipe: cast(dequantize(scaled), new_recipe). Requantizing to
 // the tensor's own recipe and axis returns it unchanged.

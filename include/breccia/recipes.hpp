@@ -1,6 +1,6 @@
-// The six scaling recipes: plain value types with equality, hashing and a JSON form.
-// The numbers they imply (formats, block geometry) are read by plan.hpp; the rules they follow
-// are in numerics.hpp.
+// The scaling recipes: plain value types with equality, hashing and a JSON form. What each
+// one implies for the kernels (element and scale formats, block geometry, rule) is derived in
+// one place, recipe_spec.hpp; the rules themselves are in rules/.
 #pragma once
 
 #include <cstddef>
@@ -13,13 +13,16 @@
 namespace breccia {
 
 enum class Fp8Format : std::uint8_t { kE4M3, kE5M2 };
+enum class Fp6Format : std::uint8_t { kE2M3, kE3M2 };
 enum class MXScaleRounding : std::uint8_t { kFloor, kRceil };
 enum class Int4ScaleDType : std::uint8_t { kF16, kBF16, kF32 };
 
 std::string_view to_string(Fp8Format format);          // "E4M3"
+std::string_view to_string(Fp6Format format);          // "E2M3"
 std::string_view to_string(MXScaleRounding rounding);  // "floor"
 std::string_view to_string(Int4ScaleDType dtype);      // "fp16"
 Fp8Format fp8_format_from_string(std::string_view text, std::string_view argument = "fp8_format");
+Fp6Format fp6_format_from_string(std::string_view text);
 MXScaleRounding mx_scale_rounding_from_string(std::string_view text);
 Int4ScaleDType int4_scale_dtype_from_string(std::string_view text);
 
@@ -59,6 +62,23 @@ struct MXFP8BlockScaling {
   friend bool operator==(const MXFP8BlockScaling&, const MXFP8BlockScaling&) = default;
 };
 
+// OCP MX FP6: 32 elements (E2M3 or E3M2, one per byte) share one E8M0 power-of-two scale.
+struct MXFP6BlockScaling {
+  static constexpr std::string_view kName = "MXFP6BlockScaling";
+  Fp6Format fp6_format = Fp6Format::kE2M3;
+  std::int64_t block_size = 32;  // fixed by the OCP spec
+  MXScaleRounding scale_rounding = MXScaleRounding::kFloor;
+  friend bool operator==(const MXFP6BlockScaling&, const MXFP6BlockScaling&) = default;
+};
+
+// OCP MX FP4: 32 E2M1 elements (packed two per byte) share one E8M0 power-of-two scale.
+struct MXFP4BlockScaling {
+  static constexpr std::string_view kName = "MXFP4BlockScaling";
+  std::int64_t block_size = 32;  // fixed by the OCP spec
+  MXScaleRounding scale_rounding = MXScaleRounding::kFloor;
+  friend bool operator==(const MXFP4BlockScaling&, const MXFP4BlockScaling&) = default;
+};
+
 // NVIDIA NVFP4: E2M1 elements, one E4M3 scale per 16, one fp32 scale per tensor.
 struct NVFP4BlockScaling {
   static constexpr std::string_view kName = "NVFP4BlockScaling";
@@ -79,8 +99,9 @@ struct INT4Scaling {
   friend bool operator==(const INT4Scaling&, const INT4Scaling&) = default;
 };
 
-using Recipe = std::variant<DelayedScaling, Float8CurrentScaling, Float8BlockScaling,
-                            MXFP8BlockScaling, NVFP4BlockScaling, INT4Scaling>;
+using Recipe =
+    std::variant<DelayedScaling, Float8CurrentScaling, Float8BlockScaling, MXFP8BlockScaling,
+                 MXFP6BlockScaling, MXFP4BlockScaling, NVFP4BlockScaling, INT4Scaling>;
 
 // Throws ValueError naming the field when a recipe holds a value its spec does not allow.
 void validate(const Recipe& recipe);
@@ -94,6 +115,8 @@ std::string recipe_to_json(const Recipe& recipe);
 // wrong type or invalid value: ValueError.
 Recipe recipe_from_json(std::string_view json);
 std::size_t recipe_hash(const Recipe& recipe);
+// The DelayedScaling a recipe holds; ValueError naming `argument` for any other recipe.
+const DelayedScaling& as_delayed_scaling(const Recipe& recipe, std::string_view argument);
 
 // Mutable amax history of a DelayedScaling recipe (TransformerEngine's "max" algorithm).
 // cast() quantizes with the current encode scale, then calls update() with the tensor's amax.

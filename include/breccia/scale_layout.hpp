@@ -1,19 +1,16 @@
 // GEMM-ready block-scale tensors, as cuBLAS and TransformerEngine hand them to the tensor
-// cores (MXFP8 and NVFP4): each matrix of scales is padded to whole 128 x 4 tiles (rows to a
-// multiple of 128, scale columns to a multiple of 4) and each tile is stored as one 512-byte
-// unit with its rows interleaved: entry (r, c) of a tile sits at byte
-// (r % 32) * 16 + (r / 32) * 4 + c. Tiles follow each other row-tile major. breccia's own
+// cores (the MX recipes and NVFP4): each matrix of scales is padded to whole 128 x 4 tiles
+// (rows to a multiple of 128, scale columns to a multiple of 4) and each tile is stored as one
+// 512-byte unit with its rows interleaved (scale_swizzle.hpp has the index). breccia's own
 // ScaledTensors always keep the compact form; these utilities convert at the bridge.
 #pragma once
 
 #include <cstdint>
 
 #include "breccia/array.hpp"
+#include "breccia/scale_swizzle.hpp"
 
 namespace breccia {
-
-inline constexpr std::int64_t kScaleTileRows = 128;
-inline constexpr std::int64_t kScaleTileCols = 4;
 
 // Rows and columns of a scale matrix after padding to whole tiles.
 std::int64_t padded_scale_rows(std::int64_t rows);

@@ -1,7 +1,8 @@
-"""breccia: low-precision scaled tensors (FP8, MXFP8, NVFP4, INT4) for NumPy, PyTorch, MLX and JAX.
+"""breccia: low-precision scaled tensors (FP8, the OCP MX family, NVFP4, INT4) for NumPy,
+PyTorch, MLX and JAX.
 
 One data class (``ScaledTensor``), five operations (``cast``, ``dequantize``, ``matmul``,
-``requantize``, ``from_buffer``), six recipes and four layouts (``breccia.layouts``). Every
+``requantize``, ``from_buffer``), eight recipes and four layouts (``breccia.layouts``). Every
 number is computed by breccia's C++ core; this package converts arrays, without copying where
 the framework allows, and results come back in the input's framework.
 """
@@ -21,6 +22,8 @@ from breccia.recipes import (
     Float8BlockScaling,
     Float8CurrentScaling,
     INT4Scaling,
+    MXFP4BlockScaling,
+    MXFP6BlockScaling,
     MXFP8BlockScaling,
     NVFP4BlockScaling,
     ScalingRecipe,
@@ -36,9 +39,9 @@ def cast(
     """Quantize a high-precision tensor under ``recipe``.
 
     x: a float32/float16/bfloat16/float64 NumPy, PyTorch (CPU), MLX or JAX (CPU) array; the
-    result's data and scale are arrays of the same framework. recipe: one of the six recipes.
-    Block-scaled recipes (Float8BlockScaling, MXFP8BlockScaling, NVFP4BlockScaling,
-    INT4Scaling) need x.ndim >= 2 and the blocked dimension divisible by the block size.
+    result's data and scale are arrays of the same framework. recipe: one of the recipes.
+    Block-scaled recipes (Float8BlockScaling, the MX recipes, NVFP4BlockScaling, INT4Scaling)
+    need x.ndim >= 2 and the blocked dimension divisible by the block size.
 
     axis (extension): -1 (default) puts the blocks along the last dimension; -2 along the
     second-to-last (the K dimension of a right-hand matmul operand); the layout says which.
@@ -50,7 +53,7 @@ def cast(
 
     >>> st = breccia.cast(np.ones((4, 64), np.float32), breccia.MXFP8BlockScaling())
     """
-    return _ops.cast(_ops.DISPATCH, x, recipe, axis, state)
+    return _ops.cast(_ops.AUTOMATIC, x, recipe, axis, state)
 
 
 def cast_for_gemm(
@@ -69,7 +72,7 @@ def cast_for_gemm(
     ``columnwise`` is ``cast(x, recipe, axis=-2)`` (the form of the operand's transpose in the
     backward pass); a part not asked for is None. On CUDA both come from one read of x.
 
-    swizzled_scales (MXFP8BlockScaling and NVFP4BlockScaling only): also return the scales as
+    swizzled_scales (the MX recipes and NVFP4BlockScaling only): also return the scales as
     cuBLASLt's and TransformerEngine's block-scaled GEMMs read them: each scale matrix padded to
     whole 128 x 4 tiles and swizzled (uint8, ``(..., roundup(M, 128), roundup(K / block, 4))``;
     the columnwise one is the transposed scale matrix's, ``(..., roundup(K, 128),
@@ -91,7 +94,7 @@ def dequantize(scaled: ScaledTensor, out_dtype: Any = np.float32) -> Any:
     float64, given as a NumPy, ml_dtypes, PyTorch or MLX dtype or its name; the fp32 product
     is rounded to it (nearest even).
     """
-    return _ops.dequantize(_ops.DISPATCH, scaled, out_dtype)
+    return _ops.dequantize(_ops.AUTOMATIC, scaled, out_dtype)
 
 
 def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
@@ -101,7 +104,7 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
     (mixing raises ValueError). Operands are dequantized to fp32, multiplied in fp32, and the
     result is rounded to out_dtype (float32 by default).
     """
-    return _ops.matmul(_ops.DISPATCH, a, b, out_dtype)
+    return _ops.matmul(_ops.AUTOMATIC, a, b, out_dtype)
 
 
 def requantize(
@@ -116,7 +119,7 @@ def requantize(
     Requantizing to the tensor's own recipe (and blocking axis) returns the same bytes. axis
     and state (extensions) are as in ``cast``.
     """
-    return _ops.requantize(_ops.DISPATCH, scaled, new_recipe, axis, state)
+    return _ops.requantize(_ops.AUTOMATIC, scaled, new_recipe, axis, state)
 
 
 def from_buffer(
@@ -147,6 +150,8 @@ __all__ = [
     "Float8CurrentScaling",
     "INT4Scaling",
     "Layout",
+    "MXFP4BlockScaling",
+    "MXFP6BlockScaling",
     "MXFP8BlockScaling",
     "NVFP4BlockScaling",
     "PerBlockK",

@@ -27,6 +27,8 @@ _RAW_NUMPY_DTYPE = {
     "float8_e4m3fn": np.dtype(np.uint8),
     "float8_e5m2": np.dtype(np.uint8),
     "float8_e8m0fnu": np.dtype(np.uint8),
+    "float6_e2m3fn": np.dtype(np.uint8),
+    "float6_e3m2fn": np.dtype(np.uint8),
     "bfloat16": np.dtype(np.uint16),
 }
 
@@ -84,9 +86,10 @@ def dtype_name(dtype: Any, argument: str) -> str:
         raise TypeError(f"{argument} must be a dtype such as np.float32, got {dtype!r}") from error
 
 
-def to_core(x: Any, argument: str) -> _core.Array:
-    """Borrows x's memory as a breccia Array (no copy)."""
-    backend = backend_of(x)
+def to_core(x: Any, argument: str, backend: str | None = None) -> _core.Array:
+    """Borrows x's memory as a breccia Array (no copy). ``backend``: x's framework, where the
+    caller has found it already."""
+    backend = backend or backend_of(x)
     if backend == TORCH:
         return _torch_to_core(x, argument)
     if backend == MLX:
@@ -167,11 +170,11 @@ def to_numpy(array: _core.Array) -> np.ndarray:
     return raw if raw.dtype == dtype else raw.view(dtype)
 
 
-def device_context(x: Any) -> tuple[Any, int]:
+def device_context(x: Any, backend: str | None = None) -> tuple[Any, int]:
     """(allocate, stream) for an op on x's device: for a CUDA tensor, the framework's caching
     allocator and its current stream, so that breccia's outputs are ordinary framework memory
     ordered after the caller's work; (None, 0) for host data."""
-    if backend_of(x) != TORCH or x.device.type != "cuda":
+    if (backend or backend_of(x)) != TORCH or x.device.type != "cuda":
         return None, 0
     import torch
 
@@ -215,7 +218,10 @@ def _numpy_to_torch(array: np.ndarray) -> Any:
     raw = _RAW_NUMPY_DTYPE.get(array.dtype.name)
     if raw is None:
         return torch.from_numpy(array)
-    return torch.from_numpy(array.view(raw)).view(getattr(torch, array.dtype.name))
+    tensor = torch.from_numpy(array.view(raw))
+    # PyTorch has no FP6 dtypes: those codes stay uint8 bytes, as torchao keeps them.
+    torch_dtype = getattr(torch, array.dtype.name, None)
+    return tensor if torch_dtype is None else tensor.view(torch_dtype)
 
 
 def _numpy_to_mlx(array: np.ndarray) -> Any:
@@ -232,6 +238,9 @@ def _numpy_to_jax(array: np.ndarray) -> Any:
     import jax
     import jax.numpy as jnp
 
+    if array.dtype.name.startswith("float6_"):
+        # XLA's CPU backend cannot hold FP6 arrays: their codes live in JAX as uint8 bytes.
+        return jnp.asarray(array.view(np.uint8))
     if array.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
         raise ValueError(
             f"a {array.dtype} result cannot be held by JAX while 64-bit types are disabled; "

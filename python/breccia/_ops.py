@@ -1,10 +1,11 @@
-"""The operations, written once over a set of C++ entry points: the dispatching ops
-(``breccia.cast`` ...) and the reference kernels (``breccia.kernels.reference``) share this
-argument handling and differ only in which C++ functions run."""
+"""The operations' argument handling, written once: the package-level ops (``breccia.cast``
+...) and the reference kernels (``breccia.kernels.reference``) call the same C++ ops and
+differ only in the kernel preference they pass ("automatic" or "reference"), so both get the
+same checks. Each op finds its arrays' framework once."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -12,12 +13,10 @@ from breccia import _backends, _core
 from breccia._scaled_tensor import ScaledTensor, require_scaled, same_backend
 from breccia.recipes import DelayedScalingState, ScalingRecipe, require_recipe
 
-
-class Engine(NamedTuple):
-    cast: Any
-    dequantize: Any
-    matmul: Any
-    requantize: Any
+# Which kernels run: the fastest for the data's device, or the scalar reference kernels.
+Kernels = Literal["automatic", "reference"]
+AUTOMATIC: Kernels = "automatic"
+REFERENCE: Kernels = "reference"
 
 
 def _state_native(state: DelayedScalingState | None) -> Any:
@@ -35,18 +34,20 @@ def _axis(axis: Any) -> int:
 
 
 def cast(
-    engine: Engine, x: Any, recipe: ScalingRecipe, axis: int, state: DelayedScalingState | None
+    kernels: Kernels, x: Any, recipe: ScalingRecipe, axis: int, state: DelayedScalingState | None
 ) -> ScaledTensor:
     _backends.require_array_like(x, "x")
     require_recipe(recipe, "recipe")
-    native = engine.cast(
-        _backends.to_core(x, "x"),
+    backend = _backends.backend_of(x)
+    native = _core.cast(
+        _backends.to_core(x, "x", backend),
         recipe._native,
         _axis(axis),
         _state_native(state),
-        *_backends.device_context(x),
+        *_backends.device_context(x, backend),
+        kernels=kernels,
     )
-    return ScaledTensor._from_native(native, _backends.backend_of(x), recipe)
+    return ScaledTensor._from_native(native, backend, recipe)
 
 
 class GemmCast(NamedTuple):
@@ -75,16 +76,16 @@ def cast_for_gemm(
     ):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
+    backend = _backends.backend_of(x)
     parts = _core.cast_for_gemm(
-        _backends.to_core(x, "x"),
+        _backends.to_core(x, "x", backend),
         recipe._native,
         rowwise,
         columnwise,
         swizzled_scales,
         _state_native(state),
-        *_backends.device_context(x),
+        *_backends.device_context(x, backend),
     )
-    backend = _backends.backend_of(x)
     tensors = [
         None if p is None else ScaledTensor._from_native(p, backend, recipe) for p in parts[:2]
     ]
@@ -92,17 +93,18 @@ def cast_for_gemm(
     return GemmCast(*tensors, *scales)
 
 
-def dequantize(engine: Engine, scaled: ScaledTensor, out_dtype: Any) -> Any:
+def dequantize(kernels: Kernels, scaled: ScaledTensor, out_dtype: Any) -> Any:
     require_scaled(scaled, "scaled")
-    out = engine.dequantize(
+    out = _core.dequantize(
         scaled._native,
         _backends.dtype_name(out_dtype, "out_dtype"),
-        *_backends.device_context(scaled.data),
+        *_backends.device_context(scaled.data, scaled.backend),
+        kernels=kernels,
     )
     return _backends.from_core(out, scaled.backend)
 
 
-def matmul(engine: Engine, a: Any, b: Any, out_dtype: Any) -> Any:
+def matmul(kernels: Kernels, a: Any, b: Any, out_dtype: Any) -> Any:
     operands = {"a": a, "b": b}
     for name, operand in operands.items():
         if not isinstance(operand, ScaledTensor):
@@ -114,18 +116,23 @@ def matmul(engine: Engine, a: Any, b: Any, out_dtype: Any) -> Any:
         }
     )
     native = [
-        operand._native if isinstance(operand, ScaledTensor) else _backends.to_core(operand, name)
+        operand._native
+        if isinstance(operand, ScaledTensor)
+        else _backends.to_core(operand, name, backend)
         for name, operand in operands.items()
     ]
     first = a.data if isinstance(a, ScaledTensor) else a
-    out = engine.matmul(
-        *native, _backends.dtype_name(out_dtype, "out_dtype"), *_backends.device_context(first)
+    out = _core.matmul(
+        *native,
+        _backends.dtype_name(out_dtype, "out_dtype"),
+        *_backends.device_context(first, backend),
+        kernels=kernels,
     )
     return _backends.from_core(out, backend)
 
 
 def requantize(
-    engine: Engine,
+    kernels: Kernels,
     scaled: ScaledTensor,
     new_recipe: ScalingRecipe,
     axis: int,
@@ -133,12 +140,13 @@ def requantize(
 ) -> ScaledTensor:
     require_scaled(scaled, "scaled")
     require_recipe(new_recipe, "new_recipe")
-    native = engine.requantize(
+    native = _core.requantize(
         scaled._native,
         new_recipe._native,
         _axis(axis),
         _state_native(state),
-        *_backends.device_context(scaled.data),
+        *_backends.device_context(scaled.data, scaled.backend),
+        kernels=kernels,
     )
     return ScaledTensor._from_native(native, scaled.backend, new_recipe)
 
@@ -147,25 +155,3 @@ def from_buffer(
     data: Any, scale: Any, recipe: ScalingRecipe, layout: Any, global_scale: Any, zero_point: Any
 ) -> ScaledTensor:
     return ScaledTensor._from_buffers(data, scale, recipe, layout, global_scale, zero_point)
-
-
-# The reference kernels run on the CPU only (they refuse device arrays themselves), so they
-# take the device context and ignore it.
-def _reference_cast(x: Any, recipe: Any, axis: int, state: Any, *_context: Any) -> Any:
-    return _core.reference_cast(x, recipe, axis, state)
-
-
-def _reference_dequantize(native: Any, out_dtype: str, *_context: Any) -> Any:
-    return _core.reference_dequantize(native, out_dtype)
-
-
-def _reference_matmul(a: Any, b: Any, out_dtype: str, *_context: Any) -> Any:
-    return _core.reference_matmul(a, b, out_dtype)
-
-
-def _reference_requantize(native: Any, recipe: Any, axis: int, state: Any, *_context: Any) -> Any:
-    return _core.reference_cast(_core.reference_dequantize(native, "float32"), recipe, axis, state)
-
-
-DISPATCH = Engine(_core.cast, _core.dequantize, _core.matmul, _core.requantize)
-REFERENCE = Engine(_reference_cast, _reference_dequantize, _reference_matmul, _reference_requantize)

@@ -1,4 +1,4 @@
-"""The six scaling recipes, as frozen, hashable, picklable dataclasses.
+"""The scaling recipes, as frozen, hashable, picklable dataclasses.
 
 Each recipe is validated by the C++ core when it is constructed (fields fixed by a spec reject
 other values there), and its JSON form, ``repr`` and defaults are the C++ ones.
@@ -43,12 +43,21 @@ def _build_native(value: Any, factory: Any, kind_key: str) -> Any:
 
 
 class ScalingRecipe:
-    """Base class of the six recipes; ``ScalingRecipe.from_json`` rebuilds any of them."""
+    """Base class of the recipes; ``ScalingRecipe.from_json`` rebuilds any of them."""
 
     _native: Any
 
     def __post_init__(self) -> None:
         _build_native(self, _core.Recipe.from_json, "recipe")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What the recipe implies, derived by the C++ core (extension): rule ``family``
+        ("fp8", "mx", "nvfp4", "int4"), ``element`` format ("E4M3", "E2M3", "E2M1", "INT4",
+        ...), logical ``scale`` format ("E8M0", "E4M3", "fp32", "fp16", "bf16"),
+        ``element_max``, ``element_bits``, ``packed`` (two codes per byte), ``per_tensor``,
+        ``global_scale``, ``zero_point``, and the ``data_dtype`` / ``scale_dtype`` cast writes."""
+        return dict(self._native.spec)
 
     def to_json(self) -> dict[str, Any]:
         """The recipe as a JSON-ready dict with stable keys, e.g.
@@ -136,6 +145,34 @@ class MXFP8BlockScaling(ScalingRecipe):
 
 
 @_recipe
+class MXFP6BlockScaling(ScalingRecipe):
+    """OCP MX v1.0 FP6: 32 consecutive elements share one E8M0 (power-of-two) scale.
+
+    fp6_format: "E2M3" (max 7.5) or "E3M2" (max 28); codes are stored one per byte, in the low
+    six bits (ml_dtypes ``float6_e2m3fn`` / ``float6_e3m2fn`` in NumPy, uint8 in PyTorch, as
+    torchao keeps them unpacked). block_size is fixed at 32 by the spec. scale_rounding:
+    "floor" (the OCP rule, default) or "rceil" (TransformerEngine, torchao RCEIL).
+    """
+
+    fp6_format: str = "E2M3"
+    block_size: int = 32
+    scale_rounding: str = "floor"
+
+
+@_recipe
+class MXFP4BlockScaling(ScalingRecipe):
+    """OCP MX v1.0 FP4: 32 consecutive E2M1 elements (packed two per byte, element 2i in the low
+    nibble) share one E8M0 (power-of-two) scale.
+
+    block_size is fixed at 32 by the spec. scale_rounding: "floor" (the OCP rule, default) or
+    "rceil" (TransformerEngine, torchao RCEIL).
+    """
+
+    block_size: int = 32
+    scale_rounding: str = "floor"
+
+
+@_recipe
 class NVFP4BlockScaling(ScalingRecipe):
     """NVIDIA NVFP4: E2M1 elements packed two per byte, one E4M3 scale per 16 elements and one
     fp32 ``global_scale`` per tensor.
@@ -170,6 +207,8 @@ RECIPES: tuple[type[ScalingRecipe], ...] = (
     Float8CurrentScaling,
     Float8BlockScaling,
     MXFP8BlockScaling,
+    MXFP6BlockScaling,
+    MXFP4BlockScaling,
     NVFP4BlockScaling,
     INT4Scaling,
 )

@@ -15,7 +15,6 @@
 
 #include "breccia/array.hpp"
 #include "breccia/error.hpp"
-#include "breccia/kernels/reference.hpp"
 #include "breccia/layouts.hpp"
 #include "breccia/ops.hpp"
 #ifdef BRECCIA_WITH_CUDA
@@ -69,17 +68,29 @@ class PythonAllocator final : public Allocator {
   nb::object allocate_;
 };
 
-// Where an op's outputs go: the framework's allocator and stream for device data, nothing
-// (breccia's CPU allocator, no stream) for host data.
-struct DeviceContext {
-  std::optional<PythonAllocator> allocator;
-  void* stream = nullptr;
-
-  DeviceContext(nb::object allocate, std::uintptr_t stream_handle)
-      : stream(reinterpret_cast<void*>(stream_handle)) {
-    if (!allocate.is_none()) allocator.emplace(std::move(allocate));
+// The Context of one call from Python: the framework's allocator and stream for device data
+// (nothing for host data: breccia's CPU allocator, no stream), and the kernel preference
+// ("automatic", or "reference" for breccia.kernels.reference). Owns the allocator it points to.
+class PythonContext {
+ public:
+  PythonContext(nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
+    if (!allocate.is_none()) allocator_.emplace(std::move(allocate));
+    context_.allocator = allocator_ ? &*allocator_ : nullptr;
+    context_.stream = reinterpret_cast<void*>(stream);
+    if (kernels == "reference") {
+      context_.kernels = KernelPreference::kReference;
+    } else if (kernels != "automatic") {
+      fail<ValueError>("kernels: expected 'automatic' or 'reference', got '", kernels, "'");
+    }
   }
-  Allocator* allocator_or_null() { return allocator ? &*allocator : nullptr; }
+  PythonContext(const PythonContext&) = delete;
+  PythonContext& operator=(const PythonContext&) = delete;
+
+  const Context& context() const { return context_; }
+
+ private:
+  std::optional<PythonAllocator> allocator_;
+  Context context_;
 };
 
 // Wraps memory that a Python object (NumPy array, torch tensor, ...) owns, without copying.
@@ -120,6 +131,8 @@ const char* raw_typestr(DType dtype) {
     case DType::kE4M3:
     case DType::kE5M2:
     case DType::kE8M0:
+    case DType::kE2M3:
+    case DType::kE3M2:
       return "|u1";
     case DType::kI8:
       return "|i1";
@@ -193,60 +206,6 @@ std::string type_root_module(nb::handle object) {
   return name.substr(0, name.find('.'));
 }
 
-// --- Reference kernels, called directly (no dispatch), for breccia.kernels.reference ------
-
-ScaledTensor reference_cast(const Array& x, const Recipe& recipe, int axis,
-                            DelayedScalingState* state) {
-  if (!x.device().is_cpu()) {
-    fail<DeviceError>("x: the reference kernels run on the CPU, got ", x.device().str());
-  }
-  if (!is_wide_float(x.dtype())) {
-    fail<TypeError>("x: expected float32, float16, bfloat16 or float64 values to quantize, got ",
-                    dtype_name(x.dtype()));
-  }
-  if (state != nullptr && !std::holds_alternative<DelayedScaling>(recipe)) {
-    fail<ValueError>("state: a DelayedScalingState applies only to DelayedScaling, got recipe ",
-                     recipe_repr(recipe));
-  }
-  const QuantPlan plan = plan_cast(x.shape(), recipe, axis);
-  kernels::reference::CastOutputs out{
-      .data = Array::empty(plan.data_dtype, plan.data_shape),
-      .scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape),
-  };
-  if (plan.has_global_scale) out.global_scale = Array::empty(DType::kF32, {});
-  if (plan.has_zero_point) out.zero_point = Array::empty(DType::kU8, plan.grid.scale_shape);
-  kernels::reference::cast(plan, x.contiguous(), out, state);
-  return ScaledTensor(out.data, out.scale, recipe, plan.layout,
-                      plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,
-                      plan.has_zero_point ? std::optional<Array>(out.zero_point) : std::nullopt);
-}
-
-Array reference_dequantize(const ScaledTensor& scaled, DType out_dtype) {
-  if (!scaled.device().is_cpu()) {
-    fail<DeviceError>("scaled: the reference kernels run on the CPU, got ", scaled.device().str());
-  }
-  if (!is_wide_float(out_dtype)) {
-    fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
-                    dtype_name(out_dtype));
-  }
-  const QuantPlan plan = plan_of(scaled);
-  Array out = Array::empty(out_dtype, plan.logical_shape);
-  const Array none;
-  kernels::reference::dequantize(plan, scaled.data().contiguous(), scaled.scale().contiguous(),
-                                 plan.has_global_scale ? scaled.global_scale()->contiguous() : none,
-                                 plan.has_zero_point ? scaled.zero_point()->contiguous() : none,
-                                 out);
-  return out;
-}
-
-// A matmul operand with ScaledTensors replaced by their reference dequantization.
-Operand reference_operand(const Operand& operand) {
-  if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) {
-    return reference_dequantize(*scaled, DType::kF32);
-  }
-  return operand;
-}
-
 // A matmul operand: a bound ScaledTensor or Array. (nanobind's std::variant caster would also
 // claim Recipe and Layout, which are bound as opaque classes, so this is done by hand.)
 Operand operand_from(nb::handle object, std::string_view argument) {
@@ -312,7 +271,26 @@ NB_MODULE(_core, m) {
       .def("to_json", [](const Recipe& r) { return recipe_to_json(r); })
       .def("__repr__", [](const Recipe& r) { return recipe_repr(r); })
       .def("__hash__", [](const Recipe& r) { return recipe_hash(r); })
-      .def("__eq__", [](const Recipe& a, const Recipe& b) { return a == b; });
+      .def("__eq__", [](const Recipe& a, const Recipe& b) { return a == b; })
+      .def_prop_ro(
+          "spec",
+          [](const Recipe& recipe) {
+            const RecipeSpec spec = spec_of(recipe);
+            nb::dict out;
+            out["family"] = std::string(to_string(spec.family));
+            out["element"] = std::string(to_string(spec.element));
+            out["scale"] = std::string(to_string(spec.scale));
+            out["element_max"] = spec.element_max;
+            out["element_bits"] = spec.element_bits;
+            out["packed"] = spec.packed;
+            out["per_tensor"] = spec.per_tensor;
+            out["global_scale"] = spec.has_global_scale;
+            out["zero_point"] = spec.has_zero_point;
+            out["data_dtype"] = std::string(dtype_name(spec.data_dtype));
+            out["scale_dtype"] = std::string(dtype_name(spec.scale_dtype));
+            return out;
+          },
+          "What the recipe implies (breccia::RecipeSpec), as a dict.");
 
   nb::class_<Layout>(m, "Layout", "A scale layout (breccia::Layout).")
       .def_static("from_json", &layout_from_text, "json"_a,
@@ -335,17 +313,13 @@ NB_MODULE(_core, m) {
           "__init__",
           [](DelayedScalingState* self, const Recipe& recipe, std::optional<float> encode_scale,
              std::optional<std::vector<float>> history) {
-            const auto* delayed = std::get_if<DelayedScaling>(&recipe);
-            if (delayed == nullptr) {
-              fail<ValueError>("recipe: a DelayedScalingState needs DelayedScaling, got ",
-                               recipe_repr(recipe));
-            }
+            const DelayedScaling& delayed = as_delayed_scaling(recipe, "recipe");
             if (encode_scale || history) {
               new (self) DelayedScalingState(
-                  *delayed, encode_scale.value_or(1.0f),
-                  history.value_or(std::vector<float>(delayed->amax_history_len, 0.0f)));
+                  delayed, encode_scale.value_or(1.0f),
+                  history.value_or(std::vector<float>(delayed.amax_history_len, 0.0f)));
             } else {
-              new (self) DelayedScalingState(*delayed);
+              new (self) DelayedScalingState(delayed);
             }
           },
           "recipe"_a, "encode_scale"_a = nb::none(), "amax_history"_a = nb::none())
@@ -370,88 +344,66 @@ NB_MODULE(_core, m) {
                    [](const ScaledTensor& s) { return shape_tuple(s.logical_shape()); })
       .def("__repr__", &ScaledTensor::repr);
 
-  // `allocate` and `stream` matter for device data only: see DeviceContext.
+  // `allocate` and `stream` matter for device data only, `kernels` everywhere: see
+  // PythonContext.
   m.def(
       "cast",
       [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state,
-         nb::object allocate, std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
+         nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
         return cast(x, recipe,
-                    CastOptions{.axis = axis,
-                                .state = state,
-                                .allocator = context.allocator_or_null(),
-                                .stream = context.stream});
+                    CastOptions{.axis = axis, .state = state, .context = python.context()});
       },
       "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
-      "stream"_a = 0);
+      "stream"_a = 0, "kernels"_a = "automatic");
   m.def(
       "cast_for_gemm",
       [](const Array& x, const Recipe& recipe, bool rowwise, bool columnwise, bool swizzled_scales,
-         DelayedScalingState* state, nb::object allocate, std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
+         DelayedScalingState* state, nb::object allocate, std::uintptr_t stream,
+         std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
         GemmCast out = cast_for_gemm(x, recipe,
                                      GemmCastOptions{.rowwise = rowwise,
                                                      .columnwise = columnwise,
                                                      .swizzled_scales = swizzled_scales,
                                                      .state = state,
-                                                     .allocator = context.allocator_or_null(),
-                                                     .stream = context.stream});
+                                                     .context = python.context()});
         return nb::make_tuple(out.rowwise, out.columnwise, out.rowwise_swizzled_scale,
                               out.columnwise_swizzled_scale);
       },
       "x"_a, "recipe"_a, "rowwise"_a = true, "columnwise"_a = true, "swizzled_scales"_a = false,
-      "state"_a = nb::none(), "allocate"_a = nb::none(), "stream"_a = 0);
+      "state"_a = nb::none(), "allocate"_a = nb::none(), "stream"_a = 0, "kernels"_a = "automatic");
   m.def(
       "dequantize",
       [](const ScaledTensor& scaled, std::string_view out_dtype, nb::object allocate,
-         std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
-        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"),
-                          context.allocator_or_null(), context.stream);
+         std::uintptr_t stream, std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
+        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"), python.context());
       },
-      "scaled"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
+      "scaled"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0,
+      "kernels"_a = "automatic");
   m.def(
       "matmul",
       [](nb::handle a, nb::handle b, std::string_view out_dtype, nb::object allocate,
-         std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
+         std::uintptr_t stream, std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
         return matmul(operand_from(a, "a"), operand_from(b, "b"),
-                      dtype_from_name(out_dtype, "out_dtype"), context.allocator_or_null(),
-                      context.stream);
+                      dtype_from_name(out_dtype, "out_dtype"), python.context());
       },
-      "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
+      "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0,
+      "kernels"_a = "automatic");
   m.def(
       "requantize",
       [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state,
-         nb::object allocate, std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
+         nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
         return requantize(scaled, recipe,
-                          CastOptions{.axis = axis,
-                                      .state = state,
-                                      .allocator = context.allocator_or_null(),
-                                      .stream = context.stream});
+                          CastOptions{.axis = axis, .state = state, .context = python.context()});
       },
       "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
-      "stream"_a = 0);
+      "stream"_a = 0, "kernels"_a = "automatic");
   m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
         "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
-
-  m.def("reference_cast", &reference_cast, "x"_a, "recipe"_a, "axis"_a = -1,
-        "state"_a = nb::none());
-  m.def(
-      "reference_dequantize",
-      [](const ScaledTensor& scaled, std::string_view out_dtype) {
-        return reference_dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"));
-      },
-      "scaled"_a, "out_dtype"_a = "float32");
-  m.def(
-      "reference_matmul",
-      [](nb::handle a, nb::handle b, std::string_view out_dtype) {
-        return matmul(reference_operand(operand_from(a, "a")),
-                      reference_operand(operand_from(b, "b")),
-                      dtype_from_name(out_dtype, "out_dtype"));
-      },
-      "a"_a, "b"_a, "out_dtype"_a = "float32");
 
   bind_interop(m);
 
@@ -460,11 +412,9 @@ NB_MODULE(_core, m) {
       "scaled_matmul_cuda",
       [](const ScaledTensor& a, const ScaledTensor& b, std::string_view out_dtype,
          nb::object allocate, std::uintptr_t stream) {
-        DeviceContext context(std::move(allocate), stream);
-        return kernels::cuda::matmul(
-            a, b, dtype_from_name(out_dtype, "out_dtype"),
-            kernels::cuda::Context{.allocator = context.allocator_or_null(),
-                                   .stream = context.stream});
+        const PythonContext python(std::move(allocate), stream, "automatic");
+        return kernels::cuda::matmul(a, b, dtype_from_name(out_dtype, "out_dtype"),
+                                     python.context());
       },
       "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
 #endif

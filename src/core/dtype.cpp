@@ -10,7 +10,7 @@ namespace breccia {
 namespace {
 
 // Every dtype with its NumPy/ml_dtypes spelling, in enum order.
-constexpr std::array<std::pair<DType, std::string_view>, 11> kDTypeNames{{
+constexpr std::array<std::pair<DType, std::string_view>, 13> kDTypeNames{{
     {DType::kU8, "uint8"},
     {DType::kI8, "int8"},
     {DType::kI32, "int32"},
@@ -22,6 +22,8 @@ constexpr std::array<std::pair<DType, std::string_view>, 11> kDTypeNames{{
     {DType::kE4M3, "float8_e4m3fn"},
     {DType::kE5M2, "float8_e5m2"},
     {DType::kE8M0, "float8_e8m0fnu"},
+    {DType::kE2M3, "float6_e2m3fn"},
+    {DType::kE3M2, "float6_e3m2fn"},
 }};
 
 }  // namespace
@@ -30,8 +32,7 @@ std::string_view dtype_name(DType dtype) {
   for (const auto& [candidate, name] : kDTypeNames) {
     if (candidate == dtype) return name;
   }
-  fail<ValueError>("dtype: expected a breccia DType, got enum value ",
-                   static_cast<int>(dtype));
+  fail<ValueError>("dtype: expected a breccia DType, got enum value ", static_cast<int>(dtype));
 }
 
 DType dtype_from_name(std::string_view name, std::string_view argument) {

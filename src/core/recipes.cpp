@@ -14,6 +14,7 @@
 
 #include "breccia/error.hpp"
 #include "breccia/numerics.hpp"
+#include "breccia/recipe_spec.hpp"
 
 namespace breccia {
 namespace {
@@ -21,6 +22,7 @@ namespace {
 using OrderedJson = nlohmann::ordered_json;
 
 constexpr std::array<std::string_view, 2> kFp8FormatNames = {"E4M3", "E5M2"};
+constexpr std::array<std::string_view, 2> kFp6FormatNames = {"E2M3", "E3M2"};
 constexpr std::array<std::string_view, 2> kMXScaleRoundingNames = {"floor", "rceil"};
 constexpr std::array<std::string_view, 3> kInt4ScaleDTypeNames = {"fp16", "bf16", "fp32"};
 
@@ -59,11 +61,11 @@ std::string python_quoted(std::string_view text) {
 template <class R, class Value>
 struct Field {
   std::string_view name;  // as in the Python API and the JSON form
-  Value R::*member;
+  Value R::* member;
 };
 
 template <class R, class Value>
-constexpr Field<R, Value> field(std::string_view name, Value R::*member) {
+constexpr Field<R, Value> field(std::string_view name, Value R::* member) {
   return {name, member};
 }
 
@@ -99,6 +101,19 @@ constexpr auto fields_of<MXFP8BlockScaling>() {
 }
 
 template <>
+constexpr auto fields_of<MXFP6BlockScaling>() {
+  return std::tuple{field("fp6_format", &MXFP6BlockScaling::fp6_format),
+                    field("block_size", &MXFP6BlockScaling::block_size),
+                    field("scale_rounding", &MXFP6BlockScaling::scale_rounding)};
+}
+
+template <>
+constexpr auto fields_of<MXFP4BlockScaling>() {
+  return std::tuple{field("block_size", &MXFP4BlockScaling::block_size),
+                    field("scale_rounding", &MXFP4BlockScaling::scale_rounding)};
+}
+
+template <>
 constexpr auto fields_of<NVFP4BlockScaling>() {
   return std::tuple{field("fp4_format", &NVFP4BlockScaling::fp4_format),
                     field("block_size", &NVFP4BlockScaling::block_size),
@@ -120,21 +135,53 @@ void for_each_field(Visit&& visit) {
 
 // --- Per value type: Python repr, JSON write and JSON read.
 
-std::string repr_value(Fp8Format value) { return python_quoted(to_string(value)); }
-std::string repr_value(MXScaleRounding value) { return python_quoted(to_string(value)); }
-std::string repr_value(Int4ScaleDType value) { return python_quoted(to_string(value)); }
-std::string repr_value(std::int64_t value) { return std::to_string(value); }
-std::string repr_value(bool value) { return value ? "True" : "False"; }
-std::string repr_value(const std::string& value) { return python_quoted(value); }
+std::string repr_value(Fp8Format value) {
+  return python_quoted(to_string(value));
+}
+std::string repr_value(Fp6Format value) {
+  return python_quoted(to_string(value));
+}
+std::string repr_value(MXScaleRounding value) {
+  return python_quoted(to_string(value));
+}
+std::string repr_value(Int4ScaleDType value) {
+  return python_quoted(to_string(value));
+}
+std::string repr_value(std::int64_t value) {
+  return std::to_string(value);
+}
+std::string repr_value(bool value) {
+  return value ? "True" : "False";
+}
+std::string repr_value(const std::string& value) {
+  return python_quoted(value);
+}
 
-OrderedJson json_value(Fp8Format value) { return std::string(to_string(value)); }
-OrderedJson json_value(MXScaleRounding value) { return std::string(to_string(value)); }
-OrderedJson json_value(Int4ScaleDType value) { return std::string(to_string(value)); }
-OrderedJson json_value(std::int64_t value) { return value; }
-OrderedJson json_value(bool value) { return value; }
-OrderedJson json_value(const std::string& value) { return value; }
+OrderedJson json_value(Fp8Format value) {
+  return std::string(to_string(value));
+}
+OrderedJson json_value(Fp6Format value) {
+  return std::string(to_string(value));
+}
+OrderedJson json_value(MXScaleRounding value) {
+  return std::string(to_string(value));
+}
+OrderedJson json_value(Int4ScaleDType value) {
+  return std::string(to_string(value));
+}
+OrderedJson json_value(std::int64_t value) {
+  return value;
+}
+OrderedJson json_value(bool value) {
+  return value;
+}
+OrderedJson json_value(const std::string& value) {
+  return value;
+}
 
-std::string json_type_of(const OrderedJson& value) { return value.type_name(); }
+std::string json_type_of(const OrderedJson& value) {
+  return value.type_name();
+}
 
 const std::string& require_json_string(const OrderedJson& value, std::string_view field) {
   if (!value.is_string()) {
@@ -146,6 +193,9 @@ const std::string& require_json_string(const OrderedJson& value, std::string_vie
 
 void read_json_value(const OrderedJson& value, std::string_view field, Fp8Format& out) {
   out = fp8_format_from_string(require_json_string(value, field), field);
+}
+void read_json_value(const OrderedJson& value, std::string_view field, Fp6Format& out) {
+  out = fp6_format_from_string(require_json_string(value, field));
 }
 void read_json_value(const OrderedJson& value, std::string_view field, MXScaleRounding& out) {
   out = mx_scale_rounding_from_string(require_json_string(value, field));
@@ -190,8 +240,8 @@ void hash_combine(std::size_t& seed, const T& value) {
 // Every recipe at its defaults, to look one up by name.
 const std::array<Recipe, std::variant_size_v<Recipe>>& default_recipes() {
   static const std::array<Recipe, std::variant_size_v<Recipe>> defaults = {
-      DelayedScaling{},    Float8CurrentScaling{}, Float8BlockScaling{},
-      MXFP8BlockScaling{}, NVFP4BlockScaling{},    INT4Scaling{}};
+      DelayedScaling{},    Float8CurrentScaling{}, Float8BlockScaling{}, MXFP8BlockScaling{},
+      MXFP6BlockScaling{}, MXFP4BlockScaling{},    NVFP4BlockScaling{},  INT4Scaling{}};
   return defaults;
 }
 
@@ -218,8 +268,7 @@ void read_fields(const OrderedJson& object, R& recipe) {
       for_each_field<R>([&](const auto& field) {
         expected += (expected.empty() ? "" : ", ") + std::string(field.name);
       });
-      fail<ValueError>("unknown field '", key, "' for ", R::kName, " (its fields: ", expected,
-                       ")");
+      fail<ValueError>("unknown field '", key, "' for ", R::kName, " (its fields: ", expected, ")");
     }
   }
 }
@@ -242,11 +291,23 @@ void validate_recipe(const Float8BlockScaling& recipe) {
   require_at_least_one(Float8BlockScaling::kName, "block_m", recipe.block_m);
 }
 
-void validate_recipe(const MXFP8BlockScaling& recipe) {
+// The OCP MX recipes share one block size.
+template <class MX>
+void validate_mx_block(const MX& recipe) {
   if (recipe.block_size != 32) {
-    fail<ValueError>(MXFP8BlockScaling::kName,
-                     ".block_size must be 32 (fixed by the OCP MX spec), got ", recipe.block_size);
+    fail<ValueError>(MX::kName, ".block_size must be 32 (fixed by the OCP MX spec), got ",
+                     recipe.block_size);
   }
+}
+
+void validate_recipe(const MXFP8BlockScaling& recipe) {
+  validate_mx_block(recipe);
+}
+void validate_recipe(const MXFP6BlockScaling& recipe) {
+  validate_mx_block(recipe);
+}
+void validate_recipe(const MXFP4BlockScaling& recipe) {
+  validate_mx_block(recipe);
 }
 
 void validate_recipe(const NVFP4BlockScaling& recipe) {
@@ -282,6 +343,9 @@ std::vector<float> zero_history(const DelayedScaling& recipe) {
 std::string_view to_string(Fp8Format format) {
   return kFp8FormatNames[static_cast<std::size_t>(format)];
 }
+std::string_view to_string(Fp6Format format) {
+  return kFp6FormatNames[static_cast<std::size_t>(format)];
+}
 std::string_view to_string(MXScaleRounding rounding) {
   return kMXScaleRoundingNames[static_cast<std::size_t>(rounding)];
 }
@@ -297,6 +361,12 @@ Fp8Format fp8_format_from_string(std::string_view text, std::string_view argumen
                      "backward, but a breccia tensor holds one format, so name that one");
   }
   fail<ValueError>(argument, " must be ", quoted_choices(kFp8FormatNames), ", got ",
+                   python_quoted(text));
+}
+
+Fp6Format fp6_format_from_string(std::string_view text) {
+  if (const auto format = enum_from_name<Fp6Format>(kFp6FormatNames, text)) return *format;
+  fail<ValueError>("fp6_format must be ", quoted_choices(kFp6FormatNames), ", got ",
                    python_quoted(text));
 }
 
@@ -319,8 +389,7 @@ void validate(const Recipe& recipe) {
 }
 
 std::string_view recipe_name(const Recipe& recipe) {
-  return std::visit([](const auto& typed) { return std::decay_t<decltype(typed)>::kName; },
-                    recipe);
+  return std::visit([](const auto& typed) { return std::decay_t<decltype(typed)>::kName; }, recipe);
 }
 
 std::string recipe_repr(const Recipe& recipe) {
@@ -330,8 +399,8 @@ std::string recipe_repr(const Recipe& recipe) {
         std::string repr = std::string(R::kName) + "(";
         bool first = true;
         for_each_field<R>([&](const auto& field) {
-          repr += (first ? "" : ", ") + std::string(field.name) + "=" +
-                  repr_value(typed.*field.member);
+          repr +=
+              (first ? "" : ", ") + std::string(field.name) + "=" + repr_value(typed.*field.member);
           first = false;
         });
         return repr + ")";
@@ -396,6 +465,15 @@ std::size_t recipe_hash(const Recipe& recipe) {
   return seed;
 }
 
+const DelayedScaling& as_delayed_scaling(const Recipe& recipe, std::string_view argument) {
+  const auto* delayed = std::get_if<DelayedScaling>(&recipe);
+  if (delayed == nullptr) {
+    fail<ValueError>(argument, ": a DelayedScalingState needs DelayedScaling, got ",
+                     recipe_repr(recipe));
+  }
+  return *delayed;
+}
+
 DelayedScalingState::DelayedScalingState(const DelayedScaling& recipe)
     : DelayedScalingState(recipe, 1.0f, zero_history(recipe)) {}
 
@@ -418,8 +496,7 @@ void DelayedScalingState::update(float amax) {
   for (const float entry : history_) reference_amax = numerics::nan_max(reference_amax, entry);
   std::rotate(history_.begin(), history_.begin() + 1, history_.end());
   history_.front() = 0.0f;
-  const float fmax =
-      recipe_.fp8_format == Fp8Format::kE4M3 ? numerics::kE4M3Max : numerics::kE5M2Max;
+  const float fmax = spec_of(recipe_).element_max;
   // fmax * 2^-256 is already 0 in fp32, so larger margins change nothing.
   const int margin = static_cast<int>(std::min<std::int64_t>(recipe_.margin, 256));
   encode_scale_ = numerics::delayed_encode_scale(reference_amax, fmax, margin, encode_scale_);

@@ -49,15 +49,6 @@ std::int64_t round_up(std::int64_t value, std::int64_t multiple, std::string_vie
   return (value + multiple - 1) / multiple * multiple;
 }
 
-// Byte offset of entry (r, c) in a padded, swizzled matrix with `padded_cols` columns.
-std::int64_t swizzled_offset(std::int64_t r, std::int64_t c, std::int64_t padded_cols) {
-  const std::int64_t tile =
-      (r / kScaleTileRows) * (padded_cols / kScaleTileCols) + c / kScaleTileCols;
-  const std::int64_t tile_row = r % kScaleTileRows;
-  const std::int64_t inside = (tile_row % 32) * 16 + (tile_row / 32) * 4 + c % kScaleTileCols;
-  return tile * kScaleTileRows * kScaleTileCols + inside;
-}
-
 void require_padded_shape(const ScaleMatrices& matrices, std::int64_t rows, std::int64_t cols,
                           const Array& array, std::string_view argument) {
   const std::int64_t expected_rows = padded_scale_rows(rows);
@@ -118,7 +109,7 @@ Array swizzle_scales(const Array& scale) {
     std::uint8_t* matrix = to + b * rows * cols;
     for (std::int64_t r = 0; r < in.rows; ++r) {
       for (std::int64_t c = 0; c < in.cols; ++c) {
-        matrix[swizzled_offset(r, c, cols)] = from[(b * in.rows + r) * in.cols + c];
+        matrix[swizzled_scale_offset(r, c, cols)] = from[(b * in.rows + r) * in.cols + c];
       }
     }
   }
@@ -135,7 +126,7 @@ Array unswizzle_scales(const Array& swizzled, std::int64_t rows, std::int64_t co
     const std::uint8_t* matrix = from + b * in.rows * in.cols;
     for (std::int64_t r = 0; r < rows; ++r) {
       for (std::int64_t c = 0; c < cols; ++c) {
-        to[(b * rows + r) * cols + c] = matrix[swizzled_offset(r, c, in.cols)];
+        to[(b * rows + r) * cols + c] = matrix[swizzled_scale_offset(r, c, in.cols)];
       }
     }
   }

@@ -1,8 +1,7 @@
-// Device-side element I/O and encoding. Every rule comes from formats/ and numerics.hpp (the
-// same constexpr code the reference kernels run); the only additions are where the GPU's IEEE
-// arithmetic differs from the CPU's in NaN handling: the GPU returns a canonical NaN from
-// arithmetic on a NaN, x86 returns the (quieted) first NaN operand, and numerics.md makes the
-// NaN's sign observable (FP8 0x7F vs 0xFF), so NaN operands are propagated explicitly here.
+// Device-side element I/O: wide floats in and out exactly as the reference reads and writes
+// them. Where the GPU's IEEE arithmetic differs from the CPU's in NaN handling (the GPU returns
+// a canonical NaN, x86 the quieted first NaN operand, and numerics.md makes a NaN's sign
+// observable), NaNs are handled explicitly here and in rules::mul.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,28 +22,24 @@ enum class Wide : std::uint8_t { kF32, kBF16, kF16, kF64 };
 template <Wide kWide>
 struct WideStorage;
 template <>
-struct WideStorage<Wide::kF32> { using type = float; };
+struct WideStorage<Wide::kF32> {
+  using type = float;
+};
 template <>
-struct WideStorage<Wide::kBF16> { using type = std::uint16_t; };
+struct WideStorage<Wide::kBF16> {
+  using type = std::uint16_t;
+};
 template <>
-struct WideStorage<Wide::kF16> { using type = std::uint16_t; };
+struct WideStorage<Wide::kF16> {
+  using type = std::uint16_t;
+};
 template <>
-struct WideStorage<Wide::kF64> { using type = double; };
+struct WideStorage<Wide::kF64> {
+  using type = double;
+};
 
-__device__ __forceinline__ bool is_nan(float x) { return x != x; }
-
-__device__ __forceinline__ float quiet(float nan) {
-  return __uint_as_float(__float_as_uint(nan) | 0x400000u);
-}
-
-// a * b rounded to nearest even (never fused), with x86's NaN rules: the first NaN operand,
-// quieted, keeps its sign and payload, and an invalid product (0 * inf) is x86's default NaN,
-// 0xFFC00000 (sign set), where the GPU would write 0x7FFFFFFF.
-__device__ __forceinline__ float mul(float a, float b) {
-  if (is_nan(a)) return quiet(a);
-  if (is_nan(b)) return quiet(b);
-  const float product = __fmul_rn(a, b);
-  return is_nan(product) ? __uint_as_float(0xFFC00000u) : product;
+__device__ __forceinline__ bool is_nan(float x) {
+  return x != x;
 }
 
 // q / d and q % d, in 32-bit arithmetic when both fit (64-bit division is a long software
@@ -73,7 +68,8 @@ __device__ __forceinline__ float to_float(typename WideStorage<kWide>::type raw)
     return __half2float(__ushort_as_half(raw));
   } else {
     const auto bits = static_cast<std::uint64_t>(__double_as_longlong(raw));
-    if ((bits & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull) {  // x86 cvtsd2ss: keep sign, top payload
+    if ((bits & 0x7FFFFFFFFFFFFFFFull) >
+        0x7FF0000000000000ull) {  // x86 cvtsd2ss: keep sign, top payload
       return __uint_as_float(static_cast<std::uint32_t>(bits >> 32 & 0x80000000u) | 0x7FC00000u |
                              static_cast<std::uint32_t>(bits >> 29 & 0x3FFFFFu));
     }
@@ -88,10 +84,12 @@ __device__ __forceinline__ typename WideStorage<kWide>::type from_float(float va
   if constexpr (kWide == Wide::kF32) {
     return value;
   } else if constexpr (kWide == Wide::kBF16) {
-    if (is_nan(value)) return static_cast<std::uint16_t>(formats::BF16::encode(value, formats::Overflow::kInfinity));
+    if (is_nan(value))
+      return static_cast<std::uint16_t>(formats::BF16::encode(value, formats::Overflow::kInfinity));
     return __bfloat16_as_ushort(__float2bfloat16_rn(value));
   } else if constexpr (kWide == Wide::kF16) {
-    if (is_nan(value)) return static_cast<std::uint16_t>(formats::F16::encode(value, formats::Overflow::kInfinity));
+    if (is_nan(value))
+      return static_cast<std::uint16_t>(formats::F16::encode(value, formats::Overflow::kInfinity));
     return __half_as_ushort(__float2half_rn(value));
   } else {
     if (is_nan(value)) {  // x86 cvtss2sd: quieted, payload shifted into the top mantissa bits
@@ -103,25 +101,6 @@ __device__ __forceinline__ typename WideStorage<kWide>::type from_float(float va
     }
     return static_cast<double>(value);
   }
-}
-
-// FP8 element code (numerics.md §1): the hardware's RNE satfinite conversion, with NaN mapped
-// to 0x7F / 0xFF by its sign (the hardware writes one canonical NaN). The exhaustive test checks
-// this against formats::E4M3/E5M2::encode over all 2^32 inputs.
-template <ElementFormat kFormat>
-__device__ __forceinline__ std::uint8_t encode_fp8(float value) {
-  static_assert(kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2);
-  const std::uint32_t bits = __float_as_uint(value);
-  if (is_nan(value)) return (bits >> 31) != 0 ? 0xFF : 0x7F;
-  // fp32 zeros and subnormals round to a zero of their sign (the conversion drops the sign of
-  // a subnormal input).
-  if ((bits & 0x7F800000u) == 0) return static_cast<std::uint8_t>((bits >> 24) & 0x80u);
-  constexpr __nv_fp8_interpretation_t kind = kFormat == ElementFormat::kE4M3 ? __NV_E4M3 : __NV_E5M2;
-  return static_cast<std::uint8_t>(__nv_cvt_float_to_fp8(value, __NV_SATFINITE, kind));
-}
-
-__device__ __forceinline__ std::uint8_t encode_e2m1(float value) {
-  return static_cast<std::uint8_t>(formats::E2M1::encode(value));
 }
 
 }  // namespace breccia::cuda_detail

@@ -8,9 +8,12 @@
 namespace breccia::kernels::cuda {
 namespace {
 
-bool is_fp8_per_tensor(const Recipe& recipe) {
-  return std::holds_alternative<Float8CurrentScaling>(recipe) ||
-         std::holds_alternative<DelayedScaling>(recipe);
+bool is_fp8_per_tensor(const RecipeSpec& spec) {
+  return spec.family == RuleFamily::kFp8 && spec.per_tensor;
+}
+
+bool is_fp8_block(const RecipeSpec& spec) {
+  return spec.family == RuleFamily::kFp8 && !spec.per_tensor;
 }
 
 const Array& data_of(const Operand& operand) {
@@ -27,14 +30,12 @@ Shape logical_shape_of(const Operand& operand) {
 
 GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b) {
   if (a.ndim() != 2 || b.ndim() != 2) return GemmKind::kNone;
-  if (a.data_dtype() == DType::kE4M3 && is_fp8_per_tensor(a.recipe()) &&
-      is_fp8_per_tensor(b.recipe()) &&
+  if (a.data_dtype() == DType::kE4M3 && is_fp8_per_tensor(a.spec()) &&
+      is_fp8_per_tensor(b.spec()) &&
       (b.data_dtype() == DType::kE4M3 || b.data_dtype() == DType::kE5M2)) {
     return GemmKind::kFp8PerTensor;
   }
-  const auto* block_a = std::get_if<Float8BlockScaling>(&a.recipe());
-  const auto* block_b = std::get_if<Float8BlockScaling>(&b.recipe());
-  if (block_a != nullptr && block_b != nullptr && a.data_dtype() == DType::kE4M3 &&
+  if (is_fp8_block(a.spec()) && is_fp8_block(b.spec()) && a.data_dtype() == DType::kE4M3 &&
       b.data_dtype() == DType::kE4M3 && a.layout() == Layout{PerBlockK{128}} &&
       b.layout() == Layout{PerBlockMN{128, 128}}) {
     return GemmKind::kFp8Blockwise;

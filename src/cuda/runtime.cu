@@ -5,10 +5,6 @@
 
 namespace breccia::kernels::cuda {
 
-bool built() {
-  return true;
-}
-
 bool has_cutlass_gemm() {
 #if defined(BRECCIA_CUTLASS)
   return true;
@@ -33,7 +29,7 @@ void check_launch(std::string_view kernel) {
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device) {
   if (context.allocator == nullptr) {
     fail<DeviceError>("allocator: CUDA ops need the caller's allocator for ", device,
-                      " (pass one in CastOptions / the op's allocator argument), got none");
+                      " (pass one in the op's Context), got none");
   }
   if (bytes == 0) return nullptr;
   std::shared_ptr<void> memory = context.allocator->allocate(bytes, device);
@@ -75,10 +71,6 @@ __global__ void nvfp4_global_scale_kernel(const std::uint32_t* amax_bits, Global
   for (int i = 0; i < out.count; ++i) *out.to[i] = global;
 }
 
-__global__ void amax_kernel(std::uint32_t* amax_bits) {
-  *amax_bits = __float_as_uint(amax_value(*amax_bits));
-}
-
 }  // namespace
 
 void finish_nvfp4_global_scale(const std::uint32_t* amax_bits,
@@ -90,11 +82,6 @@ void finish_nvfp4_global_scale(const std::uint32_t* amax_bits,
   for (int i = 0; i < out.count; ++i) out.to[i] = global_scales[i];
   nvfp4_global_scale_kernel<<<1, 1, 0, stream>>>(amax_bits, out);
   check_launch("nvfp4_global_scale_kernel");
-}
-
-void finish_amax(std::uint32_t* amax_bits, cudaStream_t stream) {
-  amax_kernel<<<1, 1, 0, stream>>>(amax_bits);
-  check_launch("amax_kernel");
 }
 
 }  // namespace detail

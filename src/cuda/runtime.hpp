@@ -45,7 +45,5 @@ class DeviceGuard {
 // `global_scales` (one thread; `amax_bits` may be one of them).
 void finish_nvfp4_global_scale(const std::uint32_t* amax_bits,
                                std::span<float* const> global_scales, cudaStream_t stream);
-// Turns amax bits (from a reduction over |x| bits) into the fp32 amax, in place.
-void finish_amax(std::uint32_t* amax_bits, cudaStream_t stream);
 
 }  // namespace breccia::kernels::cuda::detail

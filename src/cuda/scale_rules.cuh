@@ -1,36 +1,16 @@
-// One scaling unit's rule on the device: statistics of a tile (amax, and lo/hi for unsigned
-// INT4), the scale they give, and how each element of the tile is encoded under it. The
-// arithmetic is numerics.hpp's; this file only arranges it per tile, as the reference's
-// per-recipe files do, plus fast element encoders for tiles that hold no NaN.
+// The recipes' rules (rules/) on the device: a tile's statistics gathered as bits across
+// lanes, the rule's scale for them, and the element encoders. The scale and the general
+// element code are the rule's own (the same code the reference kernels run); this file adds
+// only the fast, vectorised encoders for tiles that hold no NaN, which are separate code tested
+// against the rule.
 #pragma once
 
 #include <cstdint>
 
+#include "breccia/rules/rules.hpp"
 #include "cuda/device_numerics.cuh"
 
 namespace breccia::cuda_detail {
-
-enum class Rule : std::uint8_t {
-  kFp8Current,  // Float8CurrentScaling and Float8BlockScaling: fmax / amax
-  kFp8Delayed,  // stateless DelayedScaling: (fmax * 2^-margin) / amax
-  kFp8Fixed,    // stateful DelayedScaling: the state's encode factor
-  kMxFloor,
-  kMxRceil,
-  kNvfp4,
-  kInt4Signed,
-  kInt4Unsigned,
-};
-
-// Everything a kernel needs to know about the recipe, by value.
-struct RuleParams {
-  Rule rule = Rule::kFp8Current;
-  ElementFormat format = ElementFormat::kE4M3;
-  bool power_2_scale = false;
-  int margin = 0;
-  float fixed_encode = 1.0f;                   // kFp8Fixed
-  const std::uint32_t* tensor_amax = nullptr;  // per-tensor FP8 and NVFP4: amax bits on the device
-  DType scale_dtype = DType::kF32;             // INT4: where the scale is rounded
-};
 
 inline constexpr std::uint32_t kInfinityBits = 0x7F800000u;
 
@@ -63,6 +43,8 @@ struct TileStats {
     hi = other.hi > hi ? other.hi : hi;
   }
   __device__ __forceinline__ float amax() const { return amax_from_bits(amax_bits); }
+  // As the rules read them.
+  __device__ __forceinline__ rules::TileStats stats() const { return {amax(), lo, hi}; }
   // Neither NaN nor inf in the tile (INT4's condition for a real scale).
   __device__ __forceinline__ bool finite() const { return amax_bits < kInfinityBits; }
   // No NaN in the tile: its elements can take the fast encoders.
@@ -84,156 +66,26 @@ struct TileStats {
   }
 };
 
-// A tile's scale as stored and as applied to its elements.
-struct TileScale {
-  float factor = 1.0f;       // FP8/NVFP4: multiply; INT4: the stored scale (divide by it)
-  float inverse = 1.0f;      // INT4: 1 / factor, rounded (the fast quotient's multiplier)
-  std::uint32_t stored = 0;  // the scale's bytes: fp32 bits, an 8-bit code, or fp16/bf16 bits
-  bool nan_block = false;    // every element takes the block-NaN code
-  bool fast = false;         // no NaN element: the fast encoders apply
-  std::uint8_t zero_point = 0;
+// A tile's scale, and whether its elements may take the fast encoders.
+struct TileScale : rules::TileScale {
+  bool fast = false;  // no NaN element and no NaN scale
 };
 
-// What every tile of one cast shares, computed once per thread (NVFP4's tensor-level factor).
-struct TensorContext {
-  float nvfp4_encode = 1.0f;  // S_enc
-};
-
-__device__ __forceinline__ TensorContext tensor_context(const RuleParams& p) {
-  TensorContext c;
-  if (p.rule == Rule::kNvfp4)
-    c.nvfp4_encode = numerics::nvfp4_tensor_encode_scale(amax_from_bits(*p.tensor_amax));
-  return c;
-}
-
-__device__ __forceinline__ float fp8_max(ElementFormat format) {
-  return format == ElementFormat::kE4M3 ? numerics::kE4M3Max : numerics::kE5M2Max;
-}
-
-// The INT4 scale rounded to its dtype and read back, as the reference's write_wide/read_wide.
-__device__ __forceinline__ float round_to_scale_dtype(float raw, DType dtype, std::uint32_t& bits) {
-  if (dtype == DType::kF16) {
-    bits = formats::F16::encode(raw, formats::Overflow::kInfinity);
-    return formats::F16::decode(bits);
-  }
-  if (dtype == DType::kBF16) {
-    bits = formats::BF16::encode(raw, formats::Overflow::kInfinity);
-    return formats::BF16::decode(bits);
-  }
-  bits = __float_as_uint(raw);
-  return raw;
-}
-
-__device__ __forceinline__ float fp8_tensor_encode(const RuleParams& p, float amax) {
-  const float fmax = fp8_max(p.format);
-  if (p.rule == Rule::kFp8Fixed) return p.fixed_encode;
-  if (p.rule == Rule::kFp8Delayed)
-    return numerics::delayed_encode_scale(amax, fmax, p.margin, 1.0f);
-  const float encode = numerics::fp8_encode_scale(amax, fmax);
-  return p.power_2_scale ? numerics::pow2_floor(encode) : encode;
-}
-
-// A tile's scale. kFormat, where the caller knows it at compile time, leaves out the rules of
-// other element formats (kernels instantiated per format compile only their own).
-template <ElementFormat kFormat = ElementFormat::kE4M3, bool kAnyFormat = true>
-__device__ __forceinline__ TileScale tile_scale(const RuleParams& p, const TensorContext& c,
-                                                const TileStats& s) {
-  constexpr bool kFp8 =
-      kAnyFormat || kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2;
-  constexpr bool kE2M1 = kAnyFormat || kFormat == ElementFormat::kE2M1;
-  constexpr bool kInt4 = kAnyFormat || kFormat == ElementFormat::kInt4Signed ||
-                         kFormat == ElementFormat::kInt4Unsigned;
+template <class Rule>
+__device__ __forceinline__ TileScale tile_scale(const Rule& rule, const TileStats& s) {
   TileScale t;
-  const float amax = s.amax();
-  switch (p.rule) {
-    case Rule::kFp8Current:
-    case Rule::kFp8Delayed:
-    case Rule::kFp8Fixed:
-      if constexpr (kFp8) {
-        t.factor = fp8_tensor_encode(p, amax);
-        t.stored = __float_as_uint(numerics::decode_scale(t.factor));
-      }
-      break;
-    case Rule::kMxFloor:
-    case Rule::kMxRceil:
-      if constexpr (kFp8) {
-        const bool e4m3 = p.format == ElementFormat::kE4M3;
-        const std::uint8_t code = p.rule == Rule::kMxFloor
-                                      ? numerics::mx_scale_floor(amax, e4m3 ? 8 : 15)
-                                      : numerics::mx_scale_rceil(amax, fp8_max(p.format));
-        t.stored = code;
-        t.nan_block = code == numerics::kE8M0Nan;
-        t.factor = t.nan_block ? 1.0f : numerics::mx_encode_factor(code);
-      }
-      break;
-    case Rule::kNvfp4:
-      if constexpr (kE2M1) {
-        // E4M3(amax * (S_enc / 6)) through the same conversion as the elements (the amax is
-        // never negative, so a NaN product gives 0x7F as on the CPU).
-        const std::uint8_t code = encode_fp8<ElementFormat::kE4M3>(
-            mul(amax, c.nvfp4_encode * (1.0f / numerics::kE2M1Max)));
-        t.stored = code;
-        t.nan_block = formats::E4M3::is_nan(code);
-        t.factor = t.nan_block ? 1.0f : numerics::nvfp4_block_encode_factor(code, c.nvfp4_encode);
-      }
-      break;
-    case Rule::kInt4Signed:
-    case Rule::kInt4Unsigned:
-      if constexpr (kInt4) {
-        const bool is_signed = p.rule == Rule::kInt4Signed;
-        float raw = __uint_as_float(numerics::kCanonicalNanBits);  // a quiet NaN, as the reference
-        if (s.finite()) {
-          raw = is_signed ? numerics::int4_symmetric_scale(amax)
-                          : numerics::int4_asymmetric_scale(s.lo, s.hi);
-        }
-        t.factor = round_to_scale_dtype(raw, p.scale_dtype, t.stored);
-        t.inverse = __frcp_rn(t.factor);
-        t.nan_block = !s.finite();
-        if (!is_signed && s.finite()) {
-          t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));
-        }
-      }
-      break;
-  }
+  static_cast<rules::TileScale&>(t) = rule.scale(s.stats());
   t.fast = s.nan_free() && !t.nan_block;
   return t;
 }
 
-// The code of one element of a tile (a 4-bit code in the low nibble for packed formats), with
-// every NaN rule: the general path, for tiles that hold a NaN.
-__device__ __forceinline__ std::uint8_t encode_element(const RuleParams& p, const TileScale& t,
-                                                       float x) {
-  switch (p.format) {
-    case ElementFormat::kE4M3:
-      return t.nan_block ? formats::E4M3::kNanCode
-                         : encode_fp8<ElementFormat::kE4M3>(mul(x, t.factor));
-    case ElementFormat::kE5M2:
-      return t.nan_block ? formats::E5M2::kNanCode
-                         : encode_fp8<ElementFormat::kE5M2>(mul(x, t.factor));
-    case ElementFormat::kE2M1:
-      return t.nan_block ? 0 : encode_e2m1(mul(x, t.factor));
-    case ElementFormat::kInt4Signed:
-      return t.nan_block ? 0
-                         : formats::int4_to_nibble(numerics::int4_quantize_symmetric(x, t.factor));
-    case ElementFormat::kInt4Unsigned:
-      return t.nan_block ? 0
-                         : formats::int4_to_nibble(
-                               numerics::int4_quantize_asymmetric(x, t.factor, t.zero_point));
-  }
-  return 0;
-}
-
-// The general code of one element for a compile-time format (tiles holding a NaN), out of
-// line: it is rare, and inlined into every kernel instance it would dominate compile time.
-template <ElementFormat kFormat>
-__device__ __noinline__ std::uint32_t encode_general(float x, float factor, bool nan_block) {
-  if constexpr (kFormat == ElementFormat::kE2M1) {
-    return nan_block ? 0 : encode_e2m1(mul(x, factor));
-  } else {
-    constexpr std::uint32_t kNan =
-        kFormat == ElementFormat::kE4M3 ? formats::E4M3::kNanCode : formats::E5M2::kNanCode;
-    return nan_block ? kNan : encode_fp8<kFormat>(mul(x, factor));
-  }
+// The rule's code of one element (tiles holding a NaN, and the general kernels), out of line:
+// it is rare in the tile kernels, and inlined into every instance it would dominate compile
+// time.
+template <class Rule>
+__device__ __noinline__ std::uint32_t encode_general(const Rule& rule, float x,
+                                                     rules::TileScale t) {
+  return rule.encode(x, t);
 }
 
 // --- Fast encoders: the same codes for a tile with no NaN element and no NaN scale ---------
@@ -292,8 +144,10 @@ __device__ __forceinline__ float int4_level(float x, const TileScale& t) {
 // The codes of 8 consecutive elements of a row, packed as the data stores them: 8 bytes
 // (FP8, two words) or 8 nibbles (4-bit formats, one word). Element j is encoded under
 // scale_of(j); `fast` says every one of those scales allows the fast encoders.
-template <ElementFormat kFormat, class ScaleOf>
-__device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf scale_of) {
+template <class Rule, class ScaleOf>
+__device__ __forceinline__ uint2 encode8(const Rule& rule, const float (&x)[8], bool fast,
+                                         ScaleOf scale_of) {
+  constexpr ElementFormat kFormat = Rule::kElement;
   uint2 out{0, 0};
   if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
     if (fast) {
@@ -305,10 +159,16 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
     } else {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const TileScale low = scale_of(i), high = scale_of(4 + i);
-        out.x |= encode_general<kFormat>(x[i], low.factor, low.nan_block) << (8 * i);
-        out.y |= encode_general<kFormat>(x[4 + i], high.factor, high.nan_block) << (8 * i);
+        out.x |= encode_general(rule, x[i], scale_of(i)) << (8 * i);
+        out.y |= encode_general(rule, x[4 + i], scale_of(4 + i)) << (8 * i);
       }
+    }
+  } else if constexpr (kFormat == ElementFormat::kE2M3 || kFormat == ElementFormat::kE3M2) {
+    // FP6, one code per byte. Hopper has no FP6 conversion: the rule's encoder on every path.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out.x |= std::uint32_t{rule.encode(x[i], scale_of(i))} << (8 * i);
+      out.y |= std::uint32_t{rule.encode(x[4 + i], scale_of(4 + i))} << (8 * i);
     }
   } else if constexpr (kFormat == ElementFormat::kE2M1) {
     if (fast) {
@@ -317,10 +177,8 @@ __device__ __forceinline__ uint2 encode8(const float (&x)[8], bool fast, ScaleOf
         out.x |= fast_e2m1(__fmul_rn(x[i], scale_of(i).factor)) << (4 * i);
     } else {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const TileScale t = scale_of(i);
-        out.x |= (encode_general<kFormat>(x[i], t.factor, t.nan_block) & 0xF) << (4 * i);
-      }
+      for (int i = 0; i < 8; ++i)
+        out.x |= (encode_general(rule, x[i], scale_of(i)) & 0xF) << (4 * i);
     }
   } else {  // INT4: the same arithmetic on either path; a non-finite group keeps codes 0
     constexpr bool kSigned = kFormat == ElementFormat::kInt4Signed;

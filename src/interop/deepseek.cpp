@@ -43,8 +43,7 @@ ScaledTensor deepseek_v3_quantize(const Array& x, const DeepSeekQuantOptions& op
                                   .block_m = options.block_m,
                                   .power_2_scale = options.ue8m0};
   const QuantPlan plan = plan_cast(x.shape(), recipe, -1);
-  const float fmax =
-      options.fp8_format == Fp8Format::kE4M3 ? numerics::kE4M3Max : numerics::kE5M2Max;
+  const float fmax = plan.spec.element_max;
 
   const std::vector<float> values = reference::read_as_float32(x.contiguous());
   const std::vector<float> amax = reference::tile_amax(plan, values);
@@ -59,7 +58,8 @@ ScaledTensor deepseek_v3_quantize(const Array& x, const DeepSeekQuantOptions& op
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(values.size()); ++i) {
     const reference::Coordinates at = reference::coordinates(plan.grid, i);
     const float decode = scales[plan.grid.scale_index(at.batch, at.row, at.col)];
-    reference::store_code(plan, data, i, reference::encode_fp8(plan.format, values[i] / decode));
+    reference::store_code(plan, data, i,
+                          reference::encode_fp8(plan.spec.element, values[i] / decode));
   }
   return ScaledTensor(std::move(data), std::move(scale), recipe, plan.layout);
 }

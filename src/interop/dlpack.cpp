@@ -54,6 +54,14 @@ DLDataType export_dtype(DType dtype, const ExportOptions& options) {
       return float8(abi::kDLFloat8_e5m2);
     case DType::kE8M0:
       return float8(abi::kDLFloat8_e8m0fnu);
+    // One FP6 code per byte: DLPack's float6 codes with 6 bits, which to_versioned marks
+    // IS_SUBBYTE_TYPE_PADDED (a byte per element rather than bit-packed).
+    case DType::kE2M3:
+      return options.float8_codes ? DLDataType{abi::kDLFloat6_e2m3fn, 6, 1}
+                                  : DLDataType{abi::kDLUInt, bits, 1};
+    case DType::kE3M2:
+      return options.float8_codes ? DLDataType{abi::kDLFloat6_e3m2fn, 6, 1}
+                                  : DLDataType{abi::kDLUInt, bits, 1};
   }
   fail<ValueError>("array: expected a breccia dtype, got enum value ", static_cast<int>(dtype));
 }
@@ -98,7 +106,8 @@ DType import_dtype(const DLDataType& dtype, std::string_view argument) {
   }
   fail<ValueError>(argument,
                    ": expected a dtype breccia holds (uint8, int8/32/64, float16/32/64, "
-                   "bfloat16, float8_e4m3fn, float8_e5m2, float8_e8m0fnu, float4_e2m1fn), got "
+                   "bfloat16, float8_e4m3fn, float8_e5m2, float8_e8m0fnu, float6_e2m3fn, "
+                   "float6_e3m2fn, float4_e2m1fn), got "
                    "DLPack type code ",
                    static_cast<int>(dtype.code), " with ", bits, " bits");
 }
@@ -153,8 +162,10 @@ Array import_tensor(Managed* managed, bool subbyte_padded, std::string_view argu
                        "one-per-byte layout (DLPack flag IS_SUBBYTE_TYPE_PADDED)");
     }
     if (shape.empty() || shape.back() % 2 != 0) {
-      fail<ValueError>(argument, ": expected a float4_e2m1fn tensor whose last dim is even "
-                       "(two elements per byte), got shape ", shape_str(shape));
+      fail<ValueError>(argument,
+                       ": expected a float4_e2m1fn tensor whose last dim is even "
+                       "(two elements per byte), got shape ",
+                       shape_str(shape));
     }
     // Pairs share a byte, so only a row-major layout can be expressed in whole bytes.
     const Array logical = Array::borrow(tensor.data, DType::kU8, shape, strides, device, nullptr);
@@ -164,6 +175,17 @@ Array import_tensor(Managed* managed, bool subbyte_padded, std::string_view argu
     }
     shape.back() /= 2;
     strides.clear();
+  } else if ((tensor.dtype.code == abi::kDLFloat6_e2m3fn ||
+              tensor.dtype.code == abi::kDLFloat6_e3m2fn) &&
+             tensor.dtype.bits == 6 && tensor.dtype.lanes == 1) {
+    if (!subbyte_padded) {
+      fail<ValueError>(argument,
+                       ": expected float6 codes one per byte (DLPack flag "
+                       "IS_SUBBYTE_TYPE_PADDED, as ml_dtypes and torchao hold them), got "
+                       "bit-packed float6 (four codes in three bytes), which breccia does not "
+                       "read without a copy");
+    }
+    dtype = tensor.dtype.code == abi::kDLFloat6_e2m3fn ? DType::kE2M3 : DType::kE3M2;
   } else {
     dtype = import_dtype(tensor.dtype, argument);
   }
@@ -192,9 +214,10 @@ void* to_versioned(const Array& array, const ExportOptions& options) {
                       dtype_name(array.dtype()));
     }
     if (array.ndim() == 0 || !array.is_contiguous()) {
-      fail<ValueError>("array: packed_float4 export expects a contiguous array of at least 1-D, "
-                       "got shape ",
-                       shape_str(array.shape()), " with strides ", shape_str(array.strides()));
+      fail<ValueError>(
+          "array: packed_float4 export expects a contiguous array of at least 1-D, "
+          "got shape ",
+          shape_str(array.shape()), " with strides ", shape_str(array.strides()));
     }
     context->shape.back() *= 2;
     checked_numel(context->shape, "array (as float4_e2m1fn)");
@@ -207,6 +230,7 @@ void* to_versioned(const Array& array, const ExportOptions& options) {
   managed.manager_ctx = context.get();
   managed.deleter = delete_export;
   managed.flags = array.read_only() ? abi::kFlagReadOnly : 0;
+  if (dtype.bits == 6) managed.flags |= abi::kFlagSubbyteTypePadded;
   DLTensor& tensor = managed.dl_tensor;
   tensor.data = array.base();
   tensor.device = export_device(array.device());
@@ -226,8 +250,8 @@ Array from_versioned(void* managed_tensor_versioned) {
   }
   auto* managed = static_cast<DLManagedTensorVersioned*>(managed_tensor_versioned);
   if (managed->version.major != 1) {
-    fail<ValueError>(kArgument, ": expected DLPack major version 1, got ",
-                     managed->version.major, ".", managed->version.minor);
+    fail<ValueError>(kArgument, ": expected DLPack major version 1, got ", managed->version.major,
+                     ".", managed->version.minor);
   }
   const bool subbyte_padded = (managed->flags & abi::kFlagSubbyteTypePadded) != 0;
   Array array = import_tensor(managed, subbyte_padded, kArgument);

@@ -34,6 +34,8 @@ inline constexpr std::uint8_t kDLBfloat = 4;
 inline constexpr std::uint8_t kDLFloat8_e4m3fn = 10;
 inline constexpr std::uint8_t kDLFloat8_e5m2 = 12;
 inline constexpr std::uint8_t kDLFloat8_e8m0fnu = 14;
+inline constexpr std::uint8_t kDLFloat6_e2m3fn = 15;  // 6 bits: packed, or a byte each (padded)
+inline constexpr std::uint8_t kDLFloat6_e3m2fn = 16;
 inline constexpr std::uint8_t kDLFloat4_e2m1fn = 17;  // 4 bits, two per byte, low nibble first
 
 struct DLDataType {

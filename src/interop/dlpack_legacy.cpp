@@ -25,12 +25,16 @@ void delete_legacy(abi::DLManagedTensor* self) {
 
 void* to_legacy(const Array& array, const ExportOptions& options) {
   if (array.read_only()) {
-    fail<ValueError>("array: a read-only array cannot be exported as a legacy DLPack tensor, "
-                     "which has no read-only flag; ask for DLPack >= 1.0 (max_version=(1, 0))");
+    fail<ValueError>(
+        "array: a read-only array cannot be exported as a legacy DLPack tensor, "
+        "which has no read-only flag; ask for DLPack >= 1.0 (max_version=(1, 0))");
   }
   auto context = std::make_unique<LegacyContext>();
   context->versioned = static_cast<abi::DLManagedTensorVersioned*>(to_versioned(array, options));
   context->managed.dl_tensor = context->versioned->dl_tensor;
+  // A legacy tensor has no flags to say FP6 codes take a byte each: those go out as uint8.
+  if (context->managed.dl_tensor.dtype.bits == 6)
+    context->managed.dl_tensor.dtype = {abi::kDLUInt, 8, 1};
   context->managed.manager_ctx = context.get();
   context->managed.deleter = delete_legacy;
   return &context.release()->managed;

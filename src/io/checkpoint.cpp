@@ -22,11 +22,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors is little
 
 using Json = nlohmann::json;
 
-template <class... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-
 constexpr std::string_view kScale = ".scale";
 constexpr std::string_view kGlobalScale = ".global_scale";
 constexpr std::string_view kZeroPoint = ".zero_point";
@@ -169,6 +164,10 @@ std::vector<SafetensorsDType> data_file_dtypes(ElementFormat format) {
       return {SafetensorsDType::kF8E5M2, SafetensorsDType::kU8};
     case ElementFormat::kE2M1:
       return {SafetensorsDType::kF4, SafetensorsDType::kU8};
+    case ElementFormat::kE2M3:  // bit-packed in the file, one code per byte in memory
+      return {SafetensorsDType::kF6E2M3, SafetensorsDType::kU8};
+    case ElementFormat::kE3M2:
+      return {SafetensorsDType::kF6E3M2, SafetensorsDType::kU8};
     default:
       return {SafetensorsDType::kU8};
   }
@@ -206,7 +205,7 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
       fail<ValueError>(file.where(), ": ", what, ": ", error.what());
     }
     const StoredTensor data = file.take(name, what);
-    const std::vector<SafetensorsDType> allowed = data_file_dtypes(element_format(recipe));
+    const std::vector<SafetensorsDType> allowed = data_file_dtypes(spec_of(recipe).element);
     if (std::find(allowed.begin(), allowed.end(), data.dtype) == allowed.end()) {
       fail<ValueError>(file.where(), ": ", what, ": ", recipe_repr(recipe),
                        " data cannot be stored as ", to_string(data.dtype), " (tensor '", name,
@@ -227,15 +226,12 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
 }
 
 SafetensorsDType scale_file_dtype(const ScaledTensor& tensor) {
-  if (tensor.scale_dtype() == DType::kU8) {
-    return std::holds_alternative<MXFP8BlockScaling>(tensor.recipe()) ? SafetensorsDType::kF8E8M0
-                                                                      : SafetensorsDType::kF8E4M3;
-  }
-  return safetensors_dtype_for(tensor.scale_dtype());
+  // The scale's logical format decides, whatever dtype holds its bytes.
+  return safetensors_dtype_for(tensor.spec().scale_dtype);
 }
 
 SafetensorsDType data_file_dtype(const ScaledTensor& tensor) {
-  return data_file_dtypes(element_format(tensor.recipe())).front();
+  return data_file_dtypes(tensor.spec().element).front();
 }
 
 // --- conventions: reading ---------------------------------------------------------------
@@ -467,25 +463,22 @@ class Writer {
                    layout_repr(tensor.layout()), " over shape ", shape_str(tensor.logical_shape()));
 }
 
-bool is_per_tensor_fp8(const Recipe& recipe) {
-  return std::holds_alternative<Float8CurrentScaling>(recipe) ||
-         std::holds_alternative<DelayedScaling>(recipe);
+bool is_per_tensor_fp8(const RecipeSpec& spec) {
+  return spec.family == RuleFamily::kFp8 && spec.per_tensor;
 }
 
+// DeepSeek-V3's weights: FP8 with one fp32 scale per 128 x 128 tile.
 bool is_block_128(const ScaledTensor& tensor) {
-  const auto* block = std::get_if<Float8BlockScaling>(&tensor.recipe());
-  return block != nullptr && block->block_m == kDeepSeekBlock && block->block_k == kDeepSeekBlock &&
+  return tensor.spec().family == RuleFamily::kFp8 &&
          tensor.layout() == Layout{PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}};
 }
 
 bool is_rowwise_nvfp4(const ScaledTensor& tensor) {
-  return std::holds_alternative<NVFP4BlockScaling>(tensor.recipe()) &&
-         tensor.layout() == Layout{PerBlockMN{1, 16}};
+  return tensor.spec().family == RuleFamily::kNvfp4 && tensor.layout() == Layout{PerBlockMN{1, 16}};
 }
 
 Fp8Format fp8_format(const ScaledTensor& tensor) {
-  return element_format(tensor.recipe()) == ElementFormat::kE5M2 ? Fp8Format::kE5M2
-                                                                 : Fp8Format::kE4M3;
+  return tensor.spec().element == ElementFormat::kE5M2 ? Fp8Format::kE5M2 : Fp8Format::kE4M3;
 }
 
 Array global_scale_as(const ScaledTensor& tensor, Shape shape) {
@@ -544,7 +537,7 @@ void write_compressed_tensors(const std::string& name, const ScaledTensor& tenso
       "2-D NVFP4 (PerBlockMN(1, 16)), FP8 per tensor, per channel or per 128x128 block, and INT4 "
       "with PerBlockK or PerChannel groups";
   if (tensor.ndim() != 2) cannot_express(name, tensor, options.convention, kSupported);
-  const Recipe& recipe = tensor.recipe();
+  const RecipeSpec& spec = tensor.spec();
   if (is_rowwise_nvfp4(tensor)) {
     writer.add(name + "_packed", stored(tensor.data(), SafetensorsDType::kU8));
     writer.add(name + "_scale", stored(tensor.scale(), SafetensorsDType::kF8E4M3));
@@ -553,7 +546,7 @@ void write_compressed_tensors(const std::string& name, const ScaledTensor& tenso
                stored(scalar_f32(encode).reshaped({1}), SafetensorsDType::kF32));
     return;
   }
-  if (is_per_tensor_fp8(recipe) || is_block_128(tensor)) {
+  if (is_per_tensor_fp8(spec) || is_block_128(tensor)) {
     writer.add(name, stored(tensor.data(), fp8_file_dtype(fp8_format(tensor))));
     Array scale = tensor.scale();
     if (tensor.layout() == Layout{PerTensor{}}) scale = scale.contiguous().reshaped({1});
@@ -562,16 +555,14 @@ void write_compressed_tensors(const std::string& name, const ScaledTensor& tenso
     writer.add(name + "_scale", stored(scale, SafetensorsDType::kF32));
     return;
   }
-  if (const auto* int4 = std::get_if<INT4Scaling>(&recipe)) {
-    const bool grouped = tensor.layout() == Layout{PerBlockK{int4->group_size}} ||
-                         tensor.layout() == Layout{PerBlockMN{1, int4->group_size}};
-    if (!grouped && tensor.layout() != Layout{PerChannel{}}) {
-      cannot_express(name, tensor, options.convention, kSupported);
-    }
+  if (spec.family == RuleFamily::kInt4) {
+    // Groups along each row (PerBlockK, PerBlockMN(1, g), PerChannel), not down the columns.
+    if (tensor.grid().block_rows != 1) cannot_express(name, tensor, options.convention, kSupported);
+    const bool is_signed = spec.element == ElementFormat::kInt4Signed;
     const std::int64_t rows = tensor.shape()[0];
     const Array scale = tensor.scale().contiguous().reshaped({rows, tensor.scale().numel() / rows});
-    writer.add(name + "_packed", stored(pack_words(tensor.data(), int4->is_signed ? 0x88 : 0x00),
-                                        SafetensorsDType::kI32));
+    writer.add(name + "_packed",
+               stored(pack_words(tensor.data(), is_signed ? 0x88 : 0x00), SafetensorsDType::kI32));
     writer.add(name + "_scale", stored(scale, safetensors_dtype_for(scale.dtype())));
     Array shape = Array::empty(DType::kI64, {2});
     shape.data_as<std::int64_t>()[0] = rows;
@@ -606,7 +597,7 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
         writer.add(name + "_scale_2", stored(global_scale_as(tensor, {}), SafetensorsDType::kF32));
         return;
       }
-      if (tensor.ndim() == 2 && is_per_tensor_fp8(tensor.recipe()) &&
+      if (tensor.ndim() == 2 && is_per_tensor_fp8(tensor.spec()) &&
           fp8_format(tensor) == Fp8Format::kE4M3 && tensor.layout() == Layout{PerTensor{}}) {
         writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
         writer.add(name + "_scale",

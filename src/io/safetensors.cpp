@@ -45,7 +45,8 @@ constexpr DTypeInfo kDTypes[] = {
     {SafetensorsDType::kU16, "U16", 16},       {SafetensorsDType::kI16, "I16", 16},
     {SafetensorsDType::kF8E8M0, "F8_E8M0", 8}, {SafetensorsDType::kF8E4M3, "F8_E4M3", 8},
     {SafetensorsDType::kF8E5M2, "F8_E5M2", 8}, {SafetensorsDType::kI8, "I8", 8},
-    {SafetensorsDType::kU8, "U8", 8},          {SafetensorsDType::kF4, "F4", 4},
+    {SafetensorsDType::kU8, "U8", 8},          {SafetensorsDType::kF6E2M3, "F6_E2M3", 6},
+    {SafetensorsDType::kF6E3M2, "F6_E3M2", 6}, {SafetensorsDType::kF4, "F4", 4},
     {SafetensorsDType::kBool, "BOOL", 8},
 };
 
@@ -256,6 +257,15 @@ std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std:
     }
     return numel / 2;
   }
+  if (bits == 6) {
+    if (numel % 4 != 0) {
+      fail<ValueError>(where,
+                       ": shape: expected a multiple of 4 elements for F6 (four codes "
+                       "in three bytes), got ",
+                       shape_str(shape));
+    }
+    return numel / 4 * 3;
+  }
   std::int64_t bytes = 0;
   if (__builtin_mul_overflow(numel, bits / 8, &bytes)) {
     fail<ValueError>(where, ": expected a byte size that fits in 64 bits, got ", numel,
@@ -368,17 +378,53 @@ void check_tiling(std::vector<TensorEntry>& entries, std::int64_t data_bytes,
   }
 }
 
+// FP6 codes bit-packed as the little-endian stream of 6-bit fields (element i at bits
+// 6i..6i+5): every four codes fill three bytes.
+void unpack_6bit(const std::uint8_t* packed, std::uint8_t* codes, std::int64_t count) {
+  for (std::int64_t group = 0; group < count / 4; ++group) {
+    const std::uint32_t bits = packed[3 * group] | std::uint32_t{packed[3 * group + 1]} << 8 |
+                               std::uint32_t{packed[3 * group + 2]} << 16;
+    for (int k = 0; k < 4; ++k) codes[4 * group + k] = (bits >> (6 * k)) & 0x3Fu;
+  }
+}
+
+std::vector<std::uint8_t> pack_6bit(const Array& codes, const std::string& where) {
+  const Array contiguous = codes.contiguous();
+  const auto* from = contiguous.data_as<const std::uint8_t>();
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(codes.numel() / 4 * 3));
+  for (std::int64_t group = 0; group < codes.numel() / 4; ++group) {
+    std::uint32_t bits = 0;
+    for (int k = 0; k < 4; ++k) {
+      const std::uint8_t code = from[4 * group + k];
+      if (code > 0x3F) {
+        fail<ValueError>(where, ": expected FP6 codes below 64 (the top two bits clear), got ",
+                         static_cast<int>(code), " at element ", 4 * group + k);
+      }
+      bits |= std::uint32_t{code} << (6 * k);
+    }
+    for (int b = 0; b < 3; ++b) packed[3 * group + b] = static_cast<std::uint8_t>(bits >> (8 * b));
+  }
+  return packed;
+}
+
 Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping,
                std::size_t data_start, const std::string& where) {
   const auto dtype = array_dtype_for(entry.dtype);
   if (!dtype) {
     fail<ValueError>(where, ": tensor '", entry.name, "': dtype ", to_string(entry.dtype),
                      " is valid safetensors but breccia has no array type for it (expected "
-                     "U8, I8, I32, I64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2, F8_E8M0 or F4)");
+                     "U8, I8, I32, I64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2, F8_E8M0, F6_E2M3, "
+                     "F6_E3M2 or F4)");
   }
   Shape shape = entry.shape;
   if (entry.dtype == SafetensorsDType::kF4) shape.back() /= 2;
   const std::byte* bytes = mapping->bytes() + data_start + entry.begin;
+  if (info(entry.dtype).bits == 6) {  // bit-packed in the file, one code per byte in memory
+    Array codes = Array::empty(*dtype, std::move(shape));
+    unpack_6bit(reinterpret_cast<const std::uint8_t*>(bytes), codes.data_as<std::uint8_t>(),
+                codes.numel());
+    return codes;
+  }
   if (reinterpret_cast<std::uintptr_t>(bytes) % itemsize(*dtype) == 0) {
     // The mapping is PROT_READ: a write through the Array would fault, so forbid it up front.
     return Array::borrow(const_cast<std::byte*>(bytes), *dtype, std::move(shape), {}, Device::cpu(),
@@ -463,6 +509,10 @@ std::optional<DType> array_dtype_for(SafetensorsDType dtype) {
       return DType::kE5M2;
     case SafetensorsDType::kF8E8M0:
       return DType::kE8M0;
+    case SafetensorsDType::kF6E2M3:
+      return DType::kE2M3;
+    case SafetensorsDType::kF6E3M2:
+      return DType::kE3M2;
     default:
       return std::nullopt;
   }
@@ -492,6 +542,10 @@ SafetensorsDType safetensors_dtype_for(DType dtype) {
       return SafetensorsDType::kF8E5M2;
     case DType::kE8M0:
       return SafetensorsDType::kF8E8M0;
+    case DType::kE2M3:
+      return SafetensorsDType::kF6E2M3;
+    case DType::kE3M2:
+      return SafetensorsDType::kF6E3M2;
   }
   fail<ValueError>("dtype: expected a breccia dtype, got code ", static_cast<int>(dtype));
 }
@@ -581,6 +635,12 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
     if (tensor.dtype == SafetensorsDType::kF4 && array.ndim() == 0) {
       fail<ValueError>(here, ": expected packed F4 bytes with at least one dim, got a scalar");
     }
+    if (info(tensor.dtype).bits == 6 && array.numel() % 4 != 0) {
+      fail<ValueError>(here,
+                       ": expected a multiple of 4 FP6 codes (the file packs four in "
+                       "three bytes), got shape ",
+                       shape_str(array.shape()));
+    }
     if (!array.defined()) fail<ValueError>(here, ": expected an array with memory, got none");
     pending.push_back({&name, &tensor, layout_rank(tensor.dtype)});
   }
@@ -598,7 +658,8 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
     const StoredTensor& tensor = *item.tensor;
     Shape shape = tensor.array.shape();
     if (tensor.dtype == SafetensorsDType::kF4) shape.back() *= 2;
-    const std::int64_t bytes = tensor.array.nbytes();
+    const std::int64_t bytes =
+        info(tensor.dtype).bits == 6 ? tensor.array.numel() / 4 * 3 : tensor.array.nbytes();
     header[*item.name] = {{"dtype", to_string(tensor.dtype)},
                           {"shape", shape},
                           {"data_offsets", {offset, offset + bytes}}};
@@ -617,6 +678,12 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
     write_all(file.get(), length_field, sizeof length_field, where);
     write_all(file.get(), header_text.data(), header_text.size(), where);
     for (const Pending& item : pending) {
+      if (info(item.tensor->dtype).bits == 6) {
+        const std::vector<std::uint8_t> packed =
+            pack_6bit(item.tensor->array, where + ": tensor '" + *item.name + "'");
+        write_all(file.get(), packed.data(), packed.size(), where);
+        continue;
+      }
       const Array contiguous = item.tensor->array.contiguous();
       write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()),
                 where);

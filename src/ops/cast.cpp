@@ -1,6 +1,5 @@
 #include <span>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -14,12 +13,11 @@ namespace {
 
 void check_state(const Recipe& recipe, const DelayedScalingState* state) {
   if (state == nullptr) return;
-  const auto* delayed = std::get_if<DelayedScaling>(&recipe);
-  if (delayed == nullptr) {
+  if (!spec_of(recipe).delayed) {
     fail<ValueError>("state: a DelayedScalingState applies only to DelayedScaling, got recipe ",
                      recipe_repr(recipe));
   }
-  if (!(state->recipe() == *delayed)) {
+  if (!(Recipe{state->recipe()} == recipe)) {
     fail<ValueError>("state: built for ", recipe_repr(state->recipe()), ", but cast was given ",
                      recipe_repr(recipe));
   }
@@ -28,11 +26,10 @@ void check_state(const Recipe& recipe, const DelayedScalingState* state) {
 // The arrays of a cast under `plan`, on x's device, from the caller's allocator. `first` is
 // the other output of the same cast_for_gemm, if any: both share its global_scale (one tensor
 // amax), and its codes when both axes use the same 2-D tiles.
-kernels::reference::CastOutputs allocate_outputs(
-    const QuantPlan& plan, Device device, Allocator* allocator,
-    const kernels::reference::CastOutputs* first = nullptr) {
+kernels::CastOutputs allocate_outputs(const QuantPlan& plan, Device device, Allocator* allocator,
+                                      const kernels::CastOutputs* first = nullptr) {
   const bool same_codes = first != nullptr && plan.amax_block_rows > 1 && plan.amax_block_cols > 1;
-  kernels::reference::CastOutputs out;
+  kernels::CastOutputs out;
   out.data =
       same_codes ? first->data : Array::empty(plan.data_dtype, plan.data_shape, device, allocator);
   out.scale = Array::empty(plan.scale_dtype, plan.grid.scale_shape, device, allocator);
@@ -45,18 +42,19 @@ kernels::reference::CastOutputs allocate_outputs(
   return out;
 }
 
-ScaledTensor scaled_tensor_of(const QuantPlan& plan, const kernels::reference::CastOutputs& out) {
+ScaledTensor scaled_tensor_of(const QuantPlan& plan, const kernels::CastOutputs& out) {
   return ScaledTensor(out.data, out.scale, plan.recipe, plan.layout,
                       plan.has_global_scale ? std::optional<Array>(out.global_scale) : std::nullopt,
                       plan.has_zero_point ? std::optional<Array>(out.zero_point) : std::nullopt);
 }
 
-void check_input(const Array& x, const Recipe& recipe, const DelayedScalingState* state) {
+void check_input(const Array& x, const Recipe& recipe, const DelayedScalingState* state,
+                 const Context& context) {
   if (!is_wide_float(x.dtype())) {
     fail<TypeError>("x: expected float32, float16, bfloat16 or float64 values to quantize, got ",
                     dtype_name(x.dtype()));
   }
-  ops_detail::require_kernels_for(x.device(), "cast");
+  ops_detail::require_kernels_for(x.device(), "cast", context);
   check_state(recipe, state);
 }
 
@@ -74,26 +72,23 @@ Array swizzled_scale_for(const QuantPlan& plan, Device device, Allocator* alloca
 }  // namespace
 
 ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
-  check_input(x, recipe, options.state);
+  check_input(x, recipe, options.state, options.context);
   const QuantPlan plan = plan_cast(x.shape(), recipe, options.axis);
   const kernels::CastTarget target{
-      &plan, allocate_outputs(plan, x.device(), options.allocator), {}};
-  ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state,
-                       {options.allocator, options.stream});
+      &plan, allocate_outputs(plan, x.device(), options.context.allocator), {}};
+  ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state, options.context);
   return scaled_tensor_of(plan, target.out);
 }
 
 GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptions& options) {
-  check_input(x, recipe, options.state);
+  check_input(x, recipe, options.state, options.context);
   if (!options.rowwise && !options.columnwise) {
     fail<ValueError>("options: expected rowwise, columnwise or both, got neither");
   }
-  const bool byte_scales = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
-                           std::holds_alternative<NVFP4BlockScaling>(recipe);
-  if (options.swizzled_scales && !byte_scales) {
+  if (options.swizzled_scales && !spec_of(recipe).byte_block_scales()) {
     fail<ValueError>(
-        "swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling and "
-        "NVFP4BlockScaling (one-byte block scales), got ",
+        "swizzled_scales: GEMM-ready swizzled scales exist for recipes with one-byte block "
+        "scales (the MX recipes, NVFP4BlockScaling), got ",
         recipe_repr(recipe));
   }
   std::vector<QuantPlan> plans;
@@ -105,14 +100,14 @@ GemmCast cast_for_gemm(const Array& x, const Recipe& recipe, const GemmCastOptio
 
   std::vector<kernels::CastTarget> targets;
   for (const QuantPlan& plan : plans) {
-    kernels::reference::CastOutputs out = allocate_outputs(
-        plan, x.device(), options.allocator, targets.empty() ? nullptr : &targets.front().out);
+    kernels::CastOutputs out = allocate_outputs(plan, x.device(), options.context.allocator,
+                                                targets.empty() ? nullptr : &targets.front().out);
     targets.push_back({&plan, std::move(out),
                        options.swizzled_scales
-                           ? swizzled_scale_for(plan, x.device(), options.allocator)
+                           ? swizzled_scale_for(plan, x.device(), options.context.allocator)
                            : Array{}});
   }
-  ops_detail::run_cast(x.contiguous(), targets, options.state, {options.allocator, options.stream});
+  ops_detail::run_cast(x.contiguous(), targets, options.state, options.context);
 
   // The rowwise output is the first target, the columnwise one the last (the same one when
   // both axes give one tensor).

@@ -12,9 +12,27 @@
 namespace breccia::ops_detail {
 namespace {
 
+// The swizzled copy of a reference cast's scales (a columnwise plan's are those of the
+// transposed scale matrix).
+void write_swizzled(const kernels::CastTarget& target) {
+  const Array& scale = target.out.scale;
+  Array compact = scale;
+  if (target.plan->axis == -2) {
+    Shape shape = scale.shape();
+    Strides strides = contiguous_strides(shape);
+    std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
+    std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
+    compact =
+        Array::borrow(scale.data(), scale.dtype(), shape, strides, scale.device(), scale.owner())
+            .contiguous();
+  }
+  const Array swizzled = swizzle_scales(compact);
+  std::memcpy(target.swizzled.data(), swizzled.data(), static_cast<std::size_t>(swizzled.nbytes()));
+}
+
 #if defined(BRECCIA_WITH_CUDA)
-kernels::cuda::Context cuda_context(const DeviceContext& context) {
-  return {context.allocator, context.stream};
+bool on_cuda(Device device, const Context& context) {
+  return device.kind == Device::Kind::kCUDA && context.kernels == KernelPreference::kAutomatic;
 }
 #endif
 
@@ -27,7 +45,11 @@ void require_device(const Array& array, std::string_view argument, Device device
   }
 }
 
-void require_kernels_for(Device device, std::string_view operation) {
+void require_kernels_for(Device device, std::string_view operation, const Context& context) {
+  if (context.kernels == KernelPreference::kReference && !device.is_cpu()) {
+    fail<DeviceError>(operation, ": the reference kernels run on the CPU, got data on ", device,
+                      " (breccia never copies between devices implicitly)");
+  }
 #if defined(BRECCIA_WITH_CUDA)
   if (device.kind == Device::Kind::kCUDA) return;
 #endif
@@ -39,53 +61,35 @@ void require_kernels_for(Device device, std::string_view operation) {
 }
 
 void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
-              DelayedScalingState* state, const DeviceContext& context) {
+              DelayedScalingState* state, [[maybe_unused]] const Context& context) {
 #if defined(BRECCIA_WITH_CUDA)
-  if (x.device().kind == Device::Kind::kCUDA) {
-    kernels::cuda::cast(x, targets, state, cuda_context(context));
+  if (on_cuda(x.device(), context)) {
+    kernels::cuda::cast(x, targets, state, context);
     return;
   }
 #endif
-  (void)context;
   for (const kernels::CastTarget& target : targets) {
     kernels::reference::cast(*target.plan, x, target.out, state);
-    if (!target.swizzled.defined()) continue;
-    // A columnwise plan's GEMM-ready scales are those of the transposed scale matrix.
-    const Array& scale = target.out.scale;
-    Array compact = scale;
-    if (target.plan->axis == -2) {
-      Shape shape = scale.shape();
-      Strides strides = contiguous_strides(shape);
-      std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
-      std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
-      compact =
-          Array::borrow(scale.data(), scale.dtype(), shape, strides, scale.device(), scale.owner())
-              .contiguous();
-    }
-    const Array swizzled = swizzle_scales(compact);
-    std::memcpy(target.swizzled.data(), swizzled.data(),
-                static_cast<std::size_t>(swizzled.nbytes()));
+    if (target.swizzled.defined()) write_swizzled(target);
   }
 }
 
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                     const Array& global_scale, const Array& zero_point, const Array& out,
-                    const DeviceContext& context) {
+                    [[maybe_unused]] const Context& context) {
 #if defined(BRECCIA_WITH_CUDA)
-  if (data.device().kind == Device::Kind::kCUDA) {
-    kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out,
-                              cuda_context(context));
+  if (on_cuda(data.device(), context)) {
+    kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out, context);
     return;
   }
 #endif
-  (void)context;
   kernels::reference::dequantize(plan, data, scale, global_scale, zero_point, out);
 }
 
 Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
-                           const DeviceContext& context) {
+                           const Context& context) {
 #if defined(BRECCIA_WITH_CUDA)
-  return kernels::cuda::matmul(a, b, out_dtype, cuda_context(context));
+  return kernels::cuda::matmul(a, b, out_dtype, context);
 #else
   (void)a, (void)b, (void)out_dtype, (void)context;
   fail<UnsupportedError>("matmul: this build of breccia has no CUDA kernels");

@@ -20,8 +20,10 @@ Shape logical_shape_of(const Operand& operand) {
 }
 
 // The operand's values as a contiguous fp32 array.
-Array to_float32(const Operand& operand, std::string_view argument) {
-  if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) return dequantize(*scaled);
+Array to_float32(const Operand& operand, std::string_view argument, const Context& context) {
+  if (const auto* scaled = std::get_if<ScaledTensor>(&operand)) {
+    return dequantize(*scaled, DType::kF32, context);
+  }
   const Array& plain = std::get<Array>(operand);
   if (!is_wide_float(plain.dtype())) {
     fail<TypeError>(argument,
@@ -73,18 +75,15 @@ std::int64_t source_batch(const Shape& operand, const Shape& batch, std::int64_t
 
 }  // namespace
 
-Array matmul(const Operand& a, const Operand& b, DType out_dtype, Allocator* allocator,
-             void* stream) {
+Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context) {
   if (!is_wide_float(out_dtype)) {
     fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
                     dtype_name(out_dtype));
   }
   const Device device = data_of(a).device();
   ops_detail::require_device(data_of(b), "b", device);
-  ops_detail::require_kernels_for(device, "matmul");
-  if (!device.is_cpu()) {
-    return ops_detail::run_matmul_on_device(a, b, out_dtype, {allocator, stream});
-  }
+  ops_detail::require_kernels_for(device, "matmul", context);
+  if (!device.is_cpu()) return ops_detail::run_matmul_on_device(a, b, out_dtype, context);
 
   const Shape a_shape = logical_shape_of(a);
   const Shape b_shape = logical_shape_of(b);
@@ -106,8 +105,8 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype, Allocator* all
   }
   const Shape batch = broadcast_batch(a_shape, b_shape);
 
-  const Array a32 = to_float32(a, "a");
-  const Array b32 = to_float32(b, "b");
+  const Array a32 = to_float32(a, "a", context);
+  const Array b32 = to_float32(b, "b", context);
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);

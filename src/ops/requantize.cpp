@@ -12,7 +12,7 @@ ScaledTensor requantize(const ScaledTensor& scaled, const Recipe& new_recipe,
       plan_cast(scaled.logical_shape(), new_recipe, options.axis).layout == scaled.layout()) {
     return scaled;
   }
-  return cast(dequantize(scaled, DType::kF32, options.allocator), new_recipe, options);
+  return cast(dequantize(scaled, DType::kF32, options.context), new_recipe, options);
 }
 
 }  // namespace breccia

@@ -54,9 +54,33 @@ std::uint8_t encode_fp8(ElementFormat format, float value) {
                                                                   : formats::E5M2::encode(value));
 }
 
+std::uint32_t load_scale_bits(const Array& scale, std::int64_t s) {
+  switch (itemsize(scale.dtype())) {
+    case 1:
+      return scale.data_as<const std::uint8_t>()[s];
+    case 2:
+      return scale.data_as<const std::uint16_t>()[s];
+    default:
+      return scale.data_as<const std::uint32_t>()[s];
+  }
+}
+
+void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits) {
+  switch (itemsize(scale.dtype())) {
+    case 1:
+      scale.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(bits);
+      return;
+    case 2:
+      scale.data_as<std::uint16_t>()[s] = static_cast<std::uint16_t>(bits);
+      return;
+    default:
+      scale.data_as<std::uint32_t>()[s] = bits;
+  }
+}
+
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code) {
   auto* bytes = data.data_as<std::uint8_t>();
-  if (!is_packed(plan.format)) {
+  if (!plan.spec.packed) {
     bytes[i] = code;
     return;
   }
@@ -67,7 +91,7 @@ void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::u
 
 std::uint8_t load_code(const QuantPlan& plan, const Array& data, std::int64_t i) {
   const auto* bytes = data.data_as<const std::uint8_t>();
-  if (!is_packed(plan.format)) return bytes[i];
+  if (!plan.spec.packed) return bytes[i];
   return formats::unpack_nibble(bytes[i / 2], i);
 }
 

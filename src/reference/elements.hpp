@@ -20,8 +20,12 @@ void write_wide(const Array& out, std::int64_t i, float value);
 // Reads flat index `i` of a contiguous wide-float array as fp32.
 float read_wide(const Array& in, std::int64_t i);
 
-// Code of one element in `format` (after the encode scale has been applied).
+// FP8 code of one element in `format` (after the encode scale has been applied).
 std::uint8_t encode_fp8(ElementFormat format, float value);
+
+// The bits of scale entry `s` of a scale array (1, 2 or 4 bytes each), and their store.
+std::uint32_t load_scale_bits(const Array& scale, std::int64_t s);
+void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits);
 
 // Writes element code `code` at logical flat index `i` (packed formats: nibble i % 2).
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code);

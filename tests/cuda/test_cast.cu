@@ -123,7 +123,9 @@ std::string first_difference(const Array& have, const Array& want, const ScaledT
 class CudaCast : public ::testing::Test {
  protected:
   cuda_test::StreamAllocator allocator_;
-  CastOptions options(int axis) { return CastOptions{.axis = axis, .allocator = &allocator_}; }
+  CastOptions options(int axis) {
+    return CastOptions{.axis = axis, .context = {.allocator = &allocator_}};
+  }
 
   // Casts x on both devices and compares every output byte; also dequantizes both into every
   // output dtype and compares. Returns false when the recipe does not take the shape.
@@ -150,7 +152,7 @@ class CudaCast : public ::testing::Test {
     }
     for (DType out : dequantize_dtypes) {
       const Array want = dequantize(expected, out);
-      const Array have = to_host(dequantize(got, out, &allocator_));
+      const Array have = to_host(dequantize(got, out, {.allocator = &allocator_}));
       EXPECT_EQ(mismatched_bytes(have, want), 0)
           << "dequantize to " << dtype_name(out) << first_difference(have, want, got);
     }
@@ -217,8 +219,7 @@ TEST_F(CudaCast, CastForGemmMatchesTheCpu) {
         const Array x = converted(make_input(shape, fill, seed++), dtype);
         const Array x_device = to_device(x, allocator_);
         for (const Recipe& recipe : all_recipes()) {
-          const bool swizzle = std::holds_alternative<MXFP8BlockScaling>(recipe) ||
-                               std::holds_alternative<NVFP4BlockScaling>(recipe);
+          const bool swizzle = spec_of(recipe).byte_block_scales();
           SCOPED_TRACE(recipe_repr(recipe) + " shape=" + shape_str(shape) +
                        " dtype=" + std::string(dtype_name(dtype)));
           GemmCastOptions cpu_options{.swizzled_scales = swizzle};
@@ -229,7 +230,7 @@ TEST_F(CudaCast, CastForGemmMatchesTheCpu) {
             continue;  // the recipe cannot block this shape along both axes
           }
           GemmCastOptions gpu_options = cpu_options;
-          gpu_options.allocator = &allocator_;
+          gpu_options.context.allocator = &allocator_;
           const GemmCast got = cast_for_gemm(x_device, recipe, gpu_options);
           for (const auto& [have, expected] : {std::pair{&got.rowwise, &want->rowwise},
                                                std::pair{&got.columnwise, &want->columnwise}}) {
@@ -290,7 +291,7 @@ TEST_F(CudaCast, DelayedScalingStateAdvancesAsOnTheCpu) {
   for (std::uint32_t step = 0; step < 6; ++step) {
     const Array x = make_input({64, 96}, step % 2 == 0 ? Fill::kRandom : Fill::kSpecial, step);
     const ScaledTensor want = cast(x, recipe, CastOptions{.state = &cpu_state});
-    CastOptions options{.state = &gpu_state, .allocator = &allocator_};
+    CastOptions options{.state = &gpu_state, .context = {.allocator = &allocator_}};
     const ScaledTensor got = cast(to_device(x, allocator_), recipe, options);
     EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0) << "step " << step;
     EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0) << "step " << step;
@@ -319,7 +320,8 @@ TEST_F(CudaCast, RunsOnTheCallersStream) {
     const Array host = make_input({512, 1024}, Fill::kRandom, 7);
     const Array x = to_device(host, allocator);
     const ScaledTensor got =
-        cast(x, NVFP4BlockScaling{}, CastOptions{.allocator = &allocator, .stream = stream});
+        cast(x, NVFP4BlockScaling{},
+             CastOptions{.context = {.allocator = &allocator, .stream = stream}});
     cuda_test::check(cudaStreamSynchronize(stream), "sync");
     const ScaledTensor want = cast(host, NVFP4BlockScaling{});
     EXPECT_EQ(mismatched_bytes(to_host(got.data()), want.data()), 0);

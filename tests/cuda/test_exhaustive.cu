@@ -1,7 +1,8 @@
 // Every one of the 2^32 fp32 bit patterns through the device's element encoders (the ones the
-// cast kernels use: hardware FP8 conversion with the NaN fix-up, the E2M1 rule, the bf16/fp16
-// output rounding, and the fast encoders of NaN-free tiles: FP8 quads and E2M1 thresholds)
-// compared with formats::Minifloat::encode evaluated on the host CPU.
+// cast kernels use: rules::encode_element on the device, which is the hardware FP8 conversion
+// with the NaN fix-up and the Minifloat rule for E2M1 and FP6, the bf16/fp16 output rounding,
+// and the fast encoders of NaN-free tiles: FP8 quads and E2M1 by rounding) compared with
+// formats::Minifloat::encode evaluated on the host CPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,13 +26,15 @@ constexpr std::uint64_t kChunk = std::uint64_t{1} << 28;
 __global__ void encode_chunk(std::uint64_t first, std::uint8_t* e4m3, std::uint8_t* e5m2,
                              std::uint8_t* e2m1, std::uint16_t* bf16, std::uint16_t* f16,
                              std::uint32_t* e4m3_quad, std::uint32_t* e5m2_quad,
-                             std::uint8_t* e2m1_fast) {
+                             std::uint8_t* e2m1_fast, std::uint8_t* e2m3, std::uint8_t* e3m2) {
   for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
        i < kChunk; i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const float x = __uint_as_float(static_cast<std::uint32_t>(first + i));
-    e4m3[i] = cuda_detail::encode_fp8<ElementFormat::kE4M3>(x);
-    e5m2[i] = cuda_detail::encode_fp8<ElementFormat::kE5M2>(x);
-    e2m1[i] = cuda_detail::encode_e2m1(x);
+    e4m3[i] = rules::encode_element<ElementFormat::kE4M3>(x);
+    e5m2[i] = rules::encode_element<ElementFormat::kE5M2>(x);
+    e2m1[i] = rules::encode_element<ElementFormat::kE2M1>(x);
+    e2m3[i] = rules::encode_element<ElementFormat::kE2M3>(x);
+    e3m2[i] = rules::encode_element<ElementFormat::kE3M2>(x);
     bf16[i] = cuda_detail::from_float<Wide::kBF16>(x);
     f16[i] = cuda_detail::from_float<Wide::kF16>(x);
     e4m3_quad[i] = cuda_detail::fast_fp8_quad<ElementFormat::kE4M3>(x, -x, -x, x);
@@ -49,21 +52,23 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   cuda_test::check(cudaMalloc(&bf16, 2 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&f16, 2 * kChunk), "malloc");
   std::uint32_t *e4m3_quad = nullptr, *e5m2_quad = nullptr;
-  std::uint8_t* e2m1_fast = nullptr;
+  std::uint8_t *e2m1_fast = nullptr, *e2m3 = nullptr, *e3m2 = nullptr;
+  cuda_test::check(cudaMalloc(&e2m3, kChunk), "malloc");
+  cuda_test::check(cudaMalloc(&e3m2, kChunk), "malloc");
   cuda_test::check(cudaMalloc(&e4m3_quad, 4 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&e5m2_quad, 4 * kChunk), "malloc");
   cuda_test::check(cudaMalloc(&e2m1_fast, kChunk), "malloc");
   std::vector<std::uint8_t> h_e4m3(kChunk), h_e5m2(kChunk), h_e2m1(kChunk);
   std::vector<std::uint16_t> h_bf16(kChunk), h_f16(kChunk);
   std::vector<std::uint32_t> h_e4m3_quad(kChunk), h_e5m2_quad(kChunk);
-  std::vector<std::uint8_t> h_e2m1_fast(kChunk);
-  constexpr int kChecks = 8;
+  std::vector<std::uint8_t> h_e2m1_fast(kChunk), h_e2m3(kChunk), h_e3m2(kChunk);
+  constexpr int kChecks = 10;
   std::atomic<std::uint64_t> mismatches[kChecks] = {};
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
 
   for (std::uint64_t first = 0; first < (std::uint64_t{1} << 32); first += kChunk) {
-    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_quad, e5m2_quad,
-                                e2m1_fast);
+    encode_chunk<<<4096, 256>>>(first, e4m3, e5m2, e2m1, bf16, f16, e4m3_quad, e5m2_quad, e2m1_fast,
+                                e2m3, e3m2);
     cuda_test::check(cudaGetLastError(), "launch");
     cuda_test::check(cudaMemcpy(h_e4m3.data(), e4m3, kChunk, cudaMemcpyDeviceToHost), "copy");
     cuda_test::check(cudaMemcpy(h_e5m2.data(), e5m2, kChunk, cudaMemcpyDeviceToHost), "copy");
@@ -76,6 +81,8 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
                      "copy");
     cuda_test::check(cudaMemcpy(h_e2m1_fast.data(), e2m1_fast, kChunk, cudaMemcpyDeviceToHost),
                      "copy");
+    cuda_test::check(cudaMemcpy(h_e2m3.data(), e2m3, kChunk, cudaMemcpyDeviceToHost), "copy");
+    cuda_test::check(cudaMemcpy(h_e3m2.data(), e3m2, kChunk, cudaMemcpyDeviceToHost), "copy");
     std::vector<std::thread> threads;
     for (unsigned w = 0; w < workers; ++w) {
       threads.emplace_back([&, w] {
@@ -87,6 +94,8 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
           local[2] += h_e2m1[i] != formats::E2M1::encode(x);
           local[3] += h_bf16[i] != formats::BF16::encode(x, formats::Overflow::kInfinity);
           local[4] += h_f16[i] != formats::F16::encode(x, formats::Overflow::kInfinity);
+          local[8] += h_e2m3[i] != formats::E2M3::encode(x);
+          local[9] += h_e3m2[i] != formats::E3M2::encode(x);
           if (std::isnan(x)) continue;  // the fast encoders only see NaN-free tiles
           const std::uint32_t e4m3_x = formats::E4M3::encode(x),
                               e4m3_neg = formats::E4M3::encode(-x);
@@ -109,9 +118,12 @@ TEST(CudaExhaustive, ElementEncodersMatchTheHostRuleForAllFp32Patterns) {
   EXPECT_EQ(mismatches[5].load(), 0u) << "fast E4M3 quads";
   EXPECT_EQ(mismatches[6].load(), 0u) << "fast E5M2 quads";
   EXPECT_EQ(mismatches[7].load(), 0u) << "fast E2M1";
+  EXPECT_EQ(mismatches[8].load(), 0u) << "E2M3";
+  EXPECT_EQ(mismatches[9].load(), 0u) << "E3M2";
   for (void* p : {static_cast<void*>(e4m3), static_cast<void*>(e5m2), static_cast<void*>(e2m1),
                   static_cast<void*>(bf16), static_cast<void*>(f16), static_cast<void*>(e4m3_quad),
-                  static_cast<void*>(e5m2_quad), static_cast<void*>(e2m1_fast)}) {
+                  static_cast<void*>(e5m2_quad), static_cast<void*>(e2m1_fast),
+                  static_cast<void*>(e2m3), static_cast<void*>(e3m2)}) {
     cudaFree(p);
   }
 }

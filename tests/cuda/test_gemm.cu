@@ -77,12 +77,13 @@ class CudaGemm : public ::testing::Test {
                  std::string(dtype_name(out_dtype)));
     const Array x = random_matrix(m, k, 1);
     const ScaledTensor a_cpu = cast(x, ra);
-    const ScaledTensor a_gpu = cast(to_device(x, allocator_), ra, {.allocator = &allocator_});
+    const ScaledTensor a_gpu =
+        cast(to_device(x, allocator_), ra, {.context = {.allocator = &allocator_}});
     ScaledTensor b_cpu = a_cpu, b_gpu = a_gpu;
     if (b_as_weight_view) {
       const Array w = random_matrix(n, k, 2);
       b_cpu = cast(w, rb);
-      b_gpu = cast(to_device(w, allocator_), rb, {.allocator = &allocator_});
+      b_gpu = cast(to_device(w, allocator_), rb, {.context = {.allocator = &allocator_}});
       const Layout layout = std::holds_alternative<PerTensor>(b_cpu.layout())
                                 ? b_cpu.layout()
                                 : Layout{PerBlockMN{128, 128}};
@@ -92,7 +93,8 @@ class CudaGemm : public ::testing::Test {
       const Array w = random_matrix(k, n, 2);
       const int axis = one_dimensional_blocks(rb) ? -2 : -1;
       b_cpu = cast(w, rb, {.axis = axis});
-      b_gpu = cast(to_device(w, allocator_), rb, {.axis = axis, .allocator = &allocator_});
+      b_gpu =
+          cast(to_device(w, allocator_), rb, {.axis = axis, .context = {.allocator = &allocator_}});
     }
     ASSERT_NE(kernels::cuda::gemm_kind(a_gpu, b_gpu), kernels::cuda::GemmKind::kNone);
     compare(a_cpu, a_gpu, b_cpu, b_gpu, out_dtype);
@@ -101,7 +103,7 @@ class CudaGemm : public ::testing::Test {
   void compare(const Operand& a_cpu, const Operand& a_gpu, const Operand& b_cpu,
                const Operand& b_gpu, DType out_dtype) {
     const Array want = matmul(a_cpu, b_cpu, DType::kF32);
-    const Array got = to_host(matmul(a_gpu, b_gpu, out_dtype, &allocator_));
+    const Array got = to_host(matmul(a_gpu, b_gpu, out_dtype, {.allocator = &allocator_}));
     ASSERT_EQ(got.shape(), want.shape());
     EXPECT_LE(mismatch(got, want), 1e-5);
   }
@@ -157,10 +159,11 @@ TEST_F(CudaGemm, EmulatedBlockFormatsMatchTheReference) {
   // b as a transposed view of an (N, K) MXFP8 weight: its rows are K-major already.
   const Array w = random_matrix(384, 512, 8);
   const ScaledTensor weight_cpu = cast(w, mx);
-  const ScaledTensor weight_gpu = cast(to_device(w, allocator_), mx, {.allocator = &allocator_});
+  const ScaledTensor weight_gpu =
+      cast(to_device(w, allocator_), mx, {.context = {.allocator = &allocator_}});
   const Array x = random_matrix(96, 512, 9);
-  const ScaledTensor x_cpu = cast(x, mx),
-                     x_gpu = cast(to_device(x, allocator_), mx, {.allocator = &allocator_});
+  const ScaledTensor x_cpu = cast(x, mx), x_gpu = cast(to_device(x, allocator_), mx,
+                                                       {.context = {.allocator = &allocator_}});
   const Layout column_blocks = PerBlockMN{32, 1};
   const ScaledTensor b_gpu = transposed_view(weight_gpu, column_blocks);
   EXPECT_EQ(kernels::cuda::gemm_kind(x_gpu, b_gpu), GemmKind::kEmulated);
@@ -190,8 +193,8 @@ TEST_F(CudaGemm, Int4WeightsWithBf16ActivationsMatchTheReference) {
       kernels::reference::convert(random_matrix(m, k, 10), x);
       const Array w = random_matrix(k, n, 11);
       const ScaledTensor b_cpu = cast(w, recipe, {.axis = -2});
-      const ScaledTensor b_gpu =
-          cast(to_device(w, allocator_), recipe, {.axis = -2, .allocator = &allocator_});
+      const ScaledTensor b_gpu = cast(to_device(w, allocator_), recipe,
+                                      {.axis = -2, .context = {.allocator = &allocator_}});
       compare(x, to_device(x, allocator_), b_cpu, b_gpu, DType::kBF16);
     }
   }
@@ -200,18 +203,20 @@ TEST_F(CudaGemm, Int4WeightsWithBf16ActivationsMatchTheReference) {
 TEST_F(CudaGemm, RefusesWhatNoKernelTakes) {
   auto fp8 = [&](std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
     return cast(to_device(random_matrix(rows, cols, seed), allocator_), Float8CurrentScaling{},
-                {.allocator = &allocator_});
+                {.context = {.allocator = &allocator_}});
   };
-  EXPECT_THROW(matmul(fp8(32, 36, 3), fp8(36, 32, 4), DType::kBF16, &allocator_),
+  EXPECT_THROW(matmul(fp8(32, 36, 3), fp8(36, 32, 4), DType::kBF16, {.allocator = &allocator_}),
                UnsupportedError);  // K = 36
   const ScaledTensor a = fp8(32, 64, 3);
   const Array w = to_device(random_matrix(64, 32, 4), allocator_);
-  EXPECT_THROW(matmul(a, w, DType::kBF16, &allocator_), TypeError);  // an fp32 plain operand
+  EXPECT_THROW(matmul(a, w, DType::kBF16, {.allocator = &allocator_}),
+               TypeError);  // an fp32 plain operand
   const ScaledTensor batched =
       cast(to_device(random_matrix(64, 64, 5), allocator_).reshaped({2, 32, 64}),
-           MXFP8BlockScaling{}, {.allocator = &allocator_});
-  EXPECT_THROW(matmul(batched, batched, DType::kBF16, &allocator_), UnsupportedError);  // 3-D
-  EXPECT_THROW(matmul(a, fp8(64, 32, 6), DType::kF64, &allocator_), TypeError);
+           MXFP8BlockScaling{}, {.context = {.allocator = &allocator_}});
+  EXPECT_THROW(matmul(batched, batched, DType::kBF16, {.allocator = &allocator_}),
+               UnsupportedError);  // 3-D
+  EXPECT_THROW(matmul(a, fp8(64, 32, 6), DType::kF64, {.allocator = &allocator_}), TypeError);
 }
 
 }  // namespace

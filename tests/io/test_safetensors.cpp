@@ -126,9 +126,9 @@ class SafetensorsTest : public ::testing::Test {
 // Dtype names
 
 TEST(SafetensorsDTypes, NamesRoundTripAndMatchTheFormat) {
-  const std::vector<std::string> expected = {"BOOL", "U8",      "I8",      "U16",     "I16", "F16",
-                                             "BF16", "U32",     "I32",     "F32",     "U64", "I64",
-                                             "F64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4"};
+  const std::vector<std::string> expected = {
+      "BOOL", "U8",  "I8",  "U16",     "I16",     "F16",     "BF16",    "U32",     "I32", "F32",
+      "U64",  "I64", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"};
   std::vector<std::string> names;
   for (int code = 0; code <= static_cast<int>(SafetensorsDType::kF4); ++code) {
     const auto dtype = static_cast<SafetensorsDType>(code);
@@ -136,7 +136,7 @@ TEST(SafetensorsDTypes, NamesRoundTripAndMatchTheFormat) {
     EXPECT_EQ(safetensors_dtype_from_string(to_string(dtype)), dtype);
   }
   EXPECT_EQ(names, expected);
-  for (const char* unknown : {"", "f32", "F128", "FLOAT32", "F8_E4M3FN", "F6_E2M3", "C64"}) {
+  for (const char* unknown : {"", "f32", "F128", "FLOAT32", "F8_E4M3FN", "F6_E2M3FN", "C64"}) {
     EXPECT_FALSE(safetensors_dtype_from_string(unknown).has_value()) << unknown;
   }
 }
@@ -194,6 +194,37 @@ TEST_F(SafetensorsTest, RoundTripsPackedF4WithTheLogicalShapeInTheHeader) {
   EXPECT_EQ(loaded.array.dtype(), DType::kU8);
   EXPECT_EQ(loaded.array.shape(), (Shape{2, 3}));
   EXPECT_EQ(array_bytes(loaded.array), array_bytes(packed));
+}
+
+// FP6 files are bit-packed (four codes in three bytes, element i at bits 6i..6i+5 of the
+// little-endian stream) with the element count in the header; arrays hold a code per byte.
+TEST_F(SafetensorsTest, RoundTripsFp6PackedFourCodesInThreeBytes) {
+  Array codes = Array::empty(DType::kE2M3, {2, 4});
+  const std::uint8_t values[8] = {0x01, 0x02, 0x03, 0x3F, 0x20, 0x00, 0x15, 0x2A};
+  std::memcpy(codes.data(), values, sizeof values);
+  const fs::path path = directory_ / "f6.safetensors";
+  save(path, std::map<std::string, Array>{{"w", codes}});
+
+  const std::string text = read(path);
+  EXPECT_TRUE(contains(text, R"("w":{"dtype":"F6_E2M3","shape":[2,4],"data_offsets":[0,6]})"));
+  // 0x01 | 0x02 << 6 | 0x03 << 12 | 0x3F << 18 = 0xFC3081; then 0x20 | 0x15 << 12 | 0x2A << 18.
+  const std::string data = text.substr(text.size() - 6);
+  EXPECT_EQ(data, std::string("\x81\x30\xFC\x20\x50\xA9", 6));
+  const StoredTensor loaded = load(path).tensors.at("w");
+  EXPECT_EQ(loaded.dtype, SafetensorsDType::kF6E2M3);
+  EXPECT_EQ(loaded.array.dtype(), DType::kE2M3);
+  EXPECT_EQ(loaded.array.shape(), (Shape{2, 4}));
+  EXPECT_EQ(array_bytes(loaded.array), array_bytes(codes));
+
+  Array e3m2 = Array::empty(DType::kE3M2, {3});  // not a multiple of four codes
+  std::memset(e3m2.data(), 0, 3);
+  EXPECT_THROW(save(directory_ / "odd.safetensors", std::map<std::string, Array>{{"w", e3m2}}),
+               ValueError);
+  Array wide = Array::empty(DType::kE3M2, {4});  // a code with the top bits set
+  std::memset(wide.data(), 0x40, 4);
+  EXPECT_THROW(save(directory_ / "wide.safetensors", std::map<std::string, Array>{{"w", wide}}),
+               ValueError);
+  EXPECT_EQ(entries(), std::vector<std::string>{"f6.safetensors"});  // no partial file
 }
 
 // What the Python safetensors package (0.8, via safetensors.numpy.save) writes for these

@@ -160,10 +160,10 @@ TEST(CastForGemm, RefusesWhatItCannotDo) {
                                        {.rowwise = false, .columnwise = false});
                        }),
                        "expected rowwise, columnwise or both"));
-  EXPECT_TRUE(contains(error_message<ValueError>([&] {
-                         cast_for_gemm(x, Float8BlockScaling{}, {.swizzled_scales = true});
-                       }),
-                       "swizzled_scales: GEMM-ready swizzled scales exist for MXFP8BlockScaling"));
+  EXPECT_TRUE(contains(
+      error_message<ValueError>(
+          [&] { cast_for_gemm(x, Float8BlockScaling{}, {.swizzled_scales = true}); }),
+      "swizzled_scales: GEMM-ready swizzled scales exist for recipes with one-byte block scales"));
   // Per-channel INT4 has no columnwise form.
   EXPECT_TRUE(contains(error_message<ValueError>(
                            [&] { cast_for_gemm(x, INT4Scaling{-1, true, Int4ScaleDType::kF16}); }),

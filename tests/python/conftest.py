@@ -41,11 +41,13 @@ def to_framework(array: np.ndarray, framework: str):
 
         if array.dtype == ml_dtypes.bfloat16:
             return mx.array(array.view(np.uint16)).view(mx.bfloat16)
-        if array.dtype.name.startswith("float8"):  # MLX has no float8: it holds the bytes
+        if array.dtype.name.startswith(("float8", "float6")):  # MLX holds those as bytes
             return mx.array(array.view(np.uint8))
         return mx.array(array)
     import jax.numpy as jnp
 
+    if array.dtype.name.startswith("float6"):  # XLA's CPU backend has no FP6: the bytes
+        return jnp.asarray(array.view(np.uint8))
     return jnp.asarray(array)
 
 
@@ -93,6 +95,10 @@ def default_recipes():
         breccia.Float8BlockScaling(block_k=32, block_m=2, power_2_scale=False),
         breccia.MXFP8BlockScaling(),
         breccia.MXFP8BlockScaling(fp8_format="E5M2", scale_rounding="rceil"),
+        breccia.MXFP6BlockScaling(),
+        breccia.MXFP6BlockScaling(fp6_format="E3M2", scale_rounding="rceil"),
+        breccia.MXFP4BlockScaling(),
+        breccia.MXFP4BlockScaling(scale_rounding="rceil"),
         breccia.NVFP4BlockScaling(),
         breccia.NVFP4BlockScaling(two_d=True),
         breccia.INT4Scaling(group_size=32),

@@ -62,6 +62,8 @@ def _torch(array: np.ndarray):
 
     if array.dtype.name in ("float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu"):
         return torch.from_numpy(array.view(np.uint8).copy()).view(getattr(torch, array.dtype.name))
+    if array.dtype.name.startswith("float6_"):  # PyTorch has no FP6 dtype: the raw bytes
+        return torch.from_numpy(array.view(np.uint8).copy())
     if array.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(array.view(np.uint16).copy()).view(torch.bfloat16)
     return torch.from_numpy(array.copy())

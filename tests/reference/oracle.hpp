@@ -13,11 +13,11 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <variant>
-#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -49,13 +49,17 @@ inline constexpr FormatSpec kE4M3{"E4M3", 4, 3, 7, true, false, NanKind::kAllOne
 inline constexpr FormatSpec kE5M2{"E5M2", 5, 2, 15, true, true, NanKind::kIEEE, true};
 inline constexpr FormatSpec kE8M0{"E8M0", 8, 0, 127, false, false, NanKind::kAllOnes, false};
 inline constexpr FormatSpec kE2M1{"E2M1", 2, 1, 1, true, false, NanKind::kNone, true};
+inline constexpr FormatSpec kE2M3{"E2M3", 2, 3, 1, true, false, NanKind::kNone, true};
+inline constexpr FormatSpec kE3M2{"E3M2", 3, 2, 3, true, false, NanKind::kNone, true};
 inline constexpr FormatSpec kF16{"fp16", 5, 10, 15, true, true, NanKind::kIEEE, true};
 inline constexpr FormatSpec kBF16{"bf16", 8, 7, 127, true, true, NanKind::kIEEE, true};
 
 inline int code_bits(const FormatSpec& f) {
   return f.exponent_bits + f.mantissa_bits + (f.is_signed ? 1 : 0);
 }
-inline std::uint32_t code_count(const FormatSpec& f) { return std::uint32_t{1} << code_bits(f); }
+inline std::uint32_t code_count(const FormatSpec& f) {
+  return std::uint32_t{1} << code_bits(f);
+}
 inline std::uint32_t sign_bit(const FormatSpec& f) {
   return f.is_signed ? std::uint32_t{1} << (code_bits(f) - 1) : 0;
 }
@@ -121,7 +125,9 @@ inline const std::vector<TableEntry>& positive_table(const FormatSpec& f) {
   return it->second;
 }
 
-inline double max_finite(const FormatSpec& f) { return positive_table(f).back().value; }
+inline double max_finite(const FormatSpec& f) {
+  return positive_table(f).back().value;
+}
 
 // The NaN every quantizer writes: the all-ones magnitude (0x7F/0xFF for FP8), 0 without NaN.
 inline std::uint32_t canonical_nan_code(const FormatSpec& f, bool negative) {
@@ -147,7 +153,8 @@ inline std::uint32_t encode(const FormatSpec& f, float v,
     if (overflow == OverflowPolicy::kInfinity && f.has_infinity) {
       // IEEE rounding: the next value would be 2^(emax+1), whose mantissa is even.
       const double next = std::ldexp(1.0, std::ilogb(max) + 1);
-      if (a >= (max + next) / 2) return sign | (magnitude_mask(f) >> f.mantissa_bits << f.mantissa_bits);
+      if (a >= (max + next) / 2)
+        return sign | (magnitude_mask(f) >> f.mantissa_bits << f.mantissa_bits);
     }
     return sign | table.back().code;
   }
@@ -169,18 +176,28 @@ inline std::uint16_t to_f16_bits(float v) {
 inline std::uint16_t to_bf16_bits(float v) {
   return static_cast<std::uint16_t>(encode(kBF16, v, OverflowPolicy::kInfinity));
 }
-inline float f16_value(std::uint16_t bits) { return decode_f32(kF16, bits); }
-inline float bf16_value(std::uint16_t bits) { return decode_f32(kBF16, bits); }
+inline float f16_value(std::uint16_t bits) {
+  return decode_f32(kF16, bits);
+}
+inline float bf16_value(std::uint16_t bits) {
+  return decode_f32(kBF16, bits);
+}
 
-inline float round_f16(float v) { return f16_value(to_f16_bits(v)); }
-inline float round_bf16(float v) { return bf16_value(to_bf16_bits(v)); }
+inline float round_f16(float v) {
+  return f16_value(to_f16_bits(v));
+}
+inline float round_bf16(float v) {
+  return bf16_value(to_bf16_bits(v));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Scale rules (numerics.md §3), as scalar functions of an amax
 
 inline constexpr float kFltMax = std::numeric_limits<float>::max();
 
-inline bool finite(float x) { return std::isfinite(x); }
+inline bool finite(float x) {
+  return std::isfinite(x);
+}
 
 // fp32 quotient, computed in double and rounded once (double rounding is innocuous for a
 // quotient of two fp32 values); overflow to inf as fp32 division would.
@@ -260,7 +277,9 @@ inline float nvfp4_block_encode(std::uint8_t code, float tensor_encode) {
 }
 
 // Round half to even with the default floating-point environment.
-inline float rne_integer(float x) { return std::nearbyint(x); }
+inline float rne_integer(float x) {
+  return std::nearbyint(x);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Recipes (numerics.md §3), element by element
@@ -283,8 +302,8 @@ struct Quantized {
   std::vector<std::uint8_t> data;
   std::vector<std::int64_t> scale_shape;
   int scale_itemsize = 4;
-  std::vector<std::uint8_t> scale;      // scale_itemsize bytes per unit, little-endian
-  std::vector<bool> scale_is_nan;       // per unit: any NaN encoding is acceptable there
+  std::vector<std::uint8_t> scale;  // scale_itemsize bytes per unit, little-endian
+  std::vector<bool> scale_is_nan;   // per unit: any NaN encoding is acceptable there
   bool has_global_scale = false;
   float global_scale = 0.0f;
   bool has_zero_point = false;
@@ -302,7 +321,9 @@ inline void append_bytes(std::vector<std::uint8_t>& out, std::uint32_t bits, int
   for (int i = 0; i < count; ++i) out.push_back(static_cast<std::uint8_t>(bits >> (8 * i)));
 }
 
-inline std::uint32_t f32_bits(float x) { return std::bit_cast<std::uint32_t>(x); }
+inline std::uint32_t f32_bits(float x) {
+  return std::bit_cast<std::uint32_t>(x);
+}
 
 // Half the larger gap between a code's value and its neighbours, times `multiplier`; infinity
 // for the largest magnitude (it may have saturated) and for a non-finite multiplier.
@@ -310,7 +331,8 @@ inline float half_step(const FormatSpec& f, std::uint32_t code, float multiplier
   const auto& table = positive_table(f);
   const std::uint32_t magnitude = code & magnitude_mask(f);
   const float inf = std::numeric_limits<float>::infinity();
-  if (magnitude == table.back().code || !std::isfinite(multiplier) || is_nan_code(f, code)) return inf;
+  if (magnitude == table.back().code || !std::isfinite(multiplier) || is_nan_code(f, code))
+    return inf;
   double gap = table[magnitude + 1].value - table[magnitude].value;
   if (magnitude > 0) gap = std::max(gap, table[magnitude].value - table[magnitude - 1].value);
   return static_cast<float>(gap / 2 * multiplier);
@@ -335,7 +357,9 @@ struct Geometry {
 struct Tiling {
   std::int64_t block_rows, block_cols, tile_rows, tile_cols;
   Tiling(const Geometry& g, std::int64_t br, std::int64_t bc)
-      : block_rows(br), block_cols(bc), tile_rows((g.rows + br - 1) / br),
+      : block_rows(br),
+        block_cols(bc),
+        tile_rows((g.rows + br - 1) / br),
         tile_cols((g.cols + bc - 1) / bc) {}
   std::int64_t count(const Geometry& g) const { return g.batch * tile_rows * tile_cols; }
   std::int64_t index(std::int64_t b, std::int64_t r, std::int64_t c) const {
@@ -351,7 +375,8 @@ void for_each_element(const Geometry& g, Visit&& visit) {
       for (std::int64_t c = 0; c < g.cols; ++c) visit(flat++, b, r, c);
 }
 
-inline std::vector<float> unit_amax(const Geometry& g, const Tiling& t, const std::vector<float>& x) {
+inline std::vector<float> unit_amax(const Geometry& g, const Tiling& t,
+                                    const std::vector<float>& x) {
   std::vector<float> amax(t.count(g), 0.0f);
   for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t r, std::int64_t c) {
     float& a = amax[t.index(b, r, c)];
@@ -372,9 +397,15 @@ inline std::pair<std::int64_t, std::int64_t> along(int axis, std::int64_t size) 
   return axis == -1 ? std::pair{std::int64_t{1}, size} : std::pair{size, std::int64_t{1}};
 }
 
-inline const FormatSpec& fp8_spec(Fp8Format f) { return f == Fp8Format::kE4M3 ? kE4M3 : kE5M2; }
-inline float fp8_max(Fp8Format f) { return f == Fp8Format::kE4M3 ? 448.0f : 57344.0f; }
-inline int fp8_emax(Fp8Format f) { return f == Fp8Format::kE4M3 ? 8 : 15; }
+inline const FormatSpec& fp8_spec(Fp8Format f) {
+  return f == Fp8Format::kE4M3 ? kE4M3 : kE5M2;
+}
+inline float fp8_max(Fp8Format f) {
+  return f == Fp8Format::kE4M3 ? 448.0f : 57344.0f;
+}
+inline int fp8_emax(Fp8Format f) {
+  return f == Fp8Format::kE4M3 ? 8 : 15;
+}
 
 inline void set_packed(std::vector<std::uint8_t>& data, std::int64_t i, std::uint32_t nibble) {
   data[i / 2] |= static_cast<std::uint8_t>((nibble & 0xF) << (i % 2 == 0 ? 0 : 4));
@@ -401,6 +432,44 @@ inline Quantized fp8_with_scales(const std::vector<std::int64_t>& shape, const G
     q.data[i] = static_cast<std::uint8_t>(code);
     q.dequantized[i] = decode_f32(fp8_spec(format), code) * f32_div(1.0f, s);
     q.half_step[i] = half_step(fp8_spec(format), code, f32_div(1.0f, s));
+  });
+  return q;
+}
+
+// The OCP MX family: one E8M0 code per `block` elements along `axis`; elements of `spec`
+// (4-bit ones packed two per byte); a NaN scale (0xFF) makes every element the format's NaN
+// code, or 0 where the format has none.
+inline Quantized mx(const std::vector<std::int64_t>& shape, const Geometry& g,
+                    const std::vector<float>& x, int axis, std::int64_t block,
+                    MXScaleRounding rounding, const FormatSpec& spec, int emax, float fmax) {
+  const auto [br, bc] = along(axis, block);
+  const Tiling t(g, br, bc);
+  std::vector<std::uint8_t> codes;
+  for (float amax : unit_amax(g, t, x)) {
+    codes.push_back(rounding == MXScaleRounding::kFloor ? mx_floor_code(amax, emax)
+                                                        : mx_rceil_code(amax, fmax));
+  }
+  const bool packed = code_bits(spec) == 4;
+  Quantized q;
+  q.data_shape = shape;
+  if (packed) q.data_shape.back() /= 2;
+  q.scale_shape = scale_shape(g, t, true);
+  q.scale_itemsize = 1;
+  q.scale = codes;
+  q.scale_is_nan.assign(codes.size(), false);  // the NaN scale has one code, 0xFF
+  q.data.assign(packed ? x.size() / 2 : x.size(), 0);
+  q.dequantized.resize(x.size());
+  for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
+    const std::uint8_t code = codes[t.index(b, row, c)];
+    const std::uint32_t element = code == 0xFF ? canonical_nan_code(spec, false)
+                                               : encode(spec, x[i] * std::ldexp(1.0f, 127 - code));
+    if (packed) {
+      set_packed(q.data, i, element);
+    } else {
+      q.data[i] = static_cast<std::uint8_t>(element);
+    }
+    q.dequantized[i] = decode_f32(spec, element) * e8m0_value(code);
+    q.half_step.push_back(half_step(spec, element, e8m0_value(code)));
   });
   return q;
 }
@@ -448,9 +517,8 @@ inline void delayed_update(DelayedState& state, const DelayedScaling& recipe, fl
   for (float v : h) reference = nan_max(reference, v);
   std::rotate(h.begin(), h.begin() + 1, h.end());  // numpy roll(h, -1)
   h[0] = 0.0f;
-  state.encode_scale =
-      delayed_encode_scale(reference, detail::fp8_max(recipe.fp8_format),
-                           static_cast<int>(recipe.margin), state.encode_scale);
+  state.encode_scale = delayed_encode_scale(reference, detail::fp8_max(recipe.fp8_format),
+                                            static_cast<int>(recipe.margin), state.encode_scale);
 }
 
 // The expected result of cast(x, recipe) for fp32 values x of `shape` (row-major).
@@ -485,7 +553,8 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
   }
 
   if (const auto* r = std::get_if<Float8BlockScaling>(&recipe)) {
-    const Tiling t = axis == -1 ? Tiling(g, r->block_m, r->block_k) : Tiling(g, r->block_k, r->block_m);
+    const Tiling t =
+        axis == -1 ? Tiling(g, r->block_m, r->block_k) : Tiling(g, r->block_k, r->block_m);
     std::vector<float> scales;
     for (float amax : detail::unit_amax(g, t, x)) {
       float s = current_encode_scale(amax, detail::fp8_max(r->fp8_format));
@@ -495,33 +564,18 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
   }
 
   if (const auto* r = std::get_if<MXFP8BlockScaling>(&recipe)) {
-    const auto [br, bc] = detail::along(axis, r->block_size);
-    const Tiling t(g, br, bc);
-    const FormatSpec& spec = detail::fp8_spec(r->fp8_format);
-    std::vector<std::uint8_t> codes;
-    for (float amax : detail::unit_amax(g, t, x)) {
-      codes.push_back(r->scale_rounding == MXScaleRounding::kFloor
-                          ? mx_floor_code(amax, detail::fp8_emax(r->fp8_format))
-                          : mx_rceil_code(amax, detail::fp8_max(r->fp8_format)));
-    }
-    Quantized q;
-    q.data_shape = shape;
-    q.scale_shape = detail::scale_shape(g, t, true);
-    q.scale_itemsize = 1;
-    q.scale = codes;
-    q.scale_is_nan.assign(codes.size(), false);  // the NaN scale has one code, 0xFF
-    q.data.resize(x.size());
-    q.dequantized.resize(x.size());
-    detail::for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
-      const std::uint8_t code = codes[t.index(b, row, c)];
-      // A NaN scale marks the whole block: every element is written as 0x7F.
-      const std::uint32_t element =
-          code == 0xFF ? 0x7F : encode(spec, x[i] * std::ldexp(1.0f, 127 - code));
-      q.data[i] = static_cast<std::uint8_t>(element);
-      q.dequantized[i] = decode_f32(spec, element) * e8m0_value(code);
-      q.half_step.push_back(detail::half_step(spec, element, e8m0_value(code)));
-    });
-    return q;
+    return detail::mx(shape, g, x, axis, r->block_size, r->scale_rounding,
+                      detail::fp8_spec(r->fp8_format), detail::fp8_emax(r->fp8_format),
+                      detail::fp8_max(r->fp8_format));
+  }
+  if (const auto* r = std::get_if<MXFP6BlockScaling>(&recipe)) {
+    // numerics.md §3's table: E2M3 max 7.5, emax 2; E3M2 max 28, emax 4.
+    const bool e2m3 = r->fp6_format == Fp6Format::kE2M3;
+    return detail::mx(shape, g, x, axis, r->block_size, r->scale_rounding, e2m3 ? kE2M3 : kE3M2,
+                      e2m3 ? 2 : 4, e2m3 ? 7.5f : 28.0f);
+  }
+  if (const auto* r = std::get_if<MXFP4BlockScaling>(&recipe)) {
+    return detail::mx(shape, g, x, axis, r->block_size, r->scale_rounding, kE2M1, 2, 6.0f);
   }
 
   if (const auto* r = std::get_if<NVFP4BlockScaling>(&recipe)) {
@@ -543,21 +597,24 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
     q.has_global_scale = true;
     q.global_scale = f32_div(tensor_amax, 2688.0f);
     // Scale codes per block: the block's amax tile (itself, or its 16x16 tile when two_d).
-    detail::for_each_element(g, [&](std::int64_t, std::int64_t b, std::int64_t row, std::int64_t c) {
+    detail::for_each_element(g, [&](std::int64_t, std::int64_t b, std::int64_t row,
+                                    std::int64_t c) {
       q.scale[t.index(b, row, c)] = nvfp4_block_code(tile_amax[amax_tiles.index(b, row, c)], s_enc);
     });
     q.data.assign(x.size() / 2, 0);
     q.dequantized.resize(x.size());
-    detail::for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
-      const std::uint8_t sd = q.scale[t.index(b, row, c)];
-      std::uint32_t element = 0;  // a NaN block scale: every element 0
-      if (!is_nan_code(kE4M3, sd)) element = encode(kE2M1, x[i] * nvfp4_block_encode(sd, s_enc));
-      detail::set_packed(q.data, i, element);
-      // The block's full decode factor first, as TransformerEngine and torchao compute it.
-      q.dequantized[i] = decode_f32(kE2M1, element) * (decode_f32(kE4M3, sd) * q.global_scale);
-      q.half_step.push_back(
-          detail::half_step(kE2M1, element, decode_f32(kE4M3, sd) * q.global_scale));
-    });
+    detail::for_each_element(
+        g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
+          const std::uint8_t sd = q.scale[t.index(b, row, c)];
+          std::uint32_t element = 0;  // a NaN block scale: every element 0
+          if (!is_nan_code(kE4M3, sd))
+            element = encode(kE2M1, x[i] * nvfp4_block_encode(sd, s_enc));
+          detail::set_packed(q.data, i, element);
+          // The block's full decode factor first, as TransformerEngine and torchao compute it.
+          q.dequantized[i] = decode_f32(kE2M1, element) * (decode_f32(kE4M3, sd) * q.global_scale);
+          q.half_step.push_back(
+              detail::half_step(kE2M1, element, decode_f32(kE4M3, sd) * q.global_scale));
+        });
     return q;
   }
 
@@ -568,13 +625,14 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
   const std::int64_t units = t.count(g);
   std::vector<float> lo(units, 0.0f), hi(units, 0.0f), amax(units, 0.0f);
   std::vector<bool> non_finite(units, false);
-  detail::for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
-    const std::int64_t u = t.index(b, row, c);
-    if (!std::isfinite(x[i])) non_finite[u] = true;
-    lo[u] = std::min(lo[u], x[i]);
-    hi[u] = std::max(hi[u], x[i]);
-    amax[u] = std::max(amax[u], std::fabs(x[i]));
-  });
+  detail::for_each_element(g,
+                           [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
+                             const std::int64_t u = t.index(b, row, c);
+                             if (!std::isfinite(x[i])) non_finite[u] = true;
+                             lo[u] = std::min(lo[u], x[i]);
+                             hi[u] = std::max(hi[u], x[i]);
+                             amax[u] = std::max(amax[u], std::fabs(x[i]));
+                           });
   Quantized q;
   q.data_shape = shape;
   q.data_shape.back() /= 2;
@@ -599,21 +657,22 @@ inline Quantized quantize(const std::vector<std::int64_t>& shape, const std::vec
   }
   q.data.assign(x.size() / 2, 0);
   q.dequantized.resize(x.size());
-  detail::for_each_element(g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
-    const std::int64_t u = t.index(b, row, c);
-    int value = 0;  // a group with a non-finite value: every code 0
-    float bound = std::numeric_limits<float>::infinity();
-    if (!non_finite[u]) {
-      const float rounded = detail::int4_quotient(x[i], scale[u]);
-      value = r.is_signed ? static_cast<int>(std::clamp(rounded, -8.0f, 7.0f))
-                          : static_cast<int>(std::clamp(rounded + zero[u], 0.0f, 15.0f));
-      const bool clamped = r.is_signed ? value != rounded : value != rounded + zero[u];
-      if (!clamped && std::isfinite(scale[u])) bound = scale[u] / 2;
-    }
-    q.half_step.push_back(bound);
-    detail::set_packed(q.data, i, static_cast<std::uint32_t>(value) & 0xF);
-    q.dequantized[i] = static_cast<float>(value - zero[u]) * scale[u];
-  });
+  detail::for_each_element(
+      g, [&](std::int64_t i, std::int64_t b, std::int64_t row, std::int64_t c) {
+        const std::int64_t u = t.index(b, row, c);
+        int value = 0;  // a group with a non-finite value: every code 0
+        float bound = std::numeric_limits<float>::infinity();
+        if (!non_finite[u]) {
+          const float rounded = detail::int4_quotient(x[i], scale[u]);
+          value = r.is_signed ? static_cast<int>(std::clamp(rounded, -8.0f, 7.0f))
+                              : static_cast<int>(std::clamp(rounded + zero[u], 0.0f, 15.0f));
+          const bool clamped = r.is_signed ? value != rounded : value != rounded + zero[u];
+          if (!clamped && std::isfinite(scale[u])) bound = scale[u] / 2;
+        }
+        q.half_step.push_back(bound);
+        detail::set_packed(q.data, i, static_cast<std::uint32_t>(value) & 0xF);
+        q.dequantized[i] = static_cast<float>(value - zero[u]) * scale[u];
+      });
   return q;
 }
 
@@ -629,7 +688,8 @@ inline std::int64_t numel(const std::vector<std::int64_t>& shape) {
 }
 
 // Values over twenty binades, both signs, with exact zeros and fp32 subnormals mixed in.
-inline std::vector<float> random_values(const std::vector<std::int64_t>& shape, std::uint32_t seed) {
+inline std::vector<float> random_values(const std::vector<std::int64_t>& shape,
+                                        std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
   std::uniform_int_distribution<int> exponent(-10, 10);
@@ -671,14 +731,29 @@ inline void add_special_lines(const std::vector<std::int64_t>& shape, std::vecto
       for (std::int64_t k = 0; k < length; ++k) {
         float& v = at(b, line, k);
         switch (pick) {
-          case 0: v = 0.0f; break;
-          case 1: if (k == length / 2) v = std::numeric_limits<float>::quiet_NaN(); break;
-          case 2: if (k == 1 % length) v = inf; break;
-          case 3: if (k == length - 1) v = -inf; break;
-          case 4: v = std::ldexp(static_cast<float>(k % 7) - 3.0f, -146); break;
-          case 5: v = (k % 2 == 0 ? 1.0f : -1.0f) * std::ldexp(1.0f + k, 120); break;
-          case 6: v = -0.0f; break;
-          default: break;  // random values stay
+          case 0:
+            v = 0.0f;
+            break;
+          case 1:
+            if (k == length / 2) v = std::numeric_limits<float>::quiet_NaN();
+            break;
+          case 2:
+            if (k == 1 % length) v = inf;
+            break;
+          case 3:
+            if (k == length - 1) v = -inf;
+            break;
+          case 4:
+            v = std::ldexp(static_cast<float>(k % 7) - 3.0f, -146);
+            break;
+          case 5:
+            v = (k % 2 == 0 ? 1.0f : -1.0f) * std::ldexp(1.0f + k, 120);
+            break;
+          case 6:
+            v = -0.0f;
+            break;
+          default:
+            break;  // random values stay
         }
       }
     }
@@ -687,8 +762,8 @@ inline void add_special_lines(const std::vector<std::int64_t>& shape, std::vecto
 
 // Values sitting exactly on, and one fp32 step either side of, the rounding midpoints of
 // `format` once multiplied by 2^scale_exponent, cycling through the table; `anchor` first.
-inline std::vector<float> midpoint_line(const FormatSpec& format, std::int64_t length,
-                                        float anchor, int scale_exponent, std::int64_t offset) {
+inline std::vector<float> midpoint_line(const FormatSpec& format, std::int64_t length, float anchor,
+                                        int scale_exponent, std::int64_t offset) {
   const auto& table = positive_table(format);
   std::vector<float> line(length);
   line[0] = anchor;
@@ -744,6 +819,10 @@ inline std::pair<DType, DType> expected_dtypes(const Recipe& recipe) {
     return {DType::kU8, scale};
   }
   if (std::holds_alternative<NVFP4BlockScaling>(recipe)) return {DType::kU8, DType::kE4M3};
+  if (std::holds_alternative<MXFP4BlockScaling>(recipe)) return {DType::kU8, DType::kE8M0};
+  if (const auto* r = std::get_if<MXFP6BlockScaling>(&recipe)) {
+    return {r->fp6_format == Fp6Format::kE2M3 ? DType::kE2M3 : DType::kE3M2, DType::kE8M0};
+  }
   const Fp8Format format = std::visit(
       [](const auto& r) -> Fp8Format {
         if constexpr (requires { r.fp8_format; }) return r.fp8_format;
@@ -793,8 +872,8 @@ inline bool scale_unit_is_nan(const std::vector<std::uint8_t>& bytes, std::size_
 inline void compare_cast(const Array& x, const std::vector<float>& x_f32, const Shape& shape,
                          const Recipe& recipe, int axis, const std::string& what,
                          DelayedScalingState* state = nullptr, DelayedState* model = nullptr) {
-  const std::string context =
-      recipe_repr(recipe) + " axis " + std::to_string(axis) + " shape " + describe(shape) + " [" + what + "]";
+  const std::string context = recipe_repr(recipe) + " axis " + std::to_string(axis) + " shape " +
+                              describe(shape) + " [" + what + "]";
   CastOptions options;
   options.axis = axis;
   options.state = state;
@@ -828,21 +907,24 @@ inline void compare_cast(const Array& x, const std::vector<float>& x_f32, const 
     const std::size_t size = static_cast<std::size_t>(want.scale_itemsize);
     for (std::size_t unit = 0; unit < want.scale_is_nan.size(); ++unit) {
       if (want.scale_is_nan[unit]) {
-        if (!scale_unit_is_nan(scale, unit, scale_dtype)) report.add("unit " + std::to_string(unit) + ": expected NaN");
+        if (!scale_unit_is_nan(scale, unit, scale_dtype))
+          report.add("unit " + std::to_string(unit) + ": expected NaN");
         continue;
       }
       if (std::memcmp(&scale[unit * size], &want.scale[unit * size], size) == 0) continue;
       std::uint32_t expected = 0, actual = 0;
       std::memcpy(&expected, &want.scale[unit * size], size);
       std::memcpy(&actual, &scale[unit * size], size);
-      report.add("unit " + std::to_string(unit) + ": expected " + hex(expected) + ", got " + hex(actual));
+      report.add("unit " + std::to_string(unit) + ": expected " + hex(expected) + ", got " +
+                 hex(actual));
     }
   }
   EXPECT_EQ(got.global_scale().has_value(), want.has_global_scale) << context;
   if (got.global_scale() && want.has_global_scale) {
     const float g = got.global_scale()->contiguous().data_as<float>()[0];
     EXPECT_EQ(got.global_scale()->numel(), 1) << context;
-    EXPECT_TRUE(std::bit_cast<std::uint32_t>(g) == std::bit_cast<std::uint32_t>(want.global_scale) ||
+    EXPECT_TRUE(std::bit_cast<std::uint32_t>(g) ==
+                    std::bit_cast<std::uint32_t>(want.global_scale) ||
                 (std::isnan(g) && std::isnan(want.global_scale)))
         << context << ": global_scale expected " << want.global_scale << ", got " << g;
   }

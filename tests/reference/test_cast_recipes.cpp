@@ -18,12 +18,12 @@
 namespace breccia {
 namespace {
 
-using oracle::inputs::add_special_lines;
-using oracle::inputs::midpoint_line;
-using oracle::inputs::random_values;
 using oracle::checks::cast_and_compare;
 using oracle::checks::compare_cast;
 using oracle::checks::typed_array;
+using oracle::inputs::add_special_lines;
+using oracle::inputs::midpoint_line;
+using oracle::inputs::random_values;
 
 struct Case {
   Shape shape;
@@ -58,7 +58,8 @@ std::vector<std::vector<float>> per_tensor_inputs(std::int64_t n) {
   inputs.push_back(with(n - 1, -inf));
   inputs.push_back(with(n / 3, std::numeric_limits<float>::max()));  // s_enc tiny
   std::vector<float> subnormal(n);
-  for (std::int64_t i = 0; i < n; ++i) subnormal[i] = std::ldexp(static_cast<float>(i % 5) - 2, -149);
+  for (std::int64_t i = 0; i < n; ++i)
+    subnormal[i] = std::ldexp(static_cast<float>(i % 5) - 2, -149);
   inputs.push_back(subnormal);  // amax 2^-148: fmax / amax overflows to FLT_MAX
   std::vector<float> tiny = random_values({n}, 3);
   for (float& v : tiny) v = std::ldexp(v, -100);
@@ -195,6 +196,40 @@ TEST(CastRecipes, MXFP8BlockScaling) {
   }
 }
 
+// The rest of the OCP MX family: FP6 one code per byte, FP4 packed, with both scale roundings,
+// on random data with special lines, midpoints of each element format, and E8M0 extremes.
+TEST(CastRecipes, MXFP6AndMXFP4BlockScaling) {
+  const std::vector<Case> rowwise = {{{3, 5, 64}}, {{2, 32}}, {{1, 96}}, {{9, 160}}};
+  const std::vector<Case> columnwise = {{{64, 48}, -2}, {{2, 32, 40}, -2}, {{96, 2}, -2}};
+  std::vector<std::pair<Recipe, const oracle::FormatSpec*>> recipes;
+  for (MXScaleRounding rounding : {MXScaleRounding::kFloor, MXScaleRounding::kRceil}) {
+    recipes.push_back({MXFP6BlockScaling{Fp6Format::kE2M3, 32, rounding}, &oracle::kE2M3});
+    recipes.push_back({MXFP6BlockScaling{Fp6Format::kE3M2, 32, rounding}, &oracle::kE3M2});
+    recipes.push_back({MXFP4BlockScaling{32, rounding}, &oracle::kE2M1});
+  }
+  std::uint32_t seed = 700;
+  for (const auto& [recipe, spec] : recipes) {
+    check_recipe(recipe, rowwise, seed);
+    check_recipe(recipe, columnwise, seed + 50);
+    seed += 10;
+    // Scale 2^j exactly under the floor rule (amax = max * 2^j), elements on the midpoints.
+    const float fmax = static_cast<float>(oracle::max_finite(*spec));
+    std::vector<float> x;
+    for (int block = 0; block < 24; ++block) {
+      const int j = block - 12;
+      const auto line = midpoint_line(*spec, 32, std::ldexp(fmax, j), -j, block);
+      x.insert(x.end(), line.begin(), line.end());
+    }
+    cast_and_compare(x, {4, 6 * 32}, recipe, -1, "midpoints");
+    std::vector<float> extremes(4 * 32);
+    for (std::size_t i = 0; i < extremes.size(); ++i) {
+      const float scale = i < 32 ? 3e38f : i < 64 ? 1e-38f : i < 96 ? 1e-44f : 1.5e-40f;
+      extremes[i] = scale * (static_cast<float>(i % 7) - 3.0f) / 3.0f;
+    }
+    cast_and_compare(extremes, {4, 32}, recipe, -1, "extremes");
+  }
+}
+
 TEST(CastRecipes, NVFP4BlockScaling) {
   NVFP4BlockScaling one_d;
   check_recipe(one_d, {{{3, 5, 64}}, {{16, 32}}, {{1, 16}}, {{7, 48}}}, 400);
@@ -217,7 +252,8 @@ TEST(CastRecipes, NVFP4BlockScaling) {
 TEST(CastRecipes, INT4Scaling) {
   std::uint32_t seed = 500;
   for (bool is_signed : {true, false}) {
-    for (Int4ScaleDType dtype : {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
+    for (Int4ScaleDType dtype :
+         {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
       check_recipe(INT4Scaling{32, is_signed, dtype}, {{{3, 5, 64}}, {{2, 32}}, {{64, 10}, -2}},
                    seed);
       check_recipe(INT4Scaling{128, is_signed, dtype}, {{{4, 256}}, {{1, 128}}}, seed + 1);
@@ -239,7 +275,8 @@ TEST(CastRecipes, INT4Scaling) {
     }
   }
   for (bool is_signed : {true, false}) {
-    for (Int4ScaleDType dtype : {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
+    for (Int4ScaleDType dtype :
+         {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
       cast_and_compare(x, {2, 128}, INT4Scaling{32, is_signed, dtype}, -1, "ties");
     }
   }
@@ -250,7 +287,8 @@ TEST(CastRecipes, INT4Scaling) {
     extremes[i] = scale * (static_cast<float>(i % 9) - 4.0f);
   }
   for (bool is_signed : {true, false}) {
-    for (Int4ScaleDType dtype : {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
+    for (Int4ScaleDType dtype :
+         {Int4ScaleDType::kF16, Int4ScaleDType::kBF16, Int4ScaleDType::kF32}) {
       // numerics.md leaves open what a scale rounding to 0 or inf in scale_dtype does; the
       // model takes the IEEE conversion and reads 0/0 as 0 (numerics.hpp's choice).
       cast_and_compare(extremes, {4, 32}, INT4Scaling{32, is_signed, dtype}, -1, "extremes");
@@ -262,7 +300,7 @@ TEST(CastRecipes, INT4Scaling) {
 TEST(CastRecipes, WideInputDTypes) {
   const Shape shape{3, 4, 64};
   const std::vector<Recipe> recipes = {
-      Float8CurrentScaling{}, DelayedScaling{},   Float8BlockScaling{Fp8Format::kE4M3, 64},
+      Float8CurrentScaling{}, DelayedScaling{},    Float8BlockScaling{Fp8Format::kE4M3, 64},
       MXFP8BlockScaling{},    NVFP4BlockScaling{}, INT4Scaling{32, false}};
   for (const Recipe& recipe : recipes) {
     std::vector<float> x = random_values(shape, 600);
@@ -279,12 +317,12 @@ TEST(CastRecipes, WideInputDTypes) {
       from_brain[i] = oracle::bf16_value(brain[i]);
       from_wide[i] = static_cast<float>(wide[i]);
     }
-    compare_cast(typed_array(DType::kF16, shape, half.data()), from_half, shape,
-                          recipe, -1, "fp16 input");
-    compare_cast(typed_array(DType::kBF16, shape, brain.data()), from_brain,
-                          shape, recipe, -1, "bf16 input");
-    compare_cast(typed_array(DType::kF64, shape, wide.data()), from_wide, shape,
-                          recipe, -1, "fp64 input");
+    compare_cast(typed_array(DType::kF16, shape, half.data()), from_half, shape, recipe, -1,
+                 "fp16 input");
+    compare_cast(typed_array(DType::kBF16, shape, brain.data()), from_brain, shape, recipe, -1,
+                 "bf16 input");
+    compare_cast(typed_array(DType::kF64, shape, wide.data()), from_wide, shape, recipe, -1,
+                 "fp64 input");
   }
 }
 

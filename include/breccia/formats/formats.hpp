@@ -1,5 +1,6 @@
-// The element formats breccia reads and writes, as instances of the one Minifloat template,
-// plus the 4-bit integer formats and nibble packing.
+// The element formats breccia reads and writes, as instances of the one Minifloat template
+// (FP8, the OCP MX FP6 and FP4 formats, the E8M0 scale, fp16/bf16), plus the 4-bit integer
+// formats and nibble packing.
 #pragma once
 
 #include <cstdint>
@@ -13,12 +14,16 @@ using E4M3 = Minifloat<FormatTraits{4, 3, 7, true, false, NanEncoding::kAllOnes,
 using E5M2 = Minifloat<FormatTraits{5, 2, 15, true, true, NanEncoding::kIEEE, true, false}>;
 using E8M0 = Minifloat<FormatTraits{8, 0, 127, false, false, NanEncoding::kAllOnes, false, false}>;
 using E2M1 = Minifloat<FormatTraits{2, 1, 1, true, false, NanEncoding::kNone, true, false}>;
+using E2M3 = Minifloat<FormatTraits{2, 3, 1, true, false, NanEncoding::kNone, true, false}>;
+using E3M2 = Minifloat<FormatTraits{3, 2, 3, true, false, NanEncoding::kNone, true, false}>;
 using F16 = Minifloat<FormatTraits{5, 10, 15, true, true, NanEncoding::kIEEE, true, true}>;
 using BF16 = Minifloat<FormatTraits{8, 7, 127, true, true, NanEncoding::kIEEE, true, true}>;
 
 static_assert(E4M3::decode(E4M3::kMaxFiniteCode) == 448.0f);
 static_assert(E5M2::decode(E5M2::kMaxFiniteCode) == 57344.0f);
 static_assert(E2M1::decode(E2M1::kMaxFiniteCode) == 6.0f);
+static_assert(E2M3::decode(E2M3::kMaxFiniteCode) == 7.5f);
+static_assert(E3M2::decode(E3M2::kMaxFiniteCode) == 28.0f);
 static_assert(F16::decode(F16::kMaxFiniteCode) == 65504.0f);
 
 // x rounded to the nearest integer, ties to even (exact for every fp32; NaN stays NaN).

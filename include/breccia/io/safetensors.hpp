@@ -41,6 +41,8 @@ enum class SafetensorsDType : std::uint8_t {
   kF8E4M3,
   kF8E5M2,
   kF8E8M0,
+  kF6E2M3,  // bit-packed, four codes in three bytes; the header's shape counts elements
+  kF6E3M2,
   kF4,  // E2M1, two per byte; the header's shape counts 4-bit elements
 };
 
@@ -48,7 +50,9 @@ std::string_view to_string(SafetensorsDType dtype);
 // nullopt for a string the format does not define.
 std::optional<SafetensorsDType> safetensors_dtype_from_string(std::string_view text);
 
-// The breccia dtype whose bytes hold a tensor of this file dtype (U8 for F4); nullopt for the
+// The breccia dtype whose bytes hold a tensor of this file dtype (U8 for F4; F6 files are
+// bit-packed and their arrays hold one code per byte, unpacked on load and packed on save,
+// element i at bits 6i..6i+5 of the little-endian bit stream); nullopt for the
 // integer and bool types breccia has no Array dtype for.
 std::optional<DType> array_dtype_for(SafetensorsDType dtype);
 // The file dtype an Array of `dtype` is written as by default.

@@ -2,10 +2,17 @@
 #pragma once
 
 #include "breccia/array.hpp"
-#include "breccia/kernels/reference.hpp"
 #include "breccia/plan.hpp"
 
 namespace breccia::kernels {
+
+// The arrays one cast writes, allocated by the ops as the plan says.
+struct CastOutputs {
+  Array data;          // plan.data_shape, plan.data_dtype
+  Array scale;         // plan.grid.scale_shape, plan.scale_dtype
+  Array global_scale;  // NVFP4: fp32, shape ()
+  Array zero_point;    // unsigned INT4: uint8, scale's shape
+};
 
 // One output of a cast: the plan's arrays (allocated as the plan says, on x's device) and,
 // when `swizzled` is defined, a GEMM-ready copy of the scales: each scale matrix padded to
@@ -14,7 +21,7 @@ namespace breccia::kernels {
 // scales only (MXFP8, NVFP4); `swizzled` is (..., padded rows, padded cols) uint8.
 struct CastTarget {
   const QuantPlan* plan = nullptr;
-  reference::CastOutputs out;
+  CastOutputs out;
   Array swizzled;
 };
 

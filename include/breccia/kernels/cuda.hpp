@@ -2,15 +2,16 @@
 // bit-identical to the reference kernels, and FP8 GEMMs on Hopper's tensor cores. Built when
 // BRECCIA_CUDA is on; the ops (breccia::cast / dequantize / matmul) route CUDA arrays here.
 //
-// Every output comes from the caller's Allocator (a framework passes its caching allocator),
-// and every kernel runs on the caller's stream (a cudaStream_t passed as void*; null is the
-// legacy default stream). Nothing here calls cudaMalloc per call.
+// Every output comes from the Context's allocator (a framework passes its caching allocator),
+// and every kernel runs on its stream (a cudaStream_t passed as void*; null is the legacy
+// default stream). Nothing here calls cudaMalloc per call.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include "breccia/array.hpp"
+#include "breccia/context.hpp"
 #include "breccia/kernels/cast_target.hpp"
 #include "breccia/kernels/reference.hpp"
 #include "breccia/plan.hpp"
@@ -19,14 +20,6 @@
 
 namespace breccia::kernels::cuda {
 
-// Where a CUDA op allocates and runs.
-struct Context {
-  Allocator* allocator = nullptr;  // required for every op that allocates
-  void* stream = nullptr;          // cudaStream_t
-};
-
-// True when this build has the CUDA kernels (BRECCIA_CUDA=ON).
-bool built();
 // True when the build also has the CUTLASS GEMMs (CUTLASS headers were found at configure).
 bool has_cutlass_gemm();
 
@@ -48,16 +41,12 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                 const Array& global_scale, const Array& zero_point, const Array& out,
                 const Context& context, bool tensor_factors = true);
 
-// amax (NaN-propagating) of a contiguous wide-float CUDA array, written to the fp32 `amax`
-// (one element, same device).
-void amax(const Array& x, const Array& amax_out, const Context& context);
-
 // Which tensor-core GEMM takes a pair of 2-D CUDA ScaledTensors (a: M x K, b: K x N).
 enum class GemmKind : std::uint8_t {
   kNone,          // not a pair of 2-D ScaledTensors
   kFp8PerTensor,  // E4M3 x E4M3 or E4M3 x E5M2, per-tensor scales (Float8Current/Delayed)
   kFp8Blockwise,  // DeepSeek: a 1 x 128 (rowwise), b 128 x 128 blocks, power-of-2 or fp32
-  kEmulated,      // anything else (MXFP8, NVFP4, INT4, ...): see matmul
+  kEmulated,      // anything else (the MX family, NVFP4, INT4, ...): see matmul
 };
 GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b);
 

@@ -6,17 +6,11 @@
 #include <cstdint>
 
 #include "breccia/array.hpp"
+#include "breccia/kernels/cast_target.hpp"
 #include "breccia/plan.hpp"
 #include "breccia/recipes.hpp"
 
 namespace breccia::kernels::reference {
-
-struct CastOutputs {
-  Array data;          // plan.data_shape, plan.data_dtype
-  Array scale;         // plan.grid.scale_shape, plan.scale_dtype
-  Array global_scale;  // NVFP4: fp32, shape ()
-  Array zero_point;    // unsigned INT4: uint8, scale's shape
-};
 
 // Quantizes x (any wide float dtype) into `out`. `state` is read and updated for
 // DelayedScaling (null: the stateless rule).
@@ -27,9 +21,6 @@ void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
 // `global_scale` and `zero_point` are empty unless the plan has them.
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                 const Array& global_scale, const Array& zero_point, const Array& out);
-
-// amax over all elements of x (NaN if any is NaN).
-float amax(const Array& x);
 
 // Element-wise conversion between wide float dtypes (fp32/fp16/bf16/fp64), each value
 // rounded to nearest even; `in` and `out` contiguous with the same number of elements.

@@ -79,11 +79,12 @@ class DLPackBuffer:
 
 def dlpack_buffers(scaled: ScaledTensor) -> dict[str, DLPackBuffer]:
     """The ScaledTensor's arrays by field name ("data", "scale", and "global_scale" /
-    "zero_point" where present) as DLPackBuffer objects (extension). NVFP4 data is marked as
-    packed float4_e2m1fn, so DLPack >= 1.1 consumers see its logical shape."""
+    "zero_point" where present) as DLPackBuffer objects (extension). E2M1 data (MXFP4, NVFP4)
+    is marked as packed float4_e2m1fn, so DLPack >= 1.1 consumers see its logical shape; FP6
+    data goes out as float6 codes one per byte (flag IS_SUBBYTE_TYPE_PADDED)."""
     require_scaled(scaled, "scaled")
     native = scaled._native
-    packed_float4 = type(scaled.recipe).__name__ == "NVFP4BlockScaling"
+    packed_float4 = scaled.recipe.spec["element"] == "E2M1"
     buffers = {
         "data": DLPackBuffer(native.data, packed_float4=packed_float4),
         "scale": DLPackBuffer(native.scale),
@@ -100,8 +101,10 @@ def to_dlpack(scaled: ScaledTensor, *, max_version: tuple[int, int] = (1, 1)) ->
     sharing the ScaledTensor's memory.
 
     With max_version >= (1, 1) (default) the data carries the DLPack 1.1 codes: float8_e4m3fn
-    (10) / float8_e5m2 (12) for FP8, float4_e2m1fn (17, 4 bits, logical shape) for NVFP4, and
-    MXFP8 scales float8_e8m0fnu (14), NVFP4 scales float8_e4m3fn; INT4 data stays packed uint8
+    (10) / float8_e5m2 (12) for FP8, float6_e2m3fn (15) / float6_e3m2fn (16) for FP6 (6 bits,
+    one code per byte, IS_SUBBYTE_TYPE_PADDED), float4_e2m1fn (17, 4 bits, logical shape) for
+    MXFP4 and NVFP4, and the MX scales float8_e8m0fnu (14), NVFP4 scales float8_e4m3fn; INT4
+    data stays packed uint8
     (DLPack has no int4 code). max_version (1, 0) (extension) gives the same bytes as uint8 for
     consumers that predate those codes. NVFP4's global_scale and INT4's zero_point are not in
     the pair: get them from ``dlpack_buffers``.
@@ -158,6 +161,8 @@ def _numpy_import(buffer: DLPackBuffer, name: str) -> Any:
 def _torch_import(buffer: DLPackBuffer, name: str) -> Any:
     import torch
 
+    if buffer.dtype.startswith("float6_"):  # PyTorch has no FP6 dtype: the codes as bytes
+        return torch.from_dlpack(buffer.as_bytes_of("uint8"))
     raw = torch.from_dlpack(buffer)
     dtype = getattr(torch, buffer.dtype)
     return raw if raw.dtype == dtype else raw.view(dtype)
@@ -167,6 +172,8 @@ def _jax_import(buffer: DLPackBuffer, name: str) -> Any:
     import jax
     import jax.numpy as jnp
 
+    if buffer.dtype.startswith("float6_"):  # XLA's CPU backend has no FP6: the codes as bytes
+        return jax.dlpack.from_dlpack(buffer.as_bytes_of("uint8"))
     raw = jax.dlpack.from_dlpack(buffer)
     dtype = jnp.dtype(getattr(ml_dtypes, buffer.dtype, buffer.dtype))
     return raw if raw.dtype == dtype else jax.lax.bitcast_convert_type(raw, dtype)
@@ -177,7 +184,7 @@ def _mlx_import(buffer: DLPackBuffer, name: str) -> Any:
 
     if buffer.dtype == "bfloat16":
         return mx.array(_numpy_import(buffer, name).view(np.uint16)).view(mx.bfloat16)
-    # MLX has no float8 dtypes: FP8 codes and E8M0/E4M3 scales stay their uint8 bytes.
+    # MLX has no float8 or float6 dtypes: those codes and E8M0/E4M3 scales stay uint8 bytes.
     return mx.array(np.from_dlpack(buffer))
 
 

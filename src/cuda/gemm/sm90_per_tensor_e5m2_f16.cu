@@ -1,5 +1,5 @@
 // Per-tensor FP8 GEMM: E4M3 x E5M2 -> f16.
-#include "cuda/gemm/cutlass_gemm.cuh"
+#include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void per_tensor_e5m2_f16(const Problem& p, const Context& c, Device d) {

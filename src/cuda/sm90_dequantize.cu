@@ -4,6 +4,7 @@
 
 #include "breccia/error.hpp"
 #include "breccia/kernels/cuda.hpp"
+#include "breccia/rules/tile.hpp"
 #include "cuda/device_numerics.cuh"
 #include "cuda/runtime.hpp"
 
@@ -124,8 +125,8 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(DequantArgs a, voi
       // As the reference: NVFP4's whole block factor decode(sd) * global_scale first.
       float factor =
           byte_scales ? scale_value[static_cast<const std::uint8_t*>(a.scale)[s]] : scale_at(a, s);
-      if (a.global_scale != nullptr) factor = cuda_detail::mul(factor, global);
-      values[i] = cuda_detail::from_float<kWide>(cuda_detail::mul(element, factor));
+      if (a.global_scale != nullptr) factor = rules::mul(factor, global);
+      values[i] = cuda_detail::from_float<kWide>(rules::mul(element, factor));
       if (++in_block == g.block_cols) in_block = 0, ++col_block;
       if (++c == g.cols) {  // next row (possibly of the next batch)
         c = 0, col_block = 0, in_block = 0;
@@ -192,6 +193,13 @@ __device__ __forceinline__ void decode16(uint4 raw, float (&value)[16]) {
       const float2 floats = __half22float2(halves);
       value[2 * i] = floats.x;
       value[2 * i + 1] = floats.y;
+    }
+  } else if constexpr (kFormat == ElementFormat::kE2M3 || kFormat == ElementFormat::kE3M2) {
+    // FP6, a code per byte: the format's own decode (no FP6 conversion on Hopper).
+    const std::uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      value[i] = Minifloat<kFormat>::decode((words[i / 4] >> (8 * (i % 4))) & 0x3Fu);
     }
   } else {
     const std::uint32_t words[2] = {raw.x, raw.y};
@@ -286,7 +294,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < (kColumnScales ? 16 : 1); ++j) {
     // NVFP4: the block's whole factor decode(sd) * global_scale first, as the reference.
     float f = scale_value<kScale>(a.scale, first_scale + j);
-    if (a.global_scale != nullptr) f = cuda_detail::mul(f, global);
+    if (a.global_scale != nullptr) f = rules::mul(f, global);
     factor[j] = f;
     finite = finite && numerics::is_finite(f);
   }
@@ -327,24 +335,25 @@ __global__ void __launch_bounds__(kThreads)
       element = decode_element(kFormat, static_cast<std::uint8_t>(words[i / 4] >> (8 * (i % 4))));
     }
     if (a.zero_point != nullptr) element = __fsub_rn(element, zero[j]);
-    destination[i] = cuda_detail::from_float<kWide>(cuda_detail::mul(element, factor[j]));
+    destination[i] = cuda_detail::from_float<kWide>(rules::mul(element, factor[j]));
   }
 }
 
-ScaleKind scale_kind_of(const QuantPlan& plan, DType scale_dtype) {
-  if (plan.format == ElementFormat::kE2M1) return ScaleKind::kE4M3;
-  if (std::holds_alternative<MXFP8BlockScaling>(plan.recipe)) return ScaleKind::kE8M0;
-  switch (scale_dtype) {
-    case DType::kF16:
+// The scale's logical format (the spec's, whatever dtype holds the bytes).
+ScaleKind scale_kind_of(const QuantPlan& plan) {
+  switch (plan.spec.scale) {
+    case ScaleFormat::kE8M0:
+      return ScaleKind::kE8M0;
+    case ScaleFormat::kE4M3:
+      return ScaleKind::kE4M3;
+    case ScaleFormat::kF16:
       return ScaleKind::kF16;
-    case DType::kBF16:
+    case ScaleFormat::kBF16:
       return ScaleKind::kBF16;
-    case DType::kF32:
-      return ScaleKind::kF32;
-    default:
-      fail<TypeError>("scale: expected float32, float16 or bfloat16 scales for ",
-                      recipe_name(plan.recipe), ", got ", dtype_name(scale_dtype));
+    case ScaleFormat::kF32:
+      break;
   }
+  return ScaleKind::kF32;
 }
 
 bool aligned(const void* pointer, std::uintptr_t bytes) {
@@ -394,6 +403,16 @@ bool launch_fast(const DequantArgs& a, const Array& out, cudaStream_t stream) {
       case ElementFormat::kE2M1:
         if (a.scale_kind == ScaleKind::kE4M3)
           launch.template operator()<kWide, ElementFormat::kE2M1, ScaleKind::kE4M3>();
+        if (a.scale_kind == ScaleKind::kE8M0)
+          launch.template operator()<kWide, ElementFormat::kE2M1, ScaleKind::kE8M0>();
+        break;
+      case ElementFormat::kE2M3:
+        if (a.scale_kind == ScaleKind::kE8M0)
+          launch.template operator()<kWide, ElementFormat::kE2M3, ScaleKind::kE8M0>();
+        break;
+      case ElementFormat::kE3M2:
+        if (a.scale_kind == ScaleKind::kE8M0)
+          launch.template operator()<kWide, ElementFormat::kE3M2, ScaleKind::kE8M0>();
         break;
       case ElementFormat::kInt4Signed:
       case ElementFormat::kInt4Unsigned: {
@@ -437,10 +456,9 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
   a.global_scale =
       plan.has_global_scale && tensor_factors ? global_scale.data_as<const float>() : nullptr;
   a.zero_point = plan.has_zero_point ? zero_point.data_as<const std::uint8_t>() : nullptr;
-  a.format = plan.format;
-  a.scale_kind = plan.grid.per_tensor && !tensor_factors ? ScaleKind::kUnit
-                                                         : scale_kind_of(plan, scale.dtype());
-  a.packed = is_packed(plan.format);
+  a.format = plan.spec.element;
+  a.scale_kind = plan.grid.per_tensor && !tensor_factors ? ScaleKind::kUnit : scale_kind_of(plan);
+  a.packed = plan.spec.packed;
   a.count = out.numel();
   const ScaleGrid& grid = plan.grid;
   a.grid = {grid.per_tensor, grid.block_rows, grid.block_cols, grid.rows,

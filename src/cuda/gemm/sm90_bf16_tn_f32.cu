@@ -1,5 +1,5 @@
 // Emulated block formats as bf16: bf16 x bf16, B K-major (N x K) -> f32.
-#include "cuda/gemm/cutlass_gemm.cuh"
+#include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void bf16_tn_f32(const Problem& p, const Context& c, Device d) {

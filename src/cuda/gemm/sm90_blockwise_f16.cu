@@ -1,5 +1,5 @@
 // DeepSeek block-scaled FP8 GEMM: E4M3 (1 x 128) x E4M3 (128 x 128) -> f16.
-#include "cuda/gemm/cutlass_gemm.cuh"
+#include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void blockwise_f16(const Problem& p, const Context& c, Device d) {

@@ -1,5 +1,6 @@
 // cast() on the GPU. Every block recipe is one fused pass (tile statistics, scale, encode,
-// pack) in one of two kernels:
+// pack) in one of two kernels, each compiled per rule (rules/; the recipe's rule object is a
+// template parameter, so a kernel instance holds one rule's code and no branch on the recipe):
 // - tile_kernel, the fast path for rows of 16-byte vectors (the last dim a multiple of 8): a
 //   block of 256 threads covers 16 * kRows rows x 128 columns, each thread 8 consecutive
 //   columns of kRows consecutive rows, held in registers from one read of x. From them it
@@ -27,14 +28,13 @@
 
 #include "breccia/error.hpp"
 #include "breccia/kernels/cuda.hpp"
+#include "breccia/scale_swizzle.hpp"
 #include "cuda/runtime.hpp"
 #include "cuda/scale_rules.cuh"
 
 namespace breccia::kernels::cuda {
 namespace {
 
-using cuda_detail::RuleParams;
-using cuda_detail::TensorContext;
 using cuda_detail::TileScale;
 using cuda_detail::TileStats;
 using cuda_detail::Wide;
@@ -47,8 +47,8 @@ constexpr int kMaxTileRows = 4;              // rows of column tiles in a band (
 
 // Where a cast's scales go: the compact scale tensor (batch x rows x cols entries of `bytes`
 // each, one per block_rows x block_cols elements), its zero points, and optionally the
-// GEMM-ready copy: each matrix padded to 128 x 4 tiles of 512 bytes, entry (r, c) of a tile at
-// (r % 32) * 16 + (r / 32) * 4 + c, of the transposed matrix when `transposed`.
+// GEMM-ready copy: each matrix padded to 128 x 4 tiles and swizzled (scale_swizzle.hpp), of
+// the transposed matrix when `transposed`.
 struct ScaleSink {
   void* compact = nullptr;
   int bytes = 4;
@@ -77,9 +77,8 @@ __device__ __forceinline__ void store_scale(const ScaleSink& s, std::int64_t b, 
   if (s.swizzled != nullptr) {
     const std::int64_t row = s.transposed ? c : r;
     const std::int64_t col = s.transposed ? r : c;
-    const std::int64_t tile = (row / 128) * (s.swizzled_cols / 4) + col / 4;
-    const std::int64_t inside = (row % 32) * 16 + ((row % 128) / 32) * 4 + col % 4;
-    s.swizzled[b * s.swizzled_rows * s.swizzled_cols + tile * 512 + inside] =
+    s.swizzled[b * s.swizzled_rows * s.swizzled_cols +
+               swizzled_scale_offset(row, col, s.swizzled_cols)] =
         static_cast<std::uint8_t>(t.stored);
   }
 }
@@ -240,8 +239,7 @@ __device__ __forceinline__ void store8(std::uint8_t* data, std::int64_t v, uint2
 // encode8 reads for kFormat (the stored bytes stay with their lane).
 template <ElementFormat kFormat>
 __device__ __forceinline__ TileScale shuffle_scale(const TileScale& t, int source, int width) {
-  constexpr bool kInt4 =
-      kFormat == ElementFormat::kInt4Signed || kFormat == ElementFormat::kInt4Unsigned;
+  constexpr bool kInt4 = is_int4(kFormat);
   TileScale out;
   out.factor = __shfl_sync(0xFFFFFFFFu, t.factor, source, width);
   const std::uint32_t flags = static_cast<std::uint32_t>(t.nan_block) |
@@ -263,7 +261,8 @@ struct TileOutput {
   ScaleSink scale;
 };
 
-struct TileArgs {
+// Where tile_kernel reads and writes: everything but the rule.
+struct TileGeometry {
   const void* x = nullptr;
   std::int64_t rows = 0, cols = 0;  // of each batch matrix
   unsigned bands = 0;               // bands of 16 * kRows rows per batch matrix (grid x)
@@ -273,8 +272,22 @@ struct TileArgs {
   int tile_groups = kGroups;        // column / 2-D tiles: row groups per tile (tile rows / kRows)
   TileOutput row;                   // 1 x (8 * tile_lanes) tiles, or the 2-D tiles
   TileOutput column;                // (tile_groups * kRows) x 1 tiles; with two_d, scales only
-  RuleParams rule;
 };
+
+template <class Rule>
+struct TileArgs : TileGeometry {
+  Rule rule;
+  const std::uint32_t* tensor_amax = nullptr;  // rules that read the tensor's amax: its bits
+};
+
+// The rule with what it takes from the whole tensor (NVFP4's amax) bound.
+template <class Rule>
+__device__ __forceinline__ Rule bound_rule(Rule rule, const std::uint32_t* tensor_amax) {
+  if constexpr (Rule::kNeedsTensorAmax) {
+    rule.bind_tensor_amax(cuda_detail::amax_from_bits(*tensor_amax));
+  }
+  return rule;
+}
 
 // Per-group partial statistics of a block's columns or 2-D tiles, merged through shared
 // memory; lo/hi only for unsigned INT4.
@@ -323,10 +336,11 @@ template <Wide kWide, ElementFormat kFormat, int kRows>
 constexpr int kTileMinBlocks =
     kRows <= 4 || (kWide == Wide::kBF16 && kFormat != ElementFormat::kInt4Unsigned) ? 3 : 2;
 
-template <Wide kWide, ElementFormat kFormat, int kRows>
-__global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRows>))
-    tile_kernel(TileArgs a) {
-  constexpr bool kRange = kFormat == ElementFormat::kInt4Unsigned;
+template <Wide kWide, class Rule, int kRows>
+__global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, Rule::kElement, kRows>))
+    tile_kernel(TileArgs<Rule> a) {
+  constexpr ElementFormat kFormat = Rule::kElement;
+  constexpr bool kRange = Rule::kReadsRange;
   constexpr bool kPacked = is_packed(kFormat);
   constexpr int kBandRows = kGroups * kRows;
   __shared__ SharedPartials<kRange> partials;
@@ -353,7 +367,7 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
   const int first_row = group * kRows;  // in the band
   const std::int64_t row0 = band_row0 + first_row;
   const std::int64_t col = block_col0 + chunk * 8;
-  const TensorContext context = cuda_detail::tensor_context(a.rule);
+  const Rule rule = bound_rule(a.rule, a.tensor_amax);
 
   auto offset_of = [&](int i) { return (first_row + i) * cols + chunk * 8; };
   auto row_valid = [&](int i) { return col_active && first_row + i < band_rows; };
@@ -376,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
   auto encode_row = [&](int i, bool fast, auto scale_of) {
     float v[8];
     raw[i].to_float(v);
-    return cuda_detail::encode8<kFormat>(v, fast, scale_of);
+    return cuda_detail::encode8(rule, v, fast, scale_of);
   };
   auto add_range = [&](TileStats& s, int i) {
     float v[8];
@@ -405,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
       TileStats mine = s[0];
 #pragma unroll
       for (int i = 1; i < kRows; ++i) mine = tile_lane == i ? s[i] : mine;
-      const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, mine);
+      const TileScale t = cuda_detail::tile_scale(rule, mine);
       if (tile_lane < kRows && row_valid(tile_lane)) {
         store_scale(a.row.scale, b, row0 + tile_lane, col >> a.tile_shift, t);
       }
@@ -418,7 +432,7 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
     } else {
 #pragma unroll
       for (int i = 0; i < kRows; ++i) {
-        const TileScale t = cuda_detail::tile_scale<kFormat, false>(a.rule, context, s[i]);
+        const TileScale t = cuda_detail::tile_scale(rule, s[i]);
         if (!row_valid(i)) continue;
         if (tile_lane == 0) store_scale(a.row.scale, b, row0 + i, col >> a.tile_shift, t);
         store_row(a.row.data, i, encode_row(i, t.fast, [&](int) { return t; }));
@@ -453,9 +467,8 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
     for (int e = static_cast<int>(threadIdx.x); e < kBlockCols * (kGroups / a.tile_groups);
          e += kThreads) {
       const int r = e / kBlockCols, c = e % kBlockCols;
-      const TileScale t = cuda_detail::tile_scale<kFormat, false>(
-          a.rule, context,
-          merge_groups(partials, column_slot(c), r * a.tile_groups, a.tile_groups));
+      const TileScale t = cuda_detail::tile_scale(
+          rule, merge_groups(partials, column_slot(c), r * a.tile_groups, a.tile_groups));
       column_factor[r][c] = t.factor;
       column_inverse[r][c] = t.inverse;
       column_flags[r][c] = static_cast<std::uint32_t>(t.nan_block) |
@@ -524,10 +537,9 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, kFormat, kRow
     __syncthreads();
     if (threadIdx.x < tiles * tile_rows) {
       const int r = static_cast<int>(threadIdx.x) / tiles;
-      shared_scales[threadIdx.x] = cuda_detail::tile_scale<kFormat, false>(
-          a.rule, context,
-          merge_groups(partials, static_cast<int>(threadIdx.x) % tiles, r * a.tile_groups,
-                       a.tile_groups));
+      shared_scales[threadIdx.x] = cuda_detail::tile_scale(
+          rule, merge_groups(partials, static_cast<int>(threadIdx.x) % tiles, r * a.tile_groups,
+                             a.tile_groups));
     }
     __syncthreads();
     const TileScale& t = shared_scales[tile_row * tiles + tile];
@@ -567,14 +579,14 @@ struct WarpGeometry {
   bool packed;
 };
 
-template <Wide kWide>
+template <Wide kWide, class Rule>
 __global__ void __launch_bounds__(kThreads)
     warp_tiles_kernel(const void* x, std::uint8_t* data, ScaleSink sink, WarpGeometry g,
-                      RuleParams rule) {
+                      Rule unbound_rule, const std::uint32_t* tensor_amax) {
   const int lane = threadIdx.x % 32;
   const std::int64_t unit = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
   if (unit >= g.units) return;  // whole warps leave together
-  const TensorContext context = cuda_detail::tensor_context(rule);
+  const Rule rule = bound_rule(unbound_rule, tensor_amax);
   const std::int64_t units_across = (g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit;
   const std::int64_t band = unit / units_across;
   const std::int64_t b = band / g.tiles_down;
@@ -593,7 +605,7 @@ __global__ void __launch_bounds__(kThreads)
   TileScale scales[2];
   for (int t = 0; t < g.tiles_per_unit; ++t) {
     stats[t].reduce_lanes<true>(32);
-    scales[t] = cuda_detail::tile_scale(rule, context, stats[t]);
+    scales[t] = cuda_detail::tile_scale(rule, stats[t]);
     const std::int64_t tile_col0 = col0 + t * g.tile_cols;
     if (tile_col0 >= g.cols) continue;
     store_tile_scale(sink, b, row0, row0 + rows, tile_col0, min(tile_col0 + g.tile_cols, g.cols),
@@ -604,11 +616,10 @@ __global__ void __launch_bounds__(kThreads)
     const cuda_detail::DivMod at = cuda_detail::divmod(e, cols);
     const std::int64_t c = at.remainder;
     const std::int64_t i = base + at.quotient * g.cols + c;
-    const std::uint8_t code =
-        cuda_detail::encode_element(rule, scales[c < g.tile_cols ? 0 : 1], load1<kWide>(x, i));
+    const std::uint8_t code = rule.encode(load1<kWide>(x, i), scales[c < g.tile_cols ? 0 : 1]);
     if (g.packed) {
-      const std::uint8_t odd = cuda_detail::encode_element(
-          rule, scales[c + 1 < g.tile_cols ? 0 : 1], load1<kWide>(x, i + 1));
+      const std::uint8_t odd =
+          rule.encode(load1<kWide>(x, i + 1), scales[c + 1 < g.tile_cols ? 0 : 1]);
       data[i / 2] = formats::pack_nibbles(code, odd);
     } else {
       data[i] = code;
@@ -620,13 +631,14 @@ __global__ void __launch_bounds__(kThreads)
 // data) element by element. With `amax_out`, the tensor's amax (bits) is also reduced into it.
 constexpr int kVectors = 4;
 
-template <Wide kWide, ElementFormat kFormat>
+template <Wide kWide, class Rule>
 __global__ void __launch_bounds__(kThreads)
     tensor_kernel(const void* x, std::uint8_t* data, void* scale, std::int64_t count,
-                  bool vectorized, RuleParams rule, std::uint32_t* amax_out) {
+                  bool vectorized, Rule rule, const std::uint32_t* tensor_amax,
+                  std::uint32_t* amax_out) {
   TileStats tensor;
-  if (rule.tensor_amax != nullptr) tensor.amax_bits = *rule.tensor_amax;
-  const TileScale t = cuda_detail::tile_scale<kFormat, false>(rule, TensorContext{}, tensor);
+  if (tensor_amax != nullptr) tensor.amax_bits = *tensor_amax;
+  const TileScale t = cuda_detail::tile_scale(rule, tensor);
   if (blockIdx.x == 0 && threadIdx.x == 0) *static_cast<std::uint32_t*>(scale) = t.stored;
   const std::int64_t first =
       (static_cast<std::int64_t>(blockIdx.x) * kVectors * kThreads + threadIdx.x);
@@ -659,12 +671,12 @@ __global__ void __launch_bounds__(kThreads)
       }
       amax_bits = max(amax_bits, s.amax_bits);
       store8<false>(data, vector,
-                    cuda_detail::encode8<kFormat>(v, s.nan_free(), [&](int) { return t; }));
+                    cuda_detail::encode8(rule, v, s.nan_free(), [&](int) { return t; }));
     } else {
       for (std::int64_t i = vector * 8; i < min(vector * 8 + 8, count); ++i) {
         const float value = load1<kWide>(x, i);
         amax_bits = max(amax_bits, __float_as_uint(value) & 0x7FFFFFFFu);
-        data[i] = cuda_detail::encode_element(rule, t, value);
+        data[i] = rule.encode(value, t);
       }
     }
   }
@@ -739,49 +751,6 @@ void with_wide(DType dtype, F&& f) {
   }
 }
 
-// Calls f.template operator()<kFormat>() for the runtime element format.
-template <class F>
-void with_format(ElementFormat format, F&& f) {
-  switch (format) {
-    case ElementFormat::kE4M3:
-      return f.template operator()<ElementFormat::kE4M3>();
-    case ElementFormat::kE5M2:
-      return f.template operator()<ElementFormat::kE5M2>();
-    case ElementFormat::kE2M1:
-      return f.template operator()<ElementFormat::kE2M1>();
-    case ElementFormat::kInt4Signed:
-      return f.template operator()<ElementFormat::kInt4Signed>();
-    case ElementFormat::kInt4Unsigned:
-      return f.template operator()<ElementFormat::kInt4Unsigned>();
-  }
-}
-
-RuleParams rule_of(const QuantPlan& plan) {
-  RuleParams p;
-  p.format = plan.format;
-  p.scale_dtype = plan.scale_dtype;
-  const Recipe& recipe = plan.recipe;
-  if (const auto* r = std::get_if<Float8CurrentScaling>(&recipe)) {
-    p.rule = cuda_detail::Rule::kFp8Current;
-    p.power_2_scale = r->power_2_scale;
-  } else if (const auto* r = std::get_if<DelayedScaling>(&recipe)) {
-    p.rule = cuda_detail::Rule::kFp8Delayed;
-    p.margin = static_cast<int>(r->margin);
-  } else if (const auto* r = std::get_if<Float8BlockScaling>(&recipe)) {
-    p.rule = cuda_detail::Rule::kFp8Current;
-    p.power_2_scale = r->power_2_scale;
-  } else if (const auto* r = std::get_if<MXFP8BlockScaling>(&recipe)) {
-    p.rule = r->scale_rounding == MXScaleRounding::kFloor ? cuda_detail::Rule::kMxFloor
-                                                          : cuda_detail::Rule::kMxRceil;
-  } else if (std::holds_alternative<NVFP4BlockScaling>(recipe)) {
-    p.rule = cuda_detail::Rule::kNvfp4;
-  } else {
-    p.rule = std::get<INT4Scaling>(recipe).is_signed ? cuda_detail::Rule::kInt4Signed
-                                                     : cuda_detail::Rule::kInt4Unsigned;
-  }
-  return p;
-}
-
 bool aligned(const void* pointer, std::uintptr_t bytes) {
   return reinterpret_cast<std::uintptr_t>(pointer) % bytes == 0;
 }
@@ -794,7 +763,7 @@ ScaleSink sink_of(const CastTarget& target) {
   const QuantPlan& plan = *target.plan;
   ScaleSink s;
   s.compact = target.out.scale.data();
-  s.bytes = itemsize(plan.scale_dtype);
+  s.bytes = scale_bytes(plan.spec.scale);
   s.rows = plan.grid.scale_rows;
   s.cols = plan.grid.scale_cols;
   s.block_rows = plan.grid.block_rows;
@@ -814,33 +783,33 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
   const QuantPlan& plan = *target.plan;
   const auto stream = detail::stream_of(context);
   const std::int64_t count = x.numel();
-  RuleParams rule = rule_of(plan);
   // 4 bytes for the amax: every block of the cast kernel reads it (or, with a state, adds to it).
   const std::shared_ptr<void> amax_memory =
       detail::scratch(context, sizeof(std::uint32_t), x.device());
   auto* amax = static_cast<std::uint32_t*>(amax_memory.get());
   if (state != nullptr) {
     detail::check(cudaMemsetAsync(amax, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
-    rule.rule = cuda_detail::Rule::kFp8Fixed;
-    rule.fixed_encode = state->encode_scale();
   } else {
     with_wide(x.dtype(), [&]<Wide kWide>() {
       launch_amax_bits<kWide>(x.data(), count, amax, context, x.device());
     });
-    rule.tensor_amax = amax;
   }
   const bool vectorized = aligned(x.data(), 16) && aligned(target.out.data.data(), 8);
   const std::int64_t vectors = std::max<std::int64_t>(1, (count + 7) / 8);
   const auto blocks =
       static_cast<unsigned>((vectors + kVectors * kThreads - 1) / (kVectors * kThreads));
-  with_wide(x.dtype(), [&]<Wide kWide>() {
-    with_format(plan.format, [&]<ElementFormat kFormat>() {
-      if constexpr (kFormat == ElementFormat::kE4M3 || kFormat == ElementFormat::kE5M2) {
-        tensor_kernel<kWide, kFormat><<<blocks, kThreads, 0, stream>>>(
+  rules::with_rule(plan.spec, [&](auto rule) {
+    using Rule = decltype(rule);
+    if constexpr (Rule::kTakesState) {  // the per-tensor FP8 rules
+      if (state != nullptr) rule.state_encode = state->encode_scale();
+      with_wide(x.dtype(), [&]<Wide kWide>() {
+        tensor_kernel<kWide, Rule><<<blocks, kThreads, 0, stream>>>(
             x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count,
-            vectorized, rule, state != nullptr ? amax : nullptr);
-      }
-    });
+            vectorized, rule, state != nullptr ? nullptr : amax, state != nullptr ? amax : nullptr);
+      });
+    } else {
+      fail<UnsupportedError>("cast: ", plan.spec.name, " has no per-tensor kernel");
+    }
   });
   detail::check_launch("cast (per-tensor FP8)");
   if (state != nullptr) {
@@ -875,27 +844,27 @@ bool is_row_tile_width(std::int64_t width) {
   return width == 16 || width == 32 || width == 64 || width == 128;
 }
 
-template <Wide kWide, ElementFormat kFormat>
-void launch_tile_kernel(int rows_per_thread, const TileArgs& args, std::int64_t batch,
+template <Wide kWide, class Rule>
+void launch_tile_kernel(int rows_per_thread, const TileArgs<Rule>& args, std::int64_t batch,
                         cudaStream_t stream) {
   const dim3 blocks(args.bands, static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols),
                     static_cast<unsigned>(batch));
   switch (rows_per_thread) {
     case 1:
-      return tile_kernel<kWide, kFormat, 1><<<blocks, kThreads, 0, stream>>>(args);
+      return tile_kernel<kWide, Rule, 1><<<blocks, kThreads, 0, stream>>>(args);
     case 2:
-      return tile_kernel<kWide, kFormat, 2><<<blocks, kThreads, 0, stream>>>(args);
+      return tile_kernel<kWide, Rule, 2><<<blocks, kThreads, 0, stream>>>(args);
     case 4:
-      return tile_kernel<kWide, kFormat, 4><<<blocks, kThreads, 0, stream>>>(args);
+      return tile_kernel<kWide, Rule, 4><<<blocks, kThreads, 0, stream>>>(args);
     default:
-      return tile_kernel<kWide, kFormat, 8><<<blocks, kThreads, 0, stream>>>(args);
+      return tile_kernel<kWide, Rule, 8><<<blocks, kThreads, 0, stream>>>(args);
   }
 }
 
 // The tile_kernel arguments that cast `targets` (one plan, or the rowwise and columnwise plans
 // of one recipe) in one pass, or nothing when the geometry needs the general kernel.
-std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x,
-                                                  std::span<const CastTarget> targets) {
+std::optional<std::pair<TileGeometry, int>> tile_plan(const Array& x,
+                                                      std::span<const CastTarget> targets) {
   const QuantPlan& first = *targets[0].plan;
   const ScaleGrid& grid = first.grid;
   const bool fp64 =
@@ -908,11 +877,10 @@ std::optional<std::pair<TileArgs, int>> tile_plan(const Array& x,
   for (const CastTarget& t : targets) {
     if (!aligned(t.out.data.data(), 8)) return std::nullopt;
   }
-  TileArgs a;
+  TileGeometry a;
   a.x = x.data();
   a.rows = grid.rows;
   a.cols = grid.cols;
-  a.rule = rule_of(first);
   int band_rows = 64;  // rowwise tiles alone: four rows per thread in flight
   const CastTarget* row = nullptr;
   const CastTarget* column = nullptr;
@@ -972,30 +940,19 @@ void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint
   g.tile_cols = plan.amax_block_cols;
   g.tiles_down = (g.rows + g.tile_rows - 1) / g.tile_rows;
   g.tiles_across = (g.cols + g.tile_cols - 1) / g.tile_cols;
-  g.packed = is_packed(plan.format);
+  g.packed = plan.spec.packed;
   g.tiles_per_unit = g.packed && g.tile_cols % 2 != 0 ? 2 : 1;
   g.units =
       plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
-  RuleParams rule = rule_of(plan);
-  rule.tensor_amax = tensor_amax;
-  with_wide(x.dtype(), [&]<Wide kWide>() {
-    warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
-        x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule);
+  rules::with_rule(plan.spec, [&](auto rule) {
+    with_wide(x.dtype(), [&]<Wide kWide>() {
+      warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
+          x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule, tensor_amax);
+    });
   });
 }
 
 }  // namespace
-
-void amax(const Array& x, const Array& amax_out, const Context& context) {
-  detail::require_cuda(x, "x");
-  detail::require_cuda(amax_out, "amax_out");
-  detail::DeviceGuard guard(x.device());
-  auto* out = amax_out.data_as<std::uint32_t>();
-  with_wide(x.dtype(), [&]<Wide kWide>() {
-    launch_amax_bits<kWide>(x.data(), x.numel(), out, context, x.device());
-  });
-  detail::finish_amax(out, detail::stream_of(context));
-}
 
 void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
           const Context& context) {
@@ -1040,14 +997,18 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
   if (x.numel() == 0) {
     // Nothing to cast; NVFP4's global_scale (of amax 0) is still written below.
   } else if (auto tiled = tile_plan(x, targets)) {
-    auto& [args, per_thread] = *tiled;
-    args.rule.tensor_amax = tensor_amax;
-    with_wide(x.dtype(), [&]<Wide kWide>() {
-      if constexpr (kWide != Wide::kF64) {
-        with_format(first.format, [&]<ElementFormat kFormat>() {
-          launch_tile_kernel<kWide, kFormat>(per_thread, args, first.grid.batch, stream);
-        });
-      }
+    const auto& [geometry, per_thread] = *tiled;
+    rules::with_rule(first.spec, [&](auto rule) {
+      using Rule = decltype(rule);
+      TileArgs<Rule> args;
+      static_cast<TileGeometry&>(args) = geometry;
+      args.rule = rule;
+      args.tensor_amax = tensor_amax;
+      with_wide(x.dtype(), [&]<Wide kWide>() {
+        if constexpr (kWide != Wide::kF64) {
+          launch_tile_kernel<kWide, Rule>(per_thread, args, first.grid.batch, stream);
+        }
+      });
     });
     detail::check_launch("cast (block-scaled tiles)");
   } else {
