@@ -103,6 +103,8 @@ int main(int argc, char** argv) {
       {"Float8BlockScaling 128x128", Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true}},
       {"MXFP8 E4M3 floor", MXFP8BlockScaling{}},
       {"MXFP8 E4M3 rceil", MXFP8BlockScaling{Fp8Format::kE4M3, 32, MXScaleRounding::kRceil}},
+      {"MXFP6 E2M3 floor", MXFP6BlockScaling{}},
+      {"MXFP4 floor", MXFP4BlockScaling{}},
       {"NVFP4", NVFP4BlockScaling{}},
       {"NVFP4 two_d", NVFP4BlockScaling{"E2M1", 16, "E4M3", true}},
       {"INT4 g128 signed", INT4Scaling{}},

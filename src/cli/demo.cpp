@@ -1,5 +1,5 @@
 // breccia-demo [file.safetensors]: quantizes every 2-D float tensor of a safetensors file under
-// each of the six recipes (default parameters) and reports size and accuracy per recipe.
+// each recipe (default parameters) and reports size and accuracy per recipe.
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -81,6 +81,7 @@ std::int64_t stored_bytes(const breccia::ScaledTensor& scaled) {
 std::vector<breccia::Recipe> default_recipes() {
   return {breccia::DelayedScaling{},     breccia::Float8CurrentScaling{},
           breccia::Float8BlockScaling{}, breccia::MXFP8BlockScaling{},
+          breccia::MXFP6BlockScaling{},  breccia::MXFP4BlockScaling{},
           breccia::NVFP4BlockScaling{},  breccia::INT4Scaling{}};
 }
 

@@ -82,9 +82,9 @@ __device__ __forceinline__ TileScale tile_scale(const Rule& rule, const TileStat
 // The rule's code of one element (tiles holding a NaN, and the general kernels), out of line:
 // it is rare in the tile kernels, and inlined into every instance it would dominate compile
 // time.
+// Everything by value: a reference to the kernel's rule would move it out of parameter space.
 template <class Rule>
-__device__ __noinline__ std::uint32_t encode_general(const Rule& rule, float x,
-                                                     rules::TileScale t) {
+__device__ __noinline__ std::uint32_t encode_general(Rule rule, float x, rules::TileScale t) {
   return rule.encode(x, t);
 }
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -367,7 +368,10 @@ __global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, Rule::kElemen
   const int first_row = group * kRows;  // in the band
   const std::int64_t row0 = band_row0 + first_row;
   const std::int64_t col = block_col0 + chunk * 8;
-  const Rule rule = bound_rule(a.rule, a.tensor_amax);
+  // A rule that reads the tensor's amax is bound once per thread; the others are read from the
+  // kernel's parameter space where used, holding no registers across the kernel.
+  const Rule bound = bound_rule(a.rule, a.tensor_amax);
+  const Rule& rule = Rule::kNeedsTensorAmax ? bound : a.rule;
 
   auto offset_of = [&](int i) { return (first_row + i) * cols + chunk * 8; };
   auto row_valid = [&](int i) { return col_active && first_row + i < band_rows; };
@@ -800,8 +804,13 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
       static_cast<unsigned>((vectors + kVectors * kThreads - 1) / (kVectors * kThreads));
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);
-    if constexpr (Rule::kTakesState) {  // the per-tensor FP8 rules
-      if (state != nullptr) rule.state_encode = state->encode_scale();
+    constexpr bool kFp8 =
+        Rule::kElement == ElementFormat::kE4M3 || Rule::kElement == ElementFormat::kE5M2;
+    if constexpr (std::is_base_of_v<rules::Fp8Encoder<kFp8 ? Rule::kElement : ElementFormat::kE4M3>,
+                                    Rule>) {  // the FP8 rules, per tensor
+      if constexpr (Rule::kTakesState) {
+        if (state != nullptr) rule.state_encode = state->encode_scale();
+      }
       with_wide(x.dtype(), [&]<Wide kWide>() {
         tensor_kernel<kWide, Rule><<<blocks, kThreads, 0, stream>>>(
             x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count,
@@ -825,6 +834,7 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
 }
 
 // Rows per thread for a tile_kernel band of `band_rows` (16, 32, 64 or 128), or 0.
+// (Tiles of 16 or 32 rows are valid column tiles; their bands are widened to 64 rows.)
 int rows_per_thread(std::int64_t band_rows) {
   switch (band_rows) {
     case 16:
@@ -849,16 +859,12 @@ void launch_tile_kernel(int rows_per_thread, const TileArgs<Rule>& args, std::in
                         cudaStream_t stream) {
   const dim3 blocks(args.bands, static_cast<unsigned>((args.cols + kBlockCols - 1) / kBlockCols),
                     static_cast<unsigned>(batch));
-  switch (rows_per_thread) {
-    case 1:
-      return tile_kernel<kWide, Rule, 1><<<blocks, kThreads, 0, stream>>>(args);
-    case 2:
-      return tile_kernel<kWide, Rule, 2><<<blocks, kThreads, 0, stream>>>(args);
-    case 4:
-      return tile_kernel<kWide, Rule, 4><<<blocks, kThreads, 0, stream>>>(args);
-    default:
-      return tile_kernel<kWide, Rule, 8><<<blocks, kThreads, 0, stream>>>(args);
+  // Bands are 64 or 128 rows (tile_plan widens 16- and 32-row tiles to 64-row bands), so
+  // only these two instances exist per rule.
+  if (rows_per_thread == 4) {
+    return tile_kernel<kWide, Rule, 4><<<blocks, kThreads, 0, stream>>>(args);
   }
+  return tile_kernel<kWide, Rule, 8><<<blocks, kThreads, 0, stream>>>(args);
 }
 
 // The tile_kernel arguments that cast `targets` (one plan, or the rowwise and columnwise plans
@@ -921,7 +927,7 @@ std::optional<std::pair<TileGeometry, int>> tile_plan(const Array& x,
     band_rows = std::max<std::int64_t>(band_rows, 64);
   }
   const int per_thread = rows_per_thread(band_rows);
-  if (per_thread == 0) return std::nullopt;
+  if (per_thread != 4 && per_thread != 8) return std::nullopt;  // the two launched instances
   if (column != nullptr) a.tile_groups = static_cast<int>(tile_rows / per_thread);
   const std::int64_t bands = (a.rows + band_rows - 1) / band_rows;
   if (bands > 0x7FFFFFFF) return std::nullopt;
@@ -945,10 +951,13 @@ void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint
   g.units =
       plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
   rules::with_rule(plan.spec, [&](auto rule) {
-    with_wide(x.dtype(), [&]<Wide kWide>() {
-      warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
-          x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule, tensor_amax);
-    });
+    if constexpr (!decltype(rule)::kPerTensorOnly) {  // block recipes only come here
+      with_wide(x.dtype(), [&]<Wide kWide>() {
+        warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
+            x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule,
+            tensor_amax);
+      });
+    }
   });
 }
 
@@ -1000,15 +1009,17 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
     const auto& [geometry, per_thread] = *tiled;
     rules::with_rule(first.spec, [&](auto rule) {
       using Rule = decltype(rule);
-      TileArgs<Rule> args;
-      static_cast<TileGeometry&>(args) = geometry;
-      args.rule = rule;
-      args.tensor_amax = tensor_amax;
-      with_wide(x.dtype(), [&]<Wide kWide>() {
-        if constexpr (kWide != Wide::kF64) {
-          launch_tile_kernel<kWide, Rule>(per_thread, args, first.grid.batch, stream);
-        }
-      });
+      if constexpr (!Rule::kPerTensorOnly) {  // block recipes only come here
+        TileArgs<Rule> args;
+        static_cast<TileGeometry&>(args) = geometry;
+        args.rule = rule;
+        args.tensor_amax = tensor_amax;
+        with_wide(x.dtype(), [&]<Wide kWide>() {
+          if constexpr (kWide != Wide::kF64) {
+            launch_tile_kernel<kWide, Rule>(per_thread, args, first.grid.batch, stream);
+          }
+        });
+      }
     });
     detail::check_launch("cast (block-scaled tiles)");
   } else {

@@ -37,6 +37,10 @@ std::vector<Recipe> all_recipes() {
       Float8BlockScaling{Fp8Format::kE5M2, 128, 1, false},
       MXFP8BlockScaling{},
       MXFP8BlockScaling{Fp8Format::kE5M2, 32, MXScaleRounding::kRceil},
+      MXFP6BlockScaling{},
+      MXFP6BlockScaling{Fp6Format::kE3M2, 32, MXScaleRounding::kRceil},
+      MXFP4BlockScaling{},
+      MXFP4BlockScaling{32, MXScaleRounding::kRceil},
       NVFP4BlockScaling{},
       NVFP4BlockScaling{"E2M1", 16, "E4M3", true},
       INT4Scaling{},
@@ -200,8 +204,9 @@ TEST_F(CudaCast, MatchesReferenceOnSpecialValues) {
 
 TEST_F(CudaCast, MatchesReferenceOnLargeDeepSeekShape) {
   const Array x = converted(make_input({4096, 7168}, Fill::kSpecial, 99), DType::kBF16);
-  const std::vector<Recipe> recipes = {Float8CurrentScaling{}, Float8BlockScaling{},
-                                       MXFP8BlockScaling{}, NVFP4BlockScaling{}, INT4Scaling{}};
+  const std::vector<Recipe> recipes = {
+      Float8CurrentScaling{}, Float8BlockScaling{}, MXFP8BlockScaling{}, MXFP6BlockScaling{},
+      MXFP4BlockScaling{},    NVFP4BlockScaling{},  INT4Scaling{}};
   for (const Recipe& recipe : recipes) {
     SCOPED_TRACE(recipe_repr(recipe));
     EXPECT_TRUE(check(x, recipe, -1, {DType::kBF16}));

@@ -64,12 +64,16 @@ ROUND_TRIP_RECIPES = [
     *FLOAT8_RECIPES,
     breccia.MXFP8BlockScaling(),
     breccia.MXFP8BlockScaling(fp8_format="E5M2", scale_rounding="rceil"),
+    breccia.MXFP6BlockScaling(),
+    breccia.MXFP6BlockScaling(fp6_format="E3M2", scale_rounding="rceil"),
+    breccia.MXFP4BlockScaling(),
     breccia.INT4Scaling(group_size=64, scale_dtype="bf16"),
     breccia.INT4Scaling(group_size=128, scale_dtype="fp32"),
     breccia.NVFP4BlockScaling(),
     breccia.NVFP4BlockScaling(two_d=True),
 ]
-DEQUANT_RECIPES = FLOAT8_RECIPES + ROUND_TRIP_RECIPES[6:8]
+MX_RECIPES = ROUND_TRIP_RECIPES[6:11]
+DEQUANT_RECIPES = FLOAT8_RECIPES + MX_RECIPES
 
 
 @pytest.mark.parametrize("recipe", DEQUANT_RECIPES, ids=repr)
@@ -78,7 +82,7 @@ def test_torchao_dequantize_of_our_tensor_equals_ours(recipe):
     assert _same_bits(to_torchao(scaled).dequantize(torch.float32), breccia.dequantize(scaled))
 
 
-@pytest.mark.parametrize("recipe", DEQUANT_RECIPES[-2:], ids=repr)
+@pytest.mark.parametrize("recipe", MX_RECIPES, ids=repr)
 def test_torchao_dequantize_with_swizzled_scales_equals_ours(recipe):
     scaled = breccia.cast(_x(), recipe)
     theirs = to_torchao(scaled, swizzle_scales=True)
@@ -172,10 +176,13 @@ def test_torchaos_float8_tensors_convert_zero_copy(granularity, recipe, layout):
     assert _same_bits(breccia.dequantize(ours), theirs.dequantize(torch.float32))
 
 
-@pytest.mark.parametrize("elem", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize(
+    "elem", [torch.float8_e4m3fn, torch.float8_e5m2, "fp6_e2m3", "fp6_e3m2", torch.float4_e2m1fn_x2]
+)
 def test_torchaos_mx_tensors_convert_zero_copy(elem):
     theirs = MXTensor.to_mx(_x(), elem, 32)
     ours = from_torchao(theirs)
+    assert ours.recipe.spec["family"] == "mx"
     assert ours.data.data_ptr() == theirs.qdata.data_ptr()
     assert ours.scale.data_ptr() == theirs.scale.data_ptr()
     assert _same_bits(breccia.dequantize(ours), theirs.dequantize(torch.float32))
@@ -208,8 +215,10 @@ def test_numpy_scaled_tensors_move_to_torch_first():
 
 def test_refusals_say_why():
     x = _x((64, 128))
-    with pytest.raises(NotImplementedError, match="MXFP4"):
-        from_torchao(MXTensor.to_mx(x, torch.float4_e2m1fn_x2, 32))
+    unknown = MXTensor.to_mx(x, torch.float8_e4m3fn, 32)
+    unknown.elem_dtype = torch.int8
+    with pytest.raises(ValueError, match="elem_dtype"):
+        from_torchao(unknown)
     with pytest.raises(ValueError, match="signed=True"):
         to_torchao(breccia.cast(x, breccia.INT4Scaling(group_size=64, signed=False)))
     with pytest.raises(ValueError, match="rowwise"):

@@ -15,6 +15,7 @@ struct Int4Rule {
   static constexpr bool kReadsRange = !kSigned;  // lo and hi set the asymmetric scale
   static constexpr bool kNeedsTensorAmax = false;
   static constexpr bool kTakesState = false;
+  static constexpr bool kPerTensorOnly = false;
 
   ScaleFormat scale_format = ScaleFormat::kF16;
 
@@ -26,7 +27,7 @@ struct Int4Rule {
                     : numerics::int4_asymmetric_scale(s.lo, s.hi);
     }
     t.factor = round_wide_scale(scale_format, raw, t.stored);
-    t.inverse = 1.0f / t.factor;
+    t.inverse = reciprocal(t.factor);
     t.nan_block = !s.finite();
     if (!kSigned && s.finite()) {
       t.zero_point = static_cast<std::uint8_t>(numerics::int4_zero_point(s.lo, t.factor));

@@ -14,6 +14,7 @@ struct MxRule {
   static constexpr bool kReadsRange = false;
   static constexpr bool kNeedsTensorAmax = false;
   static constexpr bool kTakesState = false;
+  static constexpr bool kPerTensorOnly = false;
 
   bool rceil = false;
 

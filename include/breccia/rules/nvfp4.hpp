@@ -11,6 +11,7 @@ struct Nvfp4Rule {
   static constexpr bool kReadsRange = false;
   static constexpr bool kNeedsTensorAmax = true;
   static constexpr bool kTakesState = false;
+  static constexpr bool kPerTensorOnly = false;
 
   float tensor_encode = 1.0f;  // S_enc = 2688 / amax(tensor)
 

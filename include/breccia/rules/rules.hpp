@@ -18,10 +18,13 @@ void with_rule(const RecipeSpec& spec, F&& f) {
   switch (spec.family) {
     case RuleFamily::kFp8: {
       auto fp8 = [&]<ElementFormat kFormat>() {
-        Fp8Rule<kFormat> rule;
+        if (spec.delayed) {
+          Fp8DelayedRule<kFormat> rule;
+          rule.margin = spec.margin;
+          return f(rule);
+        }
+        Fp8CurrentRule<kFormat> rule;
         rule.power_2_scale = spec.power_2_scale;
-        rule.delayed = spec.delayed;
-        rule.margin = spec.margin;
         f(rule);
       };
       if (spec.element == ElementFormat::kE4M3)

@@ -54,6 +54,16 @@ BRECCIA_HD inline float mul(float a, float b) {
 #endif
 }
 
+// 1 / x rounded to nearest even (the hardware's IEEE reciprocal on the GPU: one instruction
+// instead of a division sequence, the same result).
+BRECCIA_HD inline float reciprocal(float x) {
+#if defined(__CUDA_ARCH__)
+  return __frcp_rn(x);
+#else
+  return 1.0f / x;
+#endif
+}
+
 // The code of one element value (numerics.md §1: RNE, saturating, NaN by format). On the
 // GPU, FP8 uses the hardware conversion with NaN and fp32-subnormal inputs fixed up (tested
 // equal to the Minifloat encoder over all 2^32 inputs); everything else is the Minifloat rule.

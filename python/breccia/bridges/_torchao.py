@@ -1,8 +1,8 @@
 """torchao: its quantized tensor subclasses <-> ScaledTensor, over the same torch buffers.
 
-Float8Tensor (per tensor, per row, blockwise), MXTensor (FP8 elements), NVFP4Tensor and
-Int4Tensor (symmetric) all store decode scales, so the bridge maps buffers and metadata only:
-views, never values. Swizzled (GEMM-ready) scales are converted by breccia's C++
+Float8Tensor (per tensor, per row, blockwise), MXTensor (FP8, FP6 and FP4 elements),
+NVFP4Tensor and Int4Tensor (symmetric) all store decode scales, so the bridge maps buffers and
+metadata only: views, never values. Swizzled (GEMM-ready) scales are converted by breccia's C++
 swizzle_scales / unswizzle_scales. See docs/bridges.md for what is rejected and why.
 """
 
@@ -19,10 +19,15 @@ from breccia.recipes import (
     Float8BlockScaling,
     Float8CurrentScaling,
     INT4Scaling,
+    MXFP4BlockScaling,
+    MXFP6BlockScaling,
     MXFP8BlockScaling,
     NVFP4BlockScaling,
     require_recipe,
 )
+
+# torchao's names for the FP6 element formats (plain strings in torchao 0.18), by breccia's.
+_TORCHAO_FP6 = {"E2M3": "fp6_e2m3", "E3M2": "fp6_e3m2"}
 
 _INT4_SCALE_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 
@@ -94,9 +99,9 @@ def from_torchao(aqt: Any, recipe: Any = None) -> ScaledTensor:
     - ``Float8Tensor``: per-tensor scale -> Float8CurrentScaling + PerTensor; per-row ->
       Float8CurrentScaling + PerChannel; block_size [bm, bk] -> Float8BlockScaling(block_m=bm,
       block_k=bk, power_2_scale=False) + PerBlockK / PerBlockMN.
-    - ``MXTensor`` with FP8 elements -> MXFP8BlockScaling (scale_rounding "floor", torchao's
-      default; pass recipe= for "rceil"). FP4 elements (MXFP4) are refused: breccia has no
-      MXFP4 recipe.
+    - ``MXTensor`` -> MXFP8BlockScaling (FP8 elements), MXFP6BlockScaling ("fp6_e2m3" /
+      "fp6_e3m2", one code per uint8) or MXFP4BlockScaling (float4_e2m1fn_x2, packed uint8),
+      scale_rounding "floor" (torchao's default; pass recipe= for "rceil").
     - ``NVFP4Tensor`` -> NVFP4BlockScaling; per_tensor_scale becomes global_scale (1.0 when
       torchao has none).
     - ``Int4Tensor`` with an all-zero zero_point (symmetric) -> INT4Scaling(signed=True),
@@ -144,23 +149,35 @@ def _from_float8(aqt: Any) -> tuple[Any, ...]:
     return qdata, scale, recipe, layout, None
 
 
+def _mx_recipe(elem_dtype: Any, block_size: int) -> Any:
+    torch = _torch()
+    if elem_dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        fmt = _fp8_format(elem_dtype, "aqt.elem_dtype")
+        return MXFP8BlockScaling(fp8_format=fmt, block_size=block_size)
+    if elem_dtype == torch.float4_e2m1fn_x2:
+        return MXFP4BlockScaling(block_size=block_size)
+    for fmt, name in _TORCHAO_FP6.items():
+        if elem_dtype == name:
+            return MXFP6BlockScaling(fp6_format=fmt, block_size=block_size)
+    raise ValueError(
+        f"aqt.elem_dtype: expected float8_e4m3fn, float8_e5m2, fp6_e2m3, fp6_e3m2 or "
+        f"float4_e2m1fn_x2, got {elem_dtype!r}"
+    )
+
+
 def _from_mx(aqt: Any) -> tuple[Any, ...]:
     torch = _torch()
-    if aqt.elem_dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
-        raise NotImplementedError(
-            f"aqt: MXTensor with {aqt.elem_dtype} elements (MXFP4/MXFP6) has no breccia recipe; "
-            "only MXFP8 (float8_e4m3fn / float8_e5m2 elements) converts"
-        )
     _refuse_transposed(aqt.qdata, "MXTensor")
+    recipe = _mx_recipe(aqt.elem_dtype, aqt.block_size)
     qdata = aqt.qdata
+    if qdata.dtype == torch.float4_e2m1fn_x2:
+        qdata = qdata.view(torch.uint8)
+    elements = qdata.shape[-1] * (2 if recipe.spec["packed"] else 1)
     scale = aqt.scale
     if aqt.is_swizzled_scales:
         scale = _unswizzled(
-            scale, qdata.shape[-2], qdata.shape[-1] // aqt.block_size, tuple(qdata.shape[:-2])
+            scale, qdata.shape[-2], elements // aqt.block_size, tuple(qdata.shape[:-2])
         )
-    recipe = MXFP8BlockScaling(
-        fp8_format=_fp8_format(aqt.elem_dtype, "aqt.elem_dtype"), block_size=aqt.block_size
-    )
     return qdata, scale, recipe, PerBlockMN(1, aqt.block_size), None
 
 
@@ -221,7 +238,8 @@ def to_torchao(scaled: ScaledTensor, *, swizzle_scales: bool = False) -> Any:
     ScaledTensor first moves to PyTorch through DLPack, zero-copy from NumPy).
 
     Float8CurrentScaling / DelayedScaling (PerTensor, PerChannel) and Float8BlockScaling ->
-    Float8Tensor; MXFP8BlockScaling (rowwise) -> MXTensor; NVFP4BlockScaling (rowwise) ->
+    Float8Tensor; the MX recipes (rowwise) -> MXTensor (FP8 data typed, FP6 and FP4 codes as
+    uint8, with torchao's element dtypes); NVFP4BlockScaling (rowwise) ->
     NVFP4Tensor with per_tensor_scale = global_scale; INT4Scaling(signed=True, rowwise
     groups) -> Int4Tensor with a zero zero_point. swizzle_scales (extension): give MXTensor /
     NVFP4Tensor GEMM-ready swizzled scales (a new tensor). The torchao tensor's dtype
@@ -234,7 +252,7 @@ def to_torchao(scaled: ScaledTensor, *, swizzle_scales: bool = False) -> Any:
     recipe = scaled.recipe
     if isinstance(recipe, (Float8CurrentScaling, DelayedScaling, Float8BlockScaling)):
         return _to_float8(scaled, classes["Float8Tensor"])
-    if isinstance(recipe, MXFP8BlockScaling):
+    if recipe.spec["family"] == "mx":
         return _to_mx(scaled, classes["MXTensor"], swizzle_scales)
     if isinstance(recipe, NVFP4BlockScaling):
         return _to_nvfp4(scaled, classes["NVFP4Tensor"], swizzle_scales)
@@ -296,9 +314,15 @@ def _to_mx(scaled: ScaledTensor, cls: type, swizzle: bool) -> Any:
     torch = _torch()
     recipe = scaled.recipe
     _rowwise(scaled, recipe.block_size)
-    data = _typed_fp8(scaled)
+    element = recipe.spec["element"]
+    if element in ("E4M3", "E5M2"):
+        data = _typed_fp8(scaled)
+        elem_dtype = data.dtype
+    else:  # torchao keeps FP4 pairs and FP6 codes as uint8, named by elem_dtype
+        data = scaled.data.view(torch.uint8)
+        elem_dtype = torch.float4_e2m1fn_x2 if element == "E2M1" else _TORCHAO_FP6[element]
     scale = _maybe_swizzled(scaled.scale.view(torch.float8_e8m0fnu), swizzle)
-    return cls(data, scale, data.dtype, recipe.block_size, torch.float32, None, None, swizzle)
+    return cls(data, scale, elem_dtype, recipe.block_size, torch.float32, None, None, swizzle)
 
 
 def _to_nvfp4(scaled: ScaledTensor, cls: type, swizzle: bool) -> Any:
