@@ -98,6 +98,9 @@ def test_int4_error_bound(signed, scale_dtype, x):
 
 ALL_RECIPES = [
     *FP8_RECIPES,
+    breccia.MXFP6BlockScaling(),
+    breccia.MXFP6BlockScaling(fp6_format="E3M2", scale_rounding="rceil"),
+    breccia.MXFP4BlockScaling(),
     breccia.NVFP4BlockScaling(),
     breccia.INT4Scaling(group_size=32),
     breccia.INT4Scaling(group_size=64, signed=False, scale_dtype="bf16"),

@@ -21,6 +21,10 @@ RECIPES = [
     (breccia.Float8BlockScaling(block_m=128, power_2_scale=False), -1),
     (breccia.MXFP8BlockScaling(), -1),
     (breccia.MXFP8BlockScaling(), -2),
+    (breccia.MXFP6BlockScaling(), -1),
+    (breccia.MXFP6BlockScaling(fp6_format="E3M2", scale_rounding="rceil"), -2),
+    (breccia.MXFP4BlockScaling(), -1),
+    (breccia.MXFP4BlockScaling(scale_rounding="rceil"), -2),
     (breccia.NVFP4BlockScaling(), -1),
     (breccia.NVFP4BlockScaling(), -2),
     (breccia.INT4Scaling(), -1),
@@ -215,3 +219,21 @@ def test_rejects_bad_arguments_without_writing(tmp_path):
         load_safetensors(tmp_path / "absent.safetensors")
     with pytest.raises(ValueError, match="framework"):
         load_safetensors(target, framework="jax")
+
+
+def test_fp6_is_bit_packed_in_the_file_and_its_header_reads_with_safetensors(tmp_path):
+    x = np.random.default_rng(1).standard_normal((32, 64)).astype(np.float32)
+    scaled = breccia.cast(x, breccia.MXFP6BlockScaling())
+    save_safetensors({"w": scaled}, tmp_path / "f6.safetensors")
+    with safe_open(tmp_path / "f6.safetensors", "np") as f:
+        assert f.get_slice("w").get_dtype() == "F6_E2M3"
+        assert f.get_slice("w").get_shape() == [32, 64]
+    # four codes in three bytes: the file's data region holds 32 * 64 * 6 / 8 bytes for w
+    header_length = int.from_bytes((tmp_path / "f6.safetensors").read_bytes()[:8], "little")
+    import json
+
+    header = json.loads((tmp_path / "f6.safetensors").read_bytes()[8 : 8 + header_length])
+    begin, end = header["w"]["data_offsets"]
+    assert end - begin == 32 * 64 * 6 // 8
+    loaded = load_safetensors(tmp_path / "f6.safetensors")["w"]
+    _assert_same(loaded, scaled)
