@@ -23,10 +23,10 @@ ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& optio
 
 // What one read of x produces for GEMMs, as TransformerEngine's quantizers do: the rowwise
 // cast (axis=-1, the form a GEMM's left operand takes), the columnwise cast (axis=-2, the form
-// its transpose takes in the backward pass) or both, and for MXFP8 and NVFP4 optionally the
-// padded, 128 x 4-swizzled scales that cuBLASLt's and TransformerEngine's block-scaled GEMMs
-// read (scale_layout.hpp). Swizzled scales exist for recipes with one-byte block scales (the MX
-// family, NVFP4). On CUDA both casts and the swizzled scales come from one pass.
+// its transpose takes in the backward pass) or both, and for recipes with one-byte block scales
+// (the MX family, NVFP4) optionally the padded, 128 x 4-swizzled scales that cuBLASLt's and
+// TransformerEngine's block-scaled GEMMs read (scale_layout.hpp). On CUDA both casts and the
+// swizzled scales come from one pass.
 struct GemmCastOptions {
   bool rowwise = true;
   bool columnwise = true;

@@ -193,7 +193,9 @@ def _device_array_to_torch(array: _core.Array) -> Any:
         raise NotImplementedError(f"a result on {array.device} was not allocated by PyTorch")
     start = array.data_ptr - buffer.data_ptr()
     raw = buffer[start : start + array.nbytes]
-    return raw.view(getattr(torch, array.dtype)).view(array.shape)
+    # PyTorch has no FP6 dtypes: those codes stay uint8 bytes, as on the CPU.
+    dtype = getattr(torch, array.dtype, torch.uint8)
+    return raw.view(dtype).view(array.shape)
 
 
 def from_core(array: _core.Array, backend: str) -> Any:

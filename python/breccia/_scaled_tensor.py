@@ -15,8 +15,9 @@ from breccia.recipes import ScalingRecipe, require_recipe
 class ScaledTensor:
     """Low-precision data with its decode scales: ``x ≈ decode(data) * scale``.
 
-    data: the low-precision bytes (float8_e4m3fn / float8_e5m2 or uint8; packed FP4/INT4 pairs
-    as uint8 along the last axis). scale: the decode multiplier, shaped as ``layout`` says.
+    data: the low-precision codes (float8_e4m3fn / float8_e5m2, float6_e2m3fn / float6_e3m2fn
+    one per byte, or uint8; packed FP4/INT4 pairs as uint8 along the last axis). scale: the
+    decode multiplier, shaped as ``layout`` says.
     recipe: a ScalingRecipe. layout: a Layout. global_scale (extension): NVFP4's per-tensor fp32
     decode factor. zero_point (extension): asymmetric INT4's uint8 zero points, shaped like
     scale. All arrays belong to one framework (NumPy, PyTorch, MLX or JAX).

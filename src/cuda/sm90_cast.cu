@@ -337,238 +337,270 @@ template <Wide kWide, ElementFormat kFormat, int kRows>
 constexpr int kTileMinBlocks =
     kRows <= 4 || (kWide == Wide::kBF16 && kFormat != ElementFormat::kInt4Unsigned) ? 3 : 2;
 
+// A thread's share of a tile_kernel block: kRows consecutive rows x 8 consecutive columns of
+// x, read once into registers, and the positions every tile geometry needs. 64-bit positions
+// are block-uniform; a thread's place in the block is a 32-bit offset (tile_plan keeps
+// kBandRows * cols below 2^31).
 template <Wide kWide, class Rule, int kRows>
-__global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, Rule::kElement, kRows>))
-    tile_kernel(TileArgs<Rule> a) {
-  constexpr ElementFormat kFormat = Rule::kElement;
+struct ThreadRows {
+  static constexpr bool kPacked = is_packed(Rule::kElement);
+  static constexpr int kBandRows = kGroups * kRows;
+
+  const TileArgs<Rule>& a;
+  // A rule that reads the tensor's amax is bound once per thread; the others are read from the
+  // kernel's parameter space where used, holding no registers across the kernel.
+  Rule bound;
+  int chunk, group, first_row, band_rows, cols;
+  bool col_active;
+  std::int64_t b, band_row0, band_row_end, block_col0, block_first, row0, col;
+  // The raw words stay live, not their fp32 values: each row is widened where it is used.
+  Raw8<kWide> raw[kRows];
+
+  __device__ __forceinline__ explicit ThreadRows(const TileArgs<Rule>& args)
+      : a(args),
+        bound(bound_rule(args.rule, args.tensor_amax)),
+        chunk(static_cast<int>(threadIdx.x) % kChunks),
+        group(static_cast<int>(threadIdx.x) / kChunks),
+        first_row(group * kRows),
+        b(blockIdx.z),
+        band_row0(static_cast<std::int64_t>(blockIdx.x) * kBandRows),
+        block_col0(static_cast<std::int64_t>(blockIdx.y) * kBlockCols) {
+    band_row_end = min(band_row0 + kBandRows, a.rows);
+    block_first = (b * a.rows + band_row0) * a.cols + block_col0;
+    band_rows = static_cast<int>(band_row_end - band_row0);
+    cols = static_cast<int>(a.cols);
+    col_active = chunk * 8 < cols - static_cast<int>(block_col0);
+    row0 = band_row0 + first_row;
+    col = block_col0 + chunk * 8;
+    // Every load issued before the first is used: a row or column outside the matrix reads
+    // the block's first vector and then counts as zeros, which no statistic notices.
+    const auto* x_block = static_cast<const typename Raw8<kWide>::Storage*>(a.x) + block_first;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) raw[i].load(x_block + (row_valid(i) ? offset_of(i) : 0));
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (!row_valid(i)) raw[i].clear();
+    }
+  }
+
+  __device__ __forceinline__ const Rule& rule() const {
+    return Rule::kNeedsTensorAmax ? bound : a.rule;
+  }
+  __device__ __forceinline__ int offset_of(int i) const {
+    return (first_row + i) * cols + chunk * 8;
+  }
+  __device__ __forceinline__ bool row_valid(int i) const {
+    return col_active && first_row + i < band_rows;
+  }
+  // Codes of row i into `data` (the block's part of it).
+  __device__ __forceinline__ void store_row(std::uint8_t* data, int i, uint2 codes) const {
+    store8<kPacked>(data + (kPacked ? block_first / 2 : block_first), offset_of(i) / 8, codes);
+  }
+  template <class ScaleOf>
+  __device__ __forceinline__ uint2 encode_row(int i, bool fast, ScaleOf scale_of) const {
+    float v[8];
+    raw[i].to_float(v);
+    return cuda_detail::encode8(rule(), v, fast, scale_of);
+  }
+  __device__ __forceinline__ void add_range(TileStats& s, int i) const {
+    float v[8];
+    raw[i].to_float(v);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) s.add_range(v[j]);
+  }
+  // Statistics of the thread's kRows x 8 elements.
+  __device__ __forceinline__ TileStats stats() const {
+    TileStats s;
+    AbsMax8<kWide> m;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) m.add(raw[i]);
+    s.amax_bits = m.bits();
+    if constexpr (Rule::kReadsRange) {
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) add_range(s, i);
+    }
+    return s;
+  }
+};
+
+// Row tiles, 1 x (8 * tile_lanes): statistics combined across the lanes of a tile.
+template <Wide kWide, class Rule, int kRows>
+__device__ __forceinline__ void row_tiles(const ThreadRows<kWide, Rule, kRows>& t) {
   constexpr bool kRange = Rule::kReadsRange;
-  constexpr bool kPacked = is_packed(kFormat);
-  constexpr int kBandRows = kGroups * kRows;
-  __shared__ SharedPartials<kRange> partials;
-  __shared__ TileScale shared_scales[kBlockCols];
-  // Column tiles' scales, per tile row of the band, one array per field: a thread reads its
+  const TileArgs<Rule>& a = t.a;
+  TileStats s[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    AbsMax8<kWide> m;
+    m.add(t.raw[i]);
+    s[i].amax_bits = m.bits();
+    if constexpr (kRange) t.add_range(s[i], i);
+    s[i].reduce_lanes<kRange>(a.tile_lanes);
+  }
+  const int tile_lane = t.chunk & (a.tile_lanes - 1);
+  if (a.tile_lanes >= kRows) {
+    // Lane i of a tile works out (and stores) the scale of row i, and every lane reads its
+    // rows' scales from those lanes: one scale computation per tile, not one per lane.
+    TileStats mine = s[0];
+#pragma unroll
+    for (int i = 1; i < kRows; ++i) mine = tile_lane == i ? s[i] : mine;
+    const TileScale scale = cuda_detail::tile_scale(t.rule(), mine);
+    if (tile_lane < kRows && t.row_valid(tile_lane)) {
+      store_scale(a.row.scale, t.b, t.row0 + tile_lane, t.col >> a.tile_shift, scale);
+    }
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const TileScale si = shuffle_scale<Rule::kElement>(scale, i, a.tile_lanes);
+      if (!t.row_valid(i)) continue;
+      t.store_row(a.row.data, i, t.encode_row(i, si.fast, [&](int) { return si; }));
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const TileScale scale = cuda_detail::tile_scale(t.rule(), s[i]);
+      if (!t.row_valid(i)) continue;
+      if (tile_lane == 0) store_scale(a.row.scale, t.b, t.row0 + i, t.col >> a.tile_shift, scale);
+      t.store_row(a.row.data, i, t.encode_row(i, scale.fast, [&](int) { return scale; }));
+    }
+  }
+}
+
+// Column tiles, (tile_groups * kRows) x 1: statistics combined across the row groups of a
+// tile through shared memory; a band holds kGroups / tile_groups tile rows.
+template <Wide kWide, class Rule, int kRows>
+__device__ __forceinline__ void column_tiles(const ThreadRows<kWide, Rule, kRows>& t,
+                                             SharedPartials<Rule::kReadsRange>& partials) {
+  // The tiles' scales, per tile row of the band, one array per field: a thread reads its
   // eight columns' factors as two 16-byte words, and a warp's reads meet no bank twice.
   __shared__ __align__(16) float column_factor[kMaxTileRows][kBlockCols];
   __shared__ __align__(16) float column_inverse[kMaxTileRows][kBlockCols];
   __shared__ __align__(16) std::uint32_t
       column_flags[kMaxTileRows][kBlockCols];  // nan_block | fast << 1 | zero_point << 8
-
-  // 64-bit positions are block-uniform; a thread's place in the block is a 32-bit offset
-  // (tile_plan keeps kBandRows * cols below 2^31).
-  const int chunk = static_cast<int>(threadIdx.x) % kChunks;
-  const int group = static_cast<int>(threadIdx.x) / kChunks;
-  const std::int64_t b = blockIdx.z;
-  const std::int64_t band_row0 = static_cast<std::int64_t>(blockIdx.x) * kBandRows;
-  const std::int64_t band_row_end = min(band_row0 + kBandRows, a.rows);
-  const std::int64_t block_col0 = static_cast<std::int64_t>(blockIdx.y) * kBlockCols;
-  const std::int64_t block_first = (b * a.rows + band_row0) * a.cols + block_col0;
-  const int band_rows = static_cast<int>(band_row_end - band_row0);
-  const int cols = static_cast<int>(a.cols);
-  const bool col_active = chunk * 8 < cols - static_cast<int>(block_col0);
-  const int first_row = group * kRows;  // in the band
-  const std::int64_t row0 = band_row0 + first_row;
-  const std::int64_t col = block_col0 + chunk * 8;
-  // A rule that reads the tensor's amax is bound once per thread; the others are read from the
-  // kernel's parameter space where used, holding no registers across the kernel.
-  const Rule bound = bound_rule(a.rule, a.tensor_amax);
-  const Rule& rule = Rule::kNeedsTensorAmax ? bound : a.rule;
-
-  auto offset_of = [&](int i) { return (first_row + i) * cols + chunk * 8; };
-  auto row_valid = [&](int i) { return col_active && first_row + i < band_rows; };
-  // Codes of row i into `data` (the block's part of it).
-  auto store_row = [&](std::uint8_t* data, int i, uint2 codes) {
-    store8<kPacked>(data + (kPacked ? block_first / 2 : block_first), offset_of(i) / 8, codes);
-  };
-  // One read of this thread's elements, every load issued before the first is used: a row or
-  // column outside the matrix reads the block's first vector and then counts as zeros, which
-  // no statistic notices.
-  Raw8<kWide> raw[kRows];
-  const auto* x_block = static_cast<const typename Raw8<kWide>::Storage*>(a.x) + block_first;
+  const TileArgs<Rule>& a = t.a;
+  TileStats s[8];
+  {
+    AbsMax8<kWide> m;
 #pragma unroll
-  for (int i = 0; i < kRows; ++i) raw[i].load(x_block + (row_valid(i) ? offset_of(i) : 0));
-  // The raw words stay live, not their fp32 values: each row is widened where it is used.
+    for (int i = 0; i < kRows; ++i) m.add(t.raw[i]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) s[j].amax_bits = m.element_bits(j);
+  }
+  if constexpr (Rule::kReadsRange) {
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      float v[8];
+      t.raw[i].to_float(v);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s[j].add_range(v[j]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) partials.put(t.group, column_slot(t.chunk * 8 + j), s[j]);
+  __syncthreads();
+  const int tile_height = a.tile_groups * kRows;
+  for (int e = static_cast<int>(threadIdx.x); e < kBlockCols * (kGroups / a.tile_groups);
+       e += kThreads) {
+    const int r = e / kBlockCols, c = e % kBlockCols;
+    const TileScale scale = cuda_detail::tile_scale(
+        t.rule(), merge_groups(partials, column_slot(c), r * a.tile_groups, a.tile_groups));
+    column_factor[r][c] = scale.factor;
+    column_inverse[r][c] = scale.inverse;
+    column_flags[r][c] = static_cast<std::uint32_t>(scale.nan_block) |
+                         static_cast<std::uint32_t>(scale.fast) << 1 |
+                         static_cast<std::uint32_t>(scale.zero_point) << 8;
+    const std::int64_t tile_row0 = t.band_row0 + r * tile_height;
+    if (t.block_col0 + c < a.cols && tile_row0 < a.rows) {
+      store_scale(a.column.scale, t.b, tile_row0 / tile_height, t.block_col0 + c, scale);
+    }
+  }
+  __syncthreads();
+  TileScale column_scales[8];
+  {
+    const int tile_row = t.group / a.tile_groups;
+    const auto* factors = reinterpret_cast<const float4*>(&column_factor[tile_row][t.chunk * 8]);
+    const auto* inverses = reinterpret_cast<const float4*>(&column_inverse[tile_row][t.chunk * 8]);
+    const auto* flags = reinterpret_cast<const uint4*>(&column_flags[tile_row][t.chunk * 8]);
+    const float4 f[2] = {factors[0], factors[1]}, r[2] = {inverses[0], inverses[1]};
+    const uint4 m[2] = {flags[0], flags[1]};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float4& fj = f[j / 4];
+      const float4& rj = r[j / 4];
+      const uint4& mj = m[j / 4];
+      const std::uint32_t bits = (j % 4 == 0 ? mj.x : j % 4 == 1 ? mj.y : j % 4 == 2 ? mj.z : mj.w);
+      column_scales[j].factor = j % 4 == 0 ? fj.x : j % 4 == 1 ? fj.y : j % 4 == 2 ? fj.z : fj.w;
+      column_scales[j].inverse = j % 4 == 0 ? rj.x : j % 4 == 1 ? rj.y : j % 4 == 2 ? rj.z : rj.w;
+      column_scales[j].nan_block = (bits & 1u) != 0;
+      column_scales[j].fast = (bits & 2u) != 0;
+      column_scales[j].zero_point = static_cast<std::uint8_t>(bits >> 8);
+    }
+  }
+  bool fast = true;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) fast = fast && column_scales[j].fast;
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
-    if (!row_valid(i)) raw[i].clear();
+    if (!t.row_valid(i)) continue;
+    t.store_row(a.column.data, i, t.encode_row(i, fast, [&](int j) { return column_scales[j]; }));
   }
-  auto encode_row = [&](int i, bool fast, auto scale_of) {
-    float v[8];
-    raw[i].to_float(v);
-    return cuda_detail::encode8(rule, v, fast, scale_of);
-  };
-  auto add_range = [&](TileStats& s, int i) {
-    float v[8];
-    raw[i].to_float(v);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) s.add_range(v[j]);
-  };
+}
 
-  // --- row tiles: 1 x (8 * tile_lanes), combined across lanes --------------------------------
-  if (a.row.data != nullptr && !a.two_d) {
-    TileStats s[kRows];
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      AbsMax8<kWide> m;
-      m.add(raw[i]);
-      s[i].amax_bits = m.bits();
-      if constexpr (kRange) {
-        add_range(s[i], i);
-      }
-      s[i].reduce_lanes<kRange>(a.tile_lanes);
-    }
-    const int tile_lane = chunk & (a.tile_lanes - 1);
-    if (a.tile_lanes >= kRows) {
-      // Lane i of a tile works out (and stores) the scale of row i, and every lane reads its
-      // rows' scales from those lanes: one scale computation per tile, not one per lane.
-      TileStats mine = s[0];
-#pragma unroll
-      for (int i = 1; i < kRows; ++i) mine = tile_lane == i ? s[i] : mine;
-      const TileScale t = cuda_detail::tile_scale(rule, mine);
-      if (tile_lane < kRows && row_valid(tile_lane)) {
-        store_scale(a.row.scale, b, row0 + tile_lane, col >> a.tile_shift, t);
-      }
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) {
-        const TileScale ti = shuffle_scale<kFormat>(t, i, a.tile_lanes);
-        if (!row_valid(i)) continue;
-        store_row(a.row.data, i, encode_row(i, ti.fast, [&](int) { return ti; }));
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) {
-        const TileScale t = cuda_detail::tile_scale(rule, s[i]);
-        if (!row_valid(i)) continue;
-        if (tile_lane == 0) store_scale(a.row.scale, b, row0 + i, col >> a.tile_shift, t);
-        store_row(a.row.data, i, encode_row(i, t.fast, [&](int) { return t; }));
-      }
+// 2-D tiles, (tile_groups * kRows) x (8 * tile_lanes): statistics combined across lanes, then
+// across row groups through shared memory.
+template <Wide kWide, class Rule, int kRows>
+__device__ __forceinline__ void two_d_tiles(const ThreadRows<kWide, Rule, kRows>& t,
+                                            SharedPartials<Rule::kReadsRange>& partials) {
+  __shared__ TileScale shared_scales[kBlockCols];
+  const TileArgs<Rule>& a = t.a;
+  TileStats s = t.stats();
+  s.reduce_lanes<Rule::kReadsRange>(a.tile_lanes);
+  // Tile (tile_row, tile) of the band: tile_groups row groups down, tile_lanes chunks across.
+  const int tile = t.chunk / a.tile_lanes;
+  const int tiles = kChunks / a.tile_lanes;
+  const int tile_row = t.group / a.tile_groups;
+  const int tile_rows = kGroups / a.tile_groups;
+  if ((t.chunk & (a.tile_lanes - 1)) == 0) partials.put(t.group, tile, s);
+  __syncthreads();
+  if (threadIdx.x < tiles * tile_rows) {
+    const int r = static_cast<int>(threadIdx.x) / tiles;
+    shared_scales[threadIdx.x] = cuda_detail::tile_scale(
+        t.rule(), merge_groups(partials, static_cast<int>(threadIdx.x) % tiles, r * a.tile_groups,
+                               a.tile_groups));
+  }
+  __syncthreads();
+  const TileScale& scale = shared_scales[tile_row * tiles + tile];
+  // The tile's threads spread its scale entries between them.
+  const std::int64_t tile_row0 =
+      t.band_row0 + static_cast<std::int64_t>(tile_row) * a.tile_groups * kRows;
+  const std::int64_t tile_col0 = t.block_col0 + static_cast<std::int64_t>(tile) * a.tile_lanes * 8;
+  if (tile_row0 < a.rows && tile_col0 < a.cols) {
+    const std::int64_t tile_row_end = min(tile_row0 + a.tile_groups * kRows, t.band_row_end);
+    const std::int64_t tile_col_end = min(tile_col0 + a.tile_lanes * 8, a.cols);
+    const int lane = (t.group % a.tile_groups) * a.tile_lanes + (t.chunk & (a.tile_lanes - 1));
+    const int lanes = a.tile_groups * a.tile_lanes;
+    store_tile_scale(a.row.scale, t.b, tile_row0, tile_row_end, tile_col0, tile_col_end, scale,
+                     lane, lanes);
+    if (a.column.scale.compact != nullptr) {
+      store_tile_scale(a.column.scale, t.b, tile_row0, tile_row_end, tile_col0, tile_col_end, scale,
+                       lane, lanes);
     }
   }
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    if (!t.row_valid(i)) continue;
+    t.store_row(a.row.data, i, t.encode_row(i, scale.fast, [&](int) { return scale; }));
+  }
+}
 
-  // --- column tiles: (tile_groups * kRows) x 1, combined across row groups ------------------
-  if (a.column.data != nullptr) {
-    TileStats s[8];
-    {
-      AbsMax8<kWide> m;
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) m.add(raw[i]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) s[j].amax_bits = m.element_bits(j);
-    }
-    if constexpr (kRange) {
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) {
-        float v[8];
-        raw[i].to_float(v);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) s[j].add_range(v[j]);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) partials.put(group, column_slot(chunk * 8 + j), s[j]);
-    __syncthreads();
-    // The band holds kGroups / tile_groups rows of column tiles, tile_groups row groups each.
-    const int tile_height = a.tile_groups * kRows;
-    for (int e = static_cast<int>(threadIdx.x); e < kBlockCols * (kGroups / a.tile_groups);
-         e += kThreads) {
-      const int r = e / kBlockCols, c = e % kBlockCols;
-      const TileScale t = cuda_detail::tile_scale(
-          rule, merge_groups(partials, column_slot(c), r * a.tile_groups, a.tile_groups));
-      column_factor[r][c] = t.factor;
-      column_inverse[r][c] = t.inverse;
-      column_flags[r][c] = static_cast<std::uint32_t>(t.nan_block) |
-                           static_cast<std::uint32_t>(t.fast) << 1 |
-                           static_cast<std::uint32_t>(t.zero_point) << 8;
-      const std::int64_t tile_row0 = band_row0 + r * tile_height;
-      if (block_col0 + c < a.cols && tile_row0 < a.rows) {
-        store_scale(a.column.scale, b, tile_row0 / tile_height, block_col0 + c, t);
-      }
-    }
-    __syncthreads();
-    TileScale column_scales[8];
-    {
-      const int tile_row = group / a.tile_groups;
-      const auto* factors = reinterpret_cast<const float4*>(&column_factor[tile_row][chunk * 8]);
-      const auto* inverses = reinterpret_cast<const float4*>(&column_inverse[tile_row][chunk * 8]);
-      const auto* flags = reinterpret_cast<const uint4*>(&column_flags[tile_row][chunk * 8]);
-      const float4 f[2] = {factors[0], factors[1]}, r[2] = {inverses[0], inverses[1]};
-      const uint4 m[2] = {flags[0], flags[1]};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float4& fj = f[j / 4];
-        const float4& rj = r[j / 4];
-        const uint4& mj = m[j / 4];
-        const std::uint32_t bits = (j % 4 == 0   ? mj.x
-                                    : j % 4 == 1 ? mj.y
-                                    : j % 4 == 2 ? mj.z
-                                                 : mj.w);
-        column_scales[j].factor = j % 4 == 0 ? fj.x : j % 4 == 1 ? fj.y : j % 4 == 2 ? fj.z : fj.w;
-        column_scales[j].inverse = j % 4 == 0 ? rj.x : j % 4 == 1 ? rj.y : j % 4 == 2 ? rj.z : rj.w;
-        column_scales[j].nan_block = (bits & 1u) != 0;
-        column_scales[j].fast = (bits & 2u) != 0;
-        column_scales[j].zero_point = static_cast<std::uint8_t>(bits >> 8);
-      }
-    }
-    bool fast = true;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) fast = fast && column_scales[j].fast;
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      if (!row_valid(i)) continue;
-      store_row(a.column.data, i, encode_row(i, fast, [&](int j) { return column_scales[j]; }));
-    }
-  }
-
-  // --- 2-D tiles: (tile_groups * kRows) x (8 * tile_lanes) ---------------------------------
-  if (a.two_d) {
-    TileStats s;
-    {
-      AbsMax8<kWide> m;
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) m.add(raw[i]);
-      s.amax_bits = m.bits();
-    }
-    if constexpr (kRange) {
-#pragma unroll
-      for (int i = 0; i < kRows; ++i) add_range(s, i);
-    }
-    s.reduce_lanes<kRange>(a.tile_lanes);
-    // Tile (tile_row, tile) of the band: tile_groups row groups down, tile_lanes chunks across.
-    const int tile = chunk / a.tile_lanes;
-    const int tiles = kChunks / a.tile_lanes;
-    const int tile_row = group / a.tile_groups;
-    const int tile_rows = kGroups / a.tile_groups;
-    if ((chunk & (a.tile_lanes - 1)) == 0) partials.put(group, tile, s);
-    __syncthreads();
-    if (threadIdx.x < tiles * tile_rows) {
-      const int r = static_cast<int>(threadIdx.x) / tiles;
-      shared_scales[threadIdx.x] = cuda_detail::tile_scale(
-          rule, merge_groups(partials, static_cast<int>(threadIdx.x) % tiles, r * a.tile_groups,
-                             a.tile_groups));
-    }
-    __syncthreads();
-    const TileScale& t = shared_scales[tile_row * tiles + tile];
-    // The tile's threads spread its scale entries between them.
-    const std::int64_t tile_row0 =
-        band_row0 + static_cast<std::int64_t>(tile_row) * a.tile_groups * kRows;
-    const std::int64_t tile_col0 = block_col0 + static_cast<std::int64_t>(tile) * a.tile_lanes * 8;
-    if (tile_row0 < a.rows && tile_col0 < a.cols) {
-      const std::int64_t tile_row_end = min(tile_row0 + a.tile_groups * kRows, band_row_end);
-      const std::int64_t tile_col_end = min(tile_col0 + a.tile_lanes * 8, a.cols);
-      const int lane = (group % a.tile_groups) * a.tile_lanes + (chunk & (a.tile_lanes - 1));
-      const int lanes = a.tile_groups * a.tile_lanes;
-      store_tile_scale(a.row.scale, b, tile_row0, tile_row_end, tile_col0, tile_col_end, t, lane,
-                       lanes);
-      if (a.column.scale.compact != nullptr) {
-        store_tile_scale(a.column.scale, b, tile_row0, tile_row_end, tile_col0, tile_col_end, t,
-                         lane, lanes);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      if (!row_valid(i)) continue;
-      store_row(a.row.data, i, encode_row(i, t.fast, [&](int) { return t; }));
-    }
-  }
+// One read of a band's 16 * kRows x 128 block of x, then each geometry the arguments ask for.
+template <Wide kWide, class Rule, int kRows>
+__global__ void __launch_bounds__(kThreads, (kTileMinBlocks<kWide, Rule::kElement, kRows>))
+    tile_kernel(TileArgs<Rule> a) {
+  __shared__ SharedPartials<Rule::kReadsRange> partials;  // column and 2-D tiles (not both)
+  const ThreadRows<kWide, Rule, kRows> rows(a);
+  if (a.row.data != nullptr && !a.two_d) row_tiles(rows);
+  if (a.column.data != nullptr) column_tiles(rows, partials);
+  if (a.two_d) two_d_tiles(rows, partials);
 }
 
 // The general kernel: one warp per tile of any shape, element by element. A tile is
@@ -809,7 +841,10 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
     if constexpr (std::is_base_of_v<rules::Fp8Encoder<kFp8 ? Rule::kElement : ElementFormat::kE4M3>,
                                     Rule>) {  // the FP8 rules, per tensor
       if constexpr (Rule::kTakesState) {
-        if (state != nullptr) rule.state_encode = state->encode_scale();
+        if (state != nullptr) {
+          rule.has_state = true;
+          rule.state_encode = state->encode_scale();
+        }
       }
       with_wide(x.dtype(), [&]<Wide kWide>() {
         tensor_kernel<kWide, Rule><<<blocks, kThreads, 0, stream>>>(

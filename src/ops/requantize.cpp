@@ -7,8 +7,10 @@ ScaledTensor requantize(const ScaledTensor& scaled, const Recipe& new_recipe,
                         const CastOptions& options) {
   // Same recipe and block geometry: the bytes already are the answer (re-deriving scales from
   // dequantized values would drift them).
-  const bool stateful = options.state != nullptr;
-  if (!stateful && new_recipe == scaled.recipe() &&
+  // The reference kernels always recompute: they are what a shortcut is checked against.
+  const bool recompute =
+      options.state != nullptr || options.context.kernels == KernelPreference::kReference;
+  if (!recompute && new_recipe == scaled.recipe() &&
       plan_cast(scaled.logical_shape(), new_recipe, options.axis).layout == scaled.layout()) {
     return scaled;
   }

@@ -20,7 +20,10 @@ void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);
     if constexpr (Rule::kTakesState) {
-      if (state != nullptr) rule.state_encode = state->encode_scale();  // the previous step's
+      if (state != nullptr) {  // the previous step's encode factor
+        rule.has_state = true;
+        rule.state_encode = state->encode_scale();
+      }
     }
     if constexpr (Rule::kNeedsTensorAmax) rule.bind_tensor_amax(tensor_amax);
 

@@ -20,6 +20,9 @@ RECIPES = [
     breccia.Float8BlockScaling(block_m=128),
     breccia.MXFP8BlockScaling(),
     breccia.MXFP8BlockScaling(scale_rounding="rceil"),
+    breccia.MXFP6BlockScaling(),
+    breccia.MXFP6BlockScaling(fp6_format="E3M2", scale_rounding="rceil"),
+    breccia.MXFP4BlockScaling(),
     breccia.NVFP4BlockScaling(),
     breccia.NVFP4BlockScaling(two_d=True),
     breccia.INT4Scaling(),
@@ -91,7 +94,7 @@ def test_mixed_devices_are_refused():
 @pytest.mark.parametrize("recipe", RECIPES, ids=repr)
 def test_gpu_cast_for_gemm_gives_the_cpu_bytes(recipe):
     x = _x((256, 512))
-    swizzle = isinstance(recipe, (breccia.MXFP8BlockScaling, breccia.NVFP4BlockScaling))
+    swizzle = recipe.spec["scale"] in ("E8M0", "E4M3")  # one-byte block scales
     on_gpu = breccia.cast_for_gemm(x.cuda(), recipe, swizzled_scales=swizzle)
     on_cpu = breccia.cast_for_gemm(x, recipe, swizzled_scales=swizzle)
     for got, want in ((on_gpu.rowwise, on_cpu.rowwise), (on_gpu.columnwise, on_cpu.columnwise)):

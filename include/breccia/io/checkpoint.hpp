@@ -1,9 +1,10 @@
 // Quantized checkpoints in safetensors files: ScaledTensors and plain arrays, in breccia's own
 // layout or in the conventions of the checkpoints people publish.
 //
-// breccia's layout: a ScaledTensor `w` is stored as `w` (data: F8_E4M3 / F8_E5M2 for FP8, F4
-// with the logical shape for NVFP4, U8 packed bytes for INT4, which has no safetensors dtype),
-// `w.scale` (F32, F8_E8M0 for MXFP8, F8_E4M3 for NVFP4, the INT4 scale dtype),
+// breccia's layout: a ScaledTensor `w` is stored as `w` (data: F8_E4M3 / F8_E5M2 for FP8 and
+// MXFP8, F6_E2M3 / F6_E3M2 bit-packed for MXFP6, F4 with the logical shape for MXFP4 and NVFP4,
+// U8 packed bytes for INT4, which has no safetensors dtype), `w.scale` (F32, F8_E8M0 for the MX
+// recipes, F8_E4M3 for NVFP4, the INT4 scale dtype),
 // `w.global_scale` (F32, NVFP4) and `w.zero_point` (U8, unsigned INT4); the metadata key
 // "breccia" holds the JSON text {"w": {"recipe": {...}, "layout": {...}}, ...}.
 //

@@ -18,7 +18,7 @@ struct CastOutputs {
 // when `swizzled` is defined, a GEMM-ready copy of the scales: each scale matrix padded to
 // whole 128 x 4 tiles and swizzled as scale_layout.hpp describes, of the transposed matrix
 // for a columnwise (axis=-2) plan, so that both copies index (GEMM row, K block). One-byte
-// scales only (MXFP8, NVFP4); `swizzled` is (..., padded rows, padded cols) uint8.
+// scales only (the MX recipes, NVFP4); `swizzled` is (..., padded rows, padded cols) uint8.
 struct CastTarget {
   const QuantPlan* plan = nullptr;
   CastOutputs out;

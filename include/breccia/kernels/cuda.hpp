@@ -60,7 +60,7 @@ GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b);
 //   like): each quantized operand is dequantized on the GPU to bf16 with its block scales,
 //   leaving its per-tensor factor (an FP8 per-tensor scale, NVFP4's global_scale) to the
 //   GEMM's alpha, and a CUTLASS bf16 GEMM multiplies them (K and N multiples of 8). For
-//   MXFP8, NVFP4 and per-tensor FP8 the bf16 values are exact, so the result is the fp32
+//   the MX family, NVFP4 and per-tensor FP8 the bf16 values are exact, so the result is the fp32
 //   product's up to summation order; INT4 and fp32 block scales round each value to bf16.
 // Throws UnsupportedError (naming the reason) for shapes no kernel takes; never a wrong answer.
 Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context);

@@ -49,12 +49,13 @@ struct Fp8DelayedRule : Fp8Encoder<kFormat> {
   static constexpr bool kPerTensorOnly = true;
 
   int margin = 0;
-  float state_encode = 0.0f;  // > 0: a DelayedScalingState's encode factor, used as is
+  bool has_state = false;     // a DelayedScalingState was given:
+  float state_encode = 0.0f;  // its encode factor, used as is (0 when its margin underflowed)
 
   BRECCIA_HD TileScale scale(const TileStats& s) const {
-    const float encode = state_encode > 0.0f ? state_encode
-                                             : numerics::delayed_encode_scale(
-                                                   s.amax, Fp8Encoder<kFormat>::kMax, margin, 1.0f);
+    const float encode =
+        has_state ? state_encode
+                  : numerics::delayed_encode_scale(s.amax, Fp8Encoder<kFormat>::kMax, margin, 1.0f);
     return Fp8Encoder<kFormat>::scale_of_factor(encode);
   }
 };
