@@ -112,12 +112,6 @@ BRECCIA_HD constexpr float nvfp4_global_scale(float tensor_amax) {
   return tensor_amax / kNvfp4GlobalRange;
 }
 
-// E4M3 code of a block's decode scale.
-BRECCIA_HD constexpr std::uint8_t nvfp4_block_scale_code(float block_amax, float tensor_encode) {
-  return static_cast<std::uint8_t>(
-      formats::E4M3::encode(block_amax * (tensor_encode * (1.0f / kE2M1Max))));
-}
-
 // Element encode factor of a block: 1 / (decode(code) / S_enc), FLT_MAX for a zero scale.
 BRECCIA_HD constexpr float nvfp4_block_encode_factor(std::uint8_t scale_code, float tensor_encode) {
   const float factor = 1.0f / (formats::E4M3::decode(scale_code) * (1.0f / tensor_encode));

@@ -140,6 +140,20 @@ def from_buffer(
     return _ops.from_buffer(data, scale, recipe, layout, global_scale, zero_point)
 
 
+def num_threads() -> int:
+    """Threads the CPU kernels use (extension): BRECCIA_NUM_THREADS if set, else all cores."""
+    return int(_core.num_threads())
+
+
+def set_num_threads(threads: int) -> None:
+    """Set the threads the CPU kernels use, for the whole process (extension); threads >= 1.
+
+    The kernels run on OpenMP's thread pool and release the GIL, so other Python threads run
+    meanwhile. PyTorch's ``torch.set_num_threads`` is separate: set both when you share cores.
+    """
+    _core.set_num_threads(threads)
+
+
 # Submodules reachable as breccia.kernels.reference, breccia.bridges.load_safetensors, ...
 from breccia import bridges, kernels  # noqa: E402
 
@@ -169,6 +183,8 @@ __all__ = [
     "kernels",
     "layout_from_json",
     "matmul",
+    "num_threads",
     "recipe_from_json",
     "requantize",
+    "set_num_threads",
 ]

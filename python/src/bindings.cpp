@@ -15,6 +15,7 @@
 
 #include "breccia/array.hpp"
 #include "breccia/error.hpp"
+#include "breccia/kernels/cpu.hpp"
 #include "breccia/layouts.hpp"
 #include "breccia/ops.hpp"
 #ifdef BRECCIA_WITH_CUDA
@@ -59,6 +60,7 @@ class PythonAllocator final : public Allocator {
   explicit PythonAllocator(nb::object allocate) : allocate_(std::move(allocate)) {}
 
   std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
+    nb::gil_scoped_acquire gil;  // the ops run with the GIL released
     nb::object buffer = allocate_(bytes, device.id);
     const auto address = nb::cast<std::uintptr_t>(buffer.attr("data_ptr")());
     return python_owner(std::move(buffer), reinterpret_cast<void*>(address));
@@ -351,6 +353,7 @@ NB_MODULE(_core, m) {
       [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state,
          nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
         const PythonContext python(std::move(allocate), stream, kernels);
+        nb::gil_scoped_release release;
         return cast(x, recipe,
                     CastOptions{.axis = axis, .state = state, .context = python.context()});
       },
@@ -362,12 +365,16 @@ NB_MODULE(_core, m) {
          DelayedScalingState* state, nb::object allocate, std::uintptr_t stream,
          std::string_view kernels) {
         const PythonContext python(std::move(allocate), stream, kernels);
-        GemmCast out = cast_for_gemm(x, recipe,
-                                     GemmCastOptions{.rowwise = rowwise,
-                                                     .columnwise = columnwise,
-                                                     .swizzled_scales = swizzled_scales,
-                                                     .state = state,
-                                                     .context = python.context()});
+        GemmCast out;
+        {
+          nb::gil_scoped_release release;
+          out = cast_for_gemm(x, recipe,
+                              GemmCastOptions{.rowwise = rowwise,
+                                              .columnwise = columnwise,
+                                              .swizzled_scales = swizzled_scales,
+                                              .state = state,
+                                              .context = python.context()});
+        }
         return nb::make_tuple(out.rowwise, out.columnwise, out.rowwise_swizzled_scale,
                               out.columnwise_swizzled_scale);
       },
@@ -378,7 +385,9 @@ NB_MODULE(_core, m) {
       [](const ScaledTensor& scaled, std::string_view out_dtype, nb::object allocate,
          std::uintptr_t stream, std::string_view kernels) {
         const PythonContext python(std::move(allocate), stream, kernels);
-        return dequantize(scaled, dtype_from_name(out_dtype, "out_dtype"), python.context());
+        const DType dtype = dtype_from_name(out_dtype, "out_dtype");
+        nb::gil_scoped_release release;
+        return dequantize(scaled, dtype, python.context());
       },
       "scaled"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0,
       "kernels"_a = "automatic");
@@ -387,8 +396,10 @@ NB_MODULE(_core, m) {
       [](nb::handle a, nb::handle b, std::string_view out_dtype, nb::object allocate,
          std::uintptr_t stream, std::string_view kernels) {
         const PythonContext python(std::move(allocate), stream, kernels);
-        return matmul(operand_from(a, "a"), operand_from(b, "b"),
-                      dtype_from_name(out_dtype, "out_dtype"), python.context());
+        const Operand left = operand_from(a, "a"), right = operand_from(b, "b");
+        const DType dtype = dtype_from_name(out_dtype, "out_dtype");
+        nb::gil_scoped_release release;
+        return matmul(left, right, dtype, python.context());
       },
       "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0,
       "kernels"_a = "automatic");
@@ -397,6 +408,7 @@ NB_MODULE(_core, m) {
       [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state,
          nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
         const PythonContext python(std::move(allocate), stream, kernels);
+        nb::gil_scoped_release release;
         return requantize(scaled, recipe,
                           CastOptions{.axis = axis, .state = state, .context = python.context()});
       },
@@ -404,6 +416,13 @@ NB_MODULE(_core, m) {
       "stream"_a = 0, "kernels"_a = "automatic");
   m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
         "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
+
+  m.def("num_threads", &kernels::cpu::num_threads,
+        "Threads the CPU kernels use (BRECCIA_NUM_THREADS, else all cores).");
+  m.def("set_num_threads", &kernels::cpu::set_num_threads, "threads"_a,
+        "Sets the threads the CPU kernels use, for the whole process.");
+  m.def("simd_target", &kernels::cpu::simd_target,
+        "The instruction set the CPU kernels run on this machine (Highway's name).");
 
   bind_interop(m);
 

@@ -1,5 +1,9 @@
 #include "breccia/array.hpp"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
 #include <new>
@@ -101,7 +105,20 @@ class CpuAllocator final : public Allocator {
     if (bytes < 0) fail<ValueError>("bytes: expected a non-negative size, got ", bytes);
     // 64 bytes: one cache line, and enough for any SIMD load the CPU kernels use.
     constexpr std::align_val_t kAlignment{64};
-    void* memory = ::operator new(static_cast<std::size_t>(bytes), kAlignment);
+    // Large arrays on 2 MiB boundaries, with transparent huge pages asked for (as NumPy does):
+    // first touch then faults once per 2 MiB instead of once per 4 KiB, which otherwise costs
+    // more than the kernels that fill them.
+    constexpr std::size_t kHugePage = std::size_t{2} << 20;
+    constexpr std::align_val_t kHugeAlignment{kHugePage};
+    const auto size = static_cast<std::size_t>(bytes);
+    if (size >= 2 * kHugePage) {
+      void* memory = ::operator new(size, kHugeAlignment);
+#if defined(MADV_HUGEPAGE)
+      madvise(memory, size / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice: failure is fine
+#endif
+      return {memory, [](void* pointer) { ::operator delete(pointer, kHugeAlignment); }};
+    }
+    void* memory = ::operator new(size, kAlignment);
     return {memory, [](void* pointer) { ::operator delete(pointer, kAlignment); }};
   }
 };
@@ -132,8 +149,8 @@ std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view
   std::int64_t numel = 1;
   for (std::int64_t dim : shape) {
     if (multiply_overflows(numel, dim, numel)) {
-      fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ",
-                       shape_str(shape), " whose element count overflows int64");
+      fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ", shape_str(shape),
+                       " whose element count overflows int64");
     }
   }
   return numel;
@@ -146,8 +163,7 @@ Strides contiguous_strides(std::span<const std::int64_t> shape) {
     strides[axis] = stride;
     // Zero dims count as one, as NumPy does, so strides stay meaningful for empty arrays. The
     // product past axis 0 is never used as a stride, so only earlier overflows matter.
-    if (multiply_overflows(stride, std::max<std::int64_t>(shape[axis], 1), stride) &&
-        axis > 0) {
+    if (multiply_overflows(stride, std::max<std::int64_t>(shape[axis], 1), stride) && axis > 0) {
       fail<ValueError>("shape: expected row-major strides that fit in int64, got shape ",
                        shape_str(shape));
     }
@@ -273,8 +289,8 @@ Array Array::contiguous() const {
 Array Array::reshaped(Shape shape) const {
   const std::int64_t numel = checked_numel(shape);
   if (numel != numel_) {
-    fail<ValueError>("shape: expected ", numel_, " elements to match ", shape_str(shape_),
-                     ", got ", shape_str(shape), " with ", numel);
+    fail<ValueError>("shape: expected ", numel_, " elements to match ", shape_str(shape_), ", got ",
+                     shape_str(shape), " with ", numel);
   }
   if (!is_contiguous()) {
     fail<ValueError>("array: reshaped() needs a contiguous array, got shape ", shape_str(shape_),

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "breccia/error.hpp"
+#include "breccia/kernels/cpu.hpp"
 #include "breccia/scale_layout.hpp"
 #if defined(BRECCIA_WITH_CUDA)
 #include "breccia/kernels/cuda.hpp"
@@ -61,29 +62,38 @@ void require_kernels_for(Device device, std::string_view operation, const Contex
 }
 
 void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
-              DelayedScalingState* state, [[maybe_unused]] const Context& context) {
+              DelayedScalingState* state, const Context& context) {
 #if defined(BRECCIA_WITH_CUDA)
   if (on_cuda(x.device(), context)) {
     kernels::cuda::cast(x, targets, state, context);
     return;
   }
 #endif
+  const bool reference = context.kernels == KernelPreference::kReference;
   for (const kernels::CastTarget& target : targets) {
-    kernels::reference::cast(*target.plan, x, target.out, state);
+    if (reference) {
+      kernels::reference::cast(*target.plan, x, target.out, state);
+    } else {
+      kernels::cpu::cast(*target.plan, x, target.out, state);
+    }
     if (target.swizzled.defined()) write_swizzled(target);
   }
 }
 
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                     const Array& global_scale, const Array& zero_point, const Array& out,
-                    [[maybe_unused]] const Context& context) {
+                    const Context& context) {
 #if defined(BRECCIA_WITH_CUDA)
   if (on_cuda(data.device(), context)) {
     kernels::cuda::dequantize(plan, data, scale, global_scale, zero_point, out, context);
     return;
   }
 #endif
-  kernels::reference::dequantize(plan, data, scale, global_scale, zero_point, out);
+  if (context.kernels == KernelPreference::kReference) {
+    kernels::reference::dequantize(plan, data, scale, global_scale, zero_point, out);
+  } else {
+    kernels::cpu::dequantize(plan, data, scale, global_scale, zero_point, out);
+  }
 }
 
 Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "breccia/numerics.hpp"
+#include "breccia/rules/nvfp4.hpp"
 #include "reference/oracle.hpp"
 
 namespace breccia::numerics {
@@ -139,6 +140,15 @@ TEST(NumericsRules, Nvfp4TensorScale) {
   EXPECT_EQ(nvfp4_tensor_encode_scale(kInf), 1.0f);  // 2688 / inf == 0
   EXPECT_EQ(nvfp4_tensor_encode_scale(std::ldexp(1.0f, -130)), kFloatMax);
   EXPECT_EQ(nvfp4_global_scale(0.0f), 0.0f);
+}
+
+// The E4M3 block-scale code the NVFP4 rule stores (rules/nvfp4.hpp, the code every kernel runs).
+std::uint8_t nvfp4_block_scale_code(float block_amax, float tensor_encode) {
+  rules::Nvfp4Rule rule;
+  rule.tensor_encode = tensor_encode;
+  rules::TileStats stats;
+  stats.amax = block_amax;
+  return static_cast<std::uint8_t>(rule.scale(stats).stored);
 }
 
 TEST(NumericsRules, Nvfp4BlockScaleCodeAndEncodeFactor) {

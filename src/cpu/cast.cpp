@@ -1,0 +1,432 @@
+// cast() on the CPU: the reference kernels' results, byte for byte, at memory speed. The work is
+// cut into chunks of a band of tile rows x a run of whole tiles (about 128 KB of fp32), spread
+// over threads (cpu/threads.hpp). Each chunk is converted to fp32 once into a padded scratch,
+// then: tile statistics (SIMD |x| maxima, and for unsigned INT4 the range), each tile's scale
+// from the recipe's rule (rules/, the reference kernels' own code, once per tile), and every
+// element's code from the SIMD form of the rule's encoder (cpu/simd-inl.h). Per-tensor recipes
+// and NVFP4 take the tensor's amax in a first pass.
+//
+// Compiled once per instruction set by Highway (foreach_target) and dispatched at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/cast.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "breccia/error.hpp"
+#include "breccia/recipe_spec.hpp"
+#include "breccia/rules/rules.hpp"
+#include "cpu/kernels.hpp"
+#include "cpu/simd-inl.h"
+#include "cpu/threads.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace breccia::kernels::cpu::HWY_NAMESPACE {
+
+// Rows [row, row + count) of the contiguous (batch * rows, cols) wide-float matrix x, columns
+// [col0, col0 + width), into fp32 `dst` (row pitch `pitch`, zero past `width`).
+void LoadRows(const Array& x, std::int64_t cols, std::int64_t row, std::int64_t count,
+              std::int64_t col0, std::int64_t width, float* dst, std::int64_t pitch) {
+  const DF df;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t first = (row + i) * cols + col0;
+    float* out = dst + i * pitch;
+    std::int64_t c = 0;
+    switch (x.dtype()) {
+      case DType::kF32:
+        std::memcpy(out, x.data_as<const float>() + first, static_cast<std::size_t>(width) * 4);
+        c = width;
+        break;
+      case DType::kBF16: {
+        const hn::Rebind<hwy::bfloat16_t, DF> d16;
+        const auto* in =
+            reinterpret_cast<const hwy::bfloat16_t*>(x.data_as<const std::uint16_t>()) + first;
+        for (; c + static_cast<std::int64_t>(hn::Lanes(df)) <= width;
+             c += static_cast<std::int64_t>(hn::Lanes(df))) {
+          hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, in + c)), df, out + c);
+        }
+        break;
+      }
+      case DType::kF16: {
+        const hn::Rebind<hwy::float16_t, DF> d16;
+        const auto* in =
+            reinterpret_cast<const hwy::float16_t*>(x.data_as<const std::uint16_t>()) + first;
+        for (; c + static_cast<std::int64_t>(hn::Lanes(df)) <= width;
+             c += static_cast<std::int64_t>(hn::Lanes(df))) {
+          hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, in + c)), df, out + c);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    for (; c < width; ++c) out[c] = read_wide(x, first + c);
+    std::fill(out + width, out + pitch, 0.0f);
+  }
+}
+
+// amax (fp32 bits) of count contiguous fp32 values (a multiple of the vector length).
+HWY_INLINE std::int32_t MaxAbsBits(const float* x, std::int64_t count) {
+  const DF df;
+  const DI di;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  VI m = hn::Zero(di);
+  for (std::int64_t i = 0; i < count; i += lanes) m = hn::Max(m, AbsBits(hn::LoadU(df, x + i)));
+  return hn::GetLane(hn::MaxOfLanes(di, m));
+}
+
+float AmaxOfBits(std::int32_t bits) {
+  return bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
+                           : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
+}
+
+// The tensor's amax (NaN winning), in parallel over runs of at most kChunkFloats elements.
+float TensorAmax(const Array& x, const ScaleGrid& grid) {
+  const std::int64_t rows = grid.batch * grid.rows;
+  const std::int64_t width = std::min(grid.cols, kChunkFloats);
+  const std::int64_t runs_per_row = hwy::DivCeil(grid.cols, width);
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(DF()));
+  const std::int64_t pitch = hwy::DivCeil(width, lanes) * lanes;
+  const std::int64_t units = rows * runs_per_row;
+  std::vector<std::int32_t> partial(static_cast<std::size_t>(units), 0);
+  parallel_for(units, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> scratch(static_cast<std::size_t>(pitch));
+    for (std::int64_t u = begin; u < end; ++u) {
+      const std::int64_t col0 = (u % runs_per_row) * width;
+      LoadRows(x, grid.cols, u / runs_per_row, 1, col0, std::min(width, grid.cols - col0),
+               scratch.data(), pitch);
+      partial[static_cast<std::size_t>(u)] = MaxAbsBits(scratch.data(), pitch);
+    }
+  });
+  std::int32_t bits = 0;
+  for (const std::int32_t p : partial) bits = std::max(bits, p);
+  return AmaxOfBits(bits);
+}
+
+// One cast: a plan's geometry, its outputs and its rule.
+template <class Rule>
+class TileCast {
+ public:
+  // `fixed`: the one scale of a per-tensor cast, for every element.
+  TileCast(const QuantPlan& plan, const Array& x, const CastOutputs& out, const Rule& rule,
+           std::optional<rules::TileScale> fixed = std::nullopt)
+      : plan_(plan), grid_(plan.grid), x_(x), out_(out), rule_(rule), fixed_(fixed) {
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(DF()));
+    if (fixed_) {  // "tiles" are runs of whole vectors sharing the one scale
+      tile_rows_ = 1;
+      tile_cols_ = std::min(hwy::DivCeil(grid_.cols, lanes) * lanes, kChunkFloats);
+    } else {
+      tile_rows_ = plan.amax_block_rows;
+      tile_cols_ = plan.amax_block_cols;
+    }
+    // A chunk: one band of tile rows, as many whole tiles across as fit kChunkFloats.
+    const std::int64_t tiles_across = hwy::DivCeil(grid_.cols, tile_cols_);
+    const std::int64_t fit = std::max<std::int64_t>(1, kChunkFloats / (tile_rows_ * tile_cols_));
+    tiles_per_chunk_ = std::min(tiles_across, fit);
+    chunk_cols_ = tiles_per_chunk_ * tile_cols_;
+    pitch_ = hwy::DivCeil(chunk_cols_, lanes) * lanes;
+    chunks_across_ = hwy::DivCeil(tiles_across, tiles_per_chunk_);
+    bands_ = hwy::DivCeil(grid_.rows, tile_rows_);
+    // Whole vectors per tile: statistics and codes a tile at a time, its scale broadcast.
+    uniform_tiles_ = tile_cols_ % lanes == 0;
+  }
+
+  void Run() {
+    const std::int64_t units = grid_.batch * bands_ * chunks_across_;
+    parallel_for(units, [&](std::int64_t begin, std::int64_t end) {
+      Scratch scratch(tile_rows_ * pitch_, pitch_);
+      for (std::int64_t u = begin; u < end; ++u) Chunk(u, scratch);
+    });
+  }
+
+ private:
+  struct Scratch {
+    Scratch(std::int64_t floats, std::int64_t pitch)
+        : values(static_cast<std::size_t>(floats)),
+          codes(static_cast<std::size_t>(pitch)),
+          column_amax(static_cast<std::size_t>(pitch)),
+          column_lo(static_cast<std::size_t>(pitch)),
+          column_hi(static_cast<std::size_t>(pitch)),
+          column_factor(static_cast<std::size_t>(pitch)),
+          column_zero_point(static_cast<std::size_t>(pitch)) {}
+    std::vector<float> values;
+    std::vector<std::uint8_t> codes;
+    std::vector<std::int32_t> column_amax;
+    std::vector<float> column_lo, column_hi, column_factor, column_zero_point;
+    std::vector<rules::TileScale> scales;
+  };
+
+  void Chunk(std::int64_t unit, Scratch& s) const {
+    const std::int64_t chunk = unit % chunks_across_;
+    const std::int64_t band = (unit / chunks_across_) % bands_;
+    const std::int64_t b = unit / (chunks_across_ * bands_);
+    const std::int64_t row0 = band * tile_rows_;
+    const std::int64_t rows = std::min(tile_rows_, grid_.rows - row0);
+    const std::int64_t col0 = chunk * chunk_cols_;
+    const std::int64_t width = std::min(chunk_cols_, grid_.cols - col0);
+    const std::int64_t tiles = hwy::DivCeil(width, tile_cols_);
+    const DF df;
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    // Columns [0, vectors) are read and encoded a vector at a time; past `width` they are zeros.
+    const std::int64_t vectors = hwy::DivCeil(width, lanes) * lanes;
+    const std::int64_t first_row = b * grid_.rows + row0;
+    // fp32 rows of whole vectors are read in place; anything else is converted and padded first.
+    const float* values = nullptr;
+    std::int64_t stride = pitch_;
+    if (x_.dtype() == DType::kF32 && width % lanes == 0) {
+      values = x_.data_as<const float>() + first_row * grid_.cols + col0;
+      stride = grid_.cols;
+    } else {
+      LoadRows(x_, grid_.cols, first_row, rows, col0, width, s.values.data(), pitch_);
+      values = s.values.data();
+    }
+
+    // Tile statistics, then scales.
+    s.scales.resize(static_cast<std::size_t>(tiles));
+    if (fixed_) {
+      std::fill(s.scales.begin(), s.scales.end(), *fixed_);
+    } else if (rows == 1 && uniform_tiles_ && !Rule::kReadsRange) {
+      for (std::int64_t t = 0; t < tiles; ++t) {
+        rules::TileStats stats;
+        const std::int64_t c = t * tile_cols_;
+        stats.amax = AmaxOfBits(MaxAbsBits(values + c, std::min(tile_cols_, vectors - c)));
+        s.scales[static_cast<std::size_t>(t)] = rule_.scale(stats);
+      }
+    } else {
+      ColumnStats(s, values, stride, rows, vectors);
+      for (std::int64_t t = 0; t < tiles; ++t) {
+        rules::TileStats stats;
+        std::int32_t bits = 0;
+        const std::int64_t end = std::min((t + 1) * tile_cols_, width);
+        for (std::int64_t c = t * tile_cols_; c < end; ++c) {
+          const auto i = static_cast<std::size_t>(c);
+          bits = std::max(bits, s.column_amax[i]);
+          if constexpr (Rule::kReadsRange) {
+            stats.lo = s.column_lo[i] < stats.lo ? s.column_lo[i] : stats.lo;
+            stats.hi = s.column_hi[i] > stats.hi ? s.column_hi[i] : stats.hi;
+          }
+        }
+        stats.amax = AmaxOfBits(bits);
+        s.scales[static_cast<std::size_t>(t)] = rule_.scale(stats);
+      }
+    }
+    StoreScales(s, b, row0, rows, col0, width);
+
+    // Codes, row by row: one byte each straight into the output when the row is whole vectors,
+    // else through the padded buffer (and packed two a byte).
+    if (!uniform_tiles_) {
+      for (std::int64_t c = 0; c < vectors; ++c) {
+        const rules::TileScale& t =
+            s.scales[static_cast<std::size_t>(std::min(c, width - 1) / tile_cols_)];
+        s.column_factor[static_cast<std::size_t>(c)] = t.factor;
+        s.column_zero_point[static_cast<std::size_t>(c)] = static_cast<float>(t.zero_point);
+      }
+    }
+    const bool in_place = !is_packed(Rule::kElement) && width % lanes == 0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* row = values + r * stride;
+      std::uint8_t* codes =
+          in_place ? out_.data.data_as<std::uint8_t>() + (first_row + r) * grid_.cols + col0
+                   : s.codes.data();
+      if (uniform_tiles_) {
+        for (std::int64_t t = 0; t < tiles; ++t) {
+          const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+          const VF factor = hn::Set(df, scale.factor);
+          const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
+          const std::int64_t end = std::min((t + 1) * tile_cols_, vectors);
+          for (std::int64_t c = t * tile_cols_; c < end; c += lanes) {
+            StoreCodes(Encode(hn::LoadU(df, row + c), factor, zero_point), codes + c);
+          }
+        }
+      } else {
+        for (std::int64_t c = 0; c < vectors; c += lanes) {
+          StoreCodes(Encode(hn::LoadU(df, row + c), hn::LoadU(df, s.column_factor.data() + c),
+                            hn::LoadU(df, s.column_zero_point.data() + c)),
+                     codes + c);
+        }
+      }
+      // A NaN tile's elements all take the rule's block code, whatever their values.
+      for (std::int64_t t = 0; t < tiles; ++t) {
+        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+        if (!scale.nan_block) continue;
+        const std::int64_t end = std::min((t + 1) * tile_cols_, width);
+        std::fill(codes + t * tile_cols_, codes + end, rule_.encode(0.0f, scale));
+      }
+      if (!in_place) StoreRow(codes, first_row + r, col0, width);
+    }
+  }
+
+  // Per-column |x| maxima (and range) over the chunk's rows.
+  void ColumnStats(Scratch& s, const float* values, std::int64_t stride, std::int64_t rows,
+                   std::int64_t vectors) const {
+    const DF df;
+    const DI di;
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    for (std::int64_t c = 0; c < vectors; c += lanes) {
+      VI amax = hn::Zero(di);
+      VF lo = hn::Zero(df), hi = hn::Zero(df);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const VF v = hn::LoadU(df, values + r * stride + c);
+        amax = hn::Max(amax, AbsBits(v));
+        if constexpr (Rule::kReadsRange) {  // TileStats::add: x < lo ? x : lo, NaN ignored
+          lo = hn::IfThenElse(hn::Lt(v, lo), v, lo);
+          hi = hn::IfThenElse(hn::Gt(v, hi), v, hi);
+        }
+      }
+      hn::StoreU(amax, di, s.column_amax.data() + c);
+      if constexpr (Rule::kReadsRange) {
+        hn::StoreU(lo, df, s.column_lo.data() + c);
+        hn::StoreU(hi, df, s.column_hi.data() + c);
+      }
+    }
+  }
+
+  HWY_INLINE VI Encode(VF x, VF factor, VF zero_point) const {
+    constexpr ElementFormat kFormat = Rule::kElement;
+    if constexpr (kFormat == ElementFormat::kInt4Signed) {
+      return EncodeInt4Signed(x, factor);
+    } else if constexpr (kFormat == ElementFormat::kInt4Unsigned) {
+      return EncodeInt4Unsigned(x, factor, zero_point);
+    } else {  // every floating-point rule: encode_element(mul(x, factor))
+      (void)zero_point;
+      return EncodeMinifloat<kFormat>(hn::Mul(x, factor));
+    }
+  }
+
+  // Every scale entry of the chunk's tiles (several per tile for NVFP4's 16 x 16 two_d tiles).
+  void StoreScales(const Scratch& s, std::int64_t b, std::int64_t row0, std::int64_t rows,
+                   std::int64_t col0, std::int64_t width) const {
+    if (fixed_) return;  // written once by the caller
+    for (std::int64_t t = 0; t < static_cast<std::int64_t>(s.scales.size()); ++t) {
+      const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+      const std::int64_t c_end = col0 + std::min((t + 1) * tile_cols_, width);
+      for (std::int64_t r = row0; r < row0 + rows; r += grid_.block_rows) {
+        for (std::int64_t c = col0 + t * tile_cols_; c < c_end; c += grid_.block_cols) {
+          const std::int64_t index = grid_.scale_index(b, r, c);
+          store_scale_bits(out_.scale, index, scale.stored);
+          if (plan_.has_zero_point)
+            out_.zero_point.data_as<std::uint8_t>()[index] = scale.zero_point;
+        }
+      }
+    }
+  }
+
+  void StoreRow(const std::uint8_t* codes, std::int64_t row, std::int64_t col0,
+                std::int64_t width) const {
+    const std::int64_t first = row * grid_.cols + col0;
+    auto* data = out_.data.data_as<std::uint8_t>();
+    if constexpr (is_packed(Rule::kElement)) {  // two codes a byte, the even one low
+      std::uint8_t* bytes = data + first / 2;
+      for (std::int64_t i = 0; i < width / 2; ++i) {
+        bytes[i] = static_cast<std::uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
+      }
+    } else {
+      std::memcpy(data + first, codes, static_cast<std::size_t>(width));
+    }
+  }
+
+  const QuantPlan& plan_;
+  const ScaleGrid& grid_;
+  const Array& x_;
+  const CastOutputs& out_;
+  const Rule rule_;
+  const std::optional<rules::TileScale> fixed_;
+  std::int64_t tile_rows_ = 1, tile_cols_ = 1;
+  std::int64_t tiles_per_chunk_ = 1, chunk_cols_ = 1, pitch_ = 1, chunks_across_ = 1, bands_ = 1;
+  bool uniform_tiles_ = false;
+};
+
+void CastImpl(const QuantPlan& plan, const Array& x, const CastOutputs& out,
+              DelayedScalingState* state) {
+  const bool needs_amax = plan.grid.per_tensor || plan.has_global_scale || state != nullptr;
+  const float tensor_amax = needs_amax ? TensorAmax(x, plan.grid) : 0.0f;
+  rules::with_rule(plan.spec, [&](auto rule) {
+    using Rule = decltype(rule);
+    if constexpr (Rule::kTakesState) {
+      if (state != nullptr) {  // the previous step's encode factor
+        rule.has_state = true;
+        rule.state_encode = state->encode_scale();
+      }
+    }
+    if constexpr (Rule::kNeedsTensorAmax) rule.bind_tensor_amax(tensor_amax);
+    if (plan.grid.per_tensor) {
+      // One tile, the whole tensor: its scale from the tensor's amax, broadcast to every chunk.
+      rules::TileStats stats;
+      stats.amax = tensor_amax;
+      const rules::TileScale scale = rule.scale(stats);
+      store_scale_bits(out.scale, 0, scale.stored);
+      TileCast<Rule>(plan, x, out, rule, scale).Run();
+    } else {
+      TileCast<Rule>(plan, x, out, rule).Run();
+    }
+    if constexpr (requires { Rule::global_scale(0.0f); }) {
+      out.global_scale.data_as<float>()[0] = Rule::global_scale(tensor_amax);
+    }
+  });
+  if (state != nullptr) state->update(tensor_amax);
+}
+
+template <ElementFormat kFormat>
+void EncodeRun(const float* values, std::uint8_t* codes, std::int64_t count) {
+  const DF df;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    StoreCodes(EncodeMinifloat<kFormat>(hn::LoadU(df, values + i)), codes + i);
+  }
+  if (i < count) {  // the tail through a padded copy
+    std::vector<float> tail(static_cast<std::size_t>(lanes), 0.0f);
+    std::vector<std::uint8_t> tail_codes(static_cast<std::size_t>(lanes));
+    std::copy(values + i, values + count, tail.begin());
+    StoreCodes(EncodeMinifloat<kFormat>(hn::LoadU(df, tail.data())), tail_codes.data());
+    std::copy(tail_codes.begin(), tail_codes.begin() + (count - i), codes + i);
+  }
+}
+
+void EncodeElementsImpl(ElementFormat format, const float* values, std::uint8_t* codes,
+                        std::int64_t count) {
+  constexpr std::int64_t kRun = 1 << 16;
+  parallel_for(hwy::DivCeil(count, kRun), [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t run = begin; run < end; ++run) {
+      const std::int64_t first = run * kRun;
+      const std::int64_t n = std::min(kRun, count - first);
+      with_element_format(format, [&]<ElementFormat kFormat>() {
+        if constexpr (!is_int4(kFormat)) EncodeRun<kFormat>(values + first, codes + first, n);
+      });
+    }
+  });
+}
+
+}  // namespace breccia::kernels::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace breccia::kernels::cpu {
+
+HWY_EXPORT(CastImpl);
+HWY_EXPORT(EncodeElementsImpl);
+
+void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
+          DelayedScalingState* state) {
+  HWY_DYNAMIC_DISPATCH(CastImpl)(plan, x, out, state);
+}
+
+void encode_elements(ElementFormat format, std::span<const float> values,
+                     std::span<std::uint8_t> codes) {
+  if (is_int4(format)) {
+    fail<ValueError>("format: expected a floating-point element format, got ", to_string(format));
+  }
+  if (codes.size() != values.size()) {
+    fail<ValueError>("codes: expected ", values.size(), " entries (one per value), got ",
+                     codes.size());
+  }
+  HWY_DYNAMIC_DISPATCH(EncodeElementsImpl)(format, values.data(), codes.data(),
+                                           static_cast<std::int64_t>(values.size()));
+}
+
+}  // namespace breccia::kernels::cpu
+#endif

@@ -1,0 +1,159 @@
+// dequantize() on the CPU: the reference kernel's fp32 arithmetic, (decode(q) - zero point) *
+// (decoded scale * global scale), rounded to the output dtype, with SIMD and threads. Codes
+// decode through a 256-entry table (a gather), so every byte, valid code or not, decodes as the
+// reference decodes it. Work units are a band of one scale row (block_rows rows) x a run of
+// columns, whose per-column factors are worked out once for all the band's rows.
+//
+// Compiled once per instruction set by Highway (foreach_target) and dispatched at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/dequantize.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "breccia/formats/scale_format.hpp"
+#include "cpu/kernels.hpp"
+#include "cpu/simd-inl.h"
+#include "cpu/threads.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace breccia::kernels::cpu::HWY_NAMESPACE {
+
+// fp32 values `v` (count, a multiple of the vector length) into out at flat index `first`,
+// rounded to out's dtype; `valid` of them are kept.
+void StoreWide(const float* v, std::int64_t valid, const Array& out, std::int64_t first) {
+  const DF df;
+  const DI di;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  std::int64_t c = 0;
+  switch (out.dtype()) {
+    case DType::kF32:
+      std::copy(v, v + valid, out.data_as<float>() + first);
+      return;
+    case DType::kBF16: {
+      const hn::Rebind<std::uint16_t, DF> d16;
+      auto* o = out.data_as<std::uint16_t>() + first;
+      for (; c + lanes <= valid; c += lanes) {
+        hn::StoreU(hn::DemoteTo(d16, Bf16Bits(hn::LoadU(df, v + c))), d16, o + c);
+      }
+      break;
+    }
+    case DType::kF16: {
+      const hn::Rebind<hwy::float16_t, DF> d16;
+      auto* o = reinterpret_cast<hwy::float16_t*>(out.data_as<std::uint16_t>()) + first;
+      for (; c + lanes <= valid; c += lanes)
+        hn::StoreU(hn::DemoteTo(d16, hn::LoadU(df, v + c)), d16, o + c);
+      break;
+    }
+    default:
+      break;
+  }
+  (void)di;
+  for (; c < valid; ++c) write_wide(out, first + c, v[c]);
+}
+
+template <ElementFormat kFormat>
+void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
+                  const Array& global_scale, const Array& zero_point, const Array& out) {
+  const ScaleGrid& grid = plan.grid;
+  const float global = plan.has_global_scale ? read_wide(global_scale, 0) : 1.0f;
+  constexpr bool kPacked = is_packed(kFormat);
+  const DF df;
+  const DI di;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  const std::int64_t band_rows = grid.per_tensor ? 1 : grid.block_rows;
+  const std::int64_t block_cols = grid.per_tensor ? grid.cols : grid.block_cols;
+  // Runs of whole blocks, or parts of one long block, of about kChunkFloats elements a band.
+  std::int64_t width = kChunkFloats;
+  if (block_cols <= kChunkFloats) {
+    width = std::max(block_cols, kChunkFloats / band_rows / block_cols * block_cols);
+  }
+  width = std::min(width, grid.cols);
+  if (kPacked && width % 2 != 0) ++width;  // a byte's two codes stay in one run
+  const std::int64_t runs = hwy::DivCeil(grid.cols, width);
+  const std::int64_t bands = hwy::DivCeil(grid.rows, band_rows);
+  const std::int64_t pitch = hwy::DivCeil(width, lanes) * lanes;
+  const auto* bytes = data.data_as<const std::uint8_t>();
+  const auto* zero_points =
+      plan.has_zero_point ? zero_point.data_as<const std::uint8_t>() : nullptr;
+
+  parallel_for(grid.batch * bands * runs, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> factor(static_cast<std::size_t>(pitch)),
+        offset(static_cast<std::size_t>(pitch)), values(static_cast<std::size_t>(pitch));
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(pitch));
+    for (std::int64_t unit = begin; unit < end; ++unit) {
+      const std::int64_t col0 = (unit % runs) * width;
+      const std::int64_t band = (unit / runs) % bands;
+      const std::int64_t b = unit / (runs * bands);
+      const std::int64_t row0 = band * band_rows;
+      const std::int64_t cols = std::min(width, grid.cols - col0);
+      // The band's factor (and zero point) per column: one scale entry per block it touches.
+      for (std::int64_t c = 0; c < cols;) {
+        const std::int64_t block_end =
+            std::min(cols, ((col0 + c) / block_cols + 1) * block_cols - col0);
+        const std::int64_t s = grid.scale_index(b, row0, col0 + c);
+        const float f = decode_scale_bits(plan.spec.scale, load_scale_bits(scale, s)) * global;
+        std::fill(factor.begin() + c, factor.begin() + block_end, f);
+        if (zero_points != nullptr) {
+          std::fill(offset.begin() + c, offset.begin() + block_end,
+                    static_cast<float>(zero_points[s]));
+        }
+        c = block_end;
+      }
+      for (std::int64_t r = row0; r < std::min(row0 + band_rows, grid.rows); ++r) {
+        const std::int64_t first = (b * grid.rows + r) * grid.cols + col0;
+        const std::uint8_t* row_codes = bytes + first;
+        if (kPacked || cols % lanes != 0) {  // codes one per byte, padded to whole vectors
+          if constexpr (kPacked) {
+            const std::uint8_t* in = bytes + first / 2;
+            for (std::int64_t i = 0; i < cols / 2; ++i) {
+              codes[static_cast<std::size_t>(2 * i)] = in[i] & 0xF;
+              codes[static_cast<std::size_t>(2 * i + 1)] = in[i] >> 4;
+            }
+          } else {
+            std::copy(bytes + first, bytes + first + cols, codes.begin());
+          }
+          row_codes = codes.data();
+        }
+        for (std::int64_t c = 0; c < hwy::DivCeil(cols, lanes) * lanes; c += lanes) {
+          VF element = DecodeElement<kFormat>(hn::PromoteTo(di, hn::LoadU(d8, row_codes + c)));
+          if (zero_points != nullptr) element = hn::Sub(element, hn::LoadU(df, offset.data() + c));
+          hn::StoreU(hn::Mul(element, hn::LoadU(df, factor.data() + c)), df, values.data() + c);
+        }
+        StoreWide(values.data(), cols, out, first);
+      }
+    }
+  });
+}
+
+void DequantizeImpl(const QuantPlan& plan, const Array& data, const Array& scale,
+                    const Array& global_scale, const Array& zero_point, const Array& out) {
+  with_element_format(plan.spec.element, [&]<ElementFormat kFormat>() {
+    DequantizeAs<kFormat>(plan, data, scale, global_scale, zero_point, out);
+  });
+}
+
+}  // namespace breccia::kernels::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace breccia::kernels::cpu {
+
+HWY_EXPORT(DequantizeImpl);
+
+void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
+                const Array& global_scale, const Array& zero_point, const Array& out) {
+  HWY_DYNAMIC_DISPATCH(DequantizeImpl)(plan, data, scale, global_scale, zero_point, out);
+}
+
+std::string simd_target() {
+  // Highway numbers better targets lower: the best one compiled in and supported here.
+  const std::int64_t usable = hwy::SupportedTargets() & HWY_TARGETS;
+  return hwy::TargetName(usable & -usable);
+}
+
+}  // namespace breccia::kernels::cpu
+#endif

@@ -1,0 +1,249 @@
+// The fast CPU kernels against the reference kernels, byte for byte: every recipe, both axes,
+// fp32/bf16/fp16/fp64 input, the shape grid with edge blocks, special-value fills, strided and
+// batched input, 1, 2 and several threads, and every SIMD element encoder against its scalar
+// rule on every rounding boundary.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "breccia/error.hpp"
+#include "breccia/kernels/cpu.hpp"
+#include "breccia/ops.hpp"
+#include "breccia/recipe_spec.hpp"
+#include "breccia/rules/tile.hpp"
+#include "kernel_cases.hpp"
+#include "test_support.hpp"
+
+namespace breccia {
+namespace {
+
+using kernel_cases::all_recipes;
+using kernel_cases::converted;
+using kernel_cases::Fill;
+using kernel_cases::kDtypes;
+using kernel_cases::kShapes;
+using kernel_cases::make_input;
+
+constexpr Context kReference{.kernels = KernelPreference::kReference};
+
+std::int64_t mismatched_bytes(const Array& a, const Array& b) {
+  if (a.nbytes() != b.nbytes()) return -1;
+  const auto* x = static_cast<const unsigned char*>(a.data());
+  const auto* y = static_cast<const unsigned char*>(b.data());
+  std::int64_t count = 0;
+  for (std::int64_t i = 0; i < a.nbytes(); ++i) count += x[i] != y[i];
+  return count;
+}
+
+// NaN-aware equality: the bit patterns.
+std::vector<std::uint32_t> bits_of(const std::vector<float>& values) {
+  std::vector<std::uint32_t> bits;
+  for (const float v : values) bits.push_back(std::bit_cast<std::uint32_t>(v));
+  return bits;
+}
+
+// Restores the thread count a test changed.
+class CpuKernels : public ::testing::Test {
+ protected:
+  void TearDown() override { kernels::cpu::set_num_threads(threads_); }
+  const int threads_ = kernels::cpu::num_threads();
+
+  // Casts x with both kernels and compares every output byte, then dequantizes both ways into
+  // every output dtype. False when the recipe does not take the shape.
+  bool check(const Array& x, const Recipe& recipe, int axis) {
+    std::optional<ScaledTensor> reference;
+    try {
+      reference.emplace(cast(x, recipe, {.axis = axis, .context = kReference}));
+    } catch (const ValueError&) {
+      return false;
+    }
+    const ScaledTensor& want = *reference;
+    const ScaledTensor got = cast(x, recipe, {.axis = axis, .context = {}});
+    EXPECT_EQ(mismatched_bytes(got.data(), want.data()), 0) << "data";
+    EXPECT_EQ(mismatched_bytes(got.scale(), want.scale()), 0) << "scale";
+    if (want.global_scale()) {
+      EXPECT_EQ(mismatched_bytes(*got.global_scale(), *want.global_scale()), 0) << "global_scale";
+    }
+    if (want.zero_point()) {
+      EXPECT_EQ(mismatched_bytes(*got.zero_point(), *want.zero_point()), 0) << "zero_point";
+    }
+    for (DType out : {DType::kF32, DType::kBF16, DType::kF16, DType::kF64}) {
+      EXPECT_EQ(mismatched_bytes(dequantize(got, out), dequantize(want, out, kReference)), 0)
+          << "dequantize to " << dtype_name(out);
+    }
+    return true;
+  }
+
+  int sweep(Fill fill) {
+    int checked = 0;
+    std::uint32_t seed = 1;
+    for (const Shape& shape : kShapes) {
+      for (DType dtype : kDtypes) {
+        const Array x = converted(make_input(shape, fill, seed++), dtype);
+        for (const Recipe& recipe : all_recipes()) {
+          for (int axis : {-1, -2}) {
+            SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) +
+                         " shape=" + shape_str(shape) + " dtype=" + std::string(dtype_name(dtype)));
+            checked += check(x, recipe, axis) ? 1 : 0;
+            if (HasFailure()) return checked;
+          }
+        }
+      }
+    }
+    return checked;
+  }
+};
+
+TEST_F(CpuKernels, MatchesReferenceOnShapeGrid) {
+  EXPECT_GT(sweep(Fill::kRandom), 200);
+}
+
+TEST_F(CpuKernels, MatchesReferenceOnSpecialValues) {
+  EXPECT_GT(sweep(Fill::kSpecial), 200);
+}
+
+TEST_F(CpuKernels, MatchesReferenceWithOneTwoAndSeveralThreads) {
+  const Array x = make_input({256, 1024}, Fill::kSpecial, 7);
+  for (int threads : {1, 2, 3, 8}) {
+    kernels::cpu::set_num_threads(threads);
+    int checked = 0;
+    for (const Recipe& recipe : all_recipes()) {
+      for (int axis : {-1, -2}) {
+        SCOPED_TRACE(recipe_repr(recipe) + " threads=" + std::to_string(threads));
+        checked += check(x, recipe, axis) ? 1 : 0;
+      }
+    }
+    EXPECT_GE(checked, 2 * static_cast<int>(all_recipes().size()) - 1);  // per-channel: one axis
+  }
+}
+
+// A row longer than one work unit (32768 fp32) and a 1-D tensor, so units split rows.
+TEST_F(CpuKernels, MatchesReferenceOnLongRows) {
+  for (const Shape& shape : {Shape{2, 40960}, Shape{81920}}) {
+    const Array x = make_input(shape, Fill::kRandom, 11);
+    for (const Recipe& recipe : all_recipes()) {
+      SCOPED_TRACE(recipe_repr(recipe) + " shape=" + shape_str(shape));
+      check(x, recipe, -1);
+    }
+  }
+}
+
+TEST_F(CpuKernels, StridedInputMatchesItsContiguousCopy) {
+  const Array base = make_input({256, 64}, Fill::kRandom, 5);
+  // The transpose: a (64, 256) view with strides (1, 64).
+  const Array view =
+      Array::borrow(base.data(), DType::kF32, {64, 256}, {1, 64}, base.device(), base.owner());
+  for (const Recipe& recipe : all_recipes()) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    const ScaledTensor from_view = cast(view, recipe);
+    const ScaledTensor from_copy = cast(view.contiguous(), recipe, {.context = kReference});
+    EXPECT_EQ(mismatched_bytes(from_view.data(), from_copy.data()), 0);
+    EXPECT_EQ(mismatched_bytes(from_view.scale(), from_copy.scale()), 0);
+  }
+}
+
+TEST_F(CpuKernels, DelayedScalingStateAdvancesAsWithTheReference) {
+  for (std::int64_t margin : {0, 3, 200}) {
+    const DelayedScaling recipe{Fp8Format::kE4M3, 4, margin};
+    DelayedScalingState fast(recipe), reference(recipe);
+    for (int step = 0; step < 6; ++step) {
+      const Array x = make_input({32, 256}, step == 3 ? Fill::kSpecial : Fill::kRandom, 30 + step);
+      const ScaledTensor got = cast(x, recipe, {.state = &fast, .context = {}});
+      const ScaledTensor want = cast(x, recipe, {.state = &reference, .context = kReference});
+      EXPECT_EQ(mismatched_bytes(got.data(), want.data()), 0) << "step " << step;
+      EXPECT_EQ(mismatched_bytes(got.scale(), want.scale()), 0) << "step " << step;
+      EXPECT_EQ(bits_of(fast.amax_history()), bits_of(reference.amax_history()));
+      EXPECT_EQ(std::bit_cast<std::uint32_t>(fast.encode_scale()),
+                std::bit_cast<std::uint32_t>(reference.encode_scale()));
+    }
+  }
+}
+
+// fp32 values around every rounding boundary of the element formats: each bit pattern with a
+// 2^16 stride, plus every pattern whose low 16 bits are within 2 of a multiple of 2^k (the
+// ties and their neighbours for every mantissa width), and the specials.
+std::vector<float> boundary_values() {
+  std::vector<float> values;
+  for (std::uint64_t high = 0; high < (1u << 16); ++high) {
+    for (std::uint32_t low : {0u, 1u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu}) {
+      values.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(high << 16) | low));
+    }
+    for (int k = 17; k < 23; ++k) {  // ties below the 16-bit boundary, for 0-6 mantissa bits
+      const std::uint32_t bits = static_cast<std::uint32_t>(high << 16) & ~((1u << k) - 1);
+      for (std::uint32_t delta : {0u, 1u, 2u}) {
+        values.push_back(std::bit_cast<float>((bits | (1u << (k - 1))) + delta));
+        values.push_back(std::bit_cast<float>((bits | (1u << (k - 1))) - delta));
+      }
+    }
+  }
+  return values;
+}
+
+// The scalar rule's code (rules/tile.hpp) for a value already multiplied by its scale.
+std::uint8_t scalar_code(ElementFormat format, float value) {
+  switch (format) {
+    case ElementFormat::kE4M3:
+      return rules::encode_element<ElementFormat::kE4M3>(value);
+    case ElementFormat::kE5M2:
+      return rules::encode_element<ElementFormat::kE5M2>(value);
+    case ElementFormat::kE2M3:
+      return rules::encode_element<ElementFormat::kE2M3>(value);
+    case ElementFormat::kE3M2:
+      return rules::encode_element<ElementFormat::kE3M2>(value);
+    default:
+      return rules::encode_element<ElementFormat::kE2M1>(value);
+  }
+}
+
+TEST(CpuEncoders, EveryFloatEncoderMatchesItsScalarRuleOnRoundingBoundaries) {
+  const std::vector<float> values = boundary_values();
+  std::vector<std::uint8_t> codes(values.size());
+  for (ElementFormat format : {ElementFormat::kE4M3, ElementFormat::kE5M2, ElementFormat::kE2M3,
+                               ElementFormat::kE3M2, ElementFormat::kE2M1}) {
+    kernels::cpu::encode_elements(format, values, codes);
+    std::int64_t wrong = 0;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const std::uint8_t want = scalar_code(format, values[i]);
+      if (codes[i] != want && wrong++ < 5) {
+        ADD_FAILURE() << to_string(format) << ": 0x" << std::hex
+                      << std::bit_cast<std::uint32_t>(values[i]) << " -> 0x" << +codes[i]
+                      << ", want 0x" << +want;
+      }
+    }
+    EXPECT_EQ(wrong, 0) << to_string(format) << " of " << values.size();
+  }
+}
+
+TEST(CpuEncoders, RefuseFormatsWithoutAFloatEncoderAndMismatchedSizes) {
+  std::vector<float> values(4);
+  std::vector<std::uint8_t> codes(3);
+  EXPECT_TRUE(test_support::contains(test_support::error_message<ValueError>([&] {
+                                       kernels::cpu::encode_elements(ElementFormat::kE4M3, values,
+                                                                     codes);
+                                     }),
+                                     "codes: expected 4 entries"));
+  codes.resize(4);
+  EXPECT_TRUE(test_support::contains(test_support::error_message<ValueError>([&] {
+                                       kernels::cpu::encode_elements(ElementFormat::kInt4Signed,
+                                                                     values, codes);
+                                     }),
+                                     "format"));
+}
+
+TEST_F(CpuKernels, ThreadCountMustBePositive) {
+  EXPECT_TRUE(test_support::contains(
+      test_support::error_message<ValueError>([] { kernels::cpu::set_num_threads(0); }),
+      "expected at least 1, got 0"));
+}
+
+TEST_F(CpuKernels, NamesTheInstructionSetItRuns) {
+  EXPECT_FALSE(kernels::cpu::simd_target().empty());
+}
+
+}  // namespace
+}  // namespace breccia
