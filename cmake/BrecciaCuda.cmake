@@ -16,6 +16,11 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 
 set(BRECCIA_CUDA_GENCODE
     "-gencode=arch=compute_90a,code=sm_90a" "-gencode=arch=compute_90,code=compute_90")
+set(BRECCIA_CUTLASS_GENCODE "-gencode=arch=compute_90a,code=sm_90a")  # wgmma: sm_90a only
+if(BRECCIA_CUDA_PTX_ONLY)  # a compile check: the front end and NVVM, no ptxas
+  set(BRECCIA_CUDA_GENCODE "-gencode=arch=compute_90a,code=compute_90a")
+  set(BRECCIA_CUTLASS_GENCODE ${BRECCIA_CUDA_GENCODE})
+endif()
 # --expt-relaxed-constexpr: the constexpr format rules (std::bit_cast) run on the device.
 # -fmad=false: no multiply-add contraction, so the GPU rounds every product as the CPU does.
 set(BRECCIA_CUDA_FLAGS --expt-relaxed-constexpr -fmad=false ${BRECCIA_CUDA_GENCODE})
@@ -55,7 +60,7 @@ if(BRECCIA_CUTLASS_INCLUDE AND BRECCIA_CUTLASS_GEMM)
     ${CMAKE_CURRENT_SOURCE_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_include_directories(breccia_cutlass_objects SYSTEM PRIVATE ${BRECCIA_CUTLASS_INCLUDE})
   target_compile_options(breccia_cutlass_objects PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a>)
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr ${BRECCIA_CUTLASS_GENCODE}>)
   set_target_properties(breccia_cutlass_objects PROPERTIES CUDA_ARCHITECTURES OFF
                                                            POSITION_INDEPENDENT_CODE ON)
   target_compile_definitions(breccia_cuda_objects PRIVATE BRECCIA_CUTLASS)
