@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite: builds what changed (scripts/build.sh), then the C++ suites (ctest) and
-# the Python suites (pytest). Expects the dependencies of scripts/install-deps.sh.
-# BRECCIA_JOBS caps build and test parallelism (default: all cores).
+# the Python suites (pytest), then the C++ suite under ASan + UBSan and a short run of every
+# fuzz target (scripts/sanitize.sh). Expects the dependencies of scripts/install-deps.sh.
+# BRECCIA_JOBS caps build and test parallelism (default: all cores); BRECCIA_SKIP_SANITIZERS=1
+# skips the sanitizer build and the fuzzers, for quick local runs.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,3 +11,6 @@ PYTHON="${PYTHON:-python3}"
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "${BRECCIA_JOBS:-$(nproc)}"
 "$PYTHON" -m pytest -q tests/python
+if [[ "${BRECCIA_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  bash scripts/sanitize.sh
+fi

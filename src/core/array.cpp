@@ -120,23 +120,24 @@ std::string shape_str(std::span<const std::int64_t> shape) {
 }
 
 std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view argument) {
+  if (shape.size() > kMaxDims) {
+    fail<ValueError>(argument, ": expected at most ", kMaxDims, " dimensions, got ", shape.size());
+  }
   bool has_zero = false;
+  std::int64_t numel = 1;
   for (std::int64_t dim : shape) {
     if (dim < 0) {
       fail<ValueError>(argument, ": expected non-negative dimensions, got ", shape_str(shape));
     }
     has_zero |= dim == 0;
   }
-  // An empty shape is valid whatever its other dims, even if their product would overflow.
-  if (has_zero) return 0;
-  std::int64_t numel = 1;
   for (std::int64_t dim : shape) {
-    if (multiply_overflows(numel, dim, numel)) {
+    if (multiply_overflows(numel, std::max<std::int64_t>(dim, 1), numel)) {
       fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ",
-                       shape_str(shape), " whose element count overflows int64");
+                       shape_str(shape), " whose element count (zero dims aside) overflows int64");
     }
   }
-  return numel;
+  return has_zero ? 0 : numel;
 }
 
 Strides contiguous_strides(std::span<const std::int64_t> shape) {

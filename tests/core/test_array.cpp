@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
@@ -90,8 +91,18 @@ TEST(CheckedNumel, HandlesCountsBeyondInt32) {
             std::int64_t{1} << 62);
   EXPECT_EQ(checked_numel(Shape{kInt64Max}), kInt64Max);
   EXPECT_EQ(checked_numel(Shape{kInt64Max, 1}), kInt64Max);
-  // A zero dim makes the array empty even when the other dims alone would overflow.
-  EXPECT_EQ(checked_numel(Shape{kInt64Max, kInt64Max, 0}), 0);
+  EXPECT_EQ(checked_numel(Shape{kInt64Max, 0}), 0);
+}
+
+// NumPy refuses a shape whose non-zero dims overflow even when a zero dim empties it, and more
+// than 64 dims; so does the core, so that every Array can cross to Python.
+TEST(CheckedNumel, AbsurdShapesAreRefusedEvenWhenEmpty) {
+  EXPECT_THROW(checked_numel(Shape{kInt64Max, kInt64Max, 0}), ValueError);
+  EXPECT_THROW(checked_numel(Shape{0, std::int64_t{1} << 32, std::int64_t{1} << 32}), ValueError);
+  EXPECT_EQ(checked_numel(Shape(kMaxDims, 1)), 1);
+  EXPECT_TRUE(test_support::contains(
+      test_support::error_message<ValueError>([] { checked_numel(Shape(kMaxDims + 1, 1), "data"); }),
+      "data: expected at most 64 dimensions, got 65"));
 }
 
 TEST(CheckedNumel, RejectsOverflowAndNegativeDimsNamingTheArgument) {
