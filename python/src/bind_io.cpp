@@ -57,8 +57,8 @@ void bind_io(nb::module_& m) {
   m.def(
       "load_checkpoint",
       [](const std::string& path, bool copy, std::string_view validate) {
-        const io::CheckpointLoadOptions options{
-            .copy = copy, .validate = io::validation_from_string(validate)};
+        const io::CheckpointLoadOptions options{.copy = copy,
+                                                .validate = io::validation_from_string(validate)};
         io::Checkpoint checkpoint;
         {
           nb::gil_scoped_release unlocked;

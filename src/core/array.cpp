@@ -133,8 +133,8 @@ std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view
   }
   for (std::int64_t dim : shape) {
     if (multiply_overflows(numel, std::max<std::int64_t>(dim, 1), numel)) {
-      fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ",
-                       shape_str(shape), " whose element count (zero dims aside) overflows int64");
+      fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ", shape_str(shape),
+                       " whose element count (zero dims aside) overflows int64");
     }
   }
   return has_zero ? 0 : numel;

@@ -220,8 +220,8 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
     }
     std::optional<Array> global_scale;
     if (auto stored = file.take_if_present(name + std::string(kGlobalScale))) {
-      require_file_dtype(file, name + std::string(kGlobalScale), *stored,
-                         {SafetensorsDType::kF32}, "global_scale");
+      require_file_dtype(file, name + std::string(kGlobalScale), *stored, {SafetensorsDType::kF32},
+                         "global_scale");
       global_scale = stored->array;
     }
     std::optional<Array> zero_point;
@@ -684,8 +684,9 @@ std::string float_text(float value) {
 
 std::vector<std::string> numeric_anomalies(const std::string& name, const ScaledTensor& tensor) {
   const RecipeSpec& spec = tensor.spec();
-  for (const Array* array : {&tensor.scale(), tensor.global_scale() ? &*tensor.global_scale() : nullptr,
-                             tensor.zero_point() ? &*tensor.zero_point() : nullptr}) {
+  for (const Array* array :
+       {&tensor.scale(), tensor.global_scale() ? &*tensor.global_scale() : nullptr,
+        tensor.zero_point() ? &*tensor.zero_point() : nullptr}) {
     if (array != nullptr && !array->device().is_cpu()) {
       fail<DeviceError>("tensor '", name, "': numeric_anomalies reads CPU arrays, got one on ",
                         array->device());

@@ -1,8 +1,8 @@
 #include "breccia/io/safetensors.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +12,8 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -178,8 +178,8 @@ std::shared_ptr<FileBytes> open_file(const std::filesystem::path& path, const Lo
                      " bytes");
   }
   if (options.copy) {
-    auto buffer = std::make_shared<FileBytes>(
-        ::operator new(length, std::align_val_t{64}), length, /*mapped=*/false);
+    auto buffer = std::make_shared<FileBytes>(::operator new(length, std::align_val_t{64}), length,
+                                              /*mapped=*/false);
     read_all(file.get(), buffer->mutable_bytes(), length, where);
     return buffer;
   }
@@ -586,7 +586,8 @@ int remove_stale_temporaries(const std::filesystem::path& path) {
   std::error_code error;
   for (std::filesystem::directory_iterator it(directory, error), end; !error && it != end;
        it.increment(error)) {
-    const std::optional<pid_t> writer = temporary_writer(it->path().filename().string(), target_name);
+    const std::optional<pid_t> writer =
+        temporary_writer(it->path().filename().string(), target_name);
     // kill(pid, 0) fails with ESRCH only when no such process exists; any other answer (EPERM:
     // alive but another user's) means the writer may still be at work.
     if (!writer || *writer <= 0 || ::kill(*writer, 0) == 0 || errno != ESRCH) continue;
@@ -806,8 +807,8 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
         continue;
       }
       const Array contiguous = item.tensor->array.contiguous();
-      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()),
-                where, checkpoint);
+      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()), where,
+                checkpoint);
     }
     if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
     if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));

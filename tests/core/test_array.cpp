@@ -100,9 +100,9 @@ TEST(CheckedNumel, AbsurdShapesAreRefusedEvenWhenEmpty) {
   EXPECT_THROW(checked_numel(Shape{kInt64Max, kInt64Max, 0}), ValueError);
   EXPECT_THROW(checked_numel(Shape{0, std::int64_t{1} << 32, std::int64_t{1} << 32}), ValueError);
   EXPECT_EQ(checked_numel(Shape(kMaxDims, 1)), 1);
-  EXPECT_TRUE(test_support::contains(
-      test_support::error_message<ValueError>([] { checked_numel(Shape(kMaxDims + 1, 1), "data"); }),
-      "data: expected at most 64 dimensions, got 65"));
+  EXPECT_TRUE(test_support::contains(test_support::error_message<ValueError>(
+                                         [] { checked_numel(Shape(kMaxDims + 1, 1), "data"); }),
+                                     "data: expected at most 64 dimensions, got 65"));
 }
 
 TEST(CheckedNumel, RejectsOverflowAndNegativeDimsNamingTheArgument) {

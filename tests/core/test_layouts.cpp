@@ -40,13 +40,9 @@ TEST(Layouts, ValidateRejectsBlocksBelowOne) {
   EXPECT_NO_THROW(validate(PerBlockMN{1, 1}));
   EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockK{0}); }),
                        "PerBlockK.block_size must be in [1, 1048576], got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] {
-                         validate(PerBlockMN{0, 32});
-                       }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{0, 32}); }),
                        "PerBlockMN.block_m must be in [1, 1048576], got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] {
-                         validate(PerBlockMN{1, -32});
-                       }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{1, -32}); }),
                        "PerBlockMN.block_n must be in [1, 1048576], got -32"));
 }
 

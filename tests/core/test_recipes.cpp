@@ -267,8 +267,10 @@ TEST(RecipeValidate, EveryRuleNamesTheRecipeFieldAllowedValueAndValueGot) {
       {DelayedScaling{.amax_history_len = 0},
        {"DelayedScaling", "amax_history_len", "in [1, 1048576]", "got 0"}},
       {DelayedScaling{.margin = -1}, {"DelayedScaling", "margin", "in [0, 32]", "got -1"}},
-      {Float8BlockScaling{.block_k = 0}, {"Float8BlockScaling", "block_k", "in [1, 1048576]", "got 0"}},
-      {Float8BlockScaling{.block_m = -4}, {"Float8BlockScaling", "block_m", "in [1, 1048576]", "got -4"}},
+      {Float8BlockScaling{.block_k = 0},
+       {"Float8BlockScaling", "block_k", "in [1, 1048576]", "got 0"}},
+      {Float8BlockScaling{.block_m = -4},
+       {"Float8BlockScaling", "block_m", "in [1, 1048576]", "got -4"}},
       {MXFP8BlockScaling{.block_size = 16},
        {"MXFP8BlockScaling", "block_size", "must be 32", "got 16"}},
       {NVFP4BlockScaling{.fp4_format = "E3M0"},
@@ -277,8 +279,10 @@ TEST(RecipeValidate, EveryRuleNamesTheRecipeFieldAllowedValueAndValueGot) {
        {"NVFP4BlockScaling", "block_size", "must be 16", "got 32"}},
       {NVFP4BlockScaling{.scale_format = "E8M0"},
        {"NVFP4BlockScaling", "scale_format", "'E4M3'", "got 'E8M0'"}},
-      {INT4Scaling{.group_size = 0}, {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got 0"}},
-      {INT4Scaling{.group_size = -2}, {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got -2"}},
+      {INT4Scaling{.group_size = 0},
+       {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got 0"}},
+      {INT4Scaling{.group_size = -2},
+       {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got -2"}},
   };
   for (const InvalidRecipe& c : cases) {
     const std::string message = error_message<ValueError>([&] { validate(c.recipe); });
@@ -383,7 +387,8 @@ TEST(DelayedScalingState, RejectsAHistoryOfTheWrongLengthOrABadRecipe) {
   EXPECT_TRUE(contains(message, "got 2"));
   const std::string bad_recipe =
       error_message<ValueError>([] { DelayedScalingState(DelayedScaling{.amax_history_len = 0}); });
-  EXPECT_TRUE(contains(bad_recipe, "DelayedScaling.amax_history_len must be in [1, 1048576], got 0"));
+  EXPECT_TRUE(
+      contains(bad_recipe, "DelayedScaling.amax_history_len must be in [1, 1048576], got 0"));
   const std::string bad_scale = error_message<ValueError>(
       [] { DelayedScalingState(DelayedScaling{.amax_history_len = 1}, 0.0f, {0.0f}); });
   EXPECT_TRUE(contains(bad_scale, "encode_scale must be a positive finite float, got 0"));
@@ -395,9 +400,10 @@ TEST(RecipeJson, DuplicatedKeyIsRefused) {
       [] { recipe_from_json(R"({"recipe":"DelayedScaling","margin":0,"margin":3})"); });
   EXPECT_TRUE(contains(message, "recipe_from_json: JSON text: expected unique keys, got 'margin'"))
       << message;
-  EXPECT_TRUE(contains(error_message<ValueError>(
-                           [] { layout_from_json(R"({"layout":"PerBlockK","block_size":32,)"
-                                                 R"("block_size":16})"); }),
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
+                         layout_from_json(R"({"layout":"PerBlockK","block_size":32,)"
+                                          R"("block_size":16})");
+                       }),
                        "expected unique keys, got 'block_size'"));
 }
 
@@ -416,7 +422,8 @@ TEST(RecipeRanges, ParametersAreRangeCheckedWithTheRangeInTheMessage) {
     std::string says;
   };
   const Case cases[] = {
-      {DelayedScaling{.margin = 1'000'000}, "DelayedScaling.margin must be in [0, 32], got 1000000"},
+      {DelayedScaling{.margin = 1'000'000},
+       "DelayedScaling.margin must be in [0, 32], got 1000000"},
       {DelayedScaling{.margin = -1}, "DelayedScaling.margin must be in [0, 32], got -1"},
       {DelayedScaling{.amax_history_len = std::numeric_limits<std::int64_t>::max()},
        "DelayedScaling.amax_history_len must be in [1, 1048576], got 9223372036854775807"},
@@ -431,8 +438,9 @@ TEST(RecipeRanges, ParametersAreRangeCheckedWithTheRangeInTheMessage) {
   }
   EXPECT_NO_THROW(validate(DelayedScaling{.amax_history_len = 1 << 20, .margin = 32}));
   EXPECT_NO_THROW(validate(Float8BlockScaling{.block_k = 1 << 20, .block_m = 1}));
-  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(Layout{PerBlockK{(1 << 20) + 1}}); }),
-                       "PerBlockK.block_size must be in [1, 1048576], got 1048577"));
+  EXPECT_TRUE(
+      contains(error_message<ValueError>([] { validate(Layout{PerBlockK{(1 << 20) + 1}}); }),
+               "PerBlockK.block_size must be in [1, 1048576], got 1048577"));
 }
 
 }  // namespace

@@ -626,8 +626,9 @@ class AnomalyTest : public CheckpointTest {
     EXPECT_TRUE(load_checkpoint(file, {.validate = Validation::kOff}).anomalies.empty());
     const std::string message = load_error(file);
     EXPECT_TRUE(contains(message, "validate='error'")) << message;
-    if (!warned.anomalies.empty()) EXPECT_TRUE(contains(message, warned.anomalies[0].substr(
-                                                                     warned.anomalies[0].find(": ") + 2)));
+    if (!warned.anomalies.empty())
+      EXPECT_TRUE(
+          contains(message, warned.anomalies[0].substr(warned.anomalies[0].find(": ") + 2)));
     return message;
   }
 };
@@ -640,8 +641,9 @@ TEST_F(AnomalyTest, Nvfp4GlobalScaleZeroNanOrNegativeIsReported) {
     return ScaledTensor(good.data(), good.scale(), good.recipe(), good.layout(), scalar_of(g));
   };
   EXPECT_TRUE(contains(refused(with_global(0.0f)), "under a global_scale of 0"));
-  EXPECT_TRUE(contains(refused(with_global(NAN)), "global_scale: expected a finite non-negative "
-                                                  "decode factor, got nan"));
+  EXPECT_TRUE(contains(refused(with_global(NAN)),
+                       "global_scale: expected a finite non-negative "
+                       "decode factor, got nan"));
   EXPECT_TRUE(contains(refused(with_global(-1.0f)), "got -1"));
   // An all-zero tensor's global_scale is 0, and that is no anomaly.
   const ScaledTensor zeros = cast(Array::zeros(DType::kF32, {4, 32}), NVFP4BlockScaling{});
@@ -668,8 +670,9 @@ TEST_F(AnomalyTest, UnsignedInt4ZeroPointsAbove15AreReported) {
   points.data_as<std::uint8_t>()[5] = 255;
   const ScaledTensor tensor(good.data(), good.scale(), recipe, good.layout(), std::nullopt, points);
   const std::string message = refused(tensor);
-  EXPECT_TRUE(contains(message, "zero_point: expected values in [0, 15], got 2 of 8 outside (the "
-                                "first, at flat index 3, is 200)"))
+  EXPECT_TRUE(contains(message,
+                       "zero_point: expected values in [0, 15], got 2 of 8 outside (the "
+                       "first, at flat index 3, is 200)"))
       << message;
 }
 

@@ -792,9 +792,11 @@ TEST_F(SafetensorsTest, TruncatedWhileLoadedRaisesSigbusUnlessCopied) {
 }
 
 TEST_F(SafetensorsTest, JsonNumberOverflowIsAValueErrorNamingTheFile) {
-  const std::string message = load_error<ValueError>(file_bytes(R"({"__metadata__":{},"x":1e400})"));
-  EXPECT_TRUE(contains(message, "hostile.safetensors': header: expected numbers within the range "
-                                "of a double, got 1e400"))
+  const std::string message =
+      load_error<ValueError>(file_bytes(R"({"__metadata__":{},"x":1e400})"));
+  EXPECT_TRUE(contains(message,
+                       "hostile.safetensors': header: expected numbers within the range "
+                       "of a double, got 1e400"))
       << message;
 }
 
@@ -808,23 +810,23 @@ TEST_F(SafetensorsTest, LoadRefusesWhatSaveRefuses) {
   EXPECT_TRUE(contains(load_error<ValueError>(file_bytes(
                            R"({"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "a")),
                        "tensor name: expected a non-empty name"));
-  const std::string extra = entry_error(
-      R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"comment":"hi"})", "a");
-  EXPECT_TRUE(contains(extra, "expected only the fields dtype, shape and data_offsets, got "
-                              "\"comment\""))
+  const std::string extra =
+      entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"comment":"hi"})", "a");
+  EXPECT_TRUE(contains(extra,
+                       "expected only the fields dtype, shape and data_offsets, got "
+                       "\"comment\""))
       << extra;
 }
 
 TEST_F(SafetensorsTest, AbsurdShapesAreRefusedAtLoad) {
   std::string dims = "[";
   for (int i = 0; i < 1000; ++i) dims += i > 0 ? ",1" : "1";
-  const std::string wide = entry_error(R"({"dtype":"U8","shape":)" + dims +
-                                           R"(],"data_offsets":[0,1]})",
-                                       "a");
+  const std::string wide =
+      entry_error(R"({"dtype":"U8","shape":)" + dims + R"(],"data_offsets":[0,1]})", "a");
   EXPECT_TRUE(contains(wide, "shape: expected at most 64 dims, got 1000")) << wide;
   // 2^64 elements around a zero dim: empty, but NumPy refuses to build it.
-  const std::string huge = entry_error(
-      R"({"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]})", "");
+  const std::string huge =
+      entry_error(R"({"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]})", "");
   EXPECT_TRUE(contains(huge, "overflows int64")) << huge;
 }
 
@@ -834,12 +836,12 @@ TEST_F(SafetensorsTest, InterruptedWriteLeavesTheTargetAndNoTemporary) {
   const std::string old_bytes = read(path);
   struct Interrupted {};
   int calls = 0;
-  EXPECT_THROW(save(path,
-                    std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}},
-                    {}, [&] {
-                      if (++calls == 3) throw Interrupted{};
-                    }),
-               Interrupted);
+  EXPECT_THROW(
+      save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}}, {},
+           [&] {
+             if (++calls == 3) throw Interrupted{};
+           }),
+      Interrupted);
   EXPECT_EQ(read(path), old_bytes);
   EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
   // A 32 MiB write is checked between pieces, and once more just before the rename.
@@ -867,8 +869,8 @@ TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
   const std::vector<std::string> after_kill = entries();
   ASSERT_EQ(after_kill.size(), 2u);
   const std::string leftover = after_kill[0];
-  EXPECT_TRUE(leftover.starts_with(".model.safetensors.breccia-partial-" + std::to_string(child) +
-                                   "-"))
+  EXPECT_TRUE(
+      leftover.starts_with(".model.safetensors.breccia-partial-" + std::to_string(child) + "-"))
       << leftover;
   EXPECT_EQ(read(path), old_bytes);
   EXPECT_TRUE(is_temporary_file(directory_ / leftover));
@@ -876,8 +878,8 @@ TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
   // Readers refuse it by name; listing "*.safetensors" never matches it.
   EXPECT_TRUE(contains(load_error_at<ValueError>(directory_ / leftover), "temporary file"));
   // A live writer's file (this process's pid) is left alone; the dead one's is removed.
-  const std::string live = ".model.safetensors.breccia-partial-" + std::to_string(::getpid()) +
-                           "-999";
+  const std::string live =
+      ".model.safetensors.breccia-partial-" + std::to_string(::getpid()) + "-999";
   write(live, "partial");
   save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kU8, {2})}});
   EXPECT_EQ(entries(), (std::vector<std::string>{live, "model.safetensors"}));

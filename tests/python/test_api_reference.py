@@ -357,7 +357,10 @@ def test_recipe_defaults(cls, defaults):
             lambda: breccia.MXFP8BlockScaling(scale_rounding="up"),
             "scale_rounding|'floor' or 'rceil'",
         ),
-        (lambda: breccia.DelayedScaling(amax_history_len=0), "amax_history_len must be in [1, 1048576], got 0"),
+        (
+            lambda: breccia.DelayedScaling(amax_history_len=0),
+            r"amax_history_len must be in \[1, 1048576\], got 0",
+        ),
     ],
 )
 def test_recipe_fixed_and_invalid_fields_are_rejected(make, message):

@@ -122,7 +122,8 @@ void save(const std::filesystem::path& path, const std::map<std::string, Array>&
 // Temporary files of an unfinished save(path) are named
 // "<dir>/.<file name>.breccia-partial-<pid>-<n>": hidden, and without the ".safetensors" ending,
 // so that loaders that list a directory for "*.safetensors" never pick them up.
-std::string temporary_file_prefix(const std::filesystem::path& path);  // "<dir>/.<name>.breccia-partial-"
+std::string temporary_file_prefix(
+    const std::filesystem::path& path);  // "<dir>/.<name>.breccia-partial-"
 // Whether `path`'s file name has the form above.
 bool is_temporary_file(const std::filesystem::path& path);
 // Removes the temporary files of save(path) whose writing process is gone (on this machine);
