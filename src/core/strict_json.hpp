@@ -5,8 +5,9 @@
 //   same text could disagree about its meaning);
 // - nesting deeper than a limit (bounds the memory a hostile document can make us allocate);
 // - a number outside double's range (1e400), which the plain parser reports as out_of_range.
-// Each object's keys are checked in a hash set as they arrive, so the cost is linear in the
-// text; nlohmann's callback parser, the other way to see keys, rescans an object at its end.
+// Each key is looked up as it arrives (in the object being built, or a hash set), so the cost
+// stays O(n log n) at worst; nlohmann's callback parser, the other way to see keys, rescans
+// an object at its end, which made a 100k-tensor header take a minute.
 #pragma once
 
 #include <cmath>
@@ -29,6 +30,7 @@ template <class BasicJson>
 class StrictJsonBuilder final : public nlohmann::json_sax<BasicJson> {
   using Sax = nlohmann::json_sax<BasicJson>;
   using String = typename Sax::string_t;
+  static constexpr bool kOrdered = requires { typename BasicJson::object_t::Container; };
 
  public:
   explicit StrictJsonBuilder(int max_depth) : max_depth_(max_depth) {}
@@ -55,18 +57,24 @@ class StrictJsonBuilder final : public nlohmann::json_sax<BasicJson> {
     return add(BasicJson::binary(std::move(value)));
   }
   bool start_object(std::size_t) override {
-    keys_.emplace_back();
+    if constexpr (kOrdered) keys_.emplace_back();
     return open(BasicJson::object());
   }
   bool key(String& key) override {
-    if (!keys_.back().insert(key).second) {
-      return refuse("expected unique keys, got '" + key + "' twice in one object");
+    // json's objects are ordered maps, so the object itself answers in O(log n); ordered_json's
+    // search linearly, so their keys also go into a hash set.
+    bool seen = false;
+    if constexpr (kOrdered) {
+      seen = !keys_.back().insert(key).second;
+    } else {
+      seen = open_.back()->contains(key);
     }
+    if (seen) return refuse("expected unique keys, got '" + key + "' twice in one object");
     key_ = std::move(key);
     return true;
   }
   bool end_object() override {
-    keys_.pop_back();
+    if constexpr (kOrdered) keys_.pop_back();
     open_.pop_back();
     return true;
   }
@@ -102,7 +110,7 @@ class StrictJsonBuilder final : public nlohmann::json_sax<BasicJson> {
       return parent.back();
     }
     auto& object = parent.template get_ref<typename BasicJson::object_t&>();
-    if constexpr (requires { typename BasicJson::object_t::Container; }) {
+    if constexpr (kOrdered) {
       // ordered_json: its operator[] searches linearly; the key is known to be new.
       using Container = typename BasicJson::object_t::Container;
       return static_cast<Container&>(object).emplace_back(std::move(key_), std::move(value)).second;
@@ -129,7 +137,7 @@ class StrictJsonBuilder final : public nlohmann::json_sax<BasicJson> {
   int max_depth_;
   BasicJson result_;
   std::vector<BasicJson*> open_;
-  std::vector<std::unordered_set<String>> keys_;
+  std::vector<std::unordered_set<String>> keys_;  // ordered_json only
   String key_;
   std::string error_;
 };

@@ -258,7 +258,7 @@ void require_valid_name(std::string_view name, const std::string& where) {
 
 // Parses the header, rejecting duplicate keys (which nlohmann would silently collapse to the
 // last one, letting two readers of the same file see different tensors), absurd nesting and
-// numbers out of range, in time linear in the header.
+// numbers out of range, in one pass over the header.
 Json parse_header(std::string_view text, const std::string& where) {
   // JSON allows no raw NUL anywhere, and a parser that stops at one would ignore what follows.
   if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
