@@ -61,7 +61,7 @@ class StrictJsonBuilder final : public nlohmann::json_sax<BasicJson> {
     return open(BasicJson::object());
   }
   bool key(String& key) override {
-    // json's objects are ordered maps, so the object itself answers in O(log n); ordered_json's
+    // json's objects are sorted maps, so the object itself answers in O(log n); ordered_json's
     // search linearly, so their keys also go into a hash set.
     bool seen = false;
     if constexpr (kOrdered) {
