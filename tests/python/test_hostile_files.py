@@ -50,8 +50,8 @@ def test_nul_byte_in_path_is_refused_not_truncated(tmp_path: Path) -> None:
 
 
 def test_header_parsing_is_linear_in_the_tensor_count(tmp_path: Path) -> None:
-    # 100k tensors took 65 s with the callback parser; a million must parse in well under 1 s.
-    count = 1_000_000
+    # 100k tensors took 65 s with the callback parser (quadratic); 200k now take well under 2 s.
+    count = 200_000
     entry = '{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
     header = "{" + ",".join(f'"t{i}":{entry}' for i in range(count)) + "}"
     path = _raw_file(tmp_path / "many.safetensors", header)
@@ -61,7 +61,7 @@ def test_header_parsing_is_linear_in_the_tensor_count(tmp_path: Path) -> None:
     tensors, _, _, _ = _core.load_checkpoint(os.fspath(path), False, "off")
     elapsed = time.perf_counter() - start
     assert len(tensors) == count
-    assert elapsed < 5.0, elapsed  # about 1 s on the 2-core CI machine, arrays included
+    assert elapsed < 5.0, elapsed
 
 
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -245,7 +245,7 @@ def test_unsigned_int4_zero_points_out_of_range_are_an_anomaly(tmp_path: Path) -
 
 def test_files_breccia_writes_from_finite_input_pass_validation(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((64, 64)).astype(np.float32)
+    x = rng.standard_normal((128, 128)).astype(np.float32)
     tensors = {
         f"w{i}": breccia.cast(x, recipe)
         for i, recipe in enumerate(
