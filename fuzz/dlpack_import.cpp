@@ -1,8 +1,8 @@
 // libFuzzer target: DLPack import (versioned and legacy) of tensors whose every field comes from
 // the input: version, flags, device, dtype, ndim, shape, strides, byte offset. The data pointer
 // is a real buffer, and an imported CPU tensor is read in full whenever the elements it claims
-// lie inside that buffer (the fuzzer's own bound check, in 128-bit arithmetic) and are few. The deleter must
-// run exactly once for an accepted tensor and never for a rejected one.
+// lie inside that buffer (the fuzzer's own bound check, in 128-bit arithmetic) and are few. The
+// deleter must run exactly once for an accepted tensor and never for a rejected one.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
