@@ -3,7 +3,7 @@
 # every libFuzzer target (scripts/fuzz.sh). Both use one clang build in build-sanitize/, CPU
 # only, at -O1: the library and tests instrumented with ASan, UBSan (any report fails the run)
 # and libFuzzer's coverage hooks, the fuzz targets linked against libFuzzer.
-# FUZZ_SECONDS: seconds per fuzz target (default 45); BRECCIA_JOBS caps build parallelism.
+# FUZZ_SECONDS: seconds per fuzz target (default 30); BRECCIA_JOBS caps build parallelism.
 # Needs clang and libclang-rt-dev (scripts/install-deps.sh).
 set -euo pipefail
 
