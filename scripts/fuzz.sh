@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets of fuzz/ (built in build-sanitize/ by scripts/sanitize.sh), each for
-# FUZZ_SECONDS seconds (default 45), starting from the seed corpus in fuzz/corpus/<target>/
+# FUZZ_SECONDS seconds (default 30), starting from the seed corpus in fuzz/corpus/<target>/
 # (copied: the run's discoveries stay in build-sanitize/fuzz-corpus/). Fails on the first crash,
 # sanitizer report, leak, uncaught exception or input slower than 1 s; the input that did it
 # is kept in build-sanitize/fuzz-artifacts/. Prints the executions each target reached.
