@@ -37,6 +37,10 @@ void check_reach(std::span<const std::int64_t> shape, std::span<const std::int64
   bool overflowed = false;
   for (std::size_t axis = 0; axis < shape.size(); ++axis) {
     std::int64_t extent = 0;
+    // Each stride in bytes too, size-1 axes included: copies and exports scale every stride
+    // by the item size (a DLPack producer may put anything in a size-1 axis's stride).
+    std::int64_t byte_stride = 0;
+    overflowed |= multiply_overflows(strides[axis], itemsize(dtype), byte_stride);
     overflowed |= multiply_overflows(strides[axis], shape[axis] - 1, extent);
     std::int64_t& bound = extent < 0 ? lowest : highest;
     overflowed |= add_overflows(bound, extent, bound);

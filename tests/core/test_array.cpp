@@ -205,6 +205,14 @@ TEST(ArrayBorrow, RejectsInvalidGeometry) {
   EXPECT_THROW(Array::borrow(data, DType::kU8, {kInt64Max}, {}, cpu, nullptr, 1), ValueError);
   // Null data is fine when there is nothing to point at.
   EXPECT_TRUE(Array::borrow(nullptr, DType::kU8, {0, 5}, {}, cpu, nullptr).defined());
+  // Found by the dlpack_import fuzzer: the stride of a size-1 axis never moves a cursor, but
+  // copies scale it by the item size, which overflowed (UBSan) in contiguous().
+  EXPECT_THROW(Array::borrow(data, DType::kF32, {1, 2}, {std::int64_t{1} << 62, 1}, cpu, nullptr),
+               ValueError);
+  EXPECT_EQ(Array::borrow(data, DType::kF32, {1, 2}, {std::int64_t{1} << 60, 1}, cpu, nullptr)
+                .contiguous()
+                .numel(),
+            2);
 }
 
 TEST(ArrayBorrow, ErrorsNameArgumentExpectationAndValue) {
