@@ -806,7 +806,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path,
 
 void save_checkpoint(const std::filesystem::path& path,
                      const std::map<std::string, CheckpointEntry>& tensors,
-                     const SaveOptions& options, const WriteCheckpoint& checkpoint) {
+                     const SaveOptions& options, const WritePoll& poll) {
   Metadata metadata = options.extra_metadata;
   // What PyTorch's safetensors writer records; transformers refuses files without it.
   metadata.try_emplace("format", "pt");
@@ -840,7 +840,7 @@ void save_checkpoint(const std::filesystem::path& path,
                      {"layout", Json::parse(layout_to_json(tensor.layout()))}};
   }
   if (!records.empty()) metadata[std::string(kBrecciaMetadataKey)] = records.dump();
-  save(path, writer.tensors(), metadata, checkpoint);
+  save(path, writer.tensors(), metadata, poll);
 }
 
 }  // namespace breccia::io

@@ -30,7 +30,7 @@ using Json = nlohmann::json;
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr std::string_view kMetadataKey = "__metadata__";
 constexpr std::string_view kTemporaryMarker = ".breccia-partial-";
-// Long writes are cut into pieces of this size, with a WriteCheckpoint call between them.
+// Long writes are cut into pieces of this size, with a WritePoll call between them.
 constexpr std::size_t kWritePiece = std::size_t{8} << 20;
 
 struct DTypeInfo {
@@ -503,12 +503,12 @@ Array to_array(const TensorEntry& entry, const std::shared_ptr<FileBytes>& mappi
   return copy;
 }
 
-// Writes in pieces of kWritePiece bytes, calling `checkpoint` (when given) before each.
+// Writes in pieces of kWritePiece bytes, calling `poll` (when given) before each.
 void write_all(int fd, const void* data, std::size_t length, const std::string& where,
-               const WriteCheckpoint& checkpoint) {
+               const WritePoll& poll) {
   const auto* cursor = static_cast<const char*>(data);
   while (length > 0) {
-    if (checkpoint) checkpoint();
+    if (poll) poll();
     const ssize_t written = ::write(fd, cursor, std::min(length, kWritePiece));
     if (written < 0) {
       if (errno == EINTR) continue;
@@ -726,7 +726,7 @@ SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& optio
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
-          const Metadata& metadata, const WriteCheckpoint& checkpoint) {
+          const Metadata& metadata, const WritePoll& poll) {
   require_no_nul(path, "path");
   const std::string where = "safetensors file '" + path.string() + "'";
 
@@ -797,23 +797,23 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   auto [temporary, fd] = create_temporary(path, where);
   FileDescriptor file(fd);
   try {
-    write_all(file.get(), length_field, sizeof length_field, where, checkpoint);
-    write_all(file.get(), header_text.data(), header_text.size(), where, checkpoint);
+    write_all(file.get(), length_field, sizeof length_field, where, poll);
+    write_all(file.get(), header_text.data(), header_text.size(), where, poll);
     for (const Pending& item : pending) {
       if (info(item.tensor->dtype).bits == 6) {
         const std::vector<std::uint8_t> packed =
             pack_6bit(item.tensor->array, where + ": tensor '" + *item.name + "'");
-        write_all(file.get(), packed.data(), packed.size(), where, checkpoint);
+        write_all(file.get(), packed.data(), packed.size(), where, poll);
         continue;
       }
       const Array contiguous = item.tensor->array.contiguous();
       write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()), where,
-                checkpoint);
+                poll);
     }
     if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
     if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
     // The last moment to abandon the write: after the rename the new file is the target.
-    if (checkpoint) checkpoint();
+    if (poll) poll();
     if (::rename(temporary.c_str(), path.c_str()) != 0) {
       fail<IOError>(where, ": cannot replace it with '", temporary.string(),
                     "': ", errno_text(errno));
@@ -826,12 +826,12 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
-          const Metadata& metadata, const WriteCheckpoint& checkpoint) {
+          const Metadata& metadata, const WritePoll& poll) {
   std::map<std::string, StoredTensor> stored;
   for (const auto& [name, array] : tensors) {
     stored.emplace(name, StoredTensor{array, safetensors_dtype_for(array.dtype())});
   }
-  save(path, stored, metadata, checkpoint);
+  save(path, stored, metadata, poll);
 }
 
 }  // namespace breccia::io

@@ -97,11 +97,11 @@ struct SaveOptions {
   std::map<std::string, float> encode_global_scales;  // as Checkpoint's
 };
 
-// Writes `tensors` atomically (io::save, `checkpoint` included). With a convention other than
+// Writes `tensors` atomically (io::save, `poll` included). With a convention other than
 // kBreccia, every ScaledTensor must be one the convention can express (see above) and plain arrays
 // are written as they are; ValueError names the tensor and what the convention supports otherwise.
 void save_checkpoint(const std::filesystem::path& path,
                      const std::map<std::string, CheckpointEntry>& tensors,
-                     const SaveOptions& options = {}, const WriteCheckpoint& checkpoint = {});
+                     const SaveOptions& options = {}, const WritePoll& poll = {});
 
 }  // namespace breccia::io

@@ -103,7 +103,7 @@ SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& optio
 // Called between pieces of a long write (every few MiB) and once more just before the file
 // is committed. Whatever it throws abandons the write: the temporary file is removed, `path`
 // is untouched and the exception propagates. The Python bindings use it to honour Ctrl-C.
-using WriteCheckpoint = std::function<void()>;
+using WritePoll = std::function<void()>;
 
 // Writes `tensors` (CPU arrays, any strides) and `metadata` to `path`. The file appears whole
 // or not at all: it is written to a temporary file in the same directory (see
@@ -114,10 +114,10 @@ using WriteCheckpoint = std::function<void()>;
 // Throws ValueError / DeviceError for bad arguments (before touching the disk) and IOError when
 // writing fails.
 void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
-          const Metadata& metadata = {}, const WriteCheckpoint& checkpoint = {});
+          const Metadata& metadata = {}, const WritePoll& poll = {});
 // The same, each array written under its own dtype (safetensors_dtype_for).
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
-          const Metadata& metadata = {}, const WriteCheckpoint& checkpoint = {});
+          const Metadata& metadata = {}, const WritePoll& poll = {});
 
 // Temporary files of an unfinished save(path) are named
 // "<dir>/.<file name>.breccia-partial-<pid>-<n>": hidden, and without the ".safetensors" ending,
