@@ -77,9 +77,10 @@ void copy_strided(const Array& source, std::byte* destination) {
       std::memcpy(destination, row, row_length * kItemSize);
       destination += row_length * kItemSize;
     } else {
-      const std::byte* element = row;
-      for (std::int64_t i = 0; i < row_length; ++i, element += row_step) {
-        std::memcpy(destination, element, kItemSize);
+      // Indexed, not stepped: stepping would form a pointer one stride past the last element,
+      // which for a huge stride (a size-1 axis may have any) overflows the address space.
+      for (std::int64_t i = 0; i < row_length; ++i) {
+        std::memcpy(destination, row + i * row_step, kItemSize);
         destination += kItemSize;
       }
     }

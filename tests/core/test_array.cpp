@@ -213,6 +213,11 @@ TEST(ArrayBorrow, RejectsInvalidGeometry) {
                 .contiguous()
                 .numel(),
             2);
+  // And a size-1 innermost axis with such a stride: the copy used to step a pointer past it.
+  EXPECT_EQ(Array::borrow(data, DType::kF32, {2, 1}, {1, std::int64_t{1} << 60}, cpu, nullptr)
+                .contiguous()
+                .numel(),
+            2);
 }
 
 TEST(ArrayBorrow, ErrorsNameArgumentExpectationAndValue) {
