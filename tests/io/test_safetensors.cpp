@@ -744,7 +744,9 @@ TEST_F(SafetensorsTest, HeaderParsingIsLinearInTheTensorCount) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(file.tensors.size(), static_cast<std::size_t>(kTensors));
-  EXPECT_LT(seconds, 5.0);  // about 0.2 s in a release build, 2 s under ASan
+  // One to two seconds in a release build on the busy 2-core development machine, up to nine
+  // under ASan; the quadratic parser took 65 s in a release build, so this still catches it.
+  EXPECT_LT(seconds, 30.0);
 }
 
 TEST_F(SafetensorsTest, FifoIsRefusedWithoutBlocking) {

@@ -50,7 +50,8 @@ def test_nul_byte_in_path_is_refused_not_truncated(tmp_path: Path) -> None:
 
 
 def test_header_parsing_is_linear_in_the_tensor_count(tmp_path: Path) -> None:
-    # 100k tensors took 65 s with the callback parser (quadratic); 200k now take well under 2 s.
+    # 100k tensors took 65 s with the callback parser (quadratic); 200k now take a few seconds
+    # at most on a busy 2-core machine, the Python objects for every tensor included.
     count = 200_000
     entry = '{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
     header = "{" + ",".join(f'"t{i}":{entry}' for i in range(count)) + "}"
@@ -61,7 +62,7 @@ def test_header_parsing_is_linear_in_the_tensor_count(tmp_path: Path) -> None:
     tensors, _, _, _ = _core.load_checkpoint(os.fspath(path), False, "off")
     elapsed = time.perf_counter() - start
     assert len(tensors) == count
-    assert elapsed < 5.0, elapsed
+    assert elapsed < 20.0, elapsed
 
 
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
