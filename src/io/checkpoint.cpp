@@ -628,7 +628,13 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
 
 // Counts the entries of `array` (flat, row-major) for which `bad(value)` holds, decoding each
 // from `format`; "" when none, else one message naming the count and the first offender.
-std::string float_text(float value);
+std::string float_text(float value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
 
 template <class Bad>
 std::string count_anomalies(const std::string& name, std::string_view role, const Array& array,
@@ -670,14 +676,6 @@ std::string count_anomalies(const std::string& name, std::string_view role, cons
          ", got " + std::to_string(count) + " of " + std::to_string(in.numel()) +
          " entries that are not (the first, at flat index " + std::to_string(first) + ", is " +
          float_text(first_value) + ")";
-}
-
-std::string float_text(float value) {
-  if (std::isnan(value)) return "nan";
-  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
-  std::ostringstream text;
-  text << value;
-  return text.str();
 }
 
 }  // namespace
