@@ -626,8 +626,7 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
 
 // --- numeric anomalies -------------------------------------------------------------------
 
-// Counts the entries of `array` (flat, row-major) for which `bad(value)` holds, decoding each
-// from `format`; "" when none, else one message naming the count and the first offender.
+// "nan", "inf", "-inf" or the shortest usual spelling of `value`, for messages.
 std::string float_text(float value) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
@@ -636,6 +635,8 @@ std::string float_text(float value) {
   return text.str();
 }
 
+// Counts the entries of `array` (flat, row-major) for which `bad(value)` holds, decoding each
+// from `format`; "" when none, else one message naming the count and the first offender.
 template <class Bad>
 std::string count_anomalies(const std::string& name, std::string_view role, const Array& array,
                             ScaleFormat format, std::string_view expected, Bad bad) {
