@@ -10,14 +10,26 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs="${BRECCIA_JOBS:-$(nproc)}"
 
+mkdir -p build-sanitize
+log=build-sanitize/build.log
 if [[ ! -f build-sanitize/CMakeCache.txt ]]; then
   flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link"
   flags+=" -fno-sanitize-recover=all"
-  CC=clang CXX=clang++ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=None \
-    -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-    -DBRECCIA_CUDA=OFF -DBRECCIA_DEMO=OFF -DBRECCIA_FUZZ=ON >/dev/null
+  if ! CC=clang CXX=clang++ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=None \
+      -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+      -DBRECCIA_CUDA=OFF -DBRECCIA_DEMO=OFF -DBRECCIA_FUZZ=ON >"$log" 2>&1; then
+    echo "sanitize: configuring build-sanitize failed:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
 fi
-cmake --build build-sanitize -j "$jobs" >/dev/null
+start=$SECONDS
+if ! cmake --build build-sanitize -j "$jobs" >"$log" 2>&1; then
+  echo "sanitize: the build failed; the last 60 lines of $log:" >&2
+  tail -n 60 "$log" >&2
+  exit 1
+fi
+echo "sanitize: built build-sanitize ($((SECONDS - start)) s)"
 
 # halt_on_error: the first report fails the test; detect_leaks: leaks are reports too.
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0"
