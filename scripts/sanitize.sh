@@ -13,7 +13,7 @@ jobs="${BRECCIA_JOBS:-$(nproc)}"
 mkdir -p build-sanitize
 log=build-sanitize/build.log
 if [[ ! -f build-sanitize/CMakeCache.txt ]]; then
-  flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link"
+  flags="-O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link"
   flags+=" -fno-sanitize-recover=all"
   if ! CC=clang CXX=clang++ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=None \
       -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
