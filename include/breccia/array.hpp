@@ -19,7 +19,12 @@ using Strides = std::vector<std::int64_t>;  // in elements, as DLPack
 
 std::string shape_str(std::span<const std::int64_t> shape);  // "(4, 8)"
 
-// Product of dims, throwing ValueError (naming `argument`) on a negative dim or int64 overflow.
+// The most dims an Array may have: NumPy's limit, so that every Array can cross to Python.
+inline constexpr std::size_t kMaxDims = 64;
+
+// Product of dims, throwing ValueError (naming `argument`) on a negative dim, more than
+// kMaxDims dims, or a product of the non-zero dims that overflows int64 (NumPy refuses such a
+// shape even when a zero dim makes it empty).
 std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view argument = "shape");
 
 // Row-major strides for `shape`.

@@ -41,6 +41,10 @@ void check_reach(std::span<const std::int64_t> shape, std::span<const std::int64
   bool overflowed = false;
   for (std::size_t axis = 0; axis < shape.size(); ++axis) {
     std::int64_t extent = 0;
+    // Each stride in bytes too, size-1 axes included: copies and exports scale every stride
+    // by the item size (a DLPack producer may put anything in a size-1 axis's stride).
+    std::int64_t byte_stride = 0;
+    overflowed |= multiply_overflows(strides[axis], itemsize(dtype), byte_stride);
     overflowed |= multiply_overflows(strides[axis], shape[axis] - 1, extent);
     std::int64_t& bound = extent < 0 ? lowest : highest;
     overflowed |= add_overflows(bound, extent, bound);
@@ -77,9 +81,10 @@ void copy_strided(const Array& source, std::byte* destination) {
       std::memcpy(destination, row, row_length * kItemSize);
       destination += row_length * kItemSize;
     } else {
-      const std::byte* element = row;
-      for (std::int64_t i = 0; i < row_length; ++i, element += row_step) {
-        std::memcpy(destination, element, kItemSize);
+      // Indexed, not stepped: stepping would form a pointer one stride past the last element,
+      // which for a huge stride (a size-1 axis may have any) overflows the address space.
+      for (std::int64_t i = 0; i < row_length; ++i) {
+        std::memcpy(destination, row + i * row_step, kItemSize);
         destination += kItemSize;
       }
     }
@@ -137,23 +142,24 @@ std::string shape_str(std::span<const std::int64_t> shape) {
 }
 
 std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view argument) {
+  if (shape.size() > kMaxDims) {
+    fail<ValueError>(argument, ": expected at most ", kMaxDims, " dimensions, got ", shape.size());
+  }
   bool has_zero = false;
+  std::int64_t numel = 1;
   for (std::int64_t dim : shape) {
     if (dim < 0) {
       fail<ValueError>(argument, ": expected non-negative dimensions, got ", shape_str(shape));
     }
     has_zero |= dim == 0;
   }
-  // An empty shape is valid whatever its other dims, even if their product would overflow.
-  if (has_zero) return 0;
-  std::int64_t numel = 1;
   for (std::int64_t dim : shape) {
-    if (multiply_overflows(numel, dim, numel)) {
+    if (multiply_overflows(numel, std::max<std::int64_t>(dim, 1), numel)) {
       fail<ValueError>(argument, ": expected at most 2^63-1 elements, got shape ", shape_str(shape),
-                       " whose element count overflows int64");
+                       " whose element count (zero dims aside) overflows int64");
     }
   }
-  return numel;
+  return has_zero ? 0 : numel;
 }
 
 Strides contiguous_strides(std::span<const std::int64_t> shape) {

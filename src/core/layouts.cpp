@@ -10,9 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "breccia/error.hpp"
+#include "core/strict_json.hpp"
 
 namespace breccia {
 namespace {
+
+// Larger blocks are not blocks any more, and their products with dims could overflow.
+constexpr std::int64_t kMaxLayoutBlock = std::int64_t{1} << 20;
 
 using OrderedJson = nlohmann::ordered_json;
 
@@ -53,7 +57,10 @@ std::string layout_names() {
 
 template <class L>
 void read_fields(const OrderedJson& object, L& layout) {
-  for (const auto& [key, value] : object.items()) {
+  for (const auto& item : object.items()) {
+    // Named, not structured, bindings: lambdas may capture them with clang before 16 too.
+    const std::string& key = item.key();
+    const OrderedJson& value = item.value();
     if (key == "layout") continue;
     const auto field = std::find_if(kFields<L>.begin(), kFields<L>.end(),
                                      [&](const BlockField<L>& f) { return f.name == key; });
@@ -98,9 +105,9 @@ void validate(const Layout& layout) {
       [](const auto& typed) {
         using L = std::decay_t<decltype(typed)>;
         for (const auto& field : kFields<L>) {
-          if (typed.*field.member < 1) {
-            fail<ValueError>(L::kName, ".", field.name, " must be >= 1, got ",
-                             typed.*field.member);
+          if (typed.*field.member < 1 || typed.*field.member > kMaxLayoutBlock) {
+            fail<ValueError>(L::kName, ".", field.name, " must be in [1, ", kMaxLayoutBlock,
+                             "], got ", typed.*field.member);
           }
         }
       },
@@ -141,8 +148,8 @@ std::string layout_to_json(const Layout& layout) {
 Layout layout_from_json(std::string_view json) {
   Layout parsed;
   try {
-    const OrderedJson object = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
-    if (object.is_discarded()) fail<ValueError>("not valid JSON: ", json);
+    // Strict: a key given twice would otherwise silently mean its last value.
+    const OrderedJson object = detail::parse_strict_json<OrderedJson>(json, "JSON text");
     if (!object.is_object()) {
       fail<ValueError>("expected a JSON object, got ", object.type_name(), " ", json);
     }

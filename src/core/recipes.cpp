@@ -15,6 +15,7 @@
 #include "breccia/error.hpp"
 #include "breccia/numerics.hpp"
 #include "breccia/recipe_spec.hpp"
+#include "core/strict_json.hpp"
 
 namespace breccia {
 namespace {
@@ -255,7 +256,10 @@ std::string recipe_names() {
 
 template <class R>
 void read_fields(const OrderedJson& object, R& recipe) {
-  for (const auto& [key, value] : object.items()) {
+  for (const auto& item : object.items()) {
+    // Named, not structured, bindings: lambdas may capture them with clang before 16 too.
+    const std::string& key = item.key();
+    const OrderedJson& value = item.value();
     if (key == "recipe") continue;
     bool known = false;
     for_each_field<R>([&](const auto& field) {
@@ -273,22 +277,32 @@ void read_fields(const OrderedJson& object, R& recipe) {
   }
 }
 
-void require_at_least_one(std::string_view recipe, std::string_view field, std::int64_t value) {
-  if (value < 1) fail<ValueError>(recipe, ".", field, " must be >= 1, got ", value);
+// Block and group sizes beyond this are not blocks any more, and their products with a
+// tensor's dims could overflow; history lengths beyond it are a typo, not a plan.
+constexpr std::int64_t kMaxBlockSize = std::int64_t{1} << 20;
+constexpr std::int64_t kMaxAmaxHistory = std::int64_t{1} << 20;
+// fmax * 2^-margin: past 32 even E5M2, whose finite values span 32 binades, flushes every
+// element to zero, and past ~127 the encode scale itself underflows to 0 (decoding to inf).
+constexpr std::int64_t kMaxMargin = 32;
+
+void require_in_range(std::string_view recipe, std::string_view field, std::int64_t value,
+                      std::int64_t low, std::int64_t high) {
+  if (value < low || value > high) {
+    fail<ValueError>(recipe, ".", field, " must be in [", low, ", ", high, "], got ", value);
+  }
 }
 
 void validate_recipe(const DelayedScaling& recipe) {
-  require_at_least_one(DelayedScaling::kName, "amax_history_len", recipe.amax_history_len);
-  if (recipe.margin < 0) {
-    fail<ValueError>(DelayedScaling::kName, ".margin must be >= 0, got ", recipe.margin);
-  }
+  require_in_range(DelayedScaling::kName, "amax_history_len", recipe.amax_history_len, 1,
+                   kMaxAmaxHistory);
+  require_in_range(DelayedScaling::kName, "margin", recipe.margin, 0, kMaxMargin);
 }
 
 void validate_recipe(const Float8CurrentScaling&) {}
 
 void validate_recipe(const Float8BlockScaling& recipe) {
-  require_at_least_one(Float8BlockScaling::kName, "block_k", recipe.block_k);
-  require_at_least_one(Float8BlockScaling::kName, "block_m", recipe.block_m);
+  require_in_range(Float8BlockScaling::kName, "block_k", recipe.block_k, 1, kMaxBlockSize);
+  require_in_range(Float8BlockScaling::kName, "block_m", recipe.block_m, 1, kMaxBlockSize);
 }
 
 // The OCP MX recipes share one block size.
@@ -326,9 +340,9 @@ void validate_recipe(const NVFP4BlockScaling& recipe) {
 }
 
 void validate_recipe(const INT4Scaling& recipe) {
-  if (recipe.group_size < 1 && recipe.group_size != -1) {
-    fail<ValueError>(INT4Scaling::kName, ".group_size must be >= 1, or -1 for one group per ",
-                     "row, got ", recipe.group_size);
+  if (recipe.group_size != -1 && (recipe.group_size < 1 || recipe.group_size > kMaxBlockSize)) {
+    fail<ValueError>(INT4Scaling::kName, ".group_size must be in [1, ", kMaxBlockSize,
+                     "], or -1 for one group per row, got ", recipe.group_size);
   }
 }
 
@@ -425,8 +439,8 @@ std::string recipe_to_json(const Recipe& recipe) {
 Recipe recipe_from_json(std::string_view json) {
   Recipe parsed;
   try {
-    const OrderedJson object = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
-    if (object.is_discarded()) fail<ValueError>("not valid JSON: ", json);
+    // Strict: a key given twice would otherwise silently mean its last value.
+    const OrderedJson object = detail::parse_strict_json<OrderedJson>(json, "JSON text");
     if (!object.is_object()) {
       fail<ValueError>("expected a JSON object, got ", json_type_of(object), " ", json);
     }

@@ -2,16 +2,19 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
 #include "breccia/plan.hpp"
+#include "core/strict_json.hpp"
 
 namespace breccia::io {
 namespace {
@@ -52,21 +55,21 @@ SafetensorsDType fp8_file_dtype(Fp8Format format) {
 }
 
 // A fresh fp32 array holding `array`'s values (F16/BF16/F32 codes, exactly converted).
+// The dtype is checked before any element is read: a one-byte array read as 16-bit codes
+// would run past its end.
 Array to_f32(const Array& array, const std::string& where) {
   if (array.dtype() == DType::kF32) return array;
+  if (array.dtype() != DType::kF16 && array.dtype() != DType::kBF16) {
+    fail<ValueError>(where, ": expected an F32, F16 or BF16 scale, got ",
+                     dtype_name(array.dtype()));
+  }
   const Array in = array.contiguous();
   Array out = Array::empty(DType::kF32, in.shape());
   auto* values = out.data_as<float>();
+  const auto* codes = in.data_as<const std::uint16_t>();
   for (std::int64_t i = 0; i < in.numel(); ++i) {
-    const std::uint16_t code = in.data_as<const std::uint16_t>()[i];
-    if (in.dtype() == DType::kF16) {
-      values[i] = formats::F16::decode(code);
-    } else if (in.dtype() == DType::kBF16) {
-      values[i] = formats::BF16::decode(code);
-    } else {
-      fail<ValueError>(where, ": expected an F32, F16 or BF16 scale, got ",
-                       dtype_name(array.dtype()));
-    }
+    values[i] = in.dtype() == DType::kF16 ? formats::F16::decode(codes[i])
+                                          : formats::BF16::decode(codes[i]);
   }
   return out;
 }
@@ -176,13 +179,7 @@ std::vector<SafetensorsDType> data_file_dtypes(ElementFormat format) {
 void load_breccia_entries(FileTensors& file, const std::string& json_text,
                           std::map<std::string, CheckpointEntry>& tensors) {
   const std::string source = "metadata '" + std::string(kBrecciaMetadataKey) + "'";
-  Json entries;
-  try {
-    entries = Json::parse(json_text);
-  } catch (const Json::parse_error& error) {
-    fail<ValueError>(file.where(), ": ", source, ": expected JSON text, got a parse error (",
-                     error.what(), ")");
-  }
+  const Json entries = detail::parse_strict_json<Json>(json_text, file.where() + ": " + source);
   if (!entries.is_object()) {
     fail<ValueError>(file.where(), ": ", source, ": expected a JSON object of tensor names, got ",
                      entries.type_name());
@@ -211,13 +208,26 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
                        " data cannot be stored as ", to_string(data.dtype), " (tensor '", name,
                        "')");
     }
-    const StoredTensor scale = file.take(name + std::string(kScale), what);
+    // Each companion under the one dtype save_checkpoint writes for it: bytes stored as
+    // another type are a structural lie, however the arrays could be reinterpreted.
+    const std::string scale_name = name + std::string(kScale);
+    const StoredTensor scale = file.take(scale_name, what);
+    const SafetensorsDType scale_dtype = safetensors_dtype_for(spec_of(recipe).scale_dtype);
+    if (scale.dtype != scale_dtype) {
+      fail<ValueError>(file.where(), ": ", what, ": ", recipe_repr(recipe), " stores its scale as ",
+                       to_string(scale_dtype), ", got tensor '", scale_name, "' as ",
+                       to_string(scale.dtype));
+    }
     std::optional<Array> global_scale;
     if (auto stored = file.take_if_present(name + std::string(kGlobalScale))) {
+      require_file_dtype(file, name + std::string(kGlobalScale), *stored, {SafetensorsDType::kF32},
+                         "global_scale");
       global_scale = stored->array;
     }
     std::optional<Array> zero_point;
     if (auto stored = file.take_if_present(name + std::string(kZeroPoint))) {
+      require_file_dtype(file, name + std::string(kZeroPoint), *stored, {SafetensorsDType::kU8},
+                         "zero_point");
       zero_point = stored->array;
     }
     tensors.emplace(name, build(file, name, source, data.array, scale.array, recipe, layout,
@@ -614,7 +624,130 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
   }
 }
 
+// --- numeric anomalies -------------------------------------------------------------------
+
+// "nan", "inf", "-inf" or the shortest usual spelling of `value`, for messages.
+std::string float_text(float value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
+// Counts the entries of `array` (flat, row-major) for which `bad(value)` holds, decoding each
+// from `format`; "" when none, else one message naming the count and the first offender.
+template <class Bad>
+std::string count_anomalies(const std::string& name, std::string_view role, const Array& array,
+                            ScaleFormat format, std::string_view expected, Bad bad) {
+  const Array in = array.contiguous();
+  const auto* bytes = static_cast<const unsigned char*>(in.data());
+  const int width = scale_bytes(format);
+  std::int64_t count = 0;
+  std::int64_t first = -1;
+  float first_value = 0.0f;
+  for (std::int64_t i = 0; i < in.numel(); ++i) {
+    const unsigned char* at = bytes + i * width;
+    float value = 0.0f;
+    std::uint16_t half = 0;
+    switch (format) {
+      case ScaleFormat::kF32:
+        std::memcpy(&value, at, sizeof value);
+        break;
+      case ScaleFormat::kF16:
+        std::memcpy(&half, at, sizeof half);
+        value = formats::F16::decode(half);
+        break;
+      case ScaleFormat::kBF16:
+        std::memcpy(&half, at, sizeof half);
+        value = formats::BF16::decode(half);
+        break;
+      case ScaleFormat::kE4M3:
+        value = formats::E4M3::decode(*at);
+        break;
+      case ScaleFormat::kE8M0:
+        value = formats::E8M0::decode(*at);
+        break;
+    }
+    if (!bad(value)) continue;
+    if (count++ == 0) first = i, first_value = value;
+  }
+  if (count == 0) return {};
+  return "tensor '" + name + "' " + std::string(role) + ": expected " + std::string(expected) +
+         ", got " + std::to_string(count) + " of " + std::to_string(in.numel()) +
+         " entries that are not (the first, at flat index " + std::to_string(first) + ", is " +
+         float_text(first_value) + ")";
+}
+
 }  // namespace
+
+std::vector<std::string> numeric_anomalies(const std::string& name, const ScaledTensor& tensor) {
+  const RecipeSpec& spec = tensor.spec();
+  for (const Array* array :
+       {&tensor.scale(), tensor.global_scale() ? &*tensor.global_scale() : nullptr,
+        tensor.zero_point() ? &*tensor.zero_point() : nullptr}) {
+    if (array != nullptr && !array->device().is_cpu()) {
+      fail<DeviceError>("tensor '", name, "': numeric_anomalies reads CPU arrays, got one on ",
+                        array->device());
+    }
+  }
+  std::vector<std::string> found;
+  const auto add = [&](std::string message) {
+    if (!message.empty()) found.push_back(std::move(message));
+  };
+  switch (spec.scale) {
+    case ScaleFormat::kF32:
+    case ScaleFormat::kF16:
+    case ScaleFormat::kBF16:  // FP8 and INT4: quantizers give positive finite decode factors
+      add(count_anomalies(name, "scale", tensor.scale(), spec.scale, "finite positive scales",
+                          [](float v) { return !(v > 0.0f) || std::isinf(v); }));
+      break;
+    case ScaleFormat::kE8M0:
+      add(count_anomalies(name, "scale", tensor.scale(), spec.scale, "E8M0 scales other than NaN",
+                          [](float v) { return std::isnan(v); }));
+      break;
+    case ScaleFormat::kE4M3:  // zero is an all-zero block's scale
+      add(count_anomalies(name, "scale", tensor.scale(), spec.scale,
+                          "non-negative E4M3 block scales other than NaN",
+                          [](float v) { return std::isnan(v) || v < 0.0f; }));
+      break;
+  }
+  if (const auto& global = tensor.global_scale()) {
+    const Array value = global->contiguous();
+    const float g = value.data_as<const float>()[0];
+    if (!(g >= 0.0f) || std::isinf(g)) {
+      found.push_back("tensor '" + name + "' global_scale: expected a finite non-negative " +
+                      "decode factor, got " + float_text(g));
+    } else if (g == 0.0f) {  // only an all-zero tensor's: every block scale is zero too
+      add(count_anomalies(name, "scale", tensor.scale(), spec.scale,
+                          "all-zero block scales under a global_scale of 0",
+                          [](float v) { return v != 0.0f; }));
+    }
+  }
+  if (const auto& zero_point = tensor.zero_point()) {
+    const Array points = zero_point->contiguous();
+    const auto* codes = points.data_as<const std::uint8_t>();
+    std::int64_t count = 0;
+    std::int64_t first = -1;
+    for (std::int64_t i = 0; i < points.numel(); ++i) {
+      if (codes[i] > 15 && count++ == 0) first = i;
+    }
+    if (count > 0) {
+      found.push_back("tensor '" + name + "' zero_point: expected values in [0, 15], got " +
+                      std::to_string(count) + " of " + std::to_string(points.numel()) +
+                      " outside (the first, at flat index " + std::to_string(first) + ", is " +
+                      std::to_string(codes[first]) + ")");
+    }
+  }
+  return found;
+}
+
+Validation validation_from_string(std::string_view text, std::string_view argument) {
+  if (text == "error") return Validation::kError;
+  if (text == "warn") return Validation::kWarn;
+  if (text == "off") return Validation::kOff;
+  fail<ValueError>(argument, ": expected 'error', 'warn' or 'off', got '", text, "'");
+}
 
 std::string_view to_string(Convention convention) {
   switch (convention) {
@@ -641,8 +774,9 @@ Convention convention_from_string(std::string_view text, std::string_view argume
                    text, "'");
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path) {
-  FileTensors file(load(path), "safetensors file '" + path.string() + "'");
+Checkpoint load_checkpoint(const std::filesystem::path& path,
+                           const CheckpointLoadOptions& options) {
+  FileTensors file(load(path, {.copy = options.copy}), "safetensors file '" + path.string() + "'");
   Checkpoint checkpoint;
   checkpoint.metadata = file.metadata();
   const auto breccia = checkpoint.metadata.find(std::string(kBrecciaMetadataKey));
@@ -653,12 +787,25 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
     load_conventions(file, checkpoint);
   }
   file.add_rest(checkpoint.tensors);
+  if (options.validate == Validation::kOff) return checkpoint;
+  for (const auto& [name, entry] : checkpoint.tensors) {
+    const auto* tensor = std::get_if<ScaledTensor>(&entry);
+    if (tensor == nullptr) continue;
+    for (std::string& anomaly : numeric_anomalies(name, *tensor)) {
+      if (options.validate == Validation::kError) {
+        fail<ValueError>(file.where(), ": ", anomaly,
+                         " (numeric anomalies are refused under validate='error'; 'warn' or "
+                         "'off' loads the file as it is)");
+      }
+      checkpoint.anomalies.push_back(file.where() + ": " + anomaly);
+    }
+  }
   return checkpoint;
 }
 
 void save_checkpoint(const std::filesystem::path& path,
                      const std::map<std::string, CheckpointEntry>& tensors,
-                     const SaveOptions& options) {
+                     const SaveOptions& options, const WritePoll& poll) {
   Metadata metadata = options.extra_metadata;
   // What PyTorch's safetensors writer records; transformers refuses files without it.
   metadata.try_emplace("format", "pt");
@@ -692,7 +839,7 @@ void save_checkpoint(const std::filesystem::path& path,
                      {"layout", Json::parse(layout_to_json(tensor.layout()))}};
   }
   if (!records.empty()) metadata[std::string(kBrecciaMetadataKey)] = records.dump();
-  save(path, writer.tensors(), metadata);
+  save(path, writer.tensors(), metadata, poll);
 }
 
 }  // namespace breccia::io

@@ -1,6 +1,7 @@
 #include "breccia/io/safetensors.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,12 +12,14 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <optional>
 #include <tuple>
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "core/strict_json.hpp"
 
 namespace breccia::io {
 namespace {
@@ -25,9 +28,10 @@ using Json = nlohmann::json;
 
 // The reference implementation's limit: a larger header is an attack, not a model.
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
-// Deeper JSON than any valid header needs; refusing it bounds the parser's memory.
-constexpr int kMaxJsonDepth = 64;
 constexpr std::string_view kMetadataKey = "__metadata__";
+constexpr std::string_view kTemporaryMarker = ".breccia-partial-";
+// Long writes are cut into pieces of this size, with a WritePoll call between them.
+constexpr std::size_t kWritePiece = std::size_t{8} << 20;
 
 struct DTypeInfo {
   SafetensorsDType dtype;
@@ -75,19 +79,29 @@ std::string errno_text(int error) {
   return std::strerror(error);
 }
 
-// Releases the mapping when the last Array borrowing it goes away.
-class Mapping {
+// The file's bytes: a private mapping, released with munmap, or a heap copy (LoadOptions::copy).
+// Arrays that view them keep this alive.
+class FileBytes {
  public:
-  Mapping(const void* address, std::size_t length) : address_(address), length_(length) {}
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { munmap(const_cast<void*>(address_), length_); }
+  FileBytes(void* address, std::size_t length, bool mapped)
+      : address_(address), length_(length), mapped_(mapped) {}
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+  ~FileBytes() {
+    if (mapped_) {
+      munmap(address_, length_);
+    } else {
+      ::operator delete(address_, std::align_val_t{64});
+    }
+  }
   const std::byte* bytes() const { return static_cast<const std::byte*>(address_); }
+  std::byte* mutable_bytes() const { return static_cast<std::byte*>(address_); }
   std::size_t length() const { return length_; }
 
  private:
-  const void* address_;
+  void* address_;
   std::size_t length_;
+  bool mapped_;
 };
 
 class FileDescriptor {
@@ -110,31 +124,74 @@ class FileDescriptor {
   int fd_;
 };
 
-std::shared_ptr<Mapping> map_file(const std::filesystem::path& path) {
-  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (file.get() < 0) {
-    fail<IOError>("safetensors file '", path.string(), "': cannot open: ", errno_text(errno));
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "a special file";
+}
+
+void read_all(int fd, std::byte* to, std::size_t length, const std::string& where) {
+  std::size_t done = 0;
+  while (done < length) {
+    const ssize_t got = ::read(fd, to + done, length - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail<IOError>(where, ": cannot read: ", errno_text(errno));
+    if (got == 0) {
+      fail<IOError>(where, ": expected ", length, " bytes, got ", done,
+                    " (the file shrank while it was read)");
+    }
+    done += static_cast<std::size_t>(got);
   }
+}
+
+std::shared_ptr<FileBytes> open_file(const std::filesystem::path& path, const LoadOptions& options,
+                                     const std::string& where) {
+  require_no_nul(path, "path");
+  if (is_temporary_file(path)) {
+    fail<ValueError>(where, ": expected a safetensors file, got the unfinished temporary file of ",
+                     "an interrupted save (its name has the form .<name>", kTemporaryMarker,
+                     "<pid>-<n>)");
+  }
+  // stat() first: open() of a FIFO without a writer would block forever.
   struct stat status{};
-  if (::fstat(file.get(), &status) != 0) {
-    fail<IOError>("safetensors file '", path.string(), "': cannot stat: ", errno_text(errno));
+  if (::stat(path.c_str(), &status) != 0) {
+    fail<IOError>(where, ": cannot open: ", errno_text(errno));
   }
   if (!S_ISREG(status.st_mode)) {
-    fail<IOError>("safetensors file '", path.string(), "': expected a regular file, got ",
-                  S_ISDIR(status.st_mode) ? "a directory" : "a special file");
+    fail<IOError>(where, ": expected a regular file, got ", file_kind(status.st_mode));
+  }
+  // O_NONBLOCK too, in case the path was swapped for a FIFO since; it changes nothing for a
+  // regular file.
+  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (file.get() < 0) fail<IOError>(where, ": cannot open: ", errno_text(errno));
+  if (::fstat(file.get(), &status) != 0) {
+    fail<IOError>(where, ": cannot stat: ", errno_text(errno));
+  }
+  if (!S_ISREG(status.st_mode)) {
+    fail<IOError>(where, ": expected a regular file, got ", file_kind(status.st_mode));
   }
   const auto length = static_cast<std::uint64_t>(status.st_size);
   if (length < 8) {
-    fail<ValueError>("safetensors file '", path.string(),
-                     "': expected at least the 8-byte header length, got a file of ", length,
+    fail<ValueError>(where, ": expected at least the 8-byte header length, got a file of ", length,
                      " bytes");
   }
-  void* address = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE, file.get(), 0);
-  if (address == MAP_FAILED) {
-    fail<IOError>("safetensors file '", path.string(), "': cannot map ", length,
-                  " bytes: ", errno_text(errno));
+  if (options.copy) {
+    auto buffer = std::make_shared<FileBytes>(::operator new(length, std::align_val_t{64}), length,
+                                              /*mapped=*/false);
+    read_all(file.get(), buffer->mutable_bytes(), length, where);
+    return buffer;
   }
-  return std::make_shared<Mapping>(address, length);
+  // Writable but private: writes (from frameworks without read-only tensors) go to this
+  // process's copies of the pages, never to the file. MAP_NORESERVE: pages never written cost
+  // no swap reservation.
+  void* address =
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, file.get(), 0);
+  if (address == MAP_FAILED) {
+    fail<IOError>(where, ": cannot map ", length, " bytes: ", errno_text(errno));
+  }
+  return std::make_shared<FileBytes>(address, length, /*mapped=*/true);
 }
 
 // Index of the first byte that breaks UTF-8 (overlong forms, surrogates and code points past
@@ -173,46 +230,42 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
   return std::nullopt;
 }
 
-// What went wrong inside the parser callback; rethrown as ValueError with the file's name.
-struct HeaderRejected {
-  std::string reason;
-};
+// `name` with NUL bytes shown as \0, for messages.
+std::string printable(std::string_view name) {
+  std::string text;
+  for (const char c : name) {
+    if (c == '\0') {
+      text += "\\0";
+    } else {
+      text += c;
+    }
+  }
+  return text;
+}
+
+// The rules save() enforces on names, which load() enforces too: a name with a NUL would be cut
+// short by C APIs (and by Python's bindings), so two names could come out as one.
+void require_valid_name(std::string_view name, const std::string& where) {
+  if (name.empty() || name == kMetadataKey) {
+    fail<ValueError>(where, ": tensor name: expected a non-empty name other than ", kMetadataKey,
+                     ", got '", name, "'");
+  }
+  if (const auto nul = name.find('\0'); nul != std::string_view::npos) {
+    fail<ValueError>(where, ": tensor name: expected no NUL bytes, got '", printable(name),
+                     "' with one at offset ", nul);
+  }
+}
 
 // Parses the header, rejecting duplicate keys (which nlohmann would silently collapse to the
-// last one, letting two readers of the same file see different tensors) and absurd nesting.
+// last one, letting two readers of the same file see different tensors), absurd nesting and
+// numbers out of range, in one pass over the header.
 Json parse_header(std::string_view text, const std::string& where) {
-  std::vector<std::set<std::string>> keys_per_open_object;
-  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    if (depth > kMaxJsonDepth) {
-      throw HeaderRejected{"expected JSON nested at most " + std::to_string(kMaxJsonDepth) +
-                           " deep, got deeper"};
-    }
-    switch (event) {
-      case Json::parse_event_t::object_start:
-        keys_per_open_object.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        keys_per_open_object.pop_back();
-        break;
-      case Json::parse_event_t::key: {
-        const auto& key = parsed.get_ref<const std::string&>();
-        if (!keys_per_open_object.back().insert(key).second) {
-          throw HeaderRejected{"expected unique keys, got '" + key + "' twice"};
-        }
-        break;
-      }
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    return Json::parse(text.begin(), text.end(), check);
-  } catch (const HeaderRejected& rejected) {
-    fail<ValueError>(where, ": header: ", rejected.reason);
-  } catch (const Json::parse_error& error) {
-    fail<ValueError>(where, ": header: expected JSON, got a parse error (", error.what(), ")");
+  // JSON allows no raw NUL anywhere, and a parser that stops at one would ignore what follows.
+  if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+    fail<ValueError>(where, ": header: expected JSON text padded with spaces, got a NUL byte at ",
+                     "offset ", nul);
   }
+  return detail::parse_strict_json<Json>(text, where + ": header");
 }
 
 const char* json_type(const Json& value) {
@@ -275,13 +328,22 @@ std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std:
 }
 
 TensorEntry parse_entry(const std::string& name, const Json& entry, const std::string& where) {
-  const std::string here = where + ": tensor '" + name + "'";
+  const std::string here = where + ": tensor '" + printable(name) + "'";
+  require_valid_name(name, where);
   if (!entry.is_object()) {
     fail<ValueError>(here, ": expected an object with dtype, shape and data_offsets, got ",
                      json_type(entry));
   }
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
     if (!entry.contains(field)) fail<ValueError>(here, ": expected a \"", field, "\" field");
+  }
+  if (entry.size() != 3) {
+    for (const auto& [field, ignored] : entry.items()) {
+      if (field != "dtype" && field != "shape" && field != "data_offsets") {
+        fail<ValueError>(here, ": expected only the fields dtype, shape and data_offsets, got \"",
+                         printable(field), "\"");
+      }
+    }
   }
   const Json& dtype_json = entry.at("dtype");
   if (!dtype_json.is_string()) {
@@ -297,6 +359,10 @@ TensorEntry parse_entry(const std::string& name, const Json& entry, const std::s
   if (!shape_json.is_array()) {
     fail<ValueError>(here, ": shape: expected a list of non-negative integers, got ",
                      json_type(shape_json));
+  }
+  if (shape_json.size() > kMaxDims) {
+    fail<ValueError>(here, ": shape: expected at most ", kMaxDims, " dims, got ",
+                     shape_json.size());
   }
   Shape shape;
   for (const Json& dim : shape_json) {
@@ -407,7 +473,7 @@ std::vector<std::uint8_t> pack_6bit(const Array& codes, const std::string& where
   return packed;
 }
 
-Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping,
+Array to_array(const TensorEntry& entry, const std::shared_ptr<FileBytes>& mapping,
                std::size_t data_start, const std::string& where) {
   const auto dtype = array_dtype_for(entry.dtype);
   if (!dtype) {
@@ -426,7 +492,8 @@ Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping
     return codes;
   }
   if (reinterpret_cast<std::uintptr_t>(bytes) % itemsize(*dtype) == 0) {
-    // The mapping is PROT_READ: a write through the Array would fault, so forbid it up front.
+    // Writes could not reach the file, but they would be surprising; frameworks that honour
+    // the flag (NumPy) refuse them.
     return Array::borrow(const_cast<std::byte*>(bytes), *dtype, std::move(shape), {}, Device::cpu(),
                          mapping)
         .marked_read_only();
@@ -436,10 +503,13 @@ Array to_array(const TensorEntry& entry, const std::shared_ptr<Mapping>& mapping
   return copy;
 }
 
-void write_all(int fd, const void* data, std::size_t length, const std::string& where) {
+// Writes in pieces of kWritePiece bytes, calling `poll` (when given) before each.
+void write_all(int fd, const void* data, std::size_t length, const std::string& where,
+               const WritePoll& poll) {
   const auto* cursor = static_cast<const char*>(data);
   while (length > 0) {
-    const ssize_t written = ::write(fd, cursor, length);
+    if (poll) poll();
+    const ssize_t written = ::write(fd, cursor, std::min(length, kWritePiece));
     if (written < 0) {
       if (errno == EINTR) continue;
       fail<IOError>(where, ": cannot write: ", errno_text(errno));
@@ -450,18 +520,35 @@ void write_all(int fd, const void* data, std::size_t length, const std::string& 
 }
 
 // Creates a fresh file next to `path` that no other writer can be using.
-std::pair<std::filesystem::path, int> create_temporary(const std::filesystem::path& path) {
+std::pair<std::filesystem::path, int> create_temporary(const std::filesystem::path& path,
+                                                       const std::string& where) {
   static std::atomic<unsigned> counter{0};
+  const std::string prefix = temporary_file_prefix(path) + std::to_string(::getpid()) + "-";
   for (int attempt = 0;; ++attempt) {
-    std::filesystem::path candidate = path;
-    candidate += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    const std::filesystem::path candidate = prefix + std::to_string(counter++);
     const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) return {candidate, fd};
     if (errno != EEXIST || attempt == 100) {
-      fail<IOError>("safetensors file '", path.string(), "': cannot create temporary file '",
-                    candidate.string(), "': ", errno_text(errno));
+      fail<IOError>(where, ": cannot create temporary file '", candidate.string(),
+                    "': ", errno_text(errno));
     }
   }
+}
+
+// The writer's pid in a temporary file name made for `path`, or nullopt when `name` is not one.
+std::optional<pid_t> temporary_writer(std::string_view name, std::string_view target_name) {
+  const std::string prefix = "." + std::string(target_name) + std::string(kTemporaryMarker);
+  if (!name.starts_with(prefix)) return std::nullopt;
+  const std::string_view rest = name.substr(prefix.size());
+  const auto dash = rest.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash + 1 == rest.size()) return std::nullopt;
+  const auto digits = [](std::string_view text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(rest.substr(0, dash)) || !digits(rest.substr(dash + 1)) || dash > 9) {
+    return std::nullopt;
+  }
+  return static_cast<pid_t>(std::stol(std::string(rest.substr(0, dash))));
 }
 
 // Makes the rename itself durable; a failure here cannot undo the rename, so it is ignored.
@@ -472,6 +559,42 @@ void sync_directory(const std::filesystem::path& directory) {
 }
 
 }  // namespace
+
+void require_no_nul(const std::filesystem::path& path, std::string_view argument) {
+  if (const auto nul = path.native().find('\0'); nul != std::string::npos) {
+    fail<ValueError>(argument, ": expected a path without NUL bytes, got '",
+                     printable(path.native()), "' with one at offset ", nul);
+  }
+}
+
+std::string temporary_file_prefix(const std::filesystem::path& path) {
+  return (path.parent_path() / ("." + path.filename().string() + std::string(kTemporaryMarker)))
+      .string();
+}
+
+bool is_temporary_file(const std::filesystem::path& path) {
+  const std::string name = path.filename().string();
+  const auto marker = name.rfind(kTemporaryMarker);
+  if (name.size() < 2 || name[0] != '.' || marker == std::string::npos || marker < 2) return false;
+  return temporary_writer(name, name.substr(1, marker - 1)).has_value();
+}
+
+int remove_stale_temporaries(const std::filesystem::path& path) {
+  const std::filesystem::path directory = path.parent_path().empty() ? "." : path.parent_path();
+  const std::string target_name = path.filename().string();
+  int removed = 0;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(directory, error), end; !error && it != end;
+       it.increment(error)) {
+    const std::optional<pid_t> writer =
+        temporary_writer(it->path().filename().string(), target_name);
+    // kill(pid, 0) fails with ESRCH only when no such process exists; any other answer (EPERM:
+    // alive but another user's) means the writer may still be at work.
+    if (!writer || *writer <= 0 || ::kill(*writer, 0) == 0 || errno != ESRCH) continue;
+    if (::unlink(it->path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
 
 std::string_view to_string(SafetensorsDType dtype) {
   return info(dtype).name;
@@ -556,9 +679,9 @@ std::map<std::string, Array> SafetensorsFile::arrays() const {
   return result;
 }
 
-SafetensorsFile load(const std::filesystem::path& path) {
-  const std::string where = "safetensors file '" + path.string() + "'";
-  const std::shared_ptr<Mapping> mapping = map_file(path);
+SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& options) {
+  const std::string where = "safetensors file '" + printable(path.native()) + "'";
+  const std::shared_ptr<FileBytes> mapping = open_file(path, options, where);
   const std::byte* bytes = mapping->bytes();
   const std::uint64_t file_bytes = mapping->length();
 
@@ -603,7 +726,8 @@ SafetensorsFile load(const std::filesystem::path& path) {
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
-          const Metadata& metadata) {
+          const Metadata& metadata, const WritePoll& poll) {
+  require_no_nul(path, "path");
   const std::string where = "safetensors file '" + path.string() + "'";
 
   // Validate everything before the disk is touched.
@@ -614,11 +738,8 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   };
   std::vector<Pending> pending;
   for (const auto& [name, tensor] : tensors) {
+    require_valid_name(name, where);
     const std::string here = where + ": tensor '" + name + "'";
-    if (name.empty() || name == kMetadataKey) {
-      fail<ValueError>(where, ": tensor name: expected a non-empty name other than ", kMetadataKey,
-                       ", got '", name, "'");
-    }
     const Array& array = tensor.array;
     if (!array.device().is_cpu()) {
       fail<DeviceError>(here, ": expected a cpu array, got one on ", array.device());
@@ -672,24 +793,27 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
     length_field[i] = static_cast<unsigned char>(header_text.size() >> (8 * i));
   }
 
-  auto [temporary, fd] = create_temporary(path);
+  remove_stale_temporaries(path);
+  auto [temporary, fd] = create_temporary(path, where);
   FileDescriptor file(fd);
   try {
-    write_all(file.get(), length_field, sizeof length_field, where);
-    write_all(file.get(), header_text.data(), header_text.size(), where);
+    write_all(file.get(), length_field, sizeof length_field, where, poll);
+    write_all(file.get(), header_text.data(), header_text.size(), where, poll);
     for (const Pending& item : pending) {
       if (info(item.tensor->dtype).bits == 6) {
         const std::vector<std::uint8_t> packed =
             pack_6bit(item.tensor->array, where + ": tensor '" + *item.name + "'");
-        write_all(file.get(), packed.data(), packed.size(), where);
+        write_all(file.get(), packed.data(), packed.size(), where, poll);
         continue;
       }
       const Array contiguous = item.tensor->array.contiguous();
-      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()),
-                where);
+      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()), where,
+                poll);
     }
     if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
     if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
+    // The last moment to abandon the write: after the rename the new file is the target.
+    if (poll) poll();
     if (::rename(temporary.c_str(), path.c_str()) != 0) {
       fail<IOError>(where, ": cannot replace it with '", temporary.string(),
                     "': ", errno_text(errno));
@@ -702,12 +826,12 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
-          const Metadata& metadata) {
+          const Metadata& metadata, const WritePoll& poll) {
   std::map<std::string, StoredTensor> stored;
   for (const auto& [name, array] : tensors) {
     stored.emplace(name, StoredTensor{array, safetensors_dtype_for(array.dtype())});
   }
-  save(path, stored, metadata);
+  save(path, stored, metadata, poll);
 }
 
 }  // namespace breccia::io

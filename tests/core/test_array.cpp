@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
@@ -90,8 +91,18 @@ TEST(CheckedNumel, HandlesCountsBeyondInt32) {
             std::int64_t{1} << 62);
   EXPECT_EQ(checked_numel(Shape{kInt64Max}), kInt64Max);
   EXPECT_EQ(checked_numel(Shape{kInt64Max, 1}), kInt64Max);
-  // A zero dim makes the array empty even when the other dims alone would overflow.
-  EXPECT_EQ(checked_numel(Shape{kInt64Max, kInt64Max, 0}), 0);
+  EXPECT_EQ(checked_numel(Shape{kInt64Max, 0}), 0);
+}
+
+// NumPy refuses a shape whose non-zero dims overflow even when a zero dim empties it, and more
+// than 64 dims; so does the core, so that every Array can cross to Python.
+TEST(CheckedNumel, AbsurdShapesAreRefusedEvenWhenEmpty) {
+  EXPECT_THROW(checked_numel(Shape{kInt64Max, kInt64Max, 0}), ValueError);
+  EXPECT_THROW(checked_numel(Shape{0, std::int64_t{1} << 32, std::int64_t{1} << 32}), ValueError);
+  EXPECT_EQ(checked_numel(Shape(kMaxDims, 1)), 1);
+  EXPECT_TRUE(test_support::contains(test_support::error_message<ValueError>(
+                                         [] { checked_numel(Shape(kMaxDims + 1, 1), "data"); }),
+                                     "data: expected at most 64 dimensions, got 65"));
 }
 
 TEST(CheckedNumel, RejectsOverflowAndNegativeDimsNamingTheArgument) {
@@ -194,6 +205,19 @@ TEST(ArrayBorrow, RejectsInvalidGeometry) {
   EXPECT_THROW(Array::borrow(data, DType::kU8, {kInt64Max}, {}, cpu, nullptr, 1), ValueError);
   // Null data is fine when there is nothing to point at.
   EXPECT_TRUE(Array::borrow(nullptr, DType::kU8, {0, 5}, {}, cpu, nullptr).defined());
+  // Found by the dlpack_import fuzzer: the stride of a size-1 axis never moves a cursor, but
+  // copies scale it by the item size, which overflowed (UBSan) in contiguous().
+  EXPECT_THROW(Array::borrow(data, DType::kF32, {1, 2}, {std::int64_t{1} << 62, 1}, cpu, nullptr),
+               ValueError);
+  EXPECT_EQ(Array::borrow(data, DType::kF32, {1, 2}, {std::int64_t{1} << 60, 1}, cpu, nullptr)
+                .contiguous()
+                .numel(),
+            2);
+  // And a size-1 innermost axis with such a stride: the copy used to step a pointer past it.
+  EXPECT_EQ(Array::borrow(data, DType::kF32, {2, 1}, {1, std::int64_t{1} << 60}, cpu, nullptr)
+                .contiguous()
+                .numel(),
+            2);
 }
 
 TEST(ArrayBorrow, ErrorsNameArgumentExpectationAndValue) {

@@ -39,15 +39,11 @@ TEST(Layouts, ValidateRejectsBlocksBelowOne) {
   EXPECT_NO_THROW(validate(PerBlockK{1}));
   EXPECT_NO_THROW(validate(PerBlockMN{1, 1}));
   EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockK{0}); }),
-                       "PerBlockK.block_size must be >= 1, got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] {
-                         validate(PerBlockMN{0, 32});
-                       }),
-                       "PerBlockMN.block_m must be >= 1, got 0"));
-  EXPECT_TRUE(contains(error_message<ValueError>([] {
-                         validate(PerBlockMN{1, -32});
-                       }),
-                       "PerBlockMN.block_n must be >= 1, got -32"));
+                       "PerBlockK.block_size must be in [1, 1048576], got 0"));
+  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{0, 32}); }),
+                       "PerBlockMN.block_m must be in [1, 1048576], got 0"));
+  EXPECT_TRUE(contains(error_message<ValueError>([] { validate(PerBlockMN{1, -32}); }),
+                       "PerBlockMN.block_n must be in [1, 1048576], got -32"));
 }
 
 TEST(LayoutJson, MatchesTheDocumentedFormAndRoundTrips) {
@@ -73,7 +69,7 @@ TEST(LayoutJson, RejectsMalformedInput) {
     const char* says;
   };
   const Case cases[] = {
-      {R"({"layout":"PerTensor")", "not valid JSON"},
+      {R"({"layout":"PerTensor")", "JSON text: expected JSON, got a parse error"},
       {R"("PerTensor")", "expected a JSON object, got string"},
       {R"({"block_size":4})", "missing the key \"layout\""},
       {R"({"layout":null})", "field 'layout' must be a JSON string, got null"},
@@ -91,7 +87,7 @@ TEST(LayoutJson, RejectsMalformedInput) {
   // Well-formed JSON with a forbidden value reports the field as a constructor does.
   const std::string message =
       error_message<ValueError>([] { layout_from_json(R"({"layout":"PerBlockMN","block_m":0})"); });
-  EXPECT_TRUE(message.starts_with("PerBlockMN.block_m must be >= 1, got 0")) << message;
+  EXPECT_TRUE(message.starts_with("PerBlockMN.block_m must be in [1, 1048576], got 0")) << message;
 }
 
 TEST(LayoutHash, ConsistentWithEquality) {

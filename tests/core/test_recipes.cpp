@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "breccia/error.hpp"
+#include "breccia/layouts.hpp"
 #include "test_support.hpp"
 
 namespace breccia {
@@ -174,7 +175,7 @@ TEST(RecipeJson, RejectsMalformedInput) {
     const char* says;  // a part of the message that names the problem
   };
   const Case cases[] = {
-      {R"({"recipe":)", "not valid JSON"},
+      {R"({"recipe":)", "JSON text: expected JSON, got a parse error"},
       {R"(["DelayedScaling"])", "expected a JSON object, got array"},
       {R"({"fp8_format":"E4M3"})", "missing the key \"recipe\""},
       {R"({"recipe":7})", "field 'recipe' must be a JSON string, got number"},
@@ -205,7 +206,7 @@ TEST(RecipeJson, RejectsMalformedInput) {
       {R"({"recipe":"MXFP8BlockScaling","block_size":16})",
        "MXFP8BlockScaling.block_size must be 32"},
       {R"({"recipe":"DelayedScaling","amax_history_len":0})",
-       "DelayedScaling.amax_history_len must be >= 1, got 0"},
+       "DelayedScaling.amax_history_len must be in [1, 1048576], got 0"},
   };
   for (const Case& c : invalid_values) {
     const std::string message = error_message<ValueError>([&] { recipe_from_json(c.json); });
@@ -264,10 +265,12 @@ TEST(RecipeValidate, AcceptsDefaultsAndNonDefaults) {
 TEST(RecipeValidate, EveryRuleNamesTheRecipeFieldAllowedValueAndValueGot) {
   const InvalidRecipe cases[] = {
       {DelayedScaling{.amax_history_len = 0},
-       {"DelayedScaling", "amax_history_len", ">= 1", "got 0"}},
-      {DelayedScaling{.margin = -1}, {"DelayedScaling", "margin", ">= 0", "got -1"}},
-      {Float8BlockScaling{.block_k = 0}, {"Float8BlockScaling", "block_k", ">= 1", "got 0"}},
-      {Float8BlockScaling{.block_m = -4}, {"Float8BlockScaling", "block_m", ">= 1", "got -4"}},
+       {"DelayedScaling", "amax_history_len", "in [1, 1048576]", "got 0"}},
+      {DelayedScaling{.margin = -1}, {"DelayedScaling", "margin", "in [0, 32]", "got -1"}},
+      {Float8BlockScaling{.block_k = 0},
+       {"Float8BlockScaling", "block_k", "in [1, 1048576]", "got 0"}},
+      {Float8BlockScaling{.block_m = -4},
+       {"Float8BlockScaling", "block_m", "in [1, 1048576]", "got -4"}},
       {MXFP8BlockScaling{.block_size = 16},
        {"MXFP8BlockScaling", "block_size", "must be 32", "got 16"}},
       {NVFP4BlockScaling{.fp4_format = "E3M0"},
@@ -276,8 +279,10 @@ TEST(RecipeValidate, EveryRuleNamesTheRecipeFieldAllowedValueAndValueGot) {
        {"NVFP4BlockScaling", "block_size", "must be 16", "got 32"}},
       {NVFP4BlockScaling{.scale_format = "E8M0"},
        {"NVFP4BlockScaling", "scale_format", "'E4M3'", "got 'E8M0'"}},
-      {INT4Scaling{.group_size = 0}, {"INT4Scaling", "group_size", ">= 1, or -1", "got 0"}},
-      {INT4Scaling{.group_size = -2}, {"INT4Scaling", "group_size", ">= 1, or -1", "got -2"}},
+      {INT4Scaling{.group_size = 0},
+       {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got 0"}},
+      {INT4Scaling{.group_size = -2},
+       {"INT4Scaling", "group_size", "in [1, 1048576], or -1", "got -2"}},
   };
   for (const InvalidRecipe& c : cases) {
     const std::string message = error_message<ValueError>([&] { validate(c.recipe); });
@@ -382,10 +387,60 @@ TEST(DelayedScalingState, RejectsAHistoryOfTheWrongLengthOrABadRecipe) {
   EXPECT_TRUE(contains(message, "got 2"));
   const std::string bad_recipe =
       error_message<ValueError>([] { DelayedScalingState(DelayedScaling{.amax_history_len = 0}); });
-  EXPECT_TRUE(contains(bad_recipe, "DelayedScaling.amax_history_len must be >= 1, got 0"));
+  EXPECT_TRUE(
+      contains(bad_recipe, "DelayedScaling.amax_history_len must be in [1, 1048576], got 0"));
   const std::string bad_scale = error_message<ValueError>(
       [] { DelayedScalingState(DelayedScaling{.amax_history_len = 1}, 0.0f, {0.0f}); });
   EXPECT_TRUE(contains(bad_scale, "encode_scale must be a positive finite float, got 0"));
+}
+
+// Issue 11: a key given twice used to mean its last value, silently.
+TEST(RecipeJson, DuplicatedKeyIsRefused) {
+  const std::string message = error_message<ValueError>(
+      [] { recipe_from_json(R"({"recipe":"DelayedScaling","margin":0,"margin":3})"); });
+  EXPECT_TRUE(contains(message, "recipe_from_json: JSON text: expected unique keys, got 'margin'"))
+      << message;
+  EXPECT_TRUE(contains(error_message<ValueError>([] {
+                         layout_from_json(R"({"layout":"PerBlockK","block_size":32,)"
+                                          R"("block_size":16})");
+                       }),
+                       "expected unique keys, got 'block_size'"));
+}
+
+TEST(RecipeJson, NumberOverflowIsAValueError) {
+  const std::string message = error_message<ValueError>(
+      [] { recipe_from_json(R"({"recipe":"DelayedScaling","margin":1e400})"); });
+  EXPECT_TRUE(contains(message, "expected numbers within the range of a double, got 1e400"))
+      << message;
+}
+
+// Issue 11: margin 10^6 quantized everything to NaN; a history of 2^63-1 failed later with
+// MemoryError. Every bound is in the message, and the bounds themselves are accepted.
+TEST(RecipeRanges, ParametersAreRangeCheckedWithTheRangeInTheMessage) {
+  struct Case {
+    Recipe recipe;
+    std::string says;
+  };
+  const Case cases[] = {
+      {DelayedScaling{.margin = 1'000'000},
+       "DelayedScaling.margin must be in [0, 32], got 1000000"},
+      {DelayedScaling{.margin = -1}, "DelayedScaling.margin must be in [0, 32], got -1"},
+      {DelayedScaling{.amax_history_len = std::numeric_limits<std::int64_t>::max()},
+       "DelayedScaling.amax_history_len must be in [1, 1048576], got 9223372036854775807"},
+      {Float8BlockScaling{.block_k = std::int64_t{1} << 40},
+       "Float8BlockScaling.block_k must be in [1, 1048576], got 1099511627776"},
+      {Float8BlockScaling{.block_m = 0}, "Float8BlockScaling.block_m must be in [1, 1048576]"},
+      {INT4Scaling{.group_size = std::int64_t{1} << 21},
+       "INT4Scaling.group_size must be in [1, 1048576], or -1"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_TRUE(contains(error_message<ValueError>([&] { validate(c.recipe); }), c.says)) << c.says;
+  }
+  EXPECT_NO_THROW(validate(DelayedScaling{.amax_history_len = 1 << 20, .margin = 32}));
+  EXPECT_NO_THROW(validate(Float8BlockScaling{.block_k = 1 << 20, .block_m = 1}));
+  EXPECT_TRUE(
+      contains(error_message<ValueError>([] { validate(Layout{PerBlockK{(1 << 20) + 1}}); }),
+               "PerBlockK.block_size must be in [1, 1048576], got 1048577"));
 }
 
 }  // namespace

@@ -170,7 +170,7 @@ TEST(ScaledTensorInvariants, RecipeAndLayoutMustBeValid) {
                          ScaledTensor(zeros(DType::kE4M3, {4, 64}), zeros(DType::kF32, {4, 1}),
                                       Float8BlockScaling{}, PerBlockK{0});
                        }),
-                       "PerBlockK.block_size must be >= 1, got 0"));
+                       "PerBlockK.block_size must be in [1, 1048576], got 0"));
 }
 
 TEST(ScaledTensorInvariants, LayoutMustFitTheRecipe) {

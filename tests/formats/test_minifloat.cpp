@@ -240,6 +240,9 @@ TEST(Minifloat, RandomFp32MatchesNearestValueModel) {
 // The compiler's _Float16 conversion is IEEE RNE with overflow to inf: it must agree with the
 // kInfinity policy on every value, NaN payloads included.
 TEST(Minifloat, Fp16MatchesCompilerConversion) {
+#ifndef __FLT16_MAX_EXP__  // clang before 15 has no _Float16 on x86 (the sanitizer build's)
+  GTEST_SKIP() << "this compiler has no _Float16";
+#else
   std::mt19937 rng(7);
   std::uniform_int_distribution<std::uint32_t> any_bits;
   std::uniform_int_distribution<int> near_range(-28, 18);
@@ -258,6 +261,7 @@ TEST(Minifloat, Fp16MatchesCompilerConversion) {
     const _Float16 h = std::bit_cast<_Float16>(static_cast<std::uint16_t>(code));
     ASSERT_TRUE(same_value(F16::decode(code), static_cast<float>(h))) << code;
   }
+#endif
 }
 
 }  // namespace

@@ -35,6 +35,15 @@ Array random_floats(Shape shape, std::mt19937& random) {
   return array;
 }
 
+// Scales as quantizers make them: positive (negative ones are a numeric anomaly).
+Array positive_floats(Shape shape, std::mt19937& random) {
+  Array out = random_floats(std::move(shape), random);
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    out.data_as<float>()[i] = std::fabs(out.data_as<float>()[i]) + 0.01f;
+  }
+  return out;
+}
+
 Array random_bytes(DType dtype, Shape shape, std::mt19937& random) {
   Array array = Array::empty(dtype, std::move(shape));
   auto* bytes = static_cast<unsigned char*>(array.data());
@@ -82,6 +91,12 @@ void expect_same(const ScaledTensor& a, const ScaledTensor& b, bool exact_scale_
   if (a.global_scale()) EXPECT_EQ(array_bytes(*a.global_scale()), array_bytes(*b.global_scale()));
   ASSERT_EQ(a.zero_point().has_value(), b.zero_point().has_value());
   if (a.zero_point()) EXPECT_EQ(array_bytes(*a.zero_point()), array_bytes(*b.zero_point()));
+}
+
+Array scalar_of(float value) {
+  Array out = Array::empty(DType::kF32, {});
+  out.data_as<float>()[0] = value;
+  return out;
 }
 
 const ScaledTensor& scaled(const Checkpoint& checkpoint, const std::string& name) {
@@ -313,7 +328,7 @@ TEST_F(CheckpointTest, ReadsDeepSeekV3Fp8AndDequantizesPerTile) {
   Array data = random_bytes(DType::kE4M3, {out, in}, random);
   for (std::int64_t i = 0; i < data.numel(); ++i)
     data.data_as<std::uint8_t>()[i] &= 0xF7;  // no NaN
-  Array scale_inv = random_floats({2, 3}, random);
+  Array scale_inv = positive_floats({2, 3}, random);
   const fs::path file = write_raw(
       "ds.safetensors",
       {{"model.layers.0.mlp.down_proj.weight", {data, SafetensorsDType::kF8E4M3}},
@@ -468,7 +483,7 @@ TEST_F(CheckpointTest, ReadsFp8WeightScalePerTensorPerChannelAndPerBlock) {
       {{1}, PerTensor{}}, {{130, 1}, PerChannel{}}, {{2, 2}, PerBlockMN{128, 128}}};
   for (const auto& [scale_shape, layout] : cases) {
     SCOPED_TRACE(layout_repr(layout));
-    const Array scale = random_floats(scale_shape, random);
+    const Array scale = positive_floats(scale_shape, random);
     const fs::path file =
         write_raw("fp8.safetensors", {{"w.weight", {data, SafetensorsDType::kF8E4M3}},
                                       {"w.weight_scale", {scale, SafetensorsDType::kF32}}});
@@ -590,6 +605,127 @@ TEST_F(CheckpointTest, RejectsConventionTensorsThatDoNotFit) {
                         {"w_scale", {Array::zeros(DType::kF16, {4, 1}), SafetensorsDType::kF16}},
                         {"w_shape", {shape_tensor(4, 16), SafetensorsDType::kI64}},
                         {"w_g_idx", {Array::zeros(DType::kI32, {16}), SafetensorsDType::kI32}}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: numeric anomalies, the validation policy and the holes in the conventions loader
+
+class AnomalyTest : public CheckpointTest {
+ protected:
+  // Saves `tensor` as breccia's layout and returns what each policy makes of it.
+  fs::path saved(const ScaledTensor& tensor) {
+    save_checkpoint(path("w.safetensors"), {{"w", tensor}});
+    return path("w.safetensors");
+  }
+  // The message under kError, after checking that kWarn reports the same anomaly and kOff
+  // loads silently.
+  std::string refused(const ScaledTensor& tensor) {
+    const fs::path file = saved(tensor);
+    const Checkpoint warned = load_checkpoint(file, {.validate = Validation::kWarn});
+    EXPECT_EQ(warned.anomalies.size(), 1u);
+    EXPECT_TRUE(load_checkpoint(file, {.validate = Validation::kOff}).anomalies.empty());
+    const std::string message = load_error(file);
+    EXPECT_TRUE(contains(message, "validate='error'")) << message;
+    if (!warned.anomalies.empty())
+      EXPECT_TRUE(
+          contains(message, warned.anomalies[0].substr(warned.anomalies[0].find(": ") + 2)));
+    return message;
+  }
+};
+
+TEST_F(AnomalyTest, Nvfp4GlobalScaleZeroNanOrNegativeIsReported) {
+  std::mt19937 random(11);
+  const ScaledTensor good = cast(random_floats({4, 32}, random), NVFP4BlockScaling{});
+  EXPECT_TRUE(load_checkpoint(saved(good)).anomalies.empty());
+  const auto with_global = [&](float g) {
+    return ScaledTensor(good.data(), good.scale(), good.recipe(), good.layout(), scalar_of(g));
+  };
+  EXPECT_TRUE(contains(refused(with_global(0.0f)), "under a global_scale of 0"));
+  EXPECT_TRUE(contains(refused(with_global(NAN)),
+                       "global_scale: expected a finite non-negative "
+                       "decode factor, got nan"));
+  EXPECT_TRUE(contains(refused(with_global(-1.0f)), "got -1"));
+  // An all-zero tensor's global_scale is 0, and that is no anomaly.
+  const ScaledTensor zeros = cast(Array::zeros(DType::kF32, {4, 32}), NVFP4BlockScaling{});
+  EXPECT_TRUE(load_checkpoint(saved(zeros)).anomalies.empty());
+}
+
+TEST_F(AnomalyTest, Fp8ScaleNanNegativeInfOrZeroIsReported) {
+  std::mt19937 random(12);
+  const ScaledTensor good = cast(random_floats({4, 64}, random), Float8CurrentScaling{});
+  for (const float bad : {NAN, -1.0f, INFINITY, 0.0f}) {
+    Array scale = Array::empty(DType::kF32, good.scale().shape());
+    scale.data_as<float>()[0] = bad;
+    const ScaledTensor tensor(good.data(), scale, good.recipe(), good.layout());
+    EXPECT_TRUE(contains(refused(tensor), "scale: expected finite positive scales, got 1 of 1"));
+  }
+}
+
+TEST_F(AnomalyTest, UnsignedInt4ZeroPointsAbove15AreReported) {
+  std::mt19937 random(13);
+  const INT4Scaling recipe{.group_size = 32, .is_signed = false};
+  const ScaledTensor good = cast(random_floats({4, 64}, random), recipe);
+  Array points = good.zero_point()->contiguous();
+  points.data_as<std::uint8_t>()[3] = 200;
+  points.data_as<std::uint8_t>()[5] = 255;
+  const ScaledTensor tensor(good.data(), good.scale(), recipe, good.layout(), std::nullopt, points);
+  const std::string message = refused(tensor);
+  EXPECT_TRUE(contains(message,
+                       "zero_point: expected values in [0, 15], got 2 of 8 outside (the "
+                       "first, at flat index 3, is 200)"))
+      << message;
+}
+
+TEST_F(AnomalyTest, MxNanScaleIsReported) {
+  std::mt19937 random(14);
+  const ScaledTensor good = cast(random_floats({2, 64}, random), MXFP8BlockScaling{});
+  Array scale = good.scale().contiguous();
+  scale.data_as<std::uint8_t>()[1] = 0xFF;
+  const ScaledTensor tensor(good.data(), scale, good.recipe(), good.layout());
+  EXPECT_TRUE(contains(refused(tensor), "E8M0 scales other than NaN"));
+}
+
+TEST_F(CheckpointTest, ScalesStoredUnderAnotherDTypeAreAStructuralError) {
+  // An MXFP8 scale written as U8 bytes used to load, reinterpreted; whatever validate says.
+  std::mt19937 random(15);
+  const ScaledTensor w = cast(random_floats({2, 64}, random), MXFP8BlockScaling{});
+  save_checkpoint(path("w.safetensors"), {{"w", w}});
+  SafetensorsFile raw = load(path("w.safetensors"));
+  raw.tensors.at("w.scale") = {raw.tensors.at("w.scale").array.viewed_as(DType::kU8),
+                               SafetensorsDType::kU8};
+  save(path("u8.safetensors"), raw.tensors, raw.metadata);
+  for (const Validation policy : {Validation::kError, Validation::kOff}) {
+    try {
+      load_checkpoint(path("u8.safetensors"), {.validate = policy});
+      ADD_FAILURE() << "expected a ValueError";
+    } catch (const ValueError& error) {
+      EXPECT_TRUE(contains(error.what(), "stores its scale as F8_E8M0, got tensor 'w.scale' as U8"))
+          << error.what();
+    }
+  }
+}
+
+TEST_F(CheckpointTest, OneByteScaleAtTheEndOfTheFileIsRefusedWithoutReadingPastIt) {
+  // to_f32 read a 16-bit code from a 1-byte U8 scale before checking its dtype. With copy=true
+  // the file is a heap buffer of its exact size, so ASan sees any over-read.
+  std::mt19937 random(16);
+  write_raw("ct.safetensors",
+            {{"w", {random_bytes(DType::kE4M3, {1, 1}, random), SafetensorsDType::kF8E4M3}},
+             {"w_scale", {random_bytes(DType::kU8, {1}, random), SafetensorsDType::kU8}}});
+  try {
+    load_checkpoint(path("ct.safetensors"), {.copy = true});
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& error) {
+    EXPECT_TRUE(contains(error.what(), "expected an F32, F16 or BF16 scale, got uint8"))
+        << error.what();
+  }
+}
+
+TEST_F(CheckpointTest, ValidationPolicyNamesParseAndOthersAreRefused) {
+  EXPECT_EQ(validation_from_string("error"), Validation::kError);
+  EXPECT_EQ(validation_from_string("warn"), Validation::kWarn);
+  EXPECT_EQ(validation_from_string("off"), Validation::kOff);
+  EXPECT_THROW(validation_from_string("strict"), ValueError);
 }
 
 }  // namespace

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -694,6 +697,194 @@ TEST(EmbeddedWeights, HoldTheThreeMiniLmAttentionMatrices) {
     }
     EXPECT_GT(sum_of_squares, 0.0) << name;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: the holes a hostile user found, one test each
+
+TEST_F(SafetensorsTest, NulByteInTensorNameIsRefusedByLoadAndSave) {
+  // "model.weight\u0000evil" used to reach Python as "model.weight", shadowing the real one.
+  const std::string header = R"({"model.weight":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                             R"("model.weight\u0000evil":{"dtype":"U8","shape":[1],)"
+                             R"("data_offsets":[1,2]}})";
+  const std::string message = load_error<ValueError>(file_bytes(header, "ab"));
+  EXPECT_TRUE(contains(message, "tensor name: expected no NUL bytes, got 'model.weight\\0evil'"))
+      << message;
+  const std::string name("a\0x", 3);
+  const std::string saving = test_support::error_message<ValueError>([&] {
+    save(directory_ / "x.safetensors",
+         std::map<std::string, Array>{{name, Array::zeros(DType::kU8, {1})}});
+  });
+  EXPECT_TRUE(contains(saving, "expected no NUL bytes, got 'a\\0x'")) << saving;
+  EXPECT_FALSE(fs::exists(directory_ / "x.safetensors"));
+}
+
+TEST_F(SafetensorsTest, NulByteInPathIsRefusedInsteadOfTruncatingIt) {
+  const fs::path real = directory_ / "real.safetensors";
+  save(real, std::map<std::string, Array>{{"w", Array::zeros(DType::kU8, {1})}});
+  const fs::path tricked = real.native() + std::string("\0.evil", 6);
+  EXPECT_TRUE(contains(load_error_at<ValueError>(tricked), "path: expected a path without NUL"));
+  EXPECT_THROW(save(tricked, std::map<std::string, Array>{{"w", Array::zeros(DType::kU8, {2})}}),
+               ValueError);
+  EXPECT_EQ(load(real).tensors.at("w").array.shape(), (Shape{1}));  // not overwritten
+}
+
+TEST_F(SafetensorsTest, HeaderParsingIsLinearInTheTensorCount) {
+  // 100k tensors took 65 s when the duplicate check rescanned the header object at its end.
+  constexpr int kTensors = 100'000;
+  std::string header = "{";
+  for (int i = 0; i < kTensors; ++i) {
+    header += (i > 0 ? "," : "") + ("\"t" + std::to_string(i)) +
+              R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]})";
+  }
+  header += "}";
+  const fs::path path = write("many.safetensors", file_bytes(header));
+  const auto start = std::chrono::steady_clock::now();
+  const SafetensorsFile file = load(path);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(file.tensors.size(), static_cast<std::size_t>(kTensors));
+  // One to two seconds in a release build on the busy 2-core development machine, up to nine
+  // under ASan; the quadratic parser took 65 s in a release build, so this still catches it.
+  EXPECT_LT(seconds, 30.0);
+}
+
+TEST_F(SafetensorsTest, FifoIsRefusedWithoutBlocking) {
+  const fs::path fifo = directory_ / "pipe.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string message = load_error_at<IOError>(fifo);  // used to block in open() forever
+  EXPECT_TRUE(contains(message, "expected a regular file, got a FIFO")) << message;
+}
+
+TEST_F(SafetensorsTest, WritesThroughALoadedArrayStayPrivateToTheProcess) {
+  // Frameworks without read-only tensors (torch) write through the flag; that used to
+  // segfault on the read-only mapping. The mapping is private, so the file is unchanged.
+  const fs::path path = directory_ / "m.safetensors";
+  save(path, std::map<std::string, Array>{{"w", Array::zeros(DType::kF32, {1024})}});
+  const std::string before = read(path);
+  const SafetensorsFile file = load(path);
+  const Array& w = file.tensors.at("w").array;
+  EXPECT_TRUE(w.read_only());
+  static_cast<float*>(w.data())[7] = 42.0f;
+  EXPECT_EQ(w.data_as<const float>()[7], 42.0f);
+  EXPECT_EQ(read(path), before);
+  EXPECT_EQ(load(path).tensors.at("w").array.data_as<const float>()[7], 0.0f);
+}
+
+TEST_F(SafetensorsTest, TruncatedWhileLoadedRaisesSigbusUnlessCopied) {
+  const fs::path path = directory_ / "m.safetensors";
+  Array values = Array::empty(DType::kF32, {1 << 16});
+  for (int i = 0; i < (1 << 16); ++i) values.data_as<float>()[i] = static_cast<float>(i);
+  save(path, std::map<std::string, Array>{{"w", values}});
+
+  const SafetensorsFile copied = load(path, {.copy = true});
+  // The documented risk of a mapping: reading pages the file no longer has.
+  EXPECT_EXIT(
+      {
+        const SafetensorsFile mapped = load(path);
+        fs::resize_file(path, 64);
+        volatile float sink = mapped.tensors.at("w").array.data_as<const float>()[(1 << 16) - 1];
+        (void)sink;
+        std::_Exit(0);
+      },
+      [](int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }, "");
+  fs::resize_file(path, 64);
+  const Array& w = copied.tensors.at("w").array;
+  for (int i = 0; i < (1 << 16); i += 4099) EXPECT_EQ(w.data_as<const float>()[i], i);
+}
+
+TEST_F(SafetensorsTest, JsonNumberOverflowIsAValueErrorNamingTheFile) {
+  const std::string message =
+      load_error<ValueError>(file_bytes(R"({"__metadata__":{},"x":1e400})"));
+  EXPECT_TRUE(contains(message,
+                       "hostile.safetensors': header: expected numbers within the range "
+                       "of a double, got 1e400"))
+      << message;
+}
+
+TEST_F(SafetensorsTest, LoadRefusesWhatSaveRefuses) {
+  // A NUL-padded header: the JSON parser stopped at the NUL and ignored what followed.
+  const std::string json = R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+  const std::string padded =
+      load_error<ValueError>(file_bytes(json + std::string("\0\0{junk", 7), "a"));
+  EXPECT_TRUE(contains(padded, "got a NUL byte at offset " + std::to_string(json.size())))
+      << padded;
+  EXPECT_TRUE(contains(load_error<ValueError>(file_bytes(
+                           R"({"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "a")),
+                       "tensor name: expected a non-empty name"));
+  const std::string extra =
+      entry_error(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"comment":"hi"})", "a");
+  EXPECT_TRUE(contains(extra,
+                       "expected only the fields dtype, shape and data_offsets, got "
+                       "\"comment\""))
+      << extra;
+}
+
+TEST_F(SafetensorsTest, AbsurdShapesAreRefusedAtLoad) {
+  std::string dims = "[";
+  for (int i = 0; i < 1000; ++i) dims += i > 0 ? ",1" : "1";
+  const std::string wide =
+      entry_error(R"({"dtype":"U8","shape":)" + dims + R"(],"data_offsets":[0,1]})", "a");
+  EXPECT_TRUE(contains(wide, "shape: expected at most 64 dims, got 1000")) << wide;
+  // 2^64 elements around a zero dim: empty, but NumPy refuses to build it.
+  const std::string huge =
+      entry_error(R"({"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]})", "");
+  EXPECT_TRUE(contains(huge, "overflows int64")) << huge;
+}
+
+TEST_F(SafetensorsTest, InterruptedWriteLeavesTheTargetAndNoTemporary) {
+  const fs::path path = directory_ / "model.safetensors";
+  save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});
+  const std::string old_bytes = read(path);
+  struct Interrupted {};
+  int calls = 0;
+  EXPECT_THROW(
+      save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}}, {},
+           [&] {
+             if (++calls == 3) throw Interrupted{};
+           }),
+      Interrupted);
+  EXPECT_EQ(read(path), old_bytes);
+  EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
+  // A 32 MiB write is checked between pieces, and once more just before the rename.
+  int total = 0;
+  save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}}, {},
+       [&] { ++total; });
+  EXPECT_GE(total, 5);
+}
+
+TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
+  const fs::path path = directory_ / "model.safetensors";
+  save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});
+  const std::string old_bytes = read(path);
+  // A child killed mid-write (SIGKILL: no handler, no cleanup) leaves its temporary file.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 22})}}, {},
+         [] { ::raise(SIGKILL); });
+    std::_Exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  const std::vector<std::string> after_kill = entries();
+  ASSERT_EQ(after_kill.size(), 2u);
+  const std::string leftover = after_kill[0];
+  EXPECT_TRUE(
+      leftover.starts_with(".model.safetensors.breccia-partial-" + std::to_string(child) + "-"))
+      << leftover;
+  EXPECT_EQ(read(path), old_bytes);
+  EXPECT_TRUE(is_temporary_file(directory_ / leftover));
+  EXPECT_FALSE(is_temporary_file(path));
+  // Readers refuse it by name; listing "*.safetensors" never matches it.
+  EXPECT_TRUE(contains(load_error_at<ValueError>(directory_ / leftover), "temporary file"));
+  // A live writer's file (this process's pid) is left alone; the dead one's is removed.
+  const std::string live =
+      ".model.safetensors.breccia-partial-" + std::to_string(::getpid()) + "-999";
+  write(live, "partial");
+  save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kU8, {2})}});
+  EXPECT_EQ(entries(), (std::vector<std::string>{live, "model.safetensors"}));
 }
 
 }  // namespace

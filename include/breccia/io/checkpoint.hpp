@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "breccia/array.hpp"
 #include "breccia/io/safetensors.hpp"
@@ -56,14 +57,40 @@ struct Checkpoint {
   // about one fp32 value in six, so save_checkpoint writes this value back (when it still
   // matches the tensor's global_scale) to keep a round trip byte for byte.
   std::map<std::string, float> encode_global_scales;
+  // numeric_anomalies of every ScaledTensor, when loaded with Validation::kWarn.
+  std::vector<std::string> anomalies;
+};
+
+// What load_checkpoint does about numeric anomalies (numeric_anomalies): refuse the file, report
+// them in Checkpoint::anomalies, or skip the check. Structural lies (shapes, dtypes, missing
+// tensors) are errors whatever this says.
+enum class Validation : std::uint8_t { kError, kWarn, kOff };
+// "error", "warn" or "off"; ValueError naming `argument` for any other text.
+Validation validation_from_string(std::string_view text, std::string_view argument = "validate");
+
+struct CheckpointLoadOptions {
+  bool copy = false;  // LoadOptions::copy
+  Validation validate = Validation::kError;
 };
 
 // Maps `path` (see io::load) and rebuilds its ScaledTensors, which borrow the mapping wherever
 // the stored bytes are breccia's (every breccia-layout tensor; DeepSeek-V3, ModelOpt and the
 // NVFP4/FP8 data of compressed-tensors). Throws ValueError naming the file and tensor when the
-// metadata or a convention's tensors do not describe valid ScaledTensors, UnsupportedError for
-// a convention feature breccia does not model (compressed-tensors act-order g_idx).
-Checkpoint load_checkpoint(const std::filesystem::path& path);
+// metadata or a convention's tensors do not describe valid ScaledTensors (a tensor stored
+// under a dtype other than the one its role has included), or, under Validation::kError, when
+// a ScaledTensor has a numeric anomaly; UnsupportedError for a convention feature breccia does
+// not model (compressed-tensors act-order g_idx).
+Checkpoint load_checkpoint(const std::filesystem::path& path,
+                           const CheckpointLoadOptions& options = {});
+
+// Values a well-formed ScaledTensor can hold but that no quantizer produces from finite input,
+// and that decode to NaN, inf, sign-flipped or zeroed weights: scales (decode factors) that are
+// NaN, infinite, negative, or zero where that is not the all-zero block's value (FP8 and INT4
+// scales must be positive; E8M0's NaN code; a NaN or negative E4M3 block scale), an NVFP4
+// global_scale that is NaN, infinite, negative, or zero over non-zero block scales, and zero
+// points above 15. One message per offending array, naming `name`, the count and the first
+// offender; empty when there is none. The tensor's arrays must be on the CPU (DeviceError).
+std::vector<std::string> numeric_anomalies(const std::string& name, const ScaledTensor& tensor);
 
 struct SaveOptions {
   Convention convention = Convention::kBreccia;
@@ -71,11 +98,11 @@ struct SaveOptions {
   std::map<std::string, float> encode_global_scales;  // as Checkpoint's
 };
 
-// Writes `tensors` atomically (io::save). With a convention other than kBreccia, every
-// ScaledTensor must be one the convention can express (see above) and plain arrays are written
-// as they are; ValueError names the tensor and what the convention supports otherwise.
+// Writes `tensors` atomically (io::save, `poll` included). With a convention other than
+// kBreccia, every ScaledTensor must be one the convention can express (see above) and plain arrays
+// are written as they are; ValueError names the tensor and what the convention supports otherwise.
 void save_checkpoint(const std::filesystem::path& path,
                      const std::map<std::string, CheckpointEntry>& tensors,
-                     const SaveOptions& options = {});
+                     const SaveOptions& options = {}, const WritePoll& poll = {});
 
 }  // namespace breccia::io

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -75,24 +76,62 @@ struct SafetensorsFile {
   std::map<std::string, Array> arrays() const;
 };
 
-// Maps `path` and returns every tensor as a CPU Array borrowing the mapping (which stays alive
-// while any of them does). A tensor whose bytes are not aligned to its element size in the file
-// (possible only in files other writers made) is copied instead, so pointers are always aligned.
-// The arrays are read-only. As with any mapping, truncating the file while arrays still view it
-// makes reading them raise SIGBUS; replace files with save(), which never truncates in place.
-// Throws IOError when the file cannot be opened or mapped, ValueError when its content breaks
-// the format, and ValueError for a valid dtype breccia cannot represent (BOOL, U16, ...).
-SafetensorsFile load(const std::filesystem::path& path);
+struct LoadOptions {
+  // false: the arrays view a private, copy-on-write mapping of the file. Writing to them
+  // changes only this process's pages, never the file; but the kernel reads the file lazily,
+  // so truncating it while the arrays live makes reading them raise SIGBUS, and rewriting it in
+  // place may show through pages not yet read (save() does neither: it renames a new file over
+  // the old). true: the file is read into private memory before load() returns, which costs
+  // the file's size in RAM and makes the arrays immune to whatever later happens to the file.
+  bool copy = false;
+};
+
+// Opens `path` and returns every tensor as a CPU Array over the file's bytes (see LoadOptions;
+// the mapping or buffer stays alive while any Array does). A tensor whose bytes are not aligned
+// to its element size in the file (possible only in files other writers made) is copied, so
+// pointers are always aligned. The arrays are flagged read-only; writes through a framework
+// that ignores the flag (torch) stay private to the process.
+// Refuses, before any call that could block: a path holding a NUL byte (ValueError), a path
+// that is not a regular file (a FIFO, a device, a directory: IOError), and a breccia temporary
+// file (is_temporary_file: ValueError). Throws IOError when the file cannot be opened, mapped
+// or read, ValueError naming the file, the tensor and the rule when its content breaks the
+// format (the JSON header included: duplicate keys, numbers out of range, NUL bytes, fields
+// other than dtype, shape and data_offsets, empty names or names holding a NUL, more than
+// kMaxDims dims), and ValueError for a valid dtype breccia cannot represent (BOOL, U16, ...).
+SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& options = {});
+
+// Called between pieces of a long write (every few MiB) and once more just before the file
+// is committed. Whatever it throws abandons the write: the temporary file is removed, `path`
+// is untouched and the exception propagates. The Python bindings use it to honour Ctrl-C.
+using WritePoll = std::function<void()>;
 
 // Writes `tensors` (CPU arrays, any strides) and `metadata` to `path`. The file appears whole
-// or not at all: it is written to a temporary file in the same directory, flushed to disk and
-// renamed over `path`; on any failure the temporary file is removed and `path` is untouched.
-// Names must be non-empty and not "__metadata__". Throws ValueError / DeviceError for bad
-// arguments (before touching the disk) and IOError when writing fails.
+// or not at all: it is written to a temporary file in the same directory (see
+// temporary_file_prefix), flushed to disk and renamed over `path`; on any failure the temporary
+// file is removed and `path` is untouched. A process killed mid-write leaves its temporary file
+// behind; the next save() to the same `path` removes those whose writer is no longer running.
+// Names must be non-empty, free of NUL bytes and not "__metadata__"; `path` must hold no NUL.
+// Throws ValueError / DeviceError for bad arguments (before touching the disk) and IOError when
+// writing fails.
 void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
-          const Metadata& metadata = {});
+          const Metadata& metadata = {}, const WritePoll& poll = {});
 // The same, each array written under its own dtype (safetensors_dtype_for).
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
-          const Metadata& metadata = {});
+          const Metadata& metadata = {}, const WritePoll& poll = {});
+
+// Temporary files of an unfinished save(path) are named
+// "<dir>/.<file name>.breccia-partial-<pid>-<n>": hidden, and without the ".safetensors" ending,
+// so that loaders that list a directory for "*.safetensors" never pick them up.
+std::string temporary_file_prefix(
+    const std::filesystem::path& path);  // "<dir>/.<name>.breccia-partial-"
+// Whether `path`'s file name has the form above.
+bool is_temporary_file(const std::filesystem::path& path);
+// Removes the temporary files of save(path) whose writing process is gone (on this machine);
+// returns how many. save() calls it; it is public for tools that clean up without writing.
+int remove_stale_temporaries(const std::filesystem::path& path);
+
+// ValueError naming `argument` when `path` holds a NUL byte, which the operating system would
+// silently treat as the end of the path.
+void require_no_nul(const std::filesystem::path& path, std::string_view argument);
 
 }  // namespace breccia::io

@@ -38,7 +38,12 @@ def save_safetensors(
     extra_metadata: str -> str pairs for the file's ``__metadata__`` ("breccia" is reserved).
     convention (extension): "deepseek-v3", "compressed-tensors" or "modelopt" writes each
     ScaledTensor under that convention's names and dtypes instead (ValueError for a recipe the
-    convention cannot express). The file appears whole or not at all.
+    convention cannot express). The file appears whole or not at all: it is written beside the
+    target as ``.<name>.breccia-partial-<pid>-<n>`` and renamed over it. The write runs without
+    the GIL; a KeyboardInterrupt raised from this call means the target was left untouched,
+    unless the exception carries a note saying the file had already been written completely.
+    Temporary files left by a killed writer are removed by the next save to the same path.
+    Names and the path must not hold NUL bytes (ValueError).
     """
     if not isinstance(tensors, Mapping):
         raise TypeError(
@@ -67,28 +72,56 @@ def save_safetensors(
     _core.save_checkpoint(os.fspath(path), native, convention, metadata, encode_global_scales)
 
 
-def load_safetensors(path: Any, *, framework: str = "numpy", return_metadata: bool = False) -> Any:
+_VALIDATION = ("error", "warn", "off")
+
+
+def load_safetensors(
+    path: Any,
+    *,
+    framework: str = "numpy",
+    return_metadata: bool = False,
+    copy: bool = False,
+    validate: str = "error",
+) -> Any:
     """Read a safetensors file into ScaledTensors and plain arrays: a dict name -> value.
 
-    The file is memory-mapped and validated in full; arrays are views of the mapping (read-only:
-    do not write to them, torch tensors included) wherever the stored bytes are breccia's. Files
-    breccia wrote give back the same ScaledTensors; files without breccia's metadata are
-    searched for the DeepSeek-V3, compressed-tensors and ModelOpt conventions, whose weights
-    come back as ScaledTensors under the weight's name (``x.weight``); other tensors stay plain
-    arrays.
+    The file is validated in full before anything is returned. Files breccia wrote give back
+    the same ScaledTensors; files without breccia's metadata are searched for the DeepSeek-V3,
+    compressed-tensors and ModelOpt conventions, whose weights come back as ScaledTensors under
+    the weight's name (``x.weight``); other tensors stay plain arrays.
 
+    copy (extension): False (default) maps the file privately and copy-on-write; arrays view the
+    mapping wherever the stored bytes are breccia's. NumPy arrays are flagged read-only; torch
+    tensors, which have no such flag, may be written, and the writes stay in this process,
+    never reaching the file. Truncating the file while its arrays live makes the next read of
+    them crash the process with SIGBUS, and rewriting it in place can show through (breccia's
+    own saves do neither). True reads the file into private memory first (its size in RAM),
+    after which nothing done to the file affects the arrays.
+    validate (extension): what numeric anomalies in a ScaledTensor (NaN, infinite, negative or
+    misplaced zero scales or global scale, zero points above 15) do: "error" (default) raises
+    ValueError, "warn" emits a RuntimeWarning per anomaly and loads the file, "off" skips the
+    scan. Structural faults (shapes, dtypes, missing tensors) raise ValueError whatever this is.
     framework (extension): "numpy" (default) or "torch". return_metadata (extension): also
     return the file's ``__metadata__`` (without breccia's key) as a second value.
-    Raises OSError when the file cannot be read, ValueError for a malformed file or metadata
-    that does not describe its tensors, NotImplementedError for a convention feature breccia
-    does not model.
+    Raises OSError when the file cannot be read (a FIFO or other non-regular file included),
+    ValueError for a malformed file, a path holding a NUL byte, or metadata that does not
+    describe its tensors, NotImplementedError for a convention feature breccia does not model.
     """
     if framework not in _FRAMEWORKS:
         raise ValueError(f"framework must be 'numpy' or 'torch', got {framework!r}")
-    entries, metadata, encode_global_scales = _core.load_checkpoint(os.fspath(path))
+    if validate not in _VALIDATION:
+        raise ValueError(f"validate must be 'error', 'warn' or 'off', got {validate!r}")
+    if not isinstance(copy, bool):
+        raise TypeError(f"copy must be a bool, got {type(copy).__name__}")
+    entries, metadata, encode_global_scales, anomalies = _core.load_checkpoint(
+        os.fspath(path), copy, validate
+    )
+    for anomaly in anomalies:
+        warnings.warn(anomaly, RuntimeWarning, stacklevel=2)
     tensors: dict[str, Any] = {}
     with warnings.catch_warnings():
-        # torch warns that the mapping is read-only; the docstring says so.
+        # torch warns that the NumPy array it wraps is flagged read-only; writes through the
+        # tensor are safe (private copy-on-write pages), as the docstring says.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for name, value in entries.items():
             tensors[name] = _from_core(name, value, framework, encode_global_scales)
