@@ -97,4 +97,14 @@ inline const std::vector<Shape> kShapes = {{1, 32},      {127, 4096}, {256, 384}
                                            {32, 6},      {160, 416},  {16, 48}};
 inline const std::vector<DType> kDtypes = {DType::kF32, DType::kBF16, DType::kF16, DType::kF64};
 
+// How many bytes of two arrays' storage differ (-1 for different sizes).
+inline std::int64_t mismatched_bytes(const Array& a, const Array& b) {
+  if (a.nbytes() != b.nbytes()) return -1;
+  const auto* x = static_cast<const unsigned char*>(a.data());
+  const auto* y = static_cast<const unsigned char*>(b.data());
+  std::int64_t count = 0;
+  for (std::int64_t i = 0; i < a.nbytes(); ++i) count += x[i] != y[i];
+  return count;
+}
+
 }  // namespace breccia::kernel_cases

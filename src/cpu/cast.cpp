@@ -346,12 +346,7 @@ void CastImpl(const QuantPlan& plan, const Array& x, const CastOutputs& out,
   const float tensor_amax = needs_amax ? TensorAmax(x, plan.grid) : 0.0f;
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);
-    if constexpr (Rule::kTakesState) {
-      if (state != nullptr) {  // the previous step's encode factor
-        rule.has_state = true;
-        rule.state_encode = state->encode_scale();
-      }
-    }
+    rules::bind_state(rule, state);
     if constexpr (Rule::kNeedsTensorAmax) rule.bind_tensor_amax(tensor_amax);
     if (plan.grid.per_tensor) {
       // One tile, the whole tensor: its scale from the tensor's amax, broadcast to every chunk.

@@ -840,12 +840,7 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
         Rule::kElement == ElementFormat::kE4M3 || Rule::kElement == ElementFormat::kE5M2;
     if constexpr (std::is_base_of_v<rules::Fp8Encoder<kFp8 ? Rule::kElement : ElementFormat::kE4M3>,
                                     Rule>) {  // the FP8 rules, per tensor
-      if constexpr (Rule::kTakesState) {
-        if (state != nullptr) {
-          rule.has_state = true;
-          rule.state_encode = state->encode_scale();
-        }
-      }
+      rules::bind_state(rule, state);
       with_wide(x.dtype(), [&]<Wide kWide>() {
         tensor_kernel<kWide, Rule><<<blocks, kThreads, 0, stream>>>(
             x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count,

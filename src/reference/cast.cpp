@@ -19,12 +19,7 @@ void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
 
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);
-    if constexpr (Rule::kTakesState) {
-      if (state != nullptr) {  // the previous step's encode factor
-        rule.has_state = true;
-        rule.state_encode = state->encode_scale();
-      }
-    }
+    rules::bind_state(rule, state);
     if constexpr (Rule::kNeedsTensorAmax) rule.bind_tensor_amax(tensor_amax);
 
     std::vector<rules::TileStats> stats(static_cast<std::size_t>(detail::amax_tile_count(plan)));

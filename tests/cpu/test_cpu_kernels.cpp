@@ -28,17 +28,9 @@ using kernel_cases::Fill;
 using kernel_cases::kDtypes;
 using kernel_cases::kShapes;
 using kernel_cases::make_input;
+using kernel_cases::mismatched_bytes;
 
 constexpr Context kReference{.kernels = KernelPreference::kReference};
-
-std::int64_t mismatched_bytes(const Array& a, const Array& b) {
-  if (a.nbytes() != b.nbytes()) return -1;
-  const auto* x = static_cast<const unsigned char*>(a.data());
-  const auto* y = static_cast<const unsigned char*>(b.data());
-  std::int64_t count = 0;
-  for (std::int64_t i = 0; i < a.nbytes(); ++i) count += x[i] != y[i];
-  return count;
-}
 
 // NaN-aware equality: the bit patterns.
 std::vector<std::uint32_t> bits_of(const std::vector<float>& values) {

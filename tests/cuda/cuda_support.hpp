@@ -11,6 +11,7 @@
 #include <string>
 
 #include "breccia/array.hpp"
+#include "kernel_cases.hpp"
 
 namespace breccia::cuda_test {
 
@@ -67,14 +68,6 @@ inline Array to_host(const Array& device) {
   return host;
 }
 
-// Number of bytes that differ between two arrays of the same size (-1 if the sizes differ).
-inline std::int64_t mismatched_bytes(const Array& a, const Array& b) {
-  if (a.nbytes() != b.nbytes()) return -1;
-  const auto* x = static_cast<const unsigned char*>(a.data());
-  const auto* y = static_cast<const unsigned char*>(b.data());
-  std::int64_t count = 0;
-  for (std::int64_t i = 0; i < a.nbytes(); ++i) count += x[i] != y[i];
-  return count;
-}
+using kernel_cases::mismatched_bytes;
 
 }  // namespace breccia::cuda_test

@@ -5,6 +5,7 @@
 
 #include "breccia/error.hpp"
 #include "breccia/recipe_spec.hpp"
+#include "breccia/recipes.hpp"
 #include "breccia/rules/fp8.hpp"
 #include "breccia/rules/int4.hpp"
 #include "breccia/rules/mx.hpp"
@@ -58,6 +59,18 @@ void with_rule(const RecipeSpec& spec, F&& f) {
       return f(Int4Rule<false>{.scale_format = spec.scale});
   }
   fail<UnsupportedError>(spec.name, ": no scale rule for this element format");
+}
+
+// Binds a DelayedScalingState's encode factor (the previous step's) to a rule that takes one;
+// nothing for other rules or without a state.
+template <class Rule>
+void bind_state(Rule& rule, const DelayedScalingState* state) {
+  if constexpr (Rule::kTakesState) {
+    if (state != nullptr) {
+      rule.has_state = true;
+      rule.state_encode = state->encode_scale();
+    }
+  }
 }
 
 }  // namespace breccia::rules
