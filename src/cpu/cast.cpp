@@ -27,11 +27,25 @@
 HWY_BEFORE_NAMESPACE();
 namespace breccia::kernels::cpu::HWY_NAMESPACE {
 
+// Widens the whole vectors of `width` 16-bit floats (Half: hwy::bfloat16_t or hwy::float16_t)
+// at `in` into `out`; returns how many it converted.
+template <class Half>
+std::int64_t PromoteRun(const std::uint16_t* in, std::int64_t width, float* out) {
+  const DF df;
+  const hn::Rebind<Half, DF> d16;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  const auto* halves = reinterpret_cast<const Half*>(in);
+  std::int64_t c = 0;
+  for (; c + lanes <= width; c += lanes) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, halves + c)), df, out + c);
+  }
+  return c;
+}
+
 // Rows [row, row + count) of the contiguous (batch * rows, cols) wide-float matrix x, columns
 // [col0, col0 + width), into fp32 `dst` (row pitch `pitch`, zero past `width`).
 void LoadRows(const Array& x, std::int64_t cols, std::int64_t row, std::int64_t count,
               std::int64_t col0, std::int64_t width, float* dst, std::int64_t pitch) {
-  const DF df;
   for (std::int64_t i = 0; i < count; ++i) {
     const std::int64_t first = (row + i) * cols + col0;
     float* out = dst + i * pitch;
@@ -41,27 +55,13 @@ void LoadRows(const Array& x, std::int64_t cols, std::int64_t row, std::int64_t 
         std::memcpy(out, x.data_as<const float>() + first, static_cast<std::size_t>(width) * 4);
         c = width;
         break;
-      case DType::kBF16: {
-        const hn::Rebind<hwy::bfloat16_t, DF> d16;
-        const auto* in =
-            reinterpret_cast<const hwy::bfloat16_t*>(x.data_as<const std::uint16_t>()) + first;
-        for (; c + static_cast<std::int64_t>(hn::Lanes(df)) <= width;
-             c += static_cast<std::int64_t>(hn::Lanes(df))) {
-          hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, in + c)), df, out + c);
-        }
+      case DType::kBF16:
+        c = PromoteRun<hwy::bfloat16_t>(x.data_as<const std::uint16_t>() + first, width, out);
         break;
-      }
-      case DType::kF16: {
-        const hn::Rebind<hwy::float16_t, DF> d16;
-        const auto* in =
-            reinterpret_cast<const hwy::float16_t*>(x.data_as<const std::uint16_t>()) + first;
-        for (; c + static_cast<std::int64_t>(hn::Lanes(df)) <= width;
-             c += static_cast<std::int64_t>(hn::Lanes(df))) {
-          hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, in + c)), df, out + c);
-        }
+      case DType::kF16:
+        c = PromoteRun<hwy::float16_t>(x.data_as<const std::uint16_t>() + first, width, out);
         break;
-      }
-      default:
+      default:  // fp64: element by element below
         break;
     }
     for (; c < width; ++c) out[c] = read_wide(x, first + c);

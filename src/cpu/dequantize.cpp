@@ -118,12 +118,17 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
           }
           row_codes = codes.data();
         }
+        // fp32 rows of whole vectors are written in place; anything else through `values`.
+        float* direct = out.dtype() == DType::kF32 && cols % lanes == 0
+                            ? out.data_as<float>() + first
+                            : nullptr;
+        float* results = direct != nullptr ? direct : values.data();
         for (std::int64_t c = 0; c < hwy::DivCeil(cols, lanes) * lanes; c += lanes) {
           VF element = DecodeElement<kFormat>(hn::PromoteTo(di, hn::LoadU(d8, row_codes + c)));
           if (zero_points != nullptr) element = hn::Sub(element, hn::LoadU(df, offset.data() + c));
-          hn::StoreU(hn::Mul(element, hn::LoadU(df, factor.data() + c)), df, values.data() + c);
+          hn::StoreU(hn::Mul(element, hn::LoadU(df, factor.data() + c)), df, results + c);
         }
-        StoreWide(values.data(), cols, out, first);
+        if (direct == nullptr) StoreWide(values.data(), cols, out, first);
       }
     }
   });
