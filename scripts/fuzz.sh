@@ -34,7 +34,8 @@ for target in "${targets[@]}"; do
   cp -n fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true
   log="build-sanitize/fuzz-$target.log"
   fork=()
-  if ((jobs > 1)); then fork=(-fork="$jobs"); fi
+  # Fork mode ignores timeouts and out-of-memory inputs unless told otherwise; they are findings.
+  if ((jobs > 1)); then fork=(-fork="$jobs" -ignore_timeouts=0 -ignore_ooms=0); fi
   if ! "$binary" "${fork[@]}" -max_total_time="$seconds" -timeout="$timeout" -max_len="${max_len[$target]}" \
       -print_final_stats=1 -artifact_prefix=build-sanitize/fuzz-artifacts/"$target"- \
       "$corpus" >"$log" 2>&1; then

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(build-essential cmake ninja-build libgtest-dev libgmock-dev libbenchmark-dev
-              nlohmann-json3-dev libopenblas-dev libhwy-dev clang libclang-rt-dev
+              nlohmann-json3-dev libsimdjson-dev libopenblas-dev libhwy-dev clang libclang-rt-dev
               libomp-dev)
 
 # Runs a command with its output kept in a log, shown only when the command fails.

@@ -6,25 +6,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <simdjson.h>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
 #include <new>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <tuple>
 #include <vector>
 
 #include "breccia/error.hpp"
-#include "core/strict_json.hpp"
 
 namespace breccia::io {
 namespace {
-
-using Json = nlohmann::json;
 
 // The reference implementation's limit: a larger header is an attack, not a model.
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
@@ -256,39 +257,6 @@ void require_valid_name(std::string_view name, const std::string& where) {
   }
 }
 
-// Parses the header, rejecting duplicate keys (which nlohmann would silently collapse to the
-// last one, letting two readers of the same file see different tensors), absurd nesting and
-// numbers out of range, in one pass over the header.
-Json parse_header(std::string_view text, const std::string& where) {
-  // JSON allows no raw NUL anywhere, and a parser that stops at one would ignore what follows.
-  if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
-    fail<ValueError>(where, ": header: expected JSON text padded with spaces, got a NUL byte at ",
-                     "offset ", nul);
-  }
-  return detail::parse_strict_json<Json>(text, where + ": header");
-}
-
-const char* json_type(const Json& value) {
-  return value.type_name();
-}
-
-// A non-negative integer that fits in int64 (JSON numbers arrive signed, unsigned or float).
-std::optional<std::int64_t> as_count(const Json& value) {
-  if (value.is_number_unsigned()) {
-    const auto number = value.get<std::uint64_t>();
-    if (number > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-      return std::nullopt;
-    }
-    return static_cast<std::int64_t>(number);
-  }
-  if (value.is_number_integer()) {
-    const auto number = value.get<std::int64_t>();
-    if (number < 0) return std::nullopt;
-    return number;
-  }
-  return std::nullopt;
-}
-
 struct TensorEntry {
   std::string name;
   SafetensorsDType dtype;
@@ -297,9 +265,24 @@ struct TensorEntry {
   std::int64_t end;
 };
 
-// Bytes a tensor of `shape` and `dtype` occupies; `where` names it in errors.
-std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std::string& where) {
-  const std::int64_t numel = checked_numel(shape, where + ": shape");
+// "<file>: tensor '<name>'" in messages, written only when there is one: a header of a million
+// tensors should not build a million strings on its way to success.
+struct TensorWhere {
+  const std::string& file;
+  std::string_view name;
+  friend std::ostream& operator<<(std::ostream& out, const TensorWhere& where) {
+    return out << where.file << ": tensor '" << printable(where.name) << "'";
+  }
+};
+
+// Bytes a tensor of `shape` and `dtype` occupies.
+std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const TensorWhere& where) {
+  std::int64_t numel = 0;
+  try {
+    numel = checked_numel(shape);  // "shape: ..." on failure
+  } catch (const ValueError& error) {
+    fail<ValueError>(where, ": ", error.what());
+  }
   const int bits = info(dtype).bits;
   if (bits == 4) {
     if (shape.empty() || shape.back() % 2 != 0) {
@@ -327,116 +310,318 @@ std::int64_t stored_bytes(SafetensorsDType dtype, const Shape& shape, const std:
   return bytes;
 }
 
-TensorEntry parse_entry(const std::string& name, const Json& entry, const std::string& where) {
-  const std::string here = where + ": tensor '" + printable(name) + "'";
-  require_valid_name(name, where);
-  if (!entry.is_object()) {
-    fail<ValueError>(here, ": expected an object with dtype, shape and data_offsets, got ",
-                     json_type(entry));
-  }
-  for (const char* field : {"dtype", "shape", "data_offsets"}) {
-    if (!entry.contains(field)) fail<ValueError>(here, ": expected a \"", field, "\" field");
-  }
-  if (entry.size() != 3) {
-    for (const auto& [field, ignored] : entry.items()) {
-      if (field != "dtype" && field != "shape" && field != "data_offsets") {
-        fail<ValueError>(here, ": expected only the fields dtype, shape and data_offsets, got \"",
-                         printable(field), "\"");
+// The header's tensor entries and metadata.
+struct Header {
+  std::vector<TensorEntry> entries;
+  std::vector<std::uint32_t> by_name;  // indices of the entries, in name order
+  Metadata metadata;
+};
+
+// Reads the header with simdjson's On-Demand API straight into tensor entries and metadata,
+// checking each rule at the token it concerns. No JSON document is built: with one (nlohmann),
+// a million-tensor header spent seconds on the document's nodes and a second on lexing alone.
+// Anything but the format's fixed shape (an object of entries {dtype, shape, data_offsets} and
+// one __metadata__ object of strings) is refused at its first token, so nesting never goes
+// deeper than three and every byte of the header is read. A name given twice is found once the
+// names are sorted.
+class HeaderParser {
+ public:
+  explicit HeaderParser(const std::string& where) : where_(where) {}
+
+  Header parse(std::string_view text) {
+    // One copy with the padding simdjson reads past the end with; the mapping has none.
+    const simdjson::padded_string padded(text.data(), text.size());
+    simdjson::ondemand::parser parser;
+    simdjson::ondemand::document document = take(parser.iterate(padded));
+    const Type type = take(document.type());
+    if (type != Type::object) {
+      // type() judges by the first byte; an atom that is not one (`nope`) is a parse error.
+      bool atom_valid = true;
+      if (type == Type::null) atom_valid = take(document.is_null());
+      if (type == Type::boolean) take(document.get_bool());
+      if (!atom_valid) take(simdjson::simdjson_result<bool>(simdjson::N_ATOM_ERROR));
+      fail<ValueError>(where_, ": header: expected a JSON object, got ", type_name(type));
+    }
+    Header header;
+    bool metadata_seen = false;
+    for (auto member : take(document.get_object())) {
+      simdjson::ondemand::field field = take(std::move(member));
+      const std::string_view key = take(field.unescaped_key());
+      if (key == kMetadataKey) {
+        if (metadata_seen) duplicate(key);
+        metadata_seen = true;
+        header.metadata = read_metadata(field.value());
+      } else {
+        require_valid_name(key, where_);
+        header.entries.push_back(read_entry(std::string(key), field.value()));
       }
     }
-  }
-  const Json& dtype_json = entry.at("dtype");
-  if (!dtype_json.is_string()) {
-    fail<ValueError>(here, ": dtype: expected a string, got ", json_type(dtype_json));
-  }
-  const auto dtype = safetensors_dtype_from_string(dtype_json.get_ref<const std::string&>());
-  if (!dtype) {
-    fail<ValueError>(here, ": dtype: expected one of ", known_dtype_list(), ", got '",
-                     dtype_json.get_ref<const std::string&>(), "'");
-  }
-
-  const Json& shape_json = entry.at("shape");
-  if (!shape_json.is_array()) {
-    fail<ValueError>(here, ": shape: expected a list of non-negative integers, got ",
-                     json_type(shape_json));
-  }
-  if (shape_json.size() > kMaxDims) {
-    fail<ValueError>(here, ": shape: expected at most ", kMaxDims, " dims, got ",
-                     shape_json.size());
-  }
-  Shape shape;
-  for (const Json& dim : shape_json) {
-    const auto count = as_count(dim);
-    if (!count) {
-      fail<ValueError>(here, ": shape: expected non-negative integers below 2^63, got ",
-                       shape_json.dump());
+    // Past the object is the end of the document, or more text.
+    if (const char* rest = nullptr; !document.current_location().get(rest)) {
+      fail<ValueError>(where_,
+                       ": header: expected JSON, got a parse error (text after the object)");
     }
-    shape.push_back(*count);
+    index_by_name(header);
+    return header;
   }
 
-  const Json& offsets = entry.at("data_offsets");
-  std::optional<std::int64_t> begin;
-  std::optional<std::int64_t> end;
-  if (offsets.is_array() && offsets.size() == 2) {
-    begin = as_count(offsets[0]);
-    end = as_count(offsets[1]);
-  }
-  if (!begin || !end || *begin > *end) {
-    fail<ValueError>(here, ": data_offsets: expected [begin, end] with 0 <= begin <= end, got ",
-                     offsets.dump());
-  }
+ private:
+  enum class Field { kDType, kShape, kOffsets };
+  static constexpr unsigned kAllFields = 0b111;
+  using Type = simdjson::ondemand::json_type;
 
-  const std::int64_t bytes = stored_bytes(*dtype, shape, here);
-  if (bytes != *end - *begin) {
-    fail<ValueError>(here, ": expected ", bytes, " bytes for ", to_string(*dtype), " of shape ",
-                     shape_str(shape), ", got data_offsets [", *begin, ", ", *end, "] (",
-                     *end - *begin, " bytes)");
-  }
-  return {name, *dtype, std::move(shape), *begin, *end};
-}
-
-Metadata parse_metadata(const Json& value, const std::string& where) {
-  if (!value.is_object()) {
-    fail<ValueError>(where, ": __metadata__: expected an object of strings, got ",
-                     json_type(value));
-  }
-  Metadata metadata;
-  for (const auto& [key, text] : value.items()) {
-    if (!text.is_string()) {
-      fail<ValueError>(where, ": __metadata__: expected a string for key '", key, "', got ",
-                       json_type(text));
+  static const char* type_name(Type type) {
+    switch (type) {
+      case Type::array:
+        return "array";
+      case Type::object:
+        return "object";
+      case Type::number:
+        return "number";
+      case Type::string:
+        return "string";
+      case Type::boolean:
+        return "boolean";
+      case Type::null:
+        break;
     }
-    metadata.emplace(key, text.get<std::string>());
+    return "null";
   }
-  return metadata;
+
+  static std::optional<Field> field_named(std::string_view name) {
+    if (name == "dtype") return Field::kDType;
+    if (name == "shape") return Field::kShape;
+    if (name == "data_offsets") return Field::kOffsets;
+    return std::nullopt;
+  }
+
+  // The value of a simdjson result; a syntax error becomes a ValueError naming the file.
+  template <class T>
+  T take(simdjson::simdjson_result<T>&& result) const {
+    T value;
+    if (const simdjson::error_code error = std::move(result).get(value)) {
+      fail<ValueError>(where_, ": header: expected JSON, got a parse error (",
+                       simdjson::error_message(error), ")");
+    }
+    return value;
+  }
+
+  [[noreturn]] void duplicate(std::string_view key) const {
+    fail<ValueError>(where_, ": header: expected unique keys, got '", printable(key),
+                     "' twice in one object");
+  }
+
+  // A non-negative integer below 2^63, or nullopt for any other number; its text for messages.
+  // (The text views the parser's buffer.)
+  static std::pair<std::optional<std::int64_t>, std::string_view> count(
+      simdjson::ondemand::value value) {
+    std::string_view text = value.raw_json_token();
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
+      text.remove_suffix(1);
+    }
+    std::uint64_t number = 0;
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (value.get_uint64().get(number) || number > kMax) return {std::nullopt, text};
+    return {static_cast<std::int64_t>(number), text};
+  }
+
+  Metadata read_metadata(simdjson::ondemand::value value) const {
+    const Type type = take(value.type());
+    if (type != Type::object) {
+      fail<ValueError>(where_, ": __metadata__: expected an object of strings, got ",
+                       type_name(type));
+    }
+    Metadata metadata;
+    for (auto member : take(value.get_object())) {
+      simdjson::ondemand::field field = take(std::move(member));
+      std::string key(take(field.unescaped_key()));
+      if (metadata.contains(key)) duplicate(key);
+      const Type text_type = take(field.value().type());
+      if (text_type != Type::string) {
+        fail<ValueError>(where_, ": __metadata__: expected a string for key '", printable(key),
+                         "', got ", type_name(text_type));
+      }
+      metadata.emplace(std::move(key), std::string(take(field.value().get_string())));
+    }
+    return metadata;
+  }
+
+  TensorEntry read_entry(std::string name, simdjson::ondemand::value value) const {
+    TensorEntry entry{std::move(name), SafetensorsDType::kU8, {}, 0, 0};
+    const TensorWhere here{where_, entry.name};
+    const Type type = take(value.type());
+    if (type != Type::object) {
+      fail<ValueError>(here, ": expected an object with dtype, shape and data_offsets, got ",
+                       type_name(type));
+    }
+    unsigned seen = 0;
+    for (auto member : take(value.get_object())) {
+      simdjson::ondemand::field field = take(std::move(member));
+      const std::string_view key = take(field.unescaped_key());
+      const auto which = field_named(key);
+      if (!which) {
+        fail<ValueError>(here, ": expected only the fields dtype, shape and data_offsets, got \"",
+                         printable(key), "\"");
+      }
+      const unsigned bit = 1u << static_cast<int>(*which);
+      if (seen & bit) duplicate(key);
+      seen |= bit;
+      if (*which == Field::kDType) {
+        entry.dtype = read_dtype(field.value(), here);
+      } else if (*which == Field::kShape) {
+        entry.shape = read_shape(field.value(), here);
+      } else {
+        std::tie(entry.begin, entry.end) = read_offsets(field.value(), here);
+      }
+    }
+    if (seen != kAllFields) {
+      for (const char* field : {"dtype", "shape", "data_offsets"}) {
+        if (!(seen & (1u << static_cast<int>(*field_named(field))))) {
+          fail<ValueError>(here, ": expected a \"", field, "\" field");
+        }
+      }
+    }
+    const std::int64_t bytes = stored_bytes(entry.dtype, entry.shape, here);
+    if (bytes != entry.end - entry.begin) {
+      fail<ValueError>(here, ": expected ", bytes, " bytes for ", to_string(entry.dtype),
+                       " of shape ", shape_str(entry.shape), ", got data_offsets [", entry.begin,
+                       ", ", entry.end, "] (", entry.end - entry.begin, " bytes)");
+    }
+    return entry;
+  }
+
+  SafetensorsDType read_dtype(simdjson::ondemand::value value, const TensorWhere& here) const {
+    const Type type = take(value.type());
+    if (type != Type::string) {
+      fail<ValueError>(here, ": dtype: expected a string, got ", type_name(type));
+    }
+    const std::string_view text = take(value.get_string());
+    const auto dtype = safetensors_dtype_from_string(text);
+    if (!dtype) {
+      fail<ValueError>(here, ": dtype: expected one of ", known_dtype_list(), ", got '",
+                       printable(text), "'");
+    }
+    return *dtype;
+  }
+
+  Shape read_shape(simdjson::ondemand::value value, const TensorWhere& here) const {
+    const Type type = take(value.type());
+    if (type != Type::array) {
+      fail<ValueError>(here, ": shape: expected a list of non-negative integers, got ",
+                       type_name(type));
+    }
+    Shape shape;
+    std::size_t dims = 0;
+    for (auto element : take(value.get_array())) {
+      simdjson::ondemand::value dim = take(std::move(element));
+      const Type dim_type = take(dim.type());
+      if (dim_type != Type::number) {
+        fail<ValueError>(here, ": shape: expected non-negative integers below 2^63, got ",
+                         type_name(dim_type));
+      }
+      const auto [number, text] = count(dim);
+      if (!number) {
+        fail<ValueError>(here, ": shape: expected non-negative integers below 2^63, got ", text);
+      }
+      if (++dims <= kMaxDims) shape.push_back(*number);
+    }
+    if (dims > kMaxDims) {
+      fail<ValueError>(here, ": shape: expected at most ", kMaxDims, " dims, got ", dims);
+    }
+    return shape;
+  }
+
+  std::pair<std::int64_t, std::int64_t> read_offsets(simdjson::ondemand::value value,
+                                                     const TensorWhere& here) const {
+    constexpr std::string_view expected =
+        ": data_offsets: expected [begin, end] with 0 <= begin <= end";
+    const Type type = take(value.type());
+    if (type != Type::array) fail<ValueError>(here, expected, ", got ", type_name(type));
+    std::vector<std::optional<std::int64_t>> offsets;
+    std::string text;  // the first three, enough to tell what was wrong
+    for (auto element : take(value.get_array())) {
+      simdjson::ondemand::value offset = take(std::move(element));
+      const Type offset_type = take(offset.type());
+      if (offset_type != Type::number) {
+        fail<ValueError>(here, expected, ", got a list holding a ", type_name(offset_type));
+      }
+      auto [number, token] = count(offset);
+      if (offsets.size() < 3) (text += offsets.empty() ? "" : ", ") += token;
+      offsets.push_back(number);
+    }
+    if (offsets.size() != 2 || !offsets[0] || !offsets[1] || *offsets[0] > *offsets[1]) {
+      fail<ValueError>(here, expected, ", got [", text, offsets.size() > 3 ? ", ...]" : "]");
+    }
+    return {*offsets[0], *offsets[1]};
+  }
+
+  // Writers list the tensors by name, so the check is usually one sequential pass; sorting
+  // through the indices costs a cache miss per comparison.
+  void index_by_name(Header& header) const {
+    const std::vector<TensorEntry>& entries = header.entries;
+    header.by_name.resize(entries.size());
+    std::iota(header.by_name.begin(), header.by_name.end(), 0u);
+    const auto name_less = [&](std::uint32_t a, std::uint32_t b) {
+      return entries[a].name < entries[b].name;
+    };
+    if (!std::is_sorted(header.by_name.begin(), header.by_name.end(), name_less)) {
+      std::sort(header.by_name.begin(), header.by_name.end(), name_less);
+    }
+    const auto twice = std::adjacent_find(
+        header.by_name.begin(), header.by_name.end(),
+        [&](std::uint32_t a, std::uint32_t b) { return entries[a].name == entries[b].name; });
+    if (twice != header.by_name.end()) duplicate(entries[*twice].name);
+  }
+
+  const std::string& where_;
+};
+
+// The header's tensor entries (also by name) and metadata, every rule of the format checked.
+Header parse_header(std::string_view text, const std::string& where) {
+  // JSON allows no raw NUL anywhere, and a parser that stops at one would ignore what follows.
+  if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+    fail<ValueError>(where, ": header: expected JSON text padded with spaces, got a NUL byte at ",
+                     "offset ", nul);
+  }
+  return HeaderParser(where).parse(text);
 }
 
 // The tensors must tile [0, data_bytes) exactly, so no byte is read twice or left unaccounted.
-void check_tiling(std::vector<TensorEntry>& entries, std::int64_t data_bytes,
+void check_tiling(const std::vector<TensorEntry>& entries, std::int64_t data_bytes,
                   const std::string& where) {
-  std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) {
-    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-  });
+  // Sorted by value, without a trip to the entry per comparison; ties go by header order.
+  struct Span {
+    std::int64_t begin;
+    std::int64_t end;
+    std::uint32_t index;
+    auto operator<=>(const Span&) const = default;
+  };
+  std::vector<Span> spans;
+  spans.reserve(entries.size());
+  for (std::uint32_t i = 0; i < entries.size(); ++i) {
+    spans.push_back({entries[i].begin, entries[i].end, i});
+  }
+  if (!std::is_sorted(spans.begin(), spans.end())) std::sort(spans.begin(), spans.end());
   std::int64_t covered = 0;
-  const TensorEntry* previous = nullptr;
-  for (const TensorEntry& entry : entries) {
-    if (entry.end > data_bytes) {
-      fail<ValueError>(where, ": tensor '", entry.name, "': expected data inside the file's ",
-                       data_bytes, " data bytes, got data_offsets [", entry.begin, ", ", entry.end,
-                       "]");
+  const std::string* previous = nullptr;
+  for (const Span& span : spans) {
+    const std::string& name = entries[span.index].name;
+    if (span.end > data_bytes) {
+      fail<ValueError>(where, ": tensor '", name, "': expected data inside the file's ", data_bytes,
+                       " data bytes, got data_offsets [", span.begin, ", ", span.end, "]");
     }
-    if (entry.begin > covered) {
-      fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
-                       covered, " (tensors are contiguous), got a gap: data_offsets [", entry.begin,
-                       ", ", entry.end, "]");
+    if (span.begin > covered) {
+      fail<ValueError>(where, ": tensor '", name, "': expected data starting at byte ", covered,
+                       " (tensors are contiguous), got a gap: data_offsets [", span.begin, ", ",
+                       span.end, "]");
     }
-    if (entry.begin < covered) {
-      fail<ValueError>(where, ": tensor '", entry.name, "': expected data starting at byte ",
-                       covered, ", got data_offsets [", entry.begin, ", ", entry.end,
-                       "] overlapping tensor '", previous->name, "'");
+    if (span.begin < covered) {
+      fail<ValueError>(where, ": tensor '", name, "': expected data starting at byte ", covered,
+                       ", got data_offsets [", span.begin, ", ", span.end, "] overlapping tensor '",
+                       *previous, "'");
     }
-    covered = entry.end;
-    previous = &entry;
+    covered = span.end;
+    previous = &name;
   }
   if (covered != data_bytes) {
     fail<ValueError>(where, ": expected the tensors to fill the file's ", data_bytes,
@@ -701,26 +886,17 @@ SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& optio
   if (const auto bad = first_invalid_utf8(header_text)) {
     fail<ValueError>(where, ": header: expected UTF-8 text, got an invalid byte at offset ", *bad);
   }
-  const Json header = parse_header(header_text, where);
-  if (!header.is_object()) {
-    fail<ValueError>(where, ": header: expected a JSON object, got ", json_type(header));
-  }
+  Header header = parse_header(header_text, where);
+  const std::uint64_t data_start = 8 + header_bytes;
+  check_tiling(header.entries, static_cast<std::int64_t>(file_bytes - data_start), where);
 
   SafetensorsFile file;
-  std::vector<TensorEntry> entries;
-  for (const auto& [name, value] : header.items()) {
-    if (name == kMetadataKey) {
-      file.metadata = parse_metadata(value, where);
-    } else {
-      entries.push_back(parse_entry(name, value, where));
-    }
-  }
-  const std::uint64_t data_start = 8 + header_bytes;
-  check_tiling(entries, static_cast<std::int64_t>(file_bytes - data_start), where);
-
-  for (const TensorEntry& entry : entries) {
-    file.tensors.emplace(entry.name,
-                         StoredTensor{to_array(entry, mapping, data_start, where), entry.dtype});
+  file.metadata = std::move(header.metadata);
+  for (const std::uint32_t index : header.by_name) {  // in name order: each lands at the end
+    const TensorEntry& entry = header.entries[index];
+    file.tensors.emplace_hint(
+        file.tensors.end(), entry.name,
+        StoredTensor{to_array(entry, mapping, data_start, where), entry.dtype});
   }
   return file;
 }

@@ -158,8 +158,9 @@ def test_keyboard_interrupt_during_save_never_misreports_the_outcome(tmp_path: P
 
 
 def test_json_number_overflow_is_a_value_error_naming_the_file(tmp_path: Path) -> None:
-    path = _raw_file(tmp_path / "big.safetensors", '{"__metadata__":{},"x":1e400}')
-    with pytest.raises(ValueError, match=r"big\.safetensors': header: .*got 1e400"):
+    entry = '{"x":{"dtype":"U8","shape":[1e400],"data_offsets":[0,0]}}'
+    path = _raw_file(tmp_path / "big.safetensors", entry)
+    with pytest.raises(ValueError, match=r"big\.safetensors': tensor 'x': shape: .*got 1e400"):
         load_safetensors(path)
 
 
