@@ -43,8 +43,16 @@ for target in "${targets[@]}"; do
     tail -n 60 "$log" >&2
     exit 1
   fi
-  runs="$(grep -oE '(stat::number_of_executed_units: *|#)[0-9]+' "$log" | grep -oE '[0-9]+$' | sort -n | tail -1)"
-  slowest="$(grep -oE 'slowest_unit_time_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | sort -n | tail -1)"
-  echo "fuzz: $target: ${runs:-?} executions in ${seconds} s, no findings;" \
-    "slowest input ${slowest:-?} s (whole seconds)"
+  # Fork mode's log has the running totals but no final stats (its jobs' logs are gone), so
+  # either may be missing: a missing figure prints as "?" rather than failing the run.
+  runs="$(grep -oE '(stat::number_of_executed_units: *|#)[0-9]+' "$log" | grep -oE '[0-9]+$' |
+    sort -n | tail -1 || true)"
+  slowest="$(grep -oE 'slowest_unit_time_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' |
+    sort -n | tail -1 || true)"
+  if [[ -n "$slowest" ]]; then
+    slowest="slowest input $slowest s (whole seconds)"
+  else
+    slowest="no input reached the ${timeout} s timeout"
+  fi
+  echo "fuzz: $target: ${runs:-?} executions in ${seconds} s, no findings; $slowest"
 done

@@ -25,7 +25,8 @@ inline constexpr std::size_t kMaxDims = 64;
 // Product of dims, throwing ValueError (naming `argument`) on a negative dim, more than
 // kMaxDims dims, or a product of the non-zero dims that overflows int64 (NumPy refuses such a
 // shape even when a zero dim makes it empty).
-std::int64_t checked_numel(std::span<const std::int64_t> shape, std::string_view argument = "shape");
+std::int64_t checked_numel(std::span<const std::int64_t> shape,
+                           std::string_view argument = "shape");
 
 // Row-major strides for `shape`.
 Strides contiguous_strides(std::span<const std::int64_t> shape);
@@ -88,6 +89,9 @@ class Array {
   Array reshaped(Shape shape) const;
   // Same bytes read as another dtype of the same itemsize (e.g. uint8 <-> float8_e4m3fn).
   Array viewed_as(DType dtype) const;
+  // The last two dims swapped, as a view (shape and strides swapped); a 0-d or 1-d array is
+  // returned as it is, as NumPy's .T does.
+  Array transposed() const;
 
   std::string str() const;  // "Array(float32, (4, 8), cpu)"
 

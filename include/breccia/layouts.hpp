@@ -65,10 +65,16 @@ struct ScaleGrid {
 };
 
 void validate(const Layout& layout);  // positive block sizes
+
+// The layout of the same scales over the data transposed in its last two dims: block rows and
+// columns swapped. PerChannel has none (one scale per column is no layout); UnsupportedError
+// naming `argument` then.
+Layout transposed(const Layout& layout, std::string_view argument);
 std::string_view layout_name(const Layout& layout);
 std::string layout_repr(const Layout& layout);  // "PerBlockMN(block_m=1, block_n=32)"
 std::string layout_to_json(const Layout& layout);
-Layout layout_from_json(std::string_view json);
+// Inverse of layout_to_json; ValueError headed by `caller` (see recipe_from_json).
+Layout layout_from_json(std::string_view json, std::string_view caller = "layout_from_json");
 std::size_t layout_hash(const Layout& layout);
 
 // Geometry of `layout` over data of logical shape `logical_shape`.

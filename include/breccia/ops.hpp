@@ -1,5 +1,5 @@
-// The operations: cast, dequantize, matmul, requantize, from_buffer. Each validates its
-// arguments, builds the plan and dispatches to a kernel for the data's device.
+// The operations: cast, dequantize, matmul, linear, transpose, requantize, from_buffer. Each
+// validates its arguments, builds the plan and dispatches to a kernel for the data's device.
 #pragma once
 
 #include <optional>
@@ -62,6 +62,22 @@ Array dequantize(const ScaledTensor& scaled, DType out_dtype = DType::kF32,
 // (matmul) describes, with the output from context.allocator on context.stream.
 Array matmul(const Operand& a, const Operand& b, DType out_dtype = DType::kF32,
              const Context& context = {});
+
+// x @ dequantize(w)^T (+ bias): a linear layer whose weight w is (N, K), blocked along K, as
+// checkpoints store it. x is (..., K), bias (N,); both operands are dequantized to fp32 and
+// multiplied in fp32, the bias added in fp32, and the sum rounded once to out_dtype. On CUDA,
+// x is a 2-D ScaledTensor or bfloat16 array and w is read as it is stored (FP8 weights feed the
+// FP8 GEMMs without a copy), as kernels/cuda.hpp (linear) describes.
+Array linear(const Operand& x, const Operand& w, const std::optional<Array>& bias = std::nullopt,
+             DType out_dtype = DType::kF32, const Context& context = {});
+
+// x with its last two dims swapped (x.T for 2-D data; 1-D data is returned as it is). Formats
+// of one element per byte give a view: data, scale and zero points strided, the layout's block
+// shape swapped, nothing copied. Packed 4-bit formats hold two codes per byte along the last
+// axis, so their codes are repacked along the new one: a copy of the data (on the CPU; CUDA
+// data raises UnsupportedError), the scales still views. PerChannel tensors have no
+// transposed layout (UnsupportedError).
+ScaledTensor transpose(const ScaledTensor& x, const Context& context = {});
 
 // The same values under another recipe: cast(dequantize(scaled), new_recipe). Requantizing to
 // the tensor's own recipe and axis returns it unchanged.

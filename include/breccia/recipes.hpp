@@ -112,8 +112,10 @@ std::string recipe_repr(const Recipe& recipe);
 // {"recipe": "MXFP8BlockScaling", "fp8_format": "E4M3", "block_size": 32, ...}: stable keys.
 std::string recipe_to_json(const Recipe& recipe);
 // Inverse of recipe_to_json; missing fields take their defaults; unknown recipe or field,
-// wrong type or invalid value: ValueError.
-Recipe recipe_from_json(std::string_view json);
+// wrong type or invalid value: ValueError, its message headed by `caller` (the function the
+// user called: a binding's recipe constructor passes its own name). Format names (fp8_format,
+// ...) are read in any case and stored in their canonical spelling ("e4m3" -> "E4M3").
+Recipe recipe_from_json(std::string_view json, std::string_view caller = "recipe_from_json");
 std::size_t recipe_hash(const Recipe& recipe);
 // The DelayedScaling a recipe holds; ValueError naming `argument` for any other recipe.
 const DelayedScaling& as_delayed_scaling(const Recipe& recipe, std::string_view argument);

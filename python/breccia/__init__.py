@@ -2,7 +2,8 @@
 PyTorch, MLX and JAX.
 
 One data class (``ScaledTensor``), five operations (``cast``, ``dequantize``, ``matmul``,
-``requantize``, ``from_buffer``), eight recipes and four layouts (``breccia.layouts``). Every
+``requantize``, ``from_buffer``) and the extensions ``linear`` and ``cast_for_gemm``, eight
+recipes and four layouts (``breccia.layouts``). Every
 number is computed by breccia's C++ core; this package converts arrays, without copying where
 the framework allows, and results come back in the input's framework.
 """
@@ -107,6 +108,20 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
     return _ops.matmul(_ops.AUTOMATIC, a, b, out_dtype)
 
 
+def linear(x: Any, w: Any, bias: Any = None, out_dtype: Any = np.float32) -> Any:
+    """A linear layer (extension): ``x @ dequantize(w).T + bias`` for a weight w of shape
+    (N, K), blocked along K, as every checkpoint stores it (``cast(W, recipe)`` of an
+    ``nn.Linear`` weight). x: (..., K), a ScaledTensor or a plain float array; bias: (N,) or
+    None. Both operands are dequantized to fp32 and multiplied in fp32, the bias is added in
+    fp32, and the sum is rounded once to out_dtype. No transposed copy of w is made on any
+    kernel: the CPU GEMM reads w as stored, and on CUDA an FP8 weight feeds the FP8 GEMMs as a
+    transposed view (other formats are dequantized to bf16 as stored).
+
+    ``matmul(x, w)`` is ``x @ w``; for an (N, K) weight this is the call to use.
+    """
+    return _ops.linear(_ops.AUTOMATIC, x, w, bias, out_dtype)
+
+
 def requantize(
     scaled: ScaledTensor,
     new_recipe: ScalingRecipe,
@@ -182,6 +197,7 @@ __all__ = [
     "from_buffer",
     "kernels",
     "layout_from_json",
+    "linear",
     "matmul",
     "num_threads",
     "recipe_from_json",

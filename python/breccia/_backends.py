@@ -170,6 +170,24 @@ def to_numpy(array: _core.Array) -> np.ndarray:
     return raw if raw.dtype == dtype else raw.view(dtype)
 
 
+def swap_last_two(x: Any, backend: str) -> Any:
+    """x with its last two axes swapped, in its framework: a view for NumPy and PyTorch; JAX
+    and MLX arrays have no views, so those frameworks copy."""
+    if len(x.shape) < 2:
+        return x
+    if backend == TORCH:
+        return x.transpose(-1, -2)
+    if backend == MLX:
+        import mlx.core as mx
+
+        return mx.swapaxes(x, -1, -2)
+    if backend == JAX:
+        import jax.numpy as jnp
+
+        return jnp.swapaxes(x, -1, -2)
+    return np.swapaxes(x, -1, -2)
+
+
 def device_context(x: Any, backend: str | None = None) -> tuple[Any, int]:
     """(allocate, stream) for an op on x's device: for a CUDA tensor, the framework's caching
     allocator and its current stream, so that breccia's outputs are ordinary framework memory

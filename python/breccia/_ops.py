@@ -5,18 +5,44 @@ same checks. Each op finds its arrays' framework once."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
 from breccia import _backends, _core
 from breccia._scaled_tensor import ScaledTensor, require_scaled, same_backend
+from breccia.layouts import layout_from_native
 from breccia.recipes import DelayedScalingState, ScalingRecipe, require_recipe
 
 # Which kernels run: the fastest for the data's device, or the scalar reference kernels.
 Kernels = Literal["automatic", "reference"]
 AUTOMATIC: Kernels = "automatic"
 REFERENCE: Kernels = "reference"
+
+
+_Op = TypeVar("_Op", bound=Callable[..., Any])
+
+
+def _named(operation: str) -> Callable[[_Op], _Op]:
+    """Heads the message of an error the op raises with the op's name ("cast: x: ..."), so it
+    names the call that failed rather than an argument of some inner function."""
+
+    def decorate(function: _Op) -> _Op:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except (TypeError, ValueError, NotImplementedError) as error:
+                message = error.args[0] if len(error.args) == 1 else None
+                if isinstance(message, str) and not message.startswith(f"{operation}:"):
+                    error.args = (f"{operation}: {message}",)
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def _state_native(state: DelayedScalingState | None) -> Any:
@@ -33,6 +59,7 @@ def _axis(axis: Any) -> int:
     return int(axis)
 
 
+@_named("cast")
 def cast(
     kernels: Kernels, x: Any, recipe: ScalingRecipe, axis: int, state: DelayedScalingState | None
 ) -> ScaledTensor:
@@ -59,6 +86,7 @@ class GemmCast(NamedTuple):
     columnwise_swizzled_scale: Any
 
 
+@_named("cast_for_gemm")
 def cast_for_gemm(
     x: Any,
     recipe: ScalingRecipe,
@@ -93,6 +121,7 @@ def cast_for_gemm(
     return GemmCast(*tensors, *scales)
 
 
+@_named("dequantize")
 def dequantize(kernels: Kernels, scaled: ScaledTensor, out_dtype: Any) -> Any:
     require_scaled(scaled, "scaled")
     out = _core.dequantize(
@@ -104,24 +133,28 @@ def dequantize(kernels: Kernels, scaled: ScaledTensor, out_dtype: Any) -> Any:
     return _backends.from_core(out, scaled.backend)
 
 
-def matmul(kernels: Kernels, a: Any, b: Any, out_dtype: Any) -> Any:
-    operands = {"a": a, "b": b}
+def _gemm_operands(operands: dict[str, Any]) -> tuple[str, list[Any], Any]:
+    """The operands' one framework, their core forms, and the first one's array."""
     for name, operand in operands.items():
         if not isinstance(operand, ScaledTensor):
             _backends.require_array_like(operand, name)
-    backend = same_backend(
-        {
-            name: operand.data if isinstance(operand, ScaledTensor) else operand
-            for name, operand in operands.items()
-        }
-    )
+    arrays = {
+        name: operand.data if isinstance(operand, ScaledTensor) else operand
+        for name, operand in operands.items()
+    }
+    backend = same_backend(arrays)
     native = [
         operand._native
         if isinstance(operand, ScaledTensor)
         else _backends.to_core(operand, name, backend)
         for name, operand in operands.items()
     ]
-    first = a.data if isinstance(a, ScaledTensor) else a
+    return backend, native, next(iter(arrays.values()))
+
+
+@_named("matmul")
+def matmul(kernels: Kernels, a: Any, b: Any, out_dtype: Any) -> Any:
+    backend, native, first = _gemm_operands({"a": a, "b": b})
     out = _core.matmul(
         *native,
         _backends.dtype_name(out_dtype, "out_dtype"),
@@ -131,6 +164,50 @@ def matmul(kernels: Kernels, a: Any, b: Any, out_dtype: Any) -> Any:
     return _backends.from_core(out, backend)
 
 
+@_named("linear")
+def linear(kernels: Kernels, x: Any, w: Any, bias: Any, out_dtype: Any) -> Any:
+    operands = {"x": x, "w": w} if bias is None else {"x": x, "w": w, "bias": bias}
+    backend, native, first = _gemm_operands(operands)
+    out = _core.linear(
+        native[0],
+        native[1],
+        native[2] if bias is not None else None,
+        _backends.dtype_name(out_dtype, "out_dtype"),
+        *_backends.device_context(first, backend),
+        kernels=kernels,
+    )
+    return _backends.from_core(out, backend)
+
+
+@_named("transpose")
+def transpose(scaled: ScaledTensor) -> ScaledTensor:
+    """``scaled`` with its last two dims swapped. The core checks and builds the result (and
+    repacks packed 4-bit codes); the arrays the caller gets are the framework's own views of
+    the same memory where the framework has views."""
+    require_scaled(scaled, "x")
+    backend = scaled.backend
+    native = _core.transpose(scaled._native, *_backends.device_context(scaled.data, backend))
+
+    def swapped(array: Any) -> Any:
+        if array is None or len(array.shape) != scaled.ndim:
+            return array
+        return _backends.swap_last_two(array, backend)
+
+    packed = scaled.recipe.spec["packed"]
+    return ScaledTensor._over(
+        native,
+        (
+            _backends.from_core(native.data, backend) if packed else swapped(scaled.data),
+            swapped(scaled.scale),
+            scaled.recipe,
+            layout_from_native(native.layout),
+            scaled.global_scale,
+            swapped(scaled.zero_point),
+        ),
+    )
+
+
+@_named("requantize")
 def requantize(
     kernels: Kernels,
     scaled: ScaledTensor,
@@ -151,6 +228,7 @@ def requantize(
     return ScaledTensor._from_native(native, scaled.backend, new_recipe)
 
 
+@_named("from_buffer")
 def from_buffer(
     data: Any, scale: Any, recipe: ScalingRecipe, layout: Any, global_scale: Any, zero_point: Any
 ) -> ScaledTensor:

@@ -53,9 +53,14 @@ class ScaledTensor:
         native = _core.from_buffer(
             *_checked_arguments(data, scale, recipe, layout, global_scale, zero_point)
         )
+        return cls._over(native, (data, scale, recipe, layout, global_scale, zero_point))
+
+    @classmethod
+    def _over(cls, native: Any, values: tuple[Any, ...]) -> ScaledTensor:
+        """A ScaledTensor of the given field values (in field order) over a C++ ScaledTensor
+        that the core built and validated over the same memory."""
         scaled = object.__new__(cls)
-        values = (data, scale, recipe, layout, global_scale, zero_point)
-        for field, value in zip(dataclasses.fields(cls), values, strict=False):
+        for field, value in zip(dataclasses.fields(cls), values, strict=True):
             object.__setattr__(scaled, field.name, value)
         object.__setattr__(scaled, "_native", native)
         return scaled
@@ -63,24 +68,18 @@ class ScaledTensor:
     @classmethod
     def _from_native(cls, native: Any, backend: str, recipe: ScalingRecipe) -> ScaledTensor:
         """Wraps a C++ ScaledTensor that the core built and validated, in `backend` arrays."""
-        scaled = object.__new__(cls)
         optional = (native.global_scale, native.zero_point)
-        values = {
-            "data": _backends.from_core(native.data, backend),
-            "scale": _backends.from_core(native.scale, backend),
-            "recipe": recipe,
-            "layout": layout_from_native(native.layout),
-            "global_scale": None
-            if optional[0] is None
-            else _backends.from_core(optional[0], backend),
-            "zero_point": None
-            if optional[1] is None
-            else _backends.from_core(optional[1], backend),
-        }
-        for name, value in values.items():
-            object.__setattr__(scaled, name, value)
-        object.__setattr__(scaled, "_native", native)
-        return scaled
+        return cls._over(
+            native,
+            (
+                _backends.from_core(native.data, backend),
+                _backends.from_core(native.scale, backend),
+                recipe,
+                layout_from_native(native.layout),
+                None if optional[0] is None else _backends.from_core(optional[0], backend),
+                None if optional[1] is None else _backends.from_core(optional[1], backend),
+            ),
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -91,6 +90,33 @@ class ScaledTensor:
     def logical_shape(self) -> tuple[int, ...]:
         """The shape in elements (extension): the last dim doubled for packed 4-bit data."""
         return tuple(self._native.logical_shape)
+
+    @property
+    def T(self) -> ScaledTensor:
+        """The last two dims swapped (extension): ``dequantize(x.T)`` equals
+        ``dequantize(x).T`` exactly, and ``x.T.T`` reads as x. Formats of one element per byte
+        give views of data, scale and zero points (NumPy, PyTorch; JAX and MLX copy, having no
+        views) with the layout's block shape swapped: an FP8 (N, K) weight blocked along K
+        becomes a (K, N) matmul operand blocked along K, nothing copied. Packed 4-bit formats
+        (MXFP4, NVFP4, INT4) hold two codes per byte along the last axis, so their codes are
+        repacked along the new one: a copy of the data, on the CPU only. For multiplying by an
+        (N, K) weight, ``breccia.linear(x, w)`` reads every format as stored, without either.
+        PerChannel tensors have no transposed layout (NotImplementedError)."""
+        return self.transpose(-2, -1)
+
+    def transpose(self, dim0: int, dim1: int) -> ScaledTensor:
+        """``x.transpose(-2, -1)`` (either order, or the non-negative equivalents): ``x.T``.
+        Other pairs of dims raise ValueError: the scales are laid out over the last two."""
+        ndim = self.ndim
+        dims = sorted(d + ndim if isinstance(d, int) and d < 0 else d for d in (dim0, dim1))
+        if ndim < 2 or dims != [ndim - 2, ndim - 1]:
+            raise ValueError(
+                f"transpose: expected the last two dims (-2, -1) of a tensor of {ndim} dims, "
+                f"got ({dim0!r}, {dim1!r})"
+            )
+        from breccia import _ops
+
+        return _ops.transpose(self)
 
     @property
     def ndim(self) -> int:

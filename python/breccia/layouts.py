@@ -103,6 +103,11 @@ def layout_from_json(value: Mapping[str, Any] | str) -> Layout:
 
 
 def require_layout(layout: Any, argument: str) -> Layout:
+    if isinstance(layout, type) and issubclass(layout, Layout):
+        raise TypeError(
+            f"{argument} must be a layout instance, got the class {layout.__name__}; "
+            f"call it: {layout.__name__}()"
+        )
     if not isinstance(layout, Layout):
         names = ", ".join(_LAYOUT_CLASSES)
         raise TypeError(f"{argument} must be a layout ({names}), got {type(layout).__name__}")

@@ -34,7 +34,8 @@ def _field_values(value: Any) -> dict[str, Any]:
 def _build_native(value: Any, factory: Any, kind_key: str) -> Any:
     """Validates a recipe or layout in C++ and adopts the C++ canonical field values."""
     fields = _field_values(value)
-    native = factory(_json_text({kind_key: type(value).__name__, **fields}, type(value).__name__))
+    name = type(value).__name__
+    native = factory(_json_text({kind_key: name, **fields}, name), caller=name)
     canonical = json.loads(native.to_json())
     for name in fields:
         object.__setattr__(value, name, canonical[name])
@@ -227,6 +228,11 @@ def recipe_from_json(value: Mapping[str, Any] | str) -> ScalingRecipe:
 
 
 def require_recipe(recipe: Any, argument: str) -> ScalingRecipe:
+    if isinstance(recipe, type) and issubclass(recipe, ScalingRecipe):
+        raise TypeError(
+            f"{argument} must be a recipe instance, got the class {recipe.__name__}; "
+            f"call it: {recipe.__name__}()"
+        )
     if not isinstance(recipe, ScalingRecipe):
         names = ", ".join(_RECIPE_CLASSES)
         raise TypeError(f"{argument} must be a recipe ({names}), got {type(recipe).__name__}")

@@ -217,14 +217,14 @@ Operand operand_from(nb::handle object, std::string_view argument) {
                            nb::cast<std::string>(nb::str(object.type())));
 }
 
-Recipe recipe_from_text(std::string_view json) {
-  Recipe recipe = recipe_from_json(json);
+Recipe recipe_from_text(std::string_view json, std::string_view caller) {
+  Recipe recipe = recipe_from_json(json, caller);
   validate(recipe);
   return recipe;
 }
 
-Layout layout_from_text(std::string_view json) {
-  Layout layout = layout_from_json(json);
+Layout layout_from_text(std::string_view json, std::string_view caller) {
+  Layout layout = layout_from_json(json, caller);
   validate(layout);
   return layout;
 }
@@ -268,8 +268,8 @@ NB_MODULE(_core, m) {
       .def("__repr__", &Array::str);
 
   nb::class_<Recipe>(m, "Recipe", "A scaling recipe (breccia::Recipe).")
-      .def_static("from_json", &recipe_from_text, "json"_a,
-                  "Parses and validates a recipe's JSON text.")
+      .def_static("from_json", &recipe_from_text, "json"_a, "caller"_a = "recipe_from_json",
+                  "Parses and validates a recipe's JSON text; errors are headed by `caller`.")
       .def("to_json", [](const Recipe& r) { return recipe_to_json(r); })
       .def("__repr__", [](const Recipe& r) { return recipe_repr(r); })
       .def("__hash__", [](const Recipe& r) { return recipe_hash(r); })
@@ -295,8 +295,8 @@ NB_MODULE(_core, m) {
           "What the recipe implies (breccia::RecipeSpec), as a dict.");
 
   nb::class_<Layout>(m, "Layout", "A scale layout (breccia::Layout).")
-      .def_static("from_json", &layout_from_text, "json"_a,
-                  "Parses and validates a layout's JSON text.")
+      .def_static("from_json", &layout_from_text, "json"_a, "caller"_a = "layout_from_json",
+                  "Parses and validates a layout's JSON text; errors are headed by `caller`.")
       .def("to_json", [](const Layout& l) { return layout_to_json(l); })
       .def("__repr__", [](const Layout& l) { return layout_repr(l); })
       .def("__hash__", [](const Layout& l) { return layout_hash(l); })
@@ -403,6 +403,26 @@ NB_MODULE(_core, m) {
       },
       "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0,
       "kernels"_a = "automatic");
+  m.def(
+      "linear",
+      [](nb::handle x, nb::handle w, std::optional<Array> bias, std::string_view out_dtype,
+         nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
+        const PythonContext python(std::move(allocate), stream, kernels);
+        const Operand input = operand_from(x, "x"), weight = operand_from(w, "w");
+        const DType dtype = dtype_from_name(out_dtype, "out_dtype");
+        nb::gil_scoped_release release;
+        return linear(input, weight, bias, dtype, python.context());
+      },
+      "x"_a, "w"_a, "bias"_a = nb::none(), "out_dtype"_a = "float32", "allocate"_a = nb::none(),
+      "stream"_a = 0, "kernels"_a = "automatic");
+  m.def(
+      "transpose",
+      [](const ScaledTensor& x, nb::object allocate, std::uintptr_t stream) {
+        const PythonContext python(std::move(allocate), stream, "automatic");
+        nb::gil_scoped_release release;
+        return transpose(x, python.context());
+      },
+      "x"_a, "allocate"_a = nb::none(), "stream"_a = 0);
   m.def(
       "requantize",
       [](const ScaledTensor& scaled, const Recipe& recipe, int axis, DelayedScalingState* state,

@@ -319,6 +319,15 @@ Array Array::viewed_as(DType dtype) const {
   return array;
 }
 
+Array Array::transposed() const {
+  if (ndim() < 2) return *this;
+  Array array = *this;
+  const std::size_t last = shape_.size() - 1;
+  std::swap(array.shape_[last], array.shape_[last - 1]);
+  std::swap(array.strides_[last], array.strides_[last - 1]);
+  return array;
+}
+
 std::string Array::str() const {
   if (!defined()) return "Array(undefined)";
   return "Array(" + std::string(dtype_name(dtype_)) + ", " + shape_str(shape_) + ", " +

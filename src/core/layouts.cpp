@@ -25,7 +25,7 @@ using OrderedJson = nlohmann::ordered_json;
 template <class L>
 struct BlockField {
   std::string_view name;
-  std::int64_t L::*member;
+  std::int64_t L::* member;
 };
 
 template <class L>
@@ -63,14 +63,14 @@ void read_fields(const OrderedJson& object, L& layout) {
     const OrderedJson& value = item.value();
     if (key == "layout") continue;
     const auto field = std::find_if(kFields<L>.begin(), kFields<L>.end(),
-                                     [&](const BlockField<L>& f) { return f.name == key; });
+                                    [&](const BlockField<L>& f) { return f.name == key; });
     if (field == kFields<L>.end()) {
       std::string expected;
       for (const auto& f : kFields<L>) {
         expected += (expected.empty() ? "" : ", ") + std::string(f.name);
       }
-      fail<ValueError>("unknown field '", key, "' for ", L::kName, " (its fields: ",
-                       expected.empty() ? "none" : expected, ")");
+      fail<ValueError>("unknown field '", key, "' for ", L::kName,
+                       " (its fields: ", expected.empty() ? "none" : expected, ")");
     }
     const bool fits = value.is_number_integer() &&
                       (!value.is_number_unsigned() ||
@@ -84,7 +84,9 @@ void read_fields(const OrderedJson& object, L& layout) {
   }
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return a / b + (a % b != 0 ? 1 : 0);
+}
 
 // The scale shapes validate_layout accepts, canonical first.
 std::vector<Shape> accepted_scale_shapes(const Layout& layout,
@@ -99,6 +101,18 @@ std::vector<Shape> accepted_scale_shapes(const Layout& layout,
 }
 
 }  // namespace
+
+Layout transposed(const Layout& layout, std::string_view argument) {
+  if (const auto* k = std::get_if<PerBlockK>(&layout)) return PerBlockMN{k->block_size, 1};
+  if (const auto* mn = std::get_if<PerBlockMN>(&layout)) {
+    return PerBlockMN{mn->block_n, mn->block_m};
+  }
+  if (std::holds_alternative<PerChannel>(layout)) {
+    fail<UnsupportedError>(argument, ": the transpose of a PerChannel tensor (one scale per ",
+                           "column) has no layout; cast the transposed array instead");
+  }
+  return layout;  // PerTensor
+}
 
 void validate(const Layout& layout) {
   std::visit(
@@ -115,8 +129,7 @@ void validate(const Layout& layout) {
 }
 
 std::string_view layout_name(const Layout& layout) {
-  return std::visit([](const auto& typed) { return std::decay_t<decltype(typed)>::kName; },
-                    layout);
+  return std::visit([](const auto& typed) { return std::decay_t<decltype(typed)>::kName; }, layout);
 }
 
 std::string layout_repr(const Layout& layout) {
@@ -145,7 +158,7 @@ std::string layout_to_json(const Layout& layout) {
       layout);
 }
 
-Layout layout_from_json(std::string_view json) {
+Layout layout_from_json(std::string_view json, std::string_view caller) {
   Layout parsed;
   try {
     // Strict: a key given twice would otherwise silently mean its last value.
@@ -158,8 +171,8 @@ Layout layout_from_json(std::string_view json) {
       fail<ValueError>("missing the key \"layout\" naming one of ", layout_names());
     }
     if (!name_entry->is_string()) {
-      fail<ValueError>("field 'layout' must be a JSON string, got ", name_entry->type_name(),
-                       " ", name_entry->dump());
+      fail<ValueError>("field 'layout' must be a JSON string, got ", name_entry->type_name(), " ",
+                       name_entry->dump());
     }
     const std::string& name = name_entry->get_ref<const std::string&>();
     const auto& defaults = default_layouts();
@@ -172,7 +185,7 @@ Layout layout_from_json(std::string_view json) {
     std::visit([&](auto& typed) { read_fields(object, typed); }, layout);
     parsed = layout;
   } catch (const ValueError& error) {
-    fail<ValueError>("layout_from_json: ", error.what());
+    fail<ValueError>(caller, ": ", error.what());
   }
   validate(parsed);  // a forbidden value reports the field itself, as a constructor would
   return parsed;
@@ -240,9 +253,8 @@ void validate_layout(const Layout& layout, std::span<const std::int64_t> logical
   for (std::size_t i = 0; i < accepted.size(); ++i) {
     expected += (i > 0 ? " or " : "") + shape_str(accepted[i]);
   }
-  fail<ValueError>(layout_repr(layout), ": scale shape must be ", expected,
-                   " for data of shape ", shape_str(logical_shape), ", got ",
-                   shape_str(scale.shape()));
+  fail<ValueError>(layout_repr(layout), ": scale shape must be ", expected, " for data of shape ",
+                   shape_str(logical_shape), ", got ", shape_str(scale.shape()));
 }
 
 }  // namespace breccia

@@ -1,6 +1,7 @@
 #include "breccia/recipes.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -27,10 +28,19 @@ constexpr std::array<std::string_view, 2> kFp6FormatNames = {"E2M3", "E3M2"};
 constexpr std::array<std::string_view, 2> kMXScaleRoundingNames = {"floor", "rceil"};
 constexpr std::array<std::string_view, 3> kInt4ScaleDTypeNames = {"fp16", "bf16", "fp32"};
 
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  return std::ranges::equal(a, b, [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+// Names are matched in any case: "e4m3" is E4M3, "RCEIL" is rceil.
 template <class Enum, std::size_t N>
 std::optional<Enum> enum_from_name(const std::array<std::string_view, N>& names,
                                    std::string_view text) {
-  const auto found = std::find(names.begin(), names.end(), text);
+  const auto found = std::find_if(names.begin(), names.end(), [&](std::string_view name) {
+    return equal_ignoring_case(name, text);
+  });
   if (found == names.end()) return std::nullopt;
   return static_cast<Enum>(found - names.begin());
 }
@@ -204,8 +214,11 @@ void read_json_value(const OrderedJson& value, std::string_view field, MXScaleRo
 void read_json_value(const OrderedJson& value, std::string_view field, Int4ScaleDType& out) {
   out = int4_scale_dtype_from_string(require_json_string(value, field));
 }
+// The only string fields are NVFP4's fixed format names, kept in canonical upper case.
 void read_json_value(const OrderedJson& value, std::string_view field, std::string& out) {
   out = require_json_string(value, field);
+  std::ranges::transform(out, out.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
 }
 void read_json_value(const OrderedJson& value, std::string_view field, bool& out) {
   if (!value.is_boolean()) {
@@ -436,7 +449,7 @@ std::string recipe_to_json(const Recipe& recipe) {
       recipe);
 }
 
-Recipe recipe_from_json(std::string_view json) {
+Recipe recipe_from_json(std::string_view json, std::string_view caller) {
   Recipe parsed;
   try {
     // Strict: a key given twice would otherwise silently mean its last value.
@@ -460,10 +473,10 @@ Recipe recipe_from_json(std::string_view json) {
     std::visit([&](auto& typed) { read_fields(object, typed); }, recipe);
     parsed = recipe;
   } catch (const ValueError& error) {
-    fail<ValueError>("recipe_from_json: ", error.what());
+    fail<ValueError>(caller, ": ", error.what());
   }
-  // A well-formed recipe with a disallowed value reports the field itself, unprefixed, as a
-  // constructor would.
+  // A well-formed recipe with a disallowed value reports the field itself ("NVFP4BlockScaling.
+  // block_size must be 16 ..."), as a constructor would.
   validate(parsed);
   return parsed;
 }

@@ -107,7 +107,10 @@ ScaleGrid ScaledTensor::grid() const {
 }
 
 std::string ScaledTensor::repr() const {
-  return "breccia.ScaledTensor(shape=" + shape_str(shape()) +
+  // Packed 4-bit data's shape counts bytes; the logical shape says how many elements it holds.
+  const std::string logical =
+      spec_.packed ? ", logical_shape=" + shape_str(logical_shape()) : std::string();
+  return "breccia.ScaledTensor(shape=" + shape_str(shape()) + logical +
          ", data_dtype=" + std::string(dtype_name(data_dtype())) +
          ", scale_shape=" + shape_str(scale_.shape()) + ", recipe=" + recipe_repr(recipe_) +
          ", layout=" + layout_repr(layout_) + ")";

@@ -9,7 +9,10 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
+#include <string_view>
 
+#include "breccia/dtype.hpp"
+#include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
 #include "breccia/numerics.hpp"
 #include "breccia/plan.hpp"
@@ -18,6 +21,38 @@ namespace breccia::cuda_detail {
 
 // Wide float dtypes a kernel reads or writes, as template tags.
 enum class Wide : std::uint8_t { kF32, kBF16, kF16, kF64 };
+
+// The tag of a wide float dtype; TypeError naming `argument` for any other.
+inline Wide wide_of(DType dtype, std::string_view argument) {
+  switch (dtype) {
+    case DType::kF32:
+      return Wide::kF32;
+    case DType::kBF16:
+      return Wide::kBF16;
+    case DType::kF16:
+      return Wide::kF16;
+    case DType::kF64:
+      return Wide::kF64;
+    default:
+      fail<TypeError>(argument, ": expected float32, float16, bfloat16 or float64 on the GPU, got ",
+                      dtype_name(dtype));
+  }
+}
+
+// Calls f.template operator()<kWide>() for the runtime dtype.
+template <class F>
+void with_wide(DType dtype, std::string_view argument, F&& f) {
+  switch (wide_of(dtype, argument)) {
+    case Wide::kF32:
+      return f.template operator()<Wide::kF32>();
+    case Wide::kBF16:
+      return f.template operator()<Wide::kBF16>();
+    case Wide::kF16:
+      return f.template operator()<Wide::kF16>();
+    case Wide::kF64:
+      return f.template operator()<Wide::kF64>();
+  }
+}
 
 template <Wide kWide>
 struct WideStorage;

@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "breccia/error.hpp"
+#include "breccia/ops.hpp"
 #include "breccia/plan.hpp"
 #include "cuda/gemm/gemm.hpp"
 #include "cuda/runtime.hpp"
@@ -50,29 +51,6 @@ bool is_k_major_view(const Array& b) {  // (K, N) data laid out as N rows of K e
   return b.strides().size() == 2 && b.strides()[0] == 1 && b.strides()[1] == b.shape()[0];
 }
 
-Array transposed(const Array& x) {
-  return Array::borrow(x.data(), x.dtype(), {x.shape()[1], x.shape()[0]},
-                       {x.strides()[1], x.strides()[0]}, x.device(), x.owner());
-}
-
-// The layout of the transposed tensor (block rows and columns swapped).
-Layout transposed(const Layout& layout, std::string_view argument) {
-  if (std::holds_alternative<PerTensor>(layout)) return layout;
-  if (const auto* k = std::get_if<PerBlockK>(&layout)) return PerBlockMN{k->block_size, 1};
-  if (const auto* mn = std::get_if<PerBlockMN>(&layout))
-    return PerBlockMN{mn->block_n, mn->block_m};
-  fail<UnsupportedError>(argument, ": a transposed view of a ", layout_repr(layout),
-                         " tensor has no layout; cast b with axis=-2 instead");
-}
-
-// The (N, K) tensor whose transposed view is b.
-ScaledTensor untransposed(const ScaledTensor& b) {
-  auto view = [](const Array& x) { return x.ndim() == 2 ? transposed(x) : x; };
-  return ScaledTensor(transposed(b.data()), view(b.scale()), b.recipe(),
-                      transposed(b.layout(), "b"), b.global_scale(),
-                      b.zero_point() ? std::optional<Array>(view(*b.zero_point())) : std::nullopt);
-}
-
 // The factor an operand's bf16 values leave out: an FP8 per-tensor scale or NVFP4's
 // global_scale (null: none).
 const float* tensor_factor(const ScaledTensor& t) {
@@ -107,24 +85,25 @@ struct Bf16Operand {
   const float* factor = nullptr;
 };
 
-Bf16Operand bf16_operand(const Operand& operand, bool is_b, const Context& context) {
-  const std::string_view argument = is_b ? "b" : "a";
+// `weight`: b is given as the (N, K) weight of a linear layer rather than as (K, N).
+Bf16Operand bf16_operand(const Operand& operand, bool is_b, bool weight, const Context& context) {
+  const std::string_view argument = weight ? "w" : is_b ? "b" : "a";
   if (const auto* plain = std::get_if<Array>(&operand)) {
     if (plain->dtype() != DType::kBF16) {
       fail<TypeError>(argument,
                       ": the GPU GEMM takes plain arrays of bfloat16 (or ScaledTensors), got ",
                       dtype_name(plain->dtype()));
     }
-    if (is_b && is_k_major_view(*plain)) return {transposed(*plain), true, nullptr};
+    if (is_b && !weight && is_k_major_view(*plain)) return {plain->transposed(), true, nullptr};
     require_contiguous(*plain, argument);
-    return {*plain, !is_b, nullptr};
+    return {*plain, !is_b || weight, nullptr};
   }
   const ScaledTensor& scaled = std::get<ScaledTensor>(operand);
-  if (is_b && is_k_major_view(scaled.data())) {
-    const ScaledTensor weight = untransposed(scaled);
-    return {dequantized_bf16(weight, argument, context), true, tensor_factor(scaled)};
+  if (is_b && !weight && is_k_major_view(scaled.data())) {
+    const ScaledTensor stored = breccia::transpose(scaled);  // the (N, K) tensor b views
+    return {dequantized_bf16(stored, argument, context), true, tensor_factor(scaled)};
   }
-  return {dequantized_bf16(scaled, argument, context), !is_b, tensor_factor(scaled)};
+  return {dequantized_bf16(scaled, argument, context), !is_b || weight, tensor_factor(scaled)};
 }
 
 }  // namespace
@@ -198,11 +177,12 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   launch(p, context, device);
 }
 
-void run_emulated(const Operand& a, const Operand& b, const Array& out, const Context& context) {
+void run_emulated(const Operand& a, const Operand& b, bool b_is_weight, const Array& out,
+                  const Context& context) {
   const Device device = out.device();
   const cudaStream_t stream = detail::stream_of(context);
-  const Bf16Operand a16 = bf16_operand(a, false, context);
-  const Bf16Operand b16 = bf16_operand(b, true, context);
+  const Bf16Operand a16 = bf16_operand(a, false, false, context);
+  const Bf16Operand b16 = bf16_operand(b, true, b_is_weight, context);
   Problem p;
   p.m = static_cast<int>(out.shape()[0]);
   p.n = static_cast<int>(out.shape()[1]);

@@ -39,6 +39,7 @@ namespace {
 using cuda_detail::TileScale;
 using cuda_detail::TileStats;
 using cuda_detail::Wide;
+using cuda_detail::with_wide;
 
 constexpr int kThreads = 256;
 constexpr int kChunks = 16;                  // 8-element chunks across a tile_kernel block
@@ -756,37 +757,6 @@ void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result,
                 "cub::DeviceReduce::TransformReduce");
 }
 
-Wide wide_of(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return Wide::kF32;
-    case DType::kBF16:
-      return Wide::kBF16;
-    case DType::kF16:
-      return Wide::kF16;
-    case DType::kF64:
-      return Wide::kF64;
-    default:
-      fail<TypeError>("x: expected float32, float16, bfloat16 or float64 on the GPU, got ",
-                      dtype_name(dtype));
-  }
-}
-
-// Calls f.template operator()<kWide>() for the runtime dtype.
-template <class F>
-void with_wide(DType dtype, F&& f) {
-  switch (wide_of(dtype)) {
-    case Wide::kF32:
-      return f.template operator()<Wide::kF32>();
-    case Wide::kBF16:
-      return f.template operator()<Wide::kBF16>();
-    case Wide::kF16:
-      return f.template operator()<Wide::kF16>();
-    case Wide::kF64:
-      return f.template operator()<Wide::kF64>();
-  }
-}
-
 bool aligned(const void* pointer, std::uintptr_t bytes) {
   return reinterpret_cast<std::uintptr_t>(pointer) % bytes == 0;
 }
@@ -826,7 +796,7 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
   if (state != nullptr) {
     detail::check(cudaMemsetAsync(amax, 0, sizeof(std::uint32_t), stream), "cudaMemsetAsync");
   } else {
-    with_wide(x.dtype(), [&]<Wide kWide>() {
+    with_wide(x.dtype(), "x", [&]<Wide kWide>() {
       launch_amax_bits<kWide>(x.data(), count, amax, context, x.device());
     });
   }
@@ -841,7 +811,7 @@ void cast_per_tensor(const CastTarget& target, const Array& x, DelayedScalingSta
     if constexpr (std::is_base_of_v<rules::Fp8Encoder<kFp8 ? Rule::kElement : ElementFormat::kE4M3>,
                                     Rule>) {  // the FP8 rules, per tensor
       rules::bind_state(rule, state);
-      with_wide(x.dtype(), [&]<Wide kWide>() {
+      with_wide(x.dtype(), "x", [&]<Wide kWide>() {
         tensor_kernel<kWide, Rule><<<blocks, kThreads, 0, stream>>>(
             x.data(), target.out.data.data_as<std::uint8_t>(), target.out.scale.data(), count,
             vectorized, rule, state != nullptr ? nullptr : amax, state != nullptr ? amax : nullptr);
@@ -982,7 +952,7 @@ void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint
       plan.grid.batch * g.tiles_down * ((g.tiles_across + g.tiles_per_unit - 1) / g.tiles_per_unit);
   rules::with_rule(plan.spec, [&](auto rule) {
     if constexpr (!decltype(rule)::kPerTensorOnly) {  // block recipes only come here
-      with_wide(x.dtype(), [&]<Wide kWide>() {
+      with_wide(x.dtype(), "x", [&]<Wide kWide>() {
         warp_tiles_kernel<kWide><<<blocks_for(g.units * 32), kThreads, 0, stream>>>(
             x.data(), target.out.data.data_as<std::uint8_t>(), sink_of(target), g, rule,
             tensor_amax);
@@ -1029,7 +999,7 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
     // NVFP4: the tensor amax goes to (the first) global_scale's memory as bits; a one-thread
     // kernel turns it into amax / 2688 for every target after the block pass has read it.
     tensor_amax = targets[0].out.global_scale.data_as<std::uint32_t>();
-    with_wide(x.dtype(), [&]<Wide kWide>() {
+    with_wide(x.dtype(), "x", [&]<Wide kWide>() {
       launch_amax_bits<kWide>(x.data(), x.numel(), tensor_amax, context, x.device());
     });
   }
@@ -1044,7 +1014,7 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
         static_cast<TileGeometry&>(args) = geometry;
         args.rule = rule;
         args.tensor_amax = tensor_amax;
-        with_wide(x.dtype(), [&]<Wide kWide>() {
+        with_wide(x.dtype(), "x", [&]<Wide kWide>() {
           if constexpr (kWide != Wide::kF64) {
             launch_tile_kernel<kWide, Rule>(per_thread, args, first.grid.batch, stream);
           }

@@ -106,4 +106,14 @@ Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
 #endif
 }
 
+Array run_linear_on_device(const Operand& x, const Operand& w, const std::optional<Array>& bias,
+                           DType out_dtype, const Context& context) {
+#if defined(BRECCIA_WITH_CUDA)
+  return kernels::cuda::linear(x, w, bias, out_dtype, context);
+#else
+  (void)x, (void)w, (void)bias, (void)out_dtype, (void)context;
+  fail<UnsupportedError>("linear: this build of breccia has no CUDA kernels");
+#endif
+}
+
 }  // namespace breccia::ops_detail

@@ -30,5 +30,7 @@ void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale
 // matmul of operands on a (non-CPU) device.
 Array run_matmul_on_device(const Operand& a, const Operand& b, DType out_dtype,
                            const Context& context);
+Array run_linear_on_device(const Operand& x, const Operand& w, const std::optional<Array>& bias,
+                           DType out_dtype, const Context& context);
 
 }  // namespace breccia::ops_detail

@@ -73,13 +73,85 @@ std::int64_t source_batch(const Shape& operand, const Shape& batch, std::int64_t
   return source;
 }
 
-}  // namespace
-
-Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context) {
+void require_wide_float_out(DType out_dtype) {
   if (!is_wide_float(out_dtype)) {
     fail<TypeError>("out_dtype: expected float32, float16, bfloat16 or float64, got ",
                     dtype_name(out_dtype));
   }
+}
+
+void require_gemm_size(std::string_view operation, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX) {
+    fail<ValueError>(operation, ": M, N and K must each be below 2^31 for the BLAS GEMM, got M=", m,
+                     " N=", n, " K=", k);
+  }
+}
+
+// out32 rounded to out_dtype (out32 itself when that is fp32).
+Array rounded(const Array& out32, DType out_dtype) {
+  if (out_dtype == DType::kF32) return out32;
+  Array out = Array::empty(out_dtype, out32.shape());
+  kernels::reference::convert(out32, out);
+  return out;
+}
+
+}  // namespace
+
+Array linear(const Operand& x, const Operand& w, const std::optional<Array>& bias, DType out_dtype,
+             const Context& context) {
+  require_wide_float_out(out_dtype);
+  const Device device = data_of(x).device();
+  ops_detail::require_device(data_of(w), "w", device);
+  if (bias) ops_detail::require_device(*bias, "bias", device);
+  ops_detail::require_kernels_for(device, "linear", context);
+
+  const Shape x_shape = logical_shape_of(x);
+  const Shape w_shape = logical_shape_of(w);
+  if (x_shape.empty()) fail<ValueError>("x: expected shape (..., K), got ()");
+  if (w_shape.size() != 2) {
+    fail<ValueError>("w: expected a 2-D weight of shape (N, K), got shape ", shape_str(w_shape));
+  }
+  const std::int64_t n = w_shape[0];
+  const std::int64_t k = w_shape[1];
+  if (x_shape.back() != k) {
+    fail<ValueError>("linear: x's last dimension (K=", x_shape.back(), ", shape ",
+                     shape_str(x_shape),
+                     ") must equal the second of the weight w (N, K) (got K=", k, ", shape ",
+                     shape_str(w_shape), ")");
+  }
+  if (bias) {
+    if (bias->shape() != Shape{n}) {
+      fail<ValueError>("bias: expected shape (N,) = (", n, ",), got ", shape_str(bias->shape()));
+    }
+    if (!is_wide_float(bias->dtype())) {
+      fail<TypeError>("bias: expected a float32, float16, bfloat16 or float64 array, got ",
+                      dtype_name(bias->dtype()));
+    }
+  }
+  if (!device.is_cpu()) return ops_detail::run_linear_on_device(x, w, bias, out_dtype, context);
+
+  Shape out_shape = x_shape;
+  out_shape.back() = n;
+  const std::int64_t rows = checked_numel(std::span(x_shape).first(x_shape.size() - 1));
+  require_gemm_size("linear", rows, n, k);
+  const Array x32 = to_float32(x, "x", context);
+  const Array w32 = to_float32(w, "w", context);
+  Array out32 = Array::empty(DType::kF32, out_shape);
+  kernels::reference::gemm_f32(rows, n, k, x32.data_as<const float>(), w32.data_as<const float>(),
+                               out32.data_as<float>(), /*b_transposed=*/true);
+  if (bias) {
+    const Array bias32 = to_float32(*bias, "bias", context);
+    const float* add = bias32.data_as<const float>();
+    float* row = out32.data_as<float>();
+    for (std::int64_t r = 0; r < rows; ++r, row += n) {
+      for (std::int64_t j = 0; j < n; ++j) row[j] += add[j];
+    }
+  }
+  return rounded(out32, out_dtype);
+}
+
+Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context) {
+  require_wide_float_out(out_dtype);
   const Device device = data_of(a).device();
   ops_detail::require_device(data_of(b), "b", device);
   ops_detail::require_kernels_for(device, "matmul", context);
@@ -99,10 +171,7 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context&
                      ") must equal b's second-to-last (got ", b_shape[b_shape.size() - 2],
                      ", shape ", shape_str(b_shape), ")");
   }
-  if (m > INT_MAX || n > INT_MAX || k > INT_MAX) {
-    fail<ValueError>("matmul: M, N and K must each be below 2^31 for the BLAS GEMM, got M=", m,
-                     " N=", n, " K=", k);
-  }
+  require_gemm_size("matmul", m, n, k);
   const Shape batch = broadcast_batch(a_shape, b_shape);
 
   const Array a32 = to_float32(a, "a", context);
@@ -118,10 +187,7 @@ Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context&
         b32.data_as<const float>() + source_batch(b_shape, batch, i) * k * n,
         out32.data_as<float>() + i * m * n);
   }
-  if (out_dtype == DType::kF32) return out32;
-  Array out = Array::empty(out_dtype, out_shape);
-  kernels::reference::convert(out32, out);
-  return out;
+  return rounded(out32, out_dtype);
 }
 
 }  // namespace breccia

@@ -8,15 +8,16 @@
 namespace breccia::kernels::reference {
 
 void gemm_f32(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, const float* b,
-              float* c) {
+              float* c, bool b_transposed) {
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum; BLAS would reject the zero leading dimension
     std::fill(c, c + m * n, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(k), b,
-              static_cast<blasint>(n), 0.0f, c, static_cast<blasint>(n));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
+              static_cast<blasint>(k), b, static_cast<blasint>(b_transposed ? k : n), 0.0f, c,
+              static_cast<blasint>(n));
 }
 
 }  // namespace breccia::kernels::reference

@@ -71,9 +71,20 @@ TEST(RecipeEnums, HybridIsRejectedWithAnExplanation) {
   EXPECT_TRUE(contains(message, "HYBRID"));
 }
 
+TEST(RecipeEnums, NamesAreReadInAnyCase) {
+  EXPECT_EQ(fp8_format_from_string("e4m3"), Fp8Format::kE4M3);
+  EXPECT_EQ(fp8_format_from_string("E5m2"), Fp8Format::kE5M2);
+  EXPECT_EQ(mx_scale_rounding_from_string("RCEIL"), MXScaleRounding::kRceil);
+  EXPECT_EQ(int4_scale_dtype_from_string("BF16"), Int4ScaleDType::kBF16);
+  // Stored and written back in the canonical spelling.
+  const Recipe recipe =
+      recipe_from_json(R"({"recipe": "NVFP4BlockScaling", "fp4_format": "e2m1"})");
+  EXPECT_EQ(recipe_to_json(recipe), recipe_to_json(NVFP4BlockScaling{}));
+}
+
 TEST(RecipeEnums, OtherSpellingsAreRejected) {
-  // Exact spellings only: the JSON and Python forms use these and nothing else.
-  for (const char* text : {"e4m3", "E4M3FN", "fp8", ""}) {
+  // Case aside, only these spellings: "E4M3FN" (PyTorch's dtype name) is not a format name.
+  for (const char* text : {"E4M3FN", "fp8", ""}) {
     const std::string message = error_message<ValueError>([&] { fp8_format_from_string(text); });
     EXPECT_TRUE(contains(message, "fp8_format"));
     EXPECT_TRUE(contains(message, "'" + std::string(text) + "'"));
@@ -380,9 +391,8 @@ TEST(DelayedScalingState, ResumesFromASavedState) {
 }
 
 TEST(DelayedScalingState, RejectsAHistoryOfTheWrongLengthOrABadRecipe) {
-  const std::string message = error_message<ValueError>([] {
-    DelayedScalingState(DelayedScaling{.amax_history_len = 3}, 1.0f, {0.0f, 0.0f});
-  });
+  const std::string message = error_message<ValueError>(
+      [] { DelayedScalingState(DelayedScaling{.amax_history_len = 3}, 1.0f, {0.0f, 0.0f}); });
   EXPECT_TRUE(contains(message, "amax_history_len = 3"));
   EXPECT_TRUE(contains(message, "got 2"));
   const std::string bad_recipe =

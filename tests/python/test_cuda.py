@@ -129,3 +129,32 @@ def test_int4_weights_with_bf16_activations():
     out = breccia.matmul(x, w, torch.bfloat16)
     want = x.double() @ breccia.dequantize(w).double()
     assert _relative_mismatch(out, want) <= 1e-5
+
+
+# Weights stored (N, K), blocked along K: FP8 ones reach the FP8 GEMMs as transposed views,
+# the rest are dequantized as stored; the activation's recipe is the weight's row-wise one.
+LINEAR_CASES = [
+    (breccia.Float8CurrentScaling(), breccia.Float8CurrentScaling()),
+    (breccia.Float8BlockScaling(), breccia.Float8BlockScaling(block_m=128)),
+    (breccia.MXFP8BlockScaling(), breccia.MXFP8BlockScaling()),
+    (breccia.NVFP4BlockScaling(), breccia.NVFP4BlockScaling()),
+    (None, breccia.INT4Scaling()),
+    (None, breccia.MXFP4BlockScaling()),
+]
+
+
+@pytest.mark.parametrize("x_recipe,w_recipe", LINEAR_CASES, ids=repr)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_on_the_gpu_matches_the_cpu(x_recipe, w_recipe, with_bias):
+    x = _x((64, 512), torch.float32, 5)
+    x = x.to(torch.bfloat16) if x_recipe is None else x
+    w = _x((384, 512), torch.float32, 6)
+    bias = _x((384,), torch.float32, 7) if with_bias else None
+    qx = x if x_recipe is None else breccia.cast(x, x_recipe)
+    qw = breccia.cast(w, w_recipe)
+    on_cpu = breccia.linear(qx, qw, bias).double()
+    gx = x.cuda() if x_recipe is None else breccia.cast(x.cuda(), x_recipe)
+    gw = breccia.cast(w.cuda(), w_recipe)
+    out = breccia.linear(gx, gw, None if bias is None else bias.cuda(), torch.bfloat16)
+    assert out.is_cuda and out.dtype == torch.bfloat16 and out.shape == (64, 384)
+    assert _relative_mismatch(out.cpu(), on_cpu) <= 1e-4

@@ -1,6 +1,7 @@
 // CUDA kernels (sm_90a, with a compute_90 PTX fallback): cast and dequantize for every recipe,
 // bit-identical to the reference kernels, and FP8 GEMMs on Hopper's tensor cores. Built when
-// BRECCIA_CUDA is on; the ops (breccia::cast / dequantize / matmul) route CUDA arrays here.
+// BRECCIA_CUDA is on; the ops (breccia::cast / dequantize / matmul / linear) route CUDA arrays
+// here.
 //
 // Every output comes from the Context's allocator (a framework passes its caching allocator),
 // and every kernel runs on its stream (a cudaStream_t passed as void*; null is the legacy
@@ -8,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "breccia/array.hpp"
@@ -64,5 +66,12 @@ GemmKind gemm_kind(const ScaledTensor& a, const ScaledTensor& b);
 //   product's up to summation order; INT4 and fp32 block scales round each value to bf16.
 // Throws UnsupportedError (naming the reason) for shapes no kernel takes; never a wrong answer.
 Array matmul(const Operand& a, const Operand& b, DType out_dtype, const Context& context);
+
+// x @ dequantize(w)^T (+ bias) for the (N, K) weight w of a linear layer, through the same
+// GEMMs as matmul: an FP8 weight as a transposed view (no copy), any other weight dequantized
+// to bf16 as stored. With a bias the GEMM writes fp32 and one more pass adds the bias and
+// rounds once to out_dtype.
+Array linear(const Operand& x, const Operand& w, const std::optional<Array>& bias, DType out_dtype,
+             const Context& context);
 
 }  // namespace breccia::kernels::cuda

@@ -26,8 +26,9 @@ void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
 // rounded to nearest even; `in` and `out` contiguous with the same number of elements.
 void convert(const Array& in, const Array& out);
 
-// c = a @ b for row-major fp32 matrices a (m x k), b (k x n), c (m x n), through BLAS sgemm.
+// c = a @ b for row-major fp32 matrices a (m x k), b (k x n), c (m x n), through BLAS sgemm;
+// with b_transposed, b is n x k (a weight as checkpoints store it) and c = a @ b^T.
 void gemm_f32(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, const float* b,
-              float* c);
+              float* c, bool b_transposed = false);
 
 }  // namespace breccia::kernels::reference

@@ -44,4 +44,10 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32) -> Any:
     return _ops.matmul(_ops.REFERENCE, a, b, out_dtype)
 
 
-__all__ = ["cast", "dequantize", "matmul", "requantize"]
+def linear(x: Any, w: Any, bias: Any = None, out_dtype: Any = np.float32) -> Any:
+    """Reference linear layer: ``x @ dequantize(w).T + bias`` with the reference dequantize
+    and an fp32 GEMM (see ``breccia.linear``)."""
+    return _ops.linear(_ops.REFERENCE, x, w, bias, out_dtype)
+
+
+__all__ = ["cast", "dequantize", "linear", "matmul", "requantize"]

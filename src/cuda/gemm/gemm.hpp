@@ -31,7 +31,9 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
          const Context& context);
 
 // The emulated path: each operand to bf16 on the GPU (a plain bf16 array as it is), then the
-// bf16 GEMM into `out` (M x N) with alpha = the operands' per-tensor factors.
-void run_emulated(const Operand& a, const Operand& b, const Array& out, const Context& context);
+// bf16 GEMM into `out` (M x N) with alpha = the operands' per-tensor factors. b_is_weight: b is
+// the (N, K) weight of a linear layer, read as stored.
+void run_emulated(const Operand& a, const Operand& b, bool b_is_weight, const Array& out,
+                  const Context& context);
 
 }  // namespace breccia::kernels::cuda::gemm
