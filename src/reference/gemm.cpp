@@ -21,9 +21,9 @@ void gemm_f32(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, co
     return;
   }
   BRECCIA_CBLAS_SGEMM(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
-              static_cast<blasint>(k), b, static_cast<blasint>(b_transposed ? k : n), 0.0f, c,
-              static_cast<blasint>(n));
+                      static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
+                      1.0f, a, static_cast<blasint>(k), b,
+                      static_cast<blasint>(b_transposed ? k : n), 0.0f, c, static_cast<blasint>(n));
 }
 
 }  // namespace breccia::kernels::reference
