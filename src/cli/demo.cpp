@@ -1,16 +1,19 @@
 // breccia-demo [file.safetensors]: quantizes every 2-D float tensor of a safetensors file under
-// each recipe (default parameters) and reports size and accuracy per recipe.
+// each recipe (default parameters) and reports size and accuracy per recipe. The file is read
+// with its convention (breccia, DeepSeek-V3, compressed-tensors, ModelOpt): a weight stored
+// quantized is one tensor, its dequantized values the input, and its scales are not weights.
 #include <cmath>
 #include <cstdio>
 #include <exception>
 #include <limits>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
-#include "breccia/io/safetensors.hpp"
+#include "breccia/io/checkpoint.hpp"
 #include "breccia/ops.hpp"
 
 namespace {
@@ -133,14 +136,22 @@ void report_recipe(const breccia::Recipe& recipe, const std::vector<NamedTensor>
 }
 
 int run(const std::string& path) {
-  const breccia::io::SafetensorsFile file = breccia::io::load(path);
+  const breccia::io::Checkpoint file = breccia::io::load_checkpoint(path);
   std::vector<NamedTensor> tensors;
   std::vector<std::vector<double>> originals;
-  for (const auto& [name, stored] : file.tensors) {
-    if (stored.array.ndim() == 2 && breccia::is_wide_float(stored.array.dtype())) {
-      tensors.push_back({name, stored.array});
-      originals.push_back(values_of(stored.array));
+  for (const auto& [name, entry] : file.tensors) {
+    Array values;
+    if (const auto* scaled = std::get_if<breccia::ScaledTensor>(&entry)) {
+      if (scaled->logical_shape().size() != 2) continue;
+      values = breccia::dequantize(*scaled);
+      std::printf("%s: stored as %s; its dequantized values are the input\n", name.c_str(),
+                  breccia::recipe_repr(scaled->recipe()).c_str());
+    } else {
+      values = std::get<Array>(entry);
+      if (values.ndim() != 2 || !breccia::is_wide_float(values.dtype())) continue;
     }
+    tensors.push_back({name, values});
+    originals.push_back(values_of(values));
   }
   if (tensors.empty()) {
     std::fprintf(stderr,
