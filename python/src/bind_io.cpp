@@ -45,10 +45,14 @@ std::map<std::string, io::CheckpointEntry> entries_from_dict(const nb::dict& ten
 }
 
 // Runs between pieces of a write made without the GIL: a pending Ctrl-C (or any signal whose
-// handler raises) abandons the write, before the target is replaced.
-void raise_pending_signals() {
-  nb::gil_scoped_acquire gil;
-  if (PyErr_CheckSignals() != 0) throw nb::python_error();
+// handler raises) abandons the write, before the target is replaced; `progress` (a Python
+// callable or None) hears (bytes written, file size).
+io::WritePoll write_poll(const nb::object& progress) {
+  return [&progress](std::uint64_t written, std::uint64_t total) {
+    nb::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+    if (!progress.is_none()) progress(written, total);
+  };
 }
 
 }  // namespace
@@ -75,14 +79,14 @@ void bind_io(nb::module_& m) {
       "save_checkpoint",
       [](const std::string& path, const nb::dict& tensors, std::string_view convention,
          const io::Metadata& extra_metadata,
-         const std::map<std::string, float>& encode_global_scales) {
+         const std::map<std::string, float>& encode_global_scales, const nb::object& progress) {
         const std::map<std::string, io::CheckpointEntry> entries = entries_from_dict(tensors);
         const io::SaveOptions options{.convention = io::convention_from_string(convention),
                                       .extra_metadata = extra_metadata,
                                       .encode_global_scales = encode_global_scales};
         {
           nb::gil_scoped_release unlocked;
-          io::save_checkpoint(path, entries, options, raise_pending_signals);
+          io::save_checkpoint(path, entries, options, write_poll(progress));
         }
         // A signal that came after the last check, the rename included, is raised now; the
         // file is complete by then, and the exception says so.
@@ -104,9 +108,10 @@ void bind_io(nb::module_& m) {
         }
       },
       "path"_a, "tensors"_a, "convention"_a = "breccia", "extra_metadata"_a = io::Metadata{},
-      "encode_global_scales"_a = std::map<std::string, float>{},
+      "encode_global_scales"_a = std::map<std::string, float>{}, "progress"_a = nb::none(),
       "Writes a safetensors file atomically; see checkpoint.hpp. Runs without the GIL, and a "
-      "Ctrl-C during the write abandons it (KeyboardInterrupt, the target untouched).");
+      "Ctrl-C during the write abandons it (KeyboardInterrupt, the target untouched). "
+      "progress(written, total), if given, is called between pieces of the write.");
 }
 
 }  // namespace breccia::python

@@ -852,7 +852,7 @@ TEST_F(SafetensorsTest, InterruptedWriteLeavesTheTargetAndNoTemporary) {
   int calls = 0;
   EXPECT_THROW(
       save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}}, {},
-           [&] {
+           [&](std::uint64_t, std::uint64_t) {
              if (++calls == 3) throw Interrupted{};
            }),
       Interrupted);
@@ -861,8 +861,23 @@ TEST_F(SafetensorsTest, InterruptedWriteLeavesTheTargetAndNoTemporary) {
   // A 32 MiB write is checked between pieces, and once more just before the rename.
   int total = 0;
   save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 23})}}, {},
-       [&] { ++total; });
+       [&](std::uint64_t, std::uint64_t) { ++total; });
   EXPECT_GE(total, 5);
+}
+
+TEST_F(SafetensorsTest, WriteProgressCountsUpToTheFileSize) {
+  const fs::path path = directory_ / "model.safetensors";
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> reports;
+  save(path, std::map<std::string, Array>{{"w", Array::zeros(DType::kF32, {1 << 23})}}, {},
+       [&](std::uint64_t written, std::uint64_t total) { reports.emplace_back(written, total); });
+  const auto size = static_cast<std::uint64_t>(fs::file_size(path));
+  ASSERT_GE(reports.size(), 5u);
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    EXPECT_EQ(reports[i].second, size);
+    if (i > 0) EXPECT_GE(reports[i].first, reports[i - 1].first);
+  }
+  EXPECT_EQ(reports.front().first, 0u);
+  EXPECT_EQ(reports.back().first, size);  // the report just before the rename
 }
 
 TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
@@ -874,7 +889,7 @@ TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     save(path, std::map<std::string, Array>{{"new", Array::zeros(DType::kF32, {1 << 22})}}, {},
-         [] { ::raise(SIGKILL); });
+         [](std::uint64_t, std::uint64_t) { ::raise(SIGKILL); });
     std::_Exit(0);
   }
   int status = 0;

@@ -237,3 +237,14 @@ def test_fp6_is_bit_packed_in_the_file_and_its_header_reads_with_safetensors(tmp
     assert end - begin == 32 * 64 * 6 // 8
     loaded = load_safetensors(tmp_path / "f6.safetensors")["w"]
     _assert_same(loaded, scaled)
+
+
+def test_save_shows_a_progress_bar_when_asked_and_none_by_default_off_a_terminal(tmp_path, capsys):
+    path = tmp_path / "big.safetensors"
+    save_safetensors({"w": np.zeros(1 << 22, np.float32)}, path, progress=True)
+    shown = capsys.readouterr().err
+    assert "big.safetensors" in shown and "100%" in shown
+    save_safetensors({"w": np.zeros(1 << 22, np.float32)}, tmp_path / "quiet.safetensors")
+    assert capsys.readouterr().err == ""  # pytest's stderr is no terminal
+    with pytest.raises(TypeError, match="progress must be None, True or False"):
+        save_safetensors({"w": np.zeros(4, np.float32)}, path, progress="yes")

@@ -100,10 +100,11 @@ struct LoadOptions {
 // kMaxDims dims), and ValueError for a valid dtype breccia cannot represent (BOOL, U16, ...).
 SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& options = {});
 
-// Called between pieces of a long write (every few MiB) and once more just before the file
-// is committed. Whatever it throws abandons the write: the temporary file is removed, `path`
-// is untouched and the exception propagates. The Python bindings use it to honour Ctrl-C.
-using WritePoll = std::function<void()>;
+// Called between pieces of a long write (every few MiB), with the bytes written so far and the
+// file's size, and once more just before the file is committed (written == total). Whatever it
+// throws abandons the write: the temporary file is removed, `path` is untouched and the
+// exception propagates. The Python bindings use it to honour Ctrl-C and to show progress.
+using WritePoll = std::function<void(std::uint64_t written, std::uint64_t total)>;
 
 // Writes `tensors` (CPU arrays, any strides) and `metadata` to `path`. The file appears whole
 // or not at all: it is written to a temporary file in the same directory (see

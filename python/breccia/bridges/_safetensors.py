@@ -5,6 +5,7 @@ in C++ (breccia/io/checkpoint.hpp); this module converts arrays. See docs/bridge
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from breccia._scaled_tensor import ScaledTensor
 from breccia.recipes import recipe_from_native
 
 _FRAMEWORKS = (_backends.NUMPY, _backends.TORCH)
+# Files at least this large show a progress bar on a terminal unless told otherwise.
+_PROGRESS_BYTES = 256 << 20
 _CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt")
 
 # compressed-tensors stores NVFP4's per-tensor factor as an encode scale G and breccia keeps its
@@ -23,12 +26,38 @@ _CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt")
 _ENCODE_GLOBAL_SCALES: weakref.WeakKeyDictionary[ScaledTensor, float] = weakref.WeakKeyDictionary()
 
 
+class _WriteProgress:
+    """A tqdm bar (the library breccia's command line uses too) fed by the C++ writer's
+    (written, total) reports; shown on a terminal for large files, or whenever asked."""
+
+    def __init__(self, path: str, show: bool | None) -> None:
+        self._name = os.path.basename(path)
+        self._show = show
+        self._bar: Any = None
+
+    def __call__(self, written: int, total: int) -> None:
+        if self._bar is None:
+            if self._show is None and (total < _PROGRESS_BYTES or not sys.stderr.isatty()):
+                return
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=self._name
+            )
+        self._bar.update(written - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def save_safetensors(
     tensors: Mapping[str, Any],
     path: Any,
     extra_metadata: Any = None,
     *,
     convention: str | None = None,
+    progress: bool | None = None,
 ) -> None:
     """Write ScaledTensors and plain arrays to a safetensors file, atomically.
 
@@ -44,6 +73,8 @@ def save_safetensors(
     unless the exception carries a note saying the file had already been written completely.
     Temporary files left by a killed writer are removed by the next save to the same path.
     Names and the path must not hold NUL bytes (ValueError).
+    progress (extension): a progress bar (tqdm, on stderr) while the file is written; by default
+    only on a terminal and for files of 256 MiB or more; True always, False never.
     """
     if not isinstance(tensors, Mapping):
         raise TypeError(
@@ -69,7 +100,16 @@ def save_safetensors(
         else:
             _backends.require_array_like(value, f"tensors[{name!r}]")
             native[name] = _backends.to_core(value, f"tensors[{name!r}]")
-    _core.save_checkpoint(os.fspath(path), native, convention, metadata, encode_global_scales)
+    if progress not in (None, True, False):
+        raise TypeError(f"progress must be None, True or False, got {progress!r}")
+    report = None if progress is False else _WriteProgress(os.fspath(path), progress)
+    try:
+        _core.save_checkpoint(
+            os.fspath(path), native, convention, metadata, encode_global_scales, report
+        )
+    finally:
+        if report is not None:
+            report.close()
 
 
 _VALIDATION = ("error", "warn", "off")
