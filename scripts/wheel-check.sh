@@ -4,7 +4,8 @@
 # tag (the shared libraries the extension takes from this system, OpenMP, Highway and simdjson,
 # go inside the wheel; the BLAS is the scipy-openblas32 wheel's, a dependency), then a fresh
 # virtual environment with nothing but the wheel and its dependencies, and a smoke test run
-# from outside the checkout. The repaired wheel is left in build-wheel/wheelhouse/.
+# from outside the checkout; then `pip install .` with build isolation into another fresh
+# environment, smoke-tested the same way. The repaired wheel is left in build-wheel/wheelhouse/.
 # PYTHON as in scripts/build.sh.
 set -euo pipefail
 
@@ -52,5 +53,15 @@ if [[ -n "$outside" ]]; then
 fi
 # From / so that the checkout's python/ cannot stand in for the installed package.
 step "the smoke test" bash -c "cd / && '$out/venv/bin/python' '$PWD/scripts/smoke_test.py'"
-echo "wheel-check: $(basename "$wheel") installs into a fresh environment and passes the smoke" \
-  "test ($((SECONDS - started)) s)"
+
+# What a user with a compiler does: `pip install .` into an empty environment, pip fetching the
+# build requirements of pyproject.toml into its isolated build environment (so a missing one
+# fails here) and compiling everything anew.
+step "creating a second fresh environment" "$PYTHON" -m venv "$out/venv-source"
+step "pip install . (isolated build)" env PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  CMAKE_BUILD_PARALLEL_LEVEL="${BRECCIA_JOBS:-$(nproc)}" "$out/venv-source/bin/python" -m pip \
+  install -q . -Cbuild-dir="$out/source-build"
+step "the smoke test of the source install" \
+  bash -c "cd / && '$out/venv-source/bin/python' '$PWD/scripts/smoke_test.py'"
+echo "wheel-check: $(basename "$wheel") and 'pip install .' each install into a fresh" \
+  "environment and pass the smoke test ($((SECONDS - started)) s)"
