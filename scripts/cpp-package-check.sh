@@ -2,7 +2,8 @@
 # Checks the C++ package as a user meets it: builds libbreccia alone (CPU, no tests or demo) in
 # build-cpp-package/, installs it with `cmake --install` into a temporary prefix, compiles every
 # installed public header against that prefix (a header reaching into src/ fails here), then
-# builds examples/cpp with find_package(breccia) finding that prefix only, and runs it.
+# builds examples/cpp with find_package(breccia) finding that prefix only, and runs it; then
+# builds the same program with the flags of the installed pkg-config file.
 # BRECCIA_JOBS caps build parallelism (default: all cores).
 set -euo pipefail
 
@@ -28,7 +29,12 @@ if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
        { grep -qF "breccia_DIR:PATH=$prefix/" "$work/example/CMakeCache.txt" ||
          { echo "examples/cpp found breccia outside $prefix"; false; }; } &&
        cmake --build "$work/example" &&
-       "$work/example/breccia-example"; } >"$work/log" 2>&1; then
+       "$work/example/breccia-example" &&
+       # The same program built through pkg-config alone (static: the private requirements too).
+       "${CXX:-c++}" -std=c++20 examples/cpp/main.cpp -o "$work/example-pkg-config" \
+         $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib64/pkgconfig" \
+             pkg-config --cflags --libs --static breccia) &&
+       "$work/example-pkg-config"; } >"$work/log" 2>&1; then
   echo "cpp-package-check: failed; the last 60 lines of its output:" >&2
   tail -n 60 "$work/log" >&2
   exit 1

@@ -15,7 +15,7 @@ part="${1:-all}"
 # against and the venv module scripts/setup.sh uses.
 APT_PACKAGES=(build-essential cmake ninja-build python3-dev python3-venv libgtest-dev
               libgmock-dev libbenchmark-dev nlohmann-json3-dev libsimdjson-dev libopenblas-dev
-              libhwy-dev clang libclang-rt-dev libomp-dev)
+              libhwy-dev clang libclang-rt-dev libomp-dev pkgconf)
 
 # Runs a command with its output kept in a log, shown only when the command fails.
 quietly() {
