@@ -84,14 +84,45 @@ Array scalar_f32(float value) {
   return out;
 }
 
-// The tensors of one file as the conventions consume them.
+// The tensors of one checkpoint (one file, or the shards of a model read as one) as the
+// conventions consume them.
 class FileTensors {
  public:
-  FileTensors(SafetensorsFile file, std::string where)
-      : file_(std::move(file)), where_(std::move(where)) {}
+  FileTensors(SafetensorsFile file, std::string where) : where_(std::move(where)) {
+    for (auto& [name, tensor] : file.tensors) origin_.emplace(name, 0);
+    file_ = std::move(file);
+  }
+  // Shards, each with its file name; a tensor name in two shards is a ValueError.
+  FileTensors(std::vector<std::pair<SafetensorsFile, std::string>> shards, std::string where)
+      : where_(std::move(where)) {
+    for (std::size_t index = 0; index < shards.size(); ++index) {
+      auto& [file, shard] = shards[index];
+      shard_names_.push_back(shard);
+      for (auto& [name, tensor] : file.tensors) {
+        const auto [at, fresh] = origin_.emplace(name, index);
+        if (!fresh) {
+          fail<ValueError>(where_, ": tensor '", name, "' is in both '", shard_names_[at->second],
+                           "' and '", shard, "'");
+        }
+        file_.tensors.emplace(name, std::move(tensor));
+      }
+      shard_metadata_.push_back(std::move(file.metadata));
+    }
+  }
 
   const std::string& where() const { return where_; }
-  const Metadata& metadata() const { return file_.metadata; }
+  // The metadata of a single file, or of the first shard.
+  const Metadata& metadata() const {
+    return shard_metadata_.empty() ? file_.metadata : shard_metadata_.front();
+  }
+  // Every shard's metadata (one entry for a single file).
+  std::vector<Metadata> all_metadata() const {
+    return shard_metadata_.empty() ? std::vector<Metadata>{file_.metadata} : shard_metadata_;
+  }
+  // The file name holding `name` ("" for a single file).
+  std::string shard_of(const std::string& name) const {
+    return shard_names_.empty() ? std::string() : shard_names_[origin_.at(name)];
+  }
   std::vector<std::string> names() const {
     std::vector<std::string> names;
     for (const auto& [name, tensor] : file_.tensors) names.push_back(name);
@@ -108,25 +139,47 @@ class FileTensors {
                        "', which the file does not have");
     }
     consumed_.insert(name);
+    taken_.push_back(name);
     return file_.tensors.at(name);
   }
   std::optional<StoredTensor> take_if_present(const std::string& name) {
     if (!has(name)) return std::nullopt;
     consumed_.insert(name);
+    taken_.push_back(name);
     return file_.tensors.at(name);
   }
+  // The names taken since `mark` (a value of taken_count()).
+  std::size_t taken_count() const { return taken_.size(); }
+  std::vector<std::string> taken_since(std::size_t mark) const {
+    return {taken_.begin() + static_cast<std::ptrdiff_t>(mark), taken_.end()};
+  }
   // What no ScaledTensor consumed, as plain arrays.
-  void add_rest(std::map<std::string, CheckpointEntry>& tensors) const {
+  void add_rest(Checkpoint& checkpoint) const {
     for (const auto& [name, tensor] : file_.tensors) {
-      if (!consumed_.contains(name)) tensors.emplace(name, tensor.array);
+      if (consumed_.contains(name)) continue;
+      checkpoint.tensors.emplace(name, tensor.array);
+      checkpoint.sources[name] = {"plain", {name}, shard_of(name)};
     }
   }
 
  private:
   SafetensorsFile file_;
   std::string where_;
+  std::map<std::string, std::size_t> origin_;
+  std::vector<std::string> shard_names_;
+  std::vector<Metadata> shard_metadata_;
   std::set<std::string> consumed_;
+  std::vector<std::string> taken_;
 };
+
+// Records where the entry that the stored tensors taken since `mark` make came from: the
+// convention, the stored names and the file of the first of them (the data).
+void record_source(const FileTensors& file, Checkpoint& checkpoint, const std::string& name,
+                   std::string convention, std::size_t mark) {
+  std::vector<std::string> stored = file.taken_since(mark);
+  std::string shard = stored.empty() ? std::string() : file.shard_of(stored.front());
+  checkpoint.sources[name] = {std::move(convention), std::move(stored), std::move(shard)};
+}
 
 void require_file_dtype(const FileTensors& file, const std::string& name,
                         const StoredTensor& tensor, std::initializer_list<SafetensorsDType> allowed,
@@ -176,8 +229,7 @@ std::vector<SafetensorsDType> data_file_dtypes(ElementFormat format) {
   }
 }
 
-void load_breccia_entries(FileTensors& file, const std::string& json_text,
-                          std::map<std::string, CheckpointEntry>& tensors) {
+void load_breccia_entries(FileTensors& file, const std::string& json_text, Checkpoint& checkpoint) {
   const std::string source = "metadata '" + std::string(kBrecciaMetadataKey) + "'";
   const Json entries = detail::parse_strict_json<Json>(json_text, file.where() + ": " + source);
   if (!entries.is_object()) {
@@ -201,6 +253,7 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
     } catch (const std::exception& error) {
       fail<ValueError>(file.where(), ": ", what, ": ", error.what());
     }
+    const std::size_t mark = file.taken_count();
     const StoredTensor data = file.take(name, what);
     const std::vector<SafetensorsDType> allowed = data_file_dtypes(spec_of(recipe).element);
     if (std::find(allowed.begin(), allowed.end(), data.dtype) == allowed.end()) {
@@ -230,8 +283,9 @@ void load_breccia_entries(FileTensors& file, const std::string& json_text,
                          "zero_point");
       zero_point = stored->array;
     }
-    tensors.emplace(name, build(file, name, source, data.array, scale.array, recipe, layout,
-                                global_scale, zero_point));
+    checkpoint.tensors.emplace(name, build(file, name, source, data.array, scale.array, recipe,
+                                           layout, global_scale, zero_point));
+    record_source(file, checkpoint, name, "breccia", mark);
   }
 }
 
@@ -425,28 +479,44 @@ void load_fp8_with_scale(FileTensors& file, const std::string& name,
                    shape_str(shape), ", got ", shape_str(scale_shape));
 }
 
+// compressed-tensors and ModelOpt both store FP8 as `x` + `x_scale`; ModelOpt's per-tensor
+// scale is a 0-d tensor, compressed-tensors' a [1] one (and only it has channel and block scales).
+std::string fp8_scale_convention(const FileTensors& file, const std::string& name) {
+  return file.peek(name + "_scale").array.ndim() == 0 ? "modelopt" : "compressed-tensors";
+}
+
 void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
   // The distinctive companions first, then FP8 `_scale`, which several conventions share.
   for (const std::string& name : file.names()) {
     if (!file.has(name)) continue;
+    const std::size_t mark = file.taken_count();
     if (ends_with(name, "_scale_inv") && file.has(without_suffix(name, "_scale_inv"))) {
-      load_deepseek_v3(file, without_suffix(name, "_scale_inv"), checkpoint.tensors);
+      const std::string base = without_suffix(name, "_scale_inv");
+      load_deepseek_v3(file, base, checkpoint.tensors);
+      record_source(file, checkpoint, base, "deepseek-v3", mark);
     } else if (ends_with(name, "_global_scale") &&
                file.has(without_suffix(name, "_global_scale") + "_packed")) {
       const std::string base = without_suffix(name, "_global_scale");
       load_nvfp4(file, base, base + "_packed", name, true, checkpoint);
+      record_source(file, checkpoint, base, "compressed-tensors", mark);
     } else if (ends_with(name, "_scale_2") && file.has(without_suffix(name, "_scale_2"))) {
       const std::string base = without_suffix(name, "_scale_2");
       load_nvfp4(file, base, base, name, false, checkpoint);
+      record_source(file, checkpoint, base, "modelopt", mark);
     } else if (ends_with(name, "_packed") && file.has(without_suffix(name, "_packed") + "_shape")) {
-      load_compressed_int4(file, without_suffix(name, "_packed"), checkpoint.tensors);
+      const std::string base = without_suffix(name, "_packed");
+      load_compressed_int4(file, base, checkpoint.tensors);
+      record_source(file, checkpoint, base, "compressed-tensors", mark);
     }
   }
   for (const std::string& name : file.names()) {
     if (!file.has(name) || !ends_with(name, "_scale")) continue;
     const std::string base = without_suffix(name, "_scale");
     if (file.has(base) && is_fp8(file.peek(base).dtype)) {
+      const std::string convention = fp8_scale_convention(file, base);
+      const std::size_t mark = file.taken_count();
       load_fp8_with_scale(file, base, checkpoint.tensors);
+      record_source(file, checkpoint, base, convention, mark);
     }
   }
 }
@@ -774,19 +844,21 @@ Convention convention_from_string(std::string_view text, std::string_view argume
                    text, "'");
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path,
-                           const CheckpointLoadOptions& options) {
-  FileTensors file(load(path, {.copy = options.copy}), "safetensors file '" + path.string() + "'");
+namespace {
+
+Checkpoint load_tensors(FileTensors& file, const CheckpointLoadOptions& options) {
   Checkpoint checkpoint;
   checkpoint.metadata = file.metadata();
-  const auto breccia = checkpoint.metadata.find(std::string(kBrecciaMetadataKey));
-  if (breccia != checkpoint.metadata.end()) {
-    load_breccia_entries(file, breccia->second, checkpoint.tensors);
-    checkpoint.metadata.erase(breccia);
-  } else {
-    load_conventions(file, checkpoint);
+  checkpoint.metadata.erase(std::string(kBrecciaMetadataKey));
+  bool breccia_layout = false;
+  for (const Metadata& metadata : file.all_metadata()) {
+    const auto records = metadata.find(std::string(kBrecciaMetadataKey));
+    if (records == metadata.end()) continue;
+    load_breccia_entries(file, records->second, checkpoint);
+    breccia_layout = true;
   }
-  file.add_rest(checkpoint.tensors);
+  if (!breccia_layout) load_conventions(file, checkpoint);
+  file.add_rest(checkpoint);
   if (options.validate == Validation::kOff) return checkpoint;
   for (const auto& [name, entry] : checkpoint.tensors) {
     const auto* tensor = std::get_if<ScaledTensor>(&entry);
@@ -801,6 +873,26 @@ Checkpoint load_checkpoint(const std::filesystem::path& path,
     }
   }
   return checkpoint;
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::filesystem::path& path,
+                           const CheckpointLoadOptions& options) {
+  FileTensors file(load(path, {.copy = options.copy}), "safetensors file '" + path.string() + "'");
+  return load_tensors(file, options);
+}
+
+Checkpoint load_checkpoint(const std::vector<std::filesystem::path>& shards,
+                           const CheckpointLoadOptions& options, const std::string& where) {
+  if (shards.empty()) fail<ValueError>(where, ": expected at least one safetensors file, got none");
+  std::vector<std::pair<SafetensorsFile, std::string>> files;
+  files.reserve(shards.size());
+  for (const std::filesystem::path& shard : shards) {
+    files.emplace_back(load(shard, {.copy = options.copy}), shard.filename().string());
+  }
+  FileTensors file(std::move(files), where);
+  return load_tensors(file, options);
 }
 
 void save_checkpoint(const std::filesystem::path& path,

@@ -50,9 +50,18 @@ inline constexpr std::string_view kBrecciaMetadataKey = "breccia";
 
 using CheckpointEntry = std::variant<Array, ScaledTensor>;
 
+// Where an entry of a Checkpoint came from.
+struct TensorSource {
+  std::string convention;           // "breccia", "deepseek-v3", "compressed-tensors", "modelopt"
+                                    // or "plain" (an array stored as it is)
+  std::vector<std::string> stored;  // the stored tensors it was read from, its data first
+  std::string file;                 // the file holding its data ("" for a single file)
+};
+
 struct Checkpoint {
   std::map<std::string, CheckpointEntry> tensors;
-  Metadata metadata;  // the file's metadata without the "breccia" key
+  std::map<std::string, TensorSource> sources;  // by tensor name, one per entry of `tensors`
+  Metadata metadata;                            // the file's metadata without the "breccia" key
   // compressed-tensors' NVFP4 encode factor G, as read, by tensor name. 1/(1/G) is not G for
   // about one fp32 value in six, so save_checkpoint writes this value back (when it still
   // matches the tensor's global_scale) to keep a round trip byte for byte.
@@ -82,6 +91,12 @@ struct CheckpointLoadOptions {
 // not model (compressed-tensors act-order g_idx).
 Checkpoint load_checkpoint(const std::filesystem::path& path,
                            const CheckpointLoadOptions& options = {});
+
+// The shards of one checkpoint read as one file (a scale may lie in another shard than its
+// weight): every shard is mapped as load_checkpoint maps one. `where` names the checkpoint in
+// errors; a tensor name in two shards is a ValueError naming both.
+Checkpoint load_checkpoint(const std::vector<std::filesystem::path>& shards,
+                           const CheckpointLoadOptions& options, const std::string& where);
 
 // Values a well-formed ScaledTensor can hold but that no quantizer produces from finite input,
 // and that decode to NaN, inf, sign-flipped or zeroed weights: scales (decode factors) that are

@@ -1,0 +1,171 @@
+"""Whole checkpoints (extension): a model directory (sharded ``*.safetensors``,
+``model.safetensors.index.json``, ``config.json``, tokenizer files) or one safetensors file.
+
+``convert`` turns every weight matrix into another format and convention, ``inspect`` lists what a
+checkpoint holds and what is wrong with it, ``compare`` measures one checkpoint against another.
+The work happens in breccia's C++ engine (``breccia/io/model.hpp``); the ``breccia`` command line
+is a front end to these functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from breccia import _core
+
+#: The formats ``convert`` writes.
+FORMATS: tuple[str, ...] = tuple(_core.convert_formats())
+#: Tensor-name patterns (regular expressions, searched) that stay high precision by default.
+DEFAULT_IGNORE: tuple[str, ...] = tuple(_core.default_ignore_patterns())
+
+Progress = Callable[[int, int, int, int, str], None]
+
+
+def default_convention(format: str) -> str:
+    """The convention ``convert`` writes ``format`` in unless told otherwise."""
+    return str(_core.default_convention(format))
+
+
+@dataclass(frozen=True)
+class ConvertedTensor:
+    name: str
+    action: str  # quantized, requantized, dequantized, kept, dropped
+    detail: str
+    shard: str
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    tensors: list[ConvertedTensor]
+    shards: list[str]
+    resumed_shards: list[str]
+    copied_files: list[str]
+    convention: str
+    bytes_read: int
+    bytes_written: int
+
+
+def convert(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    format: str,
+    *,
+    convention: str | None = None,
+    ignore: Sequence[str] = (),
+    default_ignore: bool = True,
+    group_size: int = 128,
+    int4_signed: bool = True,
+    int4_scale_dtype: str = "bf16",
+    scale_rounding: str = "floor",
+    fp8_format: str = "E4M3",
+    max_shard_bytes: int = 5_000_000_000,
+    overwrite: bool = False,
+    resume: bool = False,
+    validate: str = "error",
+    progress: Progress | None = None,
+) -> ConvertReport:
+    """Convert the checkpoint at ``source`` into the directory ``destination``.
+
+    Every weight matrix not matched by ``ignore`` (and, unless ``default_ignore=False``,
+    :data:`DEFAULT_IGNORE`) is cast to ``format`` (one of :data:`FORMATS`), or dequantized for
+    ``bf16``/``fp16``/``fp32``; the rest is copied. Shards of at most ``max_shard_bytes`` are
+    each written atomically, then the index, ``config.json`` with the convention's
+    ``quantization_config``, and the other files. ``progress(bytes_done, bytes_total,
+    tensors_done, tensors_total, current)`` is called as the work goes on. Ctrl-C abandons the
+    conversion without leaving a partial file; ``resume=True`` continues it.
+    """
+    raw = _core.convert_model(
+        os.fspath(source),
+        os.fspath(destination),
+        format,
+        convention,
+        list(ignore),
+        default_ignore,
+        group_size,
+        int4_signed,
+        int4_scale_dtype,
+        scale_rounding,
+        fp8_format,
+        max_shard_bytes,
+        overwrite,
+        resume,
+        validate,
+        progress,
+    )
+    return ConvertReport(
+        tensors=[ConvertedTensor(**item) for item in raw["tensors"]],
+        shards=list(raw["shards"]),
+        resumed_shards=list(raw["resumed_shards"]),
+        copied_files=list(raw["copied_files"]),
+        convention=str(raw["convention"]),
+        bytes_read=int(raw["bytes_read"]),
+        bytes_written=int(raw["bytes_written"]),
+    )
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    convention: str  # breccia, deepseek-v3, compressed-tensors, modelopt or plain
+    file: str
+    stored: list[str]
+    shape: tuple[int, ...]
+    format: str  # the dtype of a plain array, or the recipe
+    layout: str
+    scale_shape: tuple[int, ...] | None
+    bytes: int
+    problems: list[str] = field(default_factory=list)
+
+
+def inspect(path: str | os.PathLike[str]) -> list[TensorInfo]:
+    """Every tensor of the checkpoint at ``path`` with its convention, format, shapes, size and
+    problems (NaN, infinite, negative or out-of-range scales, FP8 data without scales, scales
+    without weights)."""
+    return [TensorInfo(**item) for item in _core.inspect_model(os.fspath(path))]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    sqnr_db: float  # inf when the values are equal
+    max_abs_error: float
+    mismatches: int  # elements whose decoded values differ
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's tensors by name, as breccia's core objects (memory-mapped)."""
+    tensors, _sources, _files, _anomalies = _core.load_model(os.fspath(path), "off")
+    return dict(tensors)
+
+
+def compare(
+    value: dict[str, Any], reference: dict[str, Any], names: Sequence[str] | None = None
+) -> list[Comparison]:
+    """Per-tensor SQNR, largest error and mismatch count of ``value`` against ``reference``
+    (both from :func:`load`), decoded to fp64, for ``names`` (default: the names both hold)."""
+    if names is None:
+        names = sorted(set(value) & set(reference))
+    return [
+        Comparison(name, *_core.compare_entries(name, value[name], reference[name]))
+        for name in names
+    ]
+
+
+__all__ = [
+    "DEFAULT_IGNORE",
+    "FORMATS",
+    "Comparison",
+    "ConvertReport",
+    "ConvertedTensor",
+    "TensorInfo",
+    "compare",
+    "convert",
+    "default_convention",
+    "inspect",
+    "load",
+]

@@ -1,0 +1,979 @@
+#include "breccia/io/model.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <future>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include "breccia/error.hpp"
+#include "breccia/kernels/reference.hpp"
+#include "breccia/ops.hpp"
+#include "breccia/plan.hpp"
+
+namespace breccia::io {
+namespace fs = std::filesystem;
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view kConfigFileName = "config.json";
+constexpr std::string_view kModelOptConfigFileName = "hf_quant_config.json";
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+// 'path', for messages (built by appending: GCC 12 warns falsely on "'" + string + "'").
+std::string quoted(const fs::path& path) {
+  std::string text = "'";
+  text += path.string();
+  text += '\'';
+  return text;
+}
+
+std::string read_text(const fs::path& path, const std::string& where) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail<IOError>(where, ": cannot open '", path.string(), "': ", std::strerror(errno));
+  std::string text;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      fail<IOError>(where, ": cannot read '", path.string(), "': ", std::strerror(error));
+    }
+    if (got == 0) break;
+    text.append(buffer, static_cast<std::size_t>(got));
+    if (text.size() > (std::size_t{256} << 20)) {
+      ::close(fd);
+      fail<ValueError>(where, ": '", path.string(), "' is larger than 256 MiB");
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+Json parse_json_file(const fs::path& path) {
+  const std::string where = quoted(path);
+  const std::string text = read_text(path, where);
+  try {
+    return Json::parse(text);
+  } catch (const std::exception& error) {
+    fail<ValueError>(where, ": not valid JSON: ", error.what());
+  }
+}
+
+// Writes `bytes` to `path` as save() writes a safetensors file: a temporary file beside it,
+// flushed, renamed over it.
+void write_file_atomically(const fs::path& path, std::string_view bytes) {
+  const std::string where = quoted(path);
+  const fs::path temporary = temporary_file_prefix(path) + std::to_string(::getpid()) + "-0";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) fail<IOError>(where, ": cannot create a temporary file: ", std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0) {
+      const int error = errno;
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      fail<IOError>(where, ": cannot write: ", std::strerror(error));
+    }
+    done += static_cast<std::size_t>(put);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary.c_str());
+    fail<IOError>(where, ": cannot write: ", std::strerror(error));
+  }
+}
+
+void copy_file_atomically(const fs::path& from, const fs::path& to) {
+  const fs::path temporary = temporary_file_prefix(to) + std::to_string(::getpid()) + "-0";
+  std::error_code error;
+  fs::copy_file(from, temporary, fs::copy_options::overwrite_existing, error);
+  if (!error) fs::rename(temporary, to, error);
+  if (error) {
+    fs::remove(temporary);
+    fail<IOError>("cannot copy '", from.string(), "' to '", to.string(), "': ", error.message());
+  }
+}
+
+// Shards named by an index, in the order of first appearance, with its weight map checked
+// against the shards' headers later (load_model).
+std::vector<fs::path> shards_of_index(const fs::path& directory, const fs::path& index) {
+  const Json json = parse_json_file(index);
+  const std::string where = quoted(index);
+  if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object()) {
+    fail<ValueError>(where, ": expected an object with a \"weight_map\" object");
+  }
+  std::vector<fs::path> shards;
+  std::set<std::string> seen;
+  for (const auto& [name, file] : json["weight_map"].items()) {
+    if (!file.is_string()) {
+      fail<ValueError>(where, ": weight_map['", name, "']: expected a file name, got ",
+                       file.dump());
+    }
+    const std::string shard = file.get<std::string>();
+    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == ".." ||
+        shard.find('\0') != std::string::npos) {
+      fail<ValueError>(where, ": weight_map['", name,
+                       "']: expected a file name in the model directory, got '", shard, "'");
+    }
+    if (seen.insert(shard).second) shards.push_back(directory / shard);
+  }
+  std::sort(shards.begin(), shards.end());
+  for (const fs::path& shard : shards) {
+    if (!fs::is_regular_file(shard)) {
+      fail<ValueError>(where, " names the shard '", shard.filename().string(),
+                       "', which is not a file in '", directory.string(), "'");
+    }
+  }
+  return shards;
+}
+
+// The index's weight map against what the shards hold: every tensor in the shard the index
+// names, and no tensor the index does not name.
+void check_index(const ModelFiles& files) {
+  if (!files.index) return;
+  const Json json = parse_json_file(*files.index);
+  const std::string where = quoted(*files.index);
+  std::map<std::string, std::string> mapped;
+  for (const auto& [name, file] : json["weight_map"].items()) mapped[name] = file;
+  std::size_t found = 0;
+  for (const fs::path& shard : files.shards) {
+    const SafetensorsFile header = load(shard);
+    for (const auto& [name, tensor] : header.tensors) {
+      const auto at = mapped.find(name);
+      if (at == mapped.end()) {
+        fail<ValueError>(where, ": the shard '", shard.filename().string(), "' holds tensor '",
+                         name, "', which the index does not name");
+      }
+      if (at->second != shard.filename().string()) {
+        fail<ValueError>(where, ": tensor '", name, "' is mapped to '", at->second, "' but is in '",
+                         shard.filename().string(), "'");
+      }
+      ++found;
+    }
+  }
+  if (found != mapped.size()) {
+    for (const auto& [name, file] : mapped) {
+      const SafetensorsFile header = load(files.directory / file);
+      if (!header.tensors.contains(name)) {
+        fail<ValueError>(where, ": names tensor '", name, "' in '", file,
+                         "', which does not hold it");
+      }
+    }
+  }
+}
+
+std::string shard_file_name(std::size_t index, std::size_t count) {
+  if (count == 1) return "model.safetensors";
+  char name[64];
+  std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, count);
+  return name;
+}
+
+bool is_float_array(const CheckpointEntry& entry) {
+  const auto* array = std::get_if<Array>(&entry);
+  return array != nullptr && (array->dtype() == DType::kF32 || array->dtype() == DType::kF16 ||
+                              array->dtype() == DType::kBF16);
+}
+
+std::uint64_t stored_bytes(const CheckpointEntry& entry) {
+  if (const auto* array = std::get_if<Array>(&entry)) return array->nbytes();
+  const auto& tensor = std::get<ScaledTensor>(entry);
+  std::uint64_t bytes = tensor.data().nbytes() + tensor.scale().nbytes();
+  if (tensor.global_scale()) bytes += tensor.global_scale()->nbytes();
+  if (tensor.zero_point()) bytes += tensor.zero_point()->nbytes();
+  return bytes;
+}
+
+std::uint64_t planned_bytes(const QuantPlan& plan) {
+  std::int64_t data = itemsize(plan.data_dtype);
+  for (const std::int64_t dim : plan.data_shape) data *= dim;
+  std::int64_t scale = itemsize(plan.scale_dtype);
+  for (const std::int64_t dim : plan.grid.scale_shape) scale *= dim;
+  return static_cast<std::uint64_t>(data + scale * (plan.has_zero_point ? 2 : 1));
+}
+
+std::uint64_t numel(const Shape& shape) {
+  std::uint64_t count = 1;
+  for (const std::int64_t dim : shape) count *= static_cast<std::uint64_t>(dim);
+  return count;
+}
+
+// The formats each convention can hold.
+bool convention_holds(Convention convention, const std::string& format) {
+  switch (convention) {
+    case Convention::kBreccia:
+      return true;
+    case Convention::kDeepSeekV3:
+      return format == "fp8-block";
+    case Convention::kModelOpt:
+      return format == "nvfp4" || format == "fp8";
+    case Convention::kCompressedTensors:
+      return format == "fp8" || format == "fp8-channel" || format == "fp8-block" ||
+             format == "nvfp4" || format == "int4";
+  }
+  return false;
+}
+
+enum class Action : std::uint8_t { kKeep, kDrop, kQuantize, kRequantize, kDequantize };
+
+std::string_view action_name(Action action) {
+  switch (action) {
+    case Action::kKeep:
+      return "kept";
+    case Action::kDrop:
+      return "dropped";
+    case Action::kQuantize:
+      return "quantized";
+    case Action::kRequantize:
+      return "requantized";
+    case Action::kDequantize:
+      return "dequantized";
+  }
+  return "";
+}
+
+struct Job {
+  std::string name;
+  const CheckpointEntry* entry = nullptr;
+  const TensorSource* source = nullptr;
+  Action action = Action::kKeep;
+  std::string detail;
+  DType dtype = DType::kBF16;  // kDequantize's output
+  std::uint64_t bytes_in = 0;
+  std::uint64_t estimate_out = 0;
+  std::size_t shard = 0;
+  bool linear_kept_high = false;  // a weight matrix left high precision (the config's ignore)
+};
+
+std::string module_of(const std::string& weight_name) {
+  return ends_with(weight_name, ".weight") ? weight_name.substr(0, weight_name.size() - 7)
+                                           : weight_name;
+}
+
+struct Planner {
+  const ConvertOptions& options;
+  std::optional<DType> dtype;
+  std::optional<Recipe> recipe;
+  std::vector<std::regex> ignore;
+  std::vector<std::string> ignore_text;
+
+  // The pattern that ignores `name`, or "".
+  std::string ignored_by(const std::string& name) const {
+    for (std::size_t i = 0; i < ignore.size(); ++i) {
+      if (std::regex_search(name, ignore[i])) return ignore_text[i];
+    }
+    return "";
+  }
+
+  // Casts `x` for the target (per-channel FP8 is the 1 x K block cast, whose rule is the
+  // per-tensor one, relabelled).
+  ScaledTensor cast_weight(const Array& x) const {
+    if (options.target.format == "fp8-channel") {
+      const Recipe row_blocks = Float8BlockScaling{.fp8_format = options.target.fp8_format,
+                                                   .block_k = x.shape().back(),
+                                                   .block_m = 1,
+                                                   .power_2_scale = false};
+      const ScaledTensor rows = cast(x, row_blocks);
+      return from_buffer(rows.data(), rows.scale().contiguous().reshaped({x.shape()[0]}),
+                         Float8CurrentScaling{.fp8_format = options.target.fp8_format},
+                         PerChannel{});
+    }
+    return cast(x, *recipe);
+  }
+
+  // The layout cast_weight gives a (rows, cols) weight.
+  Layout target_layout(const Shape& shape) const {
+    if (options.target.format == "fp8-channel") return PerChannel{};
+    return plan_cast(shape, *recipe).layout;
+  }
+
+  void plan(Job& job) const {
+    const CheckpointEntry& entry = *job.entry;
+    const auto* scaled = std::get_if<ScaledTensor>(&entry);
+    if (dtype) {  // a high-precision target
+      if (scaled != nullptr) {
+        job.action = Action::kDequantize;
+        job.dtype = *dtype;
+        job.detail = "from " + recipe_repr(scaled->recipe());
+        job.estimate_out = numel(scaled->logical_shape()) * itemsize(*dtype);
+      }
+      return;
+    }
+    const Shape shape =
+        scaled != nullptr ? scaled->logical_shape() : std::get<Array>(entry).shape();
+    const bool weight_matrix =
+        shape.size() == 2 &&
+        (scaled != nullptr || (is_float_array(entry) && ends_with(job.name, "weight")));
+    if (!weight_matrix) return;
+    const std::string pattern = ignored_by(job.name);
+    if (!pattern.empty()) {
+      job.detail = "ignored (matches '" + pattern + "')";
+      job.linear_kept_high = true;
+      if (scaled != nullptr) {
+        job.action = Action::kDequantize;
+        job.dtype = options.high_precision_dtype;
+        job.estimate_out = numel(shape) * itemsize(job.dtype);
+      }
+      return;
+    }
+    QuantPlan plan;
+    try {
+      plan =
+          plan_cast(shape, options.target.format == "fp8-channel"
+                               ? Recipe{Float8BlockScaling{
+                                     .block_k = shape.back(), .block_m = 1, .power_2_scale = false}}
+                               : *recipe);
+    } catch (const ValueError& error) {
+      job.detail = std::string("shape does not fit the format: ") + error.what();
+      job.linear_kept_high = true;
+      if (scaled != nullptr) {
+        job.action = Action::kDequantize;
+        job.dtype = options.high_precision_dtype;
+        job.estimate_out = numel(shape) * itemsize(job.dtype);
+      }
+      return;
+    }
+    job.estimate_out = planned_bytes(plan);
+    const std::string written =
+        options.target.format == "fp8-channel"
+            ? recipe_repr(Float8CurrentScaling{.fp8_format = options.target.fp8_format}) +
+                  " per channel"
+            : recipe_repr(*recipe);
+    if (scaled == nullptr) {
+      job.action = Action::kQuantize;
+      job.detail = written;
+      return;
+    }
+    const bool same =
+        options.target.format == "fp8-channel"
+            ? scaled->recipe() ==
+                      Recipe{Float8CurrentScaling{.fp8_format = options.target.fp8_format}} &&
+                  scaled->layout() == Layout{PerChannel{}}
+            : scaled->recipe() == *recipe && scaled->layout() == plan.layout;
+    if (same) {
+      job.detail = "already " + written;
+      return;
+    }
+    job.action = Action::kRequantize;
+    job.detail = written + " from " + recipe_repr(scaled->recipe());
+  }
+
+  CheckpointEntry run(const Job& job) const {
+    const CheckpointEntry& entry = *job.entry;
+    switch (job.action) {
+      case Action::kKeep:
+      case Action::kDrop:
+        return entry;
+      case Action::kDequantize:
+        return dequantize(std::get<ScaledTensor>(entry), job.dtype);
+      case Action::kQuantize:
+        return cast_weight(std::get<Array>(entry));
+      case Action::kRequantize:
+        return cast_weight(dequantize(std::get<ScaledTensor>(entry), DType::kF32));
+    }
+    return entry;
+  }
+};
+
+// Activation scales of a source's quantization mean nothing once their weight is converted.
+bool is_activation_scale(const std::string& name) {
+  return ends_with(name, ".input_scale") || ends_with(name, ".input_global_scale");
+}
+
+std::string fp8_format_text(Fp8Format format) {
+  return format == Fp8Format::kE5M2 ? "e5m2" : "e4m3";
+}
+
+// quantization_config for config.json, as the convention's loaders read it.
+Json quantization_config(const ConvertOptions& options, Convention convention,
+                         const std::vector<std::string>& kept_modules) {
+  const ConvertTarget& target = options.target;
+  Json ignore = Json::array();
+  for (const std::string& module : kept_modules) ignore.push_back(module);
+  if (convention == Convention::kDeepSeekV3) {
+    return {{"quant_method", "fp8"},
+            {"activation_scheme", "dynamic"},
+            {"fmt", fp8_format_text(target.fp8_format)},
+            {"weight_block_size", {128, 128}},
+            {"modules_to_not_convert", ignore}};
+  }
+  if (convention == Convention::kModelOpt) {
+    return {{"quant_method", "modelopt"},
+            {"quant_algo", target.format == "nvfp4" ? "NVFP4" : "FP8"},
+            {"kv_cache_quant_algo", nullptr},
+            {"group_size", target.format == "nvfp4" ? 16 : 0},
+            {"exclude_modules", ignore}};
+  }
+  if (convention == Convention::kCompressedTensors) {
+    Json weights;
+    Json input = nullptr;
+    std::string format;
+    const Json dynamic_fp8_tokens = {{"num_bits", 8},       {"type", "float"},
+                                     {"strategy", "token"}, {"symmetric", true},
+                                     {"dynamic", true},     {"group_size", nullptr}};
+    if (target.format == "fp8" || target.format == "fp8-channel") {
+      format = "float-quantized";
+      weights = {{"num_bits", 8},
+                 {"type", "float"},
+                 {"strategy", target.format == "fp8" ? "tensor" : "channel"},
+                 {"symmetric", true},
+                 {"dynamic", false}};
+      input = dynamic_fp8_tokens;
+    } else if (target.format == "fp8-block") {
+      format = "float-quantized";
+      weights = {{"num_bits", 8},       {"type", "float"},
+                 {"strategy", "block"}, {"block_structure", {128, 128}},
+                 {"symmetric", true},   {"dynamic", false}};
+      input = {{"num_bits", 8},     {"type", "float"},   {"strategy", "group"},
+               {"group_size", 128}, {"symmetric", true}, {"dynamic", true}};
+    } else if (target.format == "nvfp4") {
+      format = "nvfp4-pack-quantized";
+      weights = {{"num_bits", 4},    {"type", "float"},   {"strategy", "tensor_group"},
+                 {"group_size", 16}, {"symmetric", true}, {"dynamic", false}};
+    } else {  // int4
+      format = "pack-quantized";
+      weights = {{"num_bits", 4},
+                 {"type", "int"},
+                 {"strategy", target.group_size == -1 ? "channel" : "group"},
+                 {"group_size", target.group_size == -1 ? Json(nullptr) : Json(target.group_size)},
+                 {"symmetric", target.int4_signed},
+                 {"dynamic", false},
+                 {"actorder", nullptr}};
+    }
+    return {{"quant_method", "compressed-tensors"},
+            {"format", format},
+            {"quantization_status", "compressed"},
+            {"config_groups",
+             {{"group_0",
+               {{"targets", {"Linear"}},
+                {"weights", weights},
+                {"input_activations", input},
+                {"output_activations", nullptr},
+                {"format", format}}}}},
+            {"ignore", ignore},
+            {"kv_cache_scheme", nullptr}};
+  }
+  return {{"quant_method", "breccia"},
+          {"format", target.format},
+          {"recipe", Json::parse(recipe_to_json(*target_recipe(target)))},
+          {"modules_to_not_convert", ignore}};
+}
+
+std::string dtype_config_name(DType dtype) {
+  switch (dtype) {
+    case DType::kF16:
+      return "float16";
+    case DType::kF32:
+      return "float32";
+    default:
+      return "bfloat16";
+  }
+}
+
+// Refuses destinations that would lose or mix data, before anything is written.
+void check_destination(const ModelFiles& files, const fs::path& destination,
+                       const ConvertOptions& options) {
+  require_no_nul(destination, "destination");
+  const fs::path source = fs::weakly_canonical(files.directory);
+  const fs::path target = fs::weakly_canonical(destination);
+  const auto [end, unused] =
+      std::mismatch(source.begin(), source.end(), target.begin(), target.end());
+  if (end == source.end()) {
+    fail<ValueError>("destination: '", destination.string(),
+                     "' is the source directory or inside it ('", files.directory.string(),
+                     "'); expected a separate directory");
+  }
+  std::error_code error;
+  if (fs::exists(destination, error) && !fs::is_directory(destination, error)) {
+    fail<ValueError>("destination: expected a directory, got the file '", destination.string(),
+                     "'");
+  }
+  if (options.overwrite || options.resume || !fs::exists(destination, error)) return;
+  for (const auto& item : fs::directory_iterator(destination)) {
+    if (!is_temporary_file(item.path())) {
+      fail<ValueError>("destination: '", destination.string(), "' is not empty (it holds '",
+                       item.path().filename().string(),
+                       "'); ask to overwrite it (--overwrite) or to resume an interrupted "
+                       "conversion (--resume)");
+    }
+  }
+}
+
+// Whether `path` already holds exactly the entries `names` (an earlier run's complete shard).
+bool shard_is_complete(const fs::path& path, const std::set<std::string>& names) {
+  std::error_code error;
+  if (!fs::is_regular_file(path, error)) return false;
+  try {
+    const Checkpoint done = load_checkpoint(path, {.validate = Validation::kOff});
+    std::set<std::string> held;
+    for (const auto& [name, entry] : done.tensors) held.insert(name);
+    return held == names;
+  } catch (const std::exception&) {  // unreadable or not breccia's: convert it again
+    return false;
+  }
+}
+
+}  // namespace
+
+ModelFiles list_model(const fs::path& path) {
+  require_no_nul(path, "path");
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (error || !fs::exists(status)) {
+    fail<IOError>("path: '", path.string(), "' does not exist");
+  }
+  ModelFiles files;
+  if (fs::is_regular_file(status)) {
+    if (!ends_with(path.filename().string(), ".safetensors")) {
+      fail<ValueError>("path: expected a .safetensors file or a model directory, got '",
+                       path.string(), "'");
+    }
+    files.directory = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    files.shards = {path};
+    return files;
+  }
+  if (!fs::is_directory(status)) {
+    fail<IOError>("path: '", path.string(), "' is neither a file nor a directory");
+  }
+  files.directory = path;
+  std::vector<fs::path> found;
+  for (const auto& item : fs::directory_iterator(path)) {
+    const std::string name = item.path().filename().string();
+    if (name.starts_with(".") || !item.is_regular_file()) continue;
+    if (name == kIndexFileName) {
+      files.index = item.path();
+    } else if (name == kConfigFileName) {
+      files.config = item.path();
+    } else if (ends_with(name, ".safetensors")) {
+      found.push_back(item.path());
+    } else {
+      files.other_files.push_back(item.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::sort(files.other_files.begin(), files.other_files.end());
+  files.shards = files.index ? shards_of_index(path, *files.index) : found;
+  if (files.shards.empty()) {
+    fail<ValueError>("path: the directory '", path.string(), "' holds no .safetensors file");
+  }
+  for (const fs::path& file : found) {
+    if (std::find(files.shards.begin(), files.shards.end(), file) == files.shards.end()) {
+      fail<ValueError>("path: '", file.string(), "' is not named by ", kIndexFileName,
+                       "; a stray shard would be silently left out");
+    }
+  }
+  return files;
+}
+
+Checkpoint load_model(const ModelFiles& files, const CheckpointLoadOptions& options) {
+  check_index(files);
+  return load_checkpoint(
+      files.shards, options,
+      "checkpoint '" +
+          (files.shards.size() == 1 ? files.shards.front() : files.directory).string() + "'");
+}
+
+const std::vector<std::string>& convert_formats() {
+  static const std::vector<std::string> formats = {
+      "bf16", "fp16", "fp32", "fp8", "fp8-channel", "fp8-block", "mxfp8", "mxfp4", "nvfp4", "int4"};
+  return formats;
+}
+
+std::optional<DType> target_dtype(const ConvertTarget& target) {
+  if (target.format == "bf16") return DType::kBF16;
+  if (target.format == "fp16") return DType::kF16;
+  if (target.format == "fp32") return DType::kF32;
+  return std::nullopt;
+}
+
+std::optional<Recipe> target_recipe(const ConvertTarget& target) {
+  const std::string& format = target.format;
+  if (target_dtype(target)) return std::nullopt;
+  if (format == "fp8" || format == "fp8-channel") {
+    return Float8CurrentScaling{.fp8_format = target.fp8_format};
+  }
+  if (format == "fp8-block") {
+    return Float8BlockScaling{
+        .fp8_format = target.fp8_format, .block_k = 128, .block_m = 128, .power_2_scale = false};
+  }
+  if (format == "mxfp8") {
+    return MXFP8BlockScaling{.fp8_format = target.fp8_format,
+                             .scale_rounding = target.scale_rounding};
+  }
+  if (format == "mxfp4") return MXFP4BlockScaling{.scale_rounding = target.scale_rounding};
+  if (format == "nvfp4") return NVFP4BlockScaling{};
+  if (format == "int4") {
+    Recipe recipe = INT4Scaling{.group_size = target.group_size,
+                                .is_signed = target.int4_signed,
+                                .scale_dtype = target.int4_scale_dtype};
+    validate(recipe);
+    return recipe;
+  }
+  std::string known;
+  for (const std::string& name : convert_formats()) known += (known.empty() ? "" : ", ") + name;
+  fail<ValueError>("format: expected one of ", known, "; got '", format, "'");
+}
+
+Convention default_convention(const ConvertTarget& target) {
+  const std::string& format = target.format;
+  if (format == "fp8-block") return Convention::kDeepSeekV3;
+  if (format == "fp8" || format == "fp8-channel" || format == "nvfp4" || format == "int4") {
+    return Convention::kCompressedTensors;
+  }
+  return Convention::kBreccia;
+}
+
+const std::vector<std::string>& default_ignore_patterns() {
+  static const std::vector<std::string> patterns = {
+      R"((^|\.)lm_head\.)",
+      R"((^|\.)(embed_tokens|embeddings|embed|wte|wpe|word_embeddings)\.)",
+      R"(norm[^.]*\.weight$)",
+      R"((^|\.)mlp\.gate\.weight$)",  // MoE routers (DeepSeek, Qwen-MoE, Mixtral's block_sparse)
+      R"((^|\.)(router|block_sparse_moe\.gate)\.)",
+  };
+  return patterns;
+}
+
+ConvertReport convert_model(const fs::path& source, const fs::path& destination,
+                            const ConvertOptions& options, const ConvertPoll& poll) {
+  Planner planner{options, target_dtype(options.target), target_recipe(options.target), {}, {}};
+  const Convention convention = options.convention.value_or(default_convention(options.target));
+  if (planner.recipe && !convention_holds(convention, options.target.format)) {
+    fail<ValueError>("convention: the ", to_string(convention), " convention cannot hold ",
+                     options.target.format, " weights");
+  }
+  if (options.max_shard_bytes == 0) {
+    fail<ValueError>("max_shard_bytes: expected a positive size, got 0");
+  }
+  std::vector<std::string> patterns = options.ignore;
+  if (options.default_ignore) {
+    patterns.insert(patterns.begin(), default_ignore_patterns().begin(),
+                    default_ignore_patterns().end());
+  }
+  for (const std::string& pattern : patterns) {
+    try {
+      planner.ignore.emplace_back(pattern, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& error) {
+      fail<ValueError>("ignore: '", pattern, "' is not a valid regular expression: ", error.what());
+    }
+    planner.ignore_text.push_back(pattern);
+  }
+
+  const ModelFiles files = list_model(source);
+  check_destination(files, destination, options);
+  const Checkpoint checkpoint = load_model(files, {.validate = options.validate});
+
+  // Plan every tensor, in the source's order (shard, then name), before writing anything.
+  std::vector<Job> jobs;
+  for (const auto& [name, entry] : checkpoint.tensors) {
+    Job job;
+    job.name = name;
+    job.entry = &entry;
+    job.source = &checkpoint.sources.at(name);
+    job.bytes_in = stored_bytes(entry);
+    job.estimate_out = job.bytes_in;
+    planner.plan(job);
+    jobs.push_back(std::move(job));
+  }
+  std::stable_sort(jobs.begin(), jobs.end(),
+                   [](const Job& a, const Job& b) { return a.source->file < b.source->file; });
+  std::set<std::string> converted_modules;
+  for (const Job& job : jobs) {
+    if (job.action != Action::kKeep) converted_modules.insert(module_of(job.name));
+  }
+  for (Job& job : jobs) {
+    if (!is_activation_scale(job.name)) continue;
+    const std::string module = job.name.substr(0, job.name.rfind('.'));
+    if (converted_modules.contains(module)) {
+      job.action = Action::kDrop;
+      job.detail = "activation scale of the source's quantization";
+      job.estimate_out = 0;
+    }
+  }
+
+  // Shards of at most max_shard_bytes (a tensor larger than that gets one of its own).
+  std::size_t shard_count = 0;
+  std::uint64_t filled = 0;
+  for (Job& job : jobs) {
+    if (job.action == Action::kDrop) continue;
+    if (shard_count == 0 || (filled > 0 && filled + job.estimate_out > options.max_shard_bytes)) {
+      ++shard_count;
+      filled = 0;
+    }
+    job.shard = shard_count - 1;
+    filled += job.estimate_out;
+  }
+  std::vector<std::string> shard_names;
+  for (std::size_t i = 0; i < shard_count; ++i)
+    shard_names.push_back(shard_file_name(i, shard_count));
+
+  ConvertReport report;
+  report.convention = convention;
+  ConvertProgress progress;
+  progress.tensors_total = jobs.size();
+  for (const Job& job : jobs) progress.bytes_total += job.bytes_in;
+  const auto report_progress = [&](const std::string& current) {
+    progress.current = current;
+    if (poll) poll(progress);
+  };
+
+  fs::create_directories(destination);
+  SaveOptions save_options;
+  save_options.convention = convention;
+  save_options.encode_global_scales = checkpoint.encode_global_scales;
+  nlohmann::json weight_map = nlohmann::json::object();
+  std::vector<std::string> kept_modules;
+
+  // One shard is written in the background while the next is converted.
+  std::future<void> writing;
+  std::atomic<bool> abandon{false};
+  const auto finish_writing = [&] {
+    if (writing.valid()) writing.get();
+  };
+  try {
+    std::size_t next = 0;
+    for (std::size_t shard = 0; shard < shard_count; ++shard) {
+      const fs::path path = destination / shard_names[shard];
+      std::map<std::string, CheckpointEntry> outputs;
+      std::set<std::string> names;
+      std::size_t end = next;
+      while (end < jobs.size() && (jobs[end].action == Action::kDrop || jobs[end].shard == shard)) {
+        if (jobs[end].action != Action::kDrop) names.insert(jobs[end].name);
+        ++end;
+      }
+      const bool resumed = options.resume && shard_is_complete(path, names);
+      for (; next < end; ++next) {
+        Job& job = jobs[next];
+        ConvertedTensor done;
+        done.name = job.name;
+        done.action = action_name(job.action);
+        done.detail = job.detail;
+        done.bytes_in = job.bytes_in;
+        if (job.action != Action::kDrop) {
+          done.shard = shard_names[shard];
+          if (job.linear_kept_high) kept_modules.push_back(module_of(job.name));
+          if (!resumed) {
+            report_progress(job.name);
+            CheckpointEntry output = planner.run(job);
+            done.bytes_out = stored_bytes(output);
+            outputs.emplace(job.name, std::move(output));
+          }
+        }
+        progress.bytes_done += job.bytes_in;
+        ++progress.tensors_done;
+        report.bytes_read += job.bytes_in;
+        report.tensors.push_back(std::move(done));
+      }
+      if (resumed) {
+        report.resumed_shards.push_back(shard_names[shard]);
+        continue;
+      }
+      report_progress(shard_names[shard]);
+      finish_writing();
+      report.shards.push_back(shard_names[shard]);
+      writing = std::async(std::launch::async, [&, path, outputs = std::move(outputs)] {
+        save_checkpoint(path, outputs, save_options, [&](std::uint64_t, std::uint64_t) {
+          if (abandon) fail<IOError>("the conversion was abandoned");
+        });
+      });
+    }
+    finish_writing();
+  } catch (...) {
+    abandon = true;
+    if (writing.valid()) writing.wait();
+    throw;
+  }
+
+  // The other files, config.json, then the index: a directory with an index is complete.
+  for (const fs::path& file : files.other_files) {
+    const std::string name = file.filename().string();
+    if (name == kModelOptConfigFileName) continue;  // describes the source's quantization
+    report_progress(name);
+    copy_file_atomically(file, destination / name);
+    report.copied_files.push_back(name);
+  }
+  if (files.config) {
+    Json config = parse_json_file(*files.config);
+    if (!config.is_object()) fail<ValueError>("'", files.config->string(), "': expected an object");
+    if (planner.dtype) {
+      config.erase("quantization_config");
+      config["torch_dtype"] = dtype_config_name(*planner.dtype);
+    } else {
+      config["quantization_config"] = quantization_config(options, convention, kept_modules);
+    }
+    write_file_atomically(destination / kConfigFileName, config.dump(2) + "\n");
+    report.copied_files.emplace_back(kConfigFileName);
+  }
+  if (planner.recipe && convention == Convention::kModelOpt) {
+    Json quantization = quantization_config(options, convention, kept_modules);
+    quantization.erase("quant_method");
+    const Json modelopt = {{"producer", {{"name", "breccia"}, {"version", "0.0.1"}}},
+                           {"quantization", quantization}};
+    write_file_atomically(destination / kModelOptConfigFileName, modelopt.dump(2) + "\n");
+    report.copied_files.emplace_back(kModelOptConfigFileName);
+  }
+  for (const std::string& name : report.shards) {
+    report.bytes_written += fs::file_size(destination / name);
+  }
+  // The index maps the names stored in each shard (a convention's companions included).
+  std::uint64_t total_size = 0;
+  for (const std::string& name : shard_names) {
+    total_size += fs::file_size(destination / name);
+    if (shard_count == 1) continue;
+    for (const auto& [stored, tensor] : load(destination / name).tensors) weight_map[stored] = name;
+  }
+  if (shard_count > 1) {
+    const nlohmann::json index = {{"metadata", {{"total_size", total_size}}},
+                                  {"weight_map", weight_map}};
+    write_file_atomically(destination / kIndexFileName, index.dump(2) + "\n");
+  }
+  if (options.overwrite) {  // what an earlier conversion left that this one did not write
+    for (const auto& item : fs::directory_iterator(destination)) {
+      const std::string name = item.path().filename().string();
+      const bool ours =
+          std::find(shard_names.begin(), shard_names.end(), name) != shard_names.end();
+      if ((ends_with(name, ".safetensors") && !ours) ||
+          (name == kIndexFileName && shard_count == 1)) {
+        fs::remove(item.path());
+      }
+    }
+  }
+  report.convention = convention;
+  return report;
+}
+
+std::vector<TensorInfo> inspect_model(const fs::path& path) {
+  const ModelFiles files = list_model(path);
+  const Checkpoint checkpoint = load_model(files, {.validate = Validation::kOff});
+  // Companions of the conventions (and breccia's own) that mean nothing without their weight;
+  // activation and KV-cache scales stand alone.
+  static const std::vector<std::string_view> kCompanions = {
+      "_scale_inv", "_scale_2", "_global_scale", "_zero_point", "_packed",
+      "_shape",     ".scale",   ".global_scale", ".zero_point", "_scale"};
+  static const std::vector<std::string_view> kStandalone = {
+      "input_scale", "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale"};
+  std::vector<TensorInfo> infos;
+  for (const auto& [name, entry] : checkpoint.tensors) {
+    const TensorSource& source = checkpoint.sources.at(name);
+    TensorInfo info;
+    info.name = name;
+    info.convention = source.convention;
+    info.file = source.file;
+    info.stored = source.stored;
+    info.bytes = stored_bytes(entry);
+    if (const auto* scaled = std::get_if<ScaledTensor>(&entry)) {
+      info.shape = scaled->logical_shape();
+      info.format = recipe_repr(scaled->recipe());
+      info.layout = layout_repr(scaled->layout());
+      info.scale_shape = scaled->scale().shape();
+      info.problems = numeric_anomalies(name, *scaled);
+    } else {
+      const Array& array = std::get<Array>(entry);
+      info.shape = array.shape();
+      info.format = dtype_name(array.dtype());
+      const std::string last = name.substr(name.rfind('.') + 1);
+      const bool standalone =
+          std::find(kStandalone.begin(), kStandalone.end(), last) != kStandalone.end();
+      for (const std::string_view suffix : kCompanions) {
+        if (standalone || !ends_with(name, suffix) || name.size() == suffix.size()) continue;
+        info.problems.push_back("'" + name + "' looks like the " + std::string(suffix) +
+                                " companion of '" + name.substr(0, name.size() - suffix.size()) +
+                                "', which is missing or not stored as that convention's weight");
+        break;
+      }
+      if (array.dtype() == DType::kE4M3 || array.dtype() == DType::kE5M2 ||
+          array.dtype() == DType::kE2M3 || array.dtype() == DType::kE3M2) {
+        info.problems.push_back("'" + name + "' holds " + std::string(dtype_name(array.dtype())) +
+                                " data but no scale was found for it");
+      }
+    }
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+TensorComparison compare(const std::string& name, const CheckpointEntry& value,
+                         const CheckpointEntry& reference) {
+  const auto* plain_value = std::get_if<Array>(&value);
+  const auto* plain_reference = std::get_if<Array>(&reference);
+  if (plain_value != nullptr && plain_reference != nullptr &&
+      !is_wide_float(plain_value->dtype()) && plain_value->dtype() == plain_reference->dtype() &&
+      plain_value->shape() == plain_reference->shape()) {  // integers: element bytes only
+    const Array a = plain_value->contiguous();
+    const Array b = plain_reference->contiguous();
+    const std::size_t size = itemsize(a.dtype());
+    TensorComparison out;
+    for (std::int64_t i = 0; i < a.numel(); ++i) {
+      const auto offset = static_cast<std::size_t>(i) * size;
+      out.mismatches += std::memcmp(static_cast<const char*>(a.data()) + offset,
+                                    static_cast<const char*>(b.data()) + offset, size) != 0;
+    }
+    out.sqnr_db = out.mismatches == 0 ? std::numeric_limits<double>::infinity()
+                                      : std::numeric_limits<double>::quiet_NaN();
+    out.max_abs_error = out.mismatches == 0 ? 0 : std::numeric_limits<double>::quiet_NaN();
+    return out;
+  }
+  const auto decode = [&](const CheckpointEntry& entry, std::string_view which) {
+    if (const auto* scaled = std::get_if<ScaledTensor>(&entry)) {
+      return dequantize(*scaled, DType::kF64);
+    }
+    const Array& array = std::get<Array>(entry);
+    if (!is_wide_float(array.dtype())) {
+      fail<ValueError>(name, ": ", which, " is a ", dtype_name(array.dtype()),
+                       " array; only float tensors and ScaledTensors compare by value");
+    }
+    Array wide = Array::empty(DType::kF64, array.shape());
+    kernels::reference::convert(array.contiguous(), wide);
+    return wide;
+  };
+  const Array a = decode(value, "the value");
+  const Array b = decode(reference, "the reference");
+  if (a.shape() != b.shape()) {
+    fail<ValueError>(name, ": shapes differ: ", shape_str(a.shape()), " against ",
+                     shape_str(b.shape()));
+  }
+  TensorComparison out;
+  const auto* x = a.data_as<const double>();
+  const auto* r = b.data_as<const double>();
+  double signal = 0;
+  double noise = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    if (std::isnan(x[i]) && std::isnan(r[i])) continue;
+    if (std::bit_cast<std::uint64_t>(x[i]) != std::bit_cast<std::uint64_t>(r[i])) ++out.mismatches;
+    const double error = x[i] - r[i];
+    if (std::isnan(error)) {
+      out.max_abs_error = std::numeric_limits<double>::quiet_NaN();
+      noise = std::numeric_limits<double>::infinity();
+      continue;
+    }
+    if (!std::isnan(out.max_abs_error))
+      out.max_abs_error = std::max(out.max_abs_error, std::abs(error));
+    signal += r[i] * r[i];
+    noise += error * error;
+  }
+  out.sqnr_db =
+      noise == 0 ? std::numeric_limits<double>::infinity() : 10.0 * std::log10(signal / noise);
+  return out;
+}
+
+}  // namespace breccia::io
