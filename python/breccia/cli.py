@@ -32,7 +32,7 @@ def _parse_size(text: str) -> int:
     if match is None:
         raise click.BadParameter(f"expected a size such as 5GB or 512MiB, got {text!r}")
     number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    scale = _UNITS[unit[:1]] if unit[:1] in _UNITS else 1
+    scale = _UNITS.get(unit[:1], 1)
     if "I" in unit:
         scale = 1 << (10 * "KMGT".index(unit[0]) + 10)
     size = int(number * scale)

@@ -1,0 +1,390 @@
+"""The `breccia` command line and breccia.checkpoint: whole model directories converted,
+inspected, verified and compared, checked against the safetensors package and independent
+formulas; interrupted and resumed conversions; hostile directories."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import breccia
+from breccia import checkpoint
+from breccia.bridges import load_safetensors
+from breccia.cli import main
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+BF16 = ml_dtypes.bfloat16
+SHARD_1 = "model-00001-of-00002.safetensors"
+SHARD_2 = "model-00002-of-00002.safetensors"
+
+
+def write_model(directory: Path, shards: list[dict[str, np.ndarray]], config: bool = True) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    weight_map = {}
+    for index, tensors in enumerate(shards):
+        name = f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
+        safetensors_numpy.save_file(tensors, str(directory / name), {"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, name))
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map})
+    )
+    if config:
+        (directory / "config.json").write_text(
+            json.dumps({"model_type": "llama", "torch_dtype": "bfloat16", "hidden_size": 256})
+        )
+    (directory / "tokenizer.json").write_text('{"version": "1.0"}')
+
+
+def bf16_model(directory: Path) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.05).astype(BF16)
+
+    first = {
+        "model.embed_tokens.weight": weight(64, 256),
+        "model.layers.0.input_layernorm.weight": np.ones(256, BF16),
+        "model.layers.0.self_attn.q_proj.weight": weight(256, 256),
+        "model.layers.0.self_attn.k_proj.weight": weight(128, 256),
+    }
+    second = {
+        "model.layers.0.mlp.gate.weight": weight(8, 256),  # a MoE router: stays bf16
+        "model.layers.0.mlp.down_proj.weight": weight(256, 512),
+        "model.layers.0.mlp.odd_proj.weight": weight(96, 96),  # 96: no block of 128 fits
+        "lm_head.weight": weight(64, 256),
+    }
+    write_model(directory, [first, second])
+    return {**first, **second}
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def read_dir(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def stored_tensors(directory: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for path in sorted(directory.glob("*.safetensors")):
+        out.update(safetensors_numpy.load_file(str(path)))
+    return out
+
+
+def header(path: Path) -> dict[str, Any]:
+    """The safetensors header, read by hand (the safetensors package's NumPy loader has no FP8)."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    entries = json.loads(data[8 : 8 + length])
+    entries.pop("__metadata__", None)
+    return entries
+
+
+QUANTIZED_WEIGHTS = [
+    "model.layers.0.self_attn.q_proj.weight",
+    "model.layers.0.self_attn.k_proj.weight",
+    "model.layers.0.mlp.down_proj.weight",
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "recipe", "convention", "quant_method"),
+    [
+        ("fp8", breccia.Float8CurrentScaling(), "compressed-tensors", "compressed-tensors"),
+        (
+            "fp8-block",
+            breccia.Float8BlockScaling(block_m=128, block_k=128, power_2_scale=False),
+            "deepseek-v3",
+            "fp8",
+        ),
+        ("mxfp8", breccia.MXFP8BlockScaling(), "breccia", "breccia"),
+        ("mxfp4", breccia.MXFP4BlockScaling(), "breccia", "breccia"),
+        ("nvfp4", breccia.NVFP4BlockScaling(), "compressed-tensors", "compressed-tensors"),
+        (
+            "int4",
+            breccia.INT4Scaling(scale_dtype="bf16"),
+            "compressed-tensors",
+            "compressed-tensors",
+        ),
+    ],
+)
+def test_convert_writes_what_cast_gives(
+    tmp_path: Path, fmt: str, recipe: Any, convention: str, quant_method: str
+) -> None:
+    source = bf16_model(tmp_path / "src")
+    out = tmp_path / "out"
+    result = run(
+        "convert", str(tmp_path / "src"), str(out), "--to", fmt, "--max-shard-size", "150KB"
+    )
+    assert result.exit_code == 0, result.output
+
+    # A directory any safetensors loader reads: an index naming exactly what each shard holds.
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    for path in out.glob("*.safetensors"):
+        assert {n for n, f in index["weight_map"].items() if f == path.name} == set(header(path))
+    assert len(set(index["weight_map"].values())) > 1  # the shard size was honoured
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == quant_method
+    assert config["model_type"] == "llama"
+    assert (out / "tokenizer.json").read_text() == '{"version": "1.0"}'
+
+    # Each weight is what breccia.cast gives for the source values; the rest is unchanged.
+    tensors = breccia.checkpoint.load(out)
+    loaded = {}
+    for path in sorted(out.glob("*.safetensors")):
+        loaded.update(load_safetensors(path))
+    for name in QUANTIZED_WEIGHTS:
+        expected = breccia.cast(source[name].astype(np.float32), recipe)
+        got = loaded[name]
+        assert isinstance(got, breccia.ScaledTensor), name
+        np.testing.assert_array_equal(np.asarray(got.data), np.asarray(expected.data))
+        np.testing.assert_array_equal(
+            np.asarray(got.scale).astype(np.float32).ravel(),
+            np.asarray(expected.scale).astype(np.float32).ravel(),
+        )
+    for name in ["model.embed_tokens.weight", "lm_head.weight", "model.layers.0.mlp.gate.weight"]:
+        assert isinstance(tensors[name], breccia._core.Array)
+        np.testing.assert_array_equal(
+            np.asarray(loaded[name]).view(np.uint16), source[name].view(np.uint16)
+        )
+    ignored = config["quantization_config"].get(
+        "ignore", config["quantization_config"].get("modules_to_not_convert")
+    )
+    assert "lm_head" in ignored and "model.layers.0.mlp.gate" in ignored
+    assert result.output.count("quantized") >= 1 and convention in result.output
+
+
+def test_fp8_block_to_bf16_matches_deepseeks_formula(tmp_path: Path) -> None:
+    """DeepSeek-V3 weights (E4M3 + weight_scale_inv per 128 x 128 tile, scale in another shard)
+    dequantized by the command equal weight * scale_inv per tile, rounded once to bf16."""
+    rng = np.random.default_rng(3)
+    weight = (rng.standard_normal((300, 256)) * 100).astype(ml_dtypes.float8_e4m3fn)
+    scale = rng.uniform(1e-4, 1e-2, (3, 2)).astype(np.float32)
+    write_model(
+        tmp_path / "ds",
+        [
+            {"model.layers.0.mlp.up_proj.weight": weight},
+            {"model.layers.0.mlp.up_proj.weight_scale_inv": scale},
+        ],
+    )
+    result = run("convert", str(tmp_path / "ds"), str(tmp_path / "bf16"), "--to", "bf16")
+    assert result.exit_code == 0, result.output
+    got = stored_tensors(tmp_path / "bf16")["model.layers.0.mlp.up_proj.weight"]
+    got = got.view(BF16) if got.dtype != BF16 else got
+    tiles = np.repeat(np.repeat(scale, 128, axis=0), 128, axis=1)[:300, :256]
+    expected = (weight.astype(np.float32) * tiles).astype(BF16)
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert "quantization_config" not in config and config["torch_dtype"] == "bfloat16"
+
+
+def test_conversions_are_deterministic_and_resume_gives_the_same_bytes(tmp_path: Path) -> None:
+    bf16_model(tmp_path / "src")
+    args = ["--to", "nvfp4", "--max-shard-size", "100KB"]
+    assert run("convert", str(tmp_path / "src"), str(tmp_path / "a"), *args).exit_code == 0
+    assert run("convert", str(tmp_path / "src"), str(tmp_path / "b"), *args).exit_code == 0
+    reference = read_dir(tmp_path / "a")
+    assert read_dir(tmp_path / "b") == reference
+
+    # Interrupted in the middle: complete shards only, no index, no config.
+    calls = []
+
+    def stop_after_a_shard(done: int, total: int, tensors: int, count: int, current: str) -> None:
+        calls.append(current)
+        # The third shard's turn: the first is written, the second still being written.
+        if sum(c.endswith(".safetensors") for c in calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.convert(
+            tmp_path / "src",
+            tmp_path / "c",
+            "nvfp4",
+            max_shard_bytes=100_000,
+            progress=stop_after_a_shard,
+        )
+    left = read_dir(tmp_path / "c")
+    assert "model.safetensors.index.json" not in left and "config.json" not in left
+    assert "model-00001-of-00003.safetensors" in left
+    for name, data in left.items():
+        assert not name.startswith(".")  # no temporary file is left behind
+        assert data == reference[name]  # whatever has a final name is complete
+    result = run("convert", str(tmp_path / "src"), str(tmp_path / "c"), *args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "kept from an earlier run" in result.output
+    assert read_dir(tmp_path / "c") == reference
+
+
+def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> None:
+    bf16_model(tmp_path / "src")
+    for fmt, convention in [
+        ("fp8-block", "compressed-tensors"),
+        ("nvfp4", "modelopt"),
+        ("fp8", "modelopt"),
+        ("int4", "breccia"),
+    ]:
+        first, second = tmp_path / f"{fmt}-{convention}", tmp_path / f"{fmt}-{convention}-again"
+        args = ["--to", fmt, "--convention", convention]
+        assert run("convert", str(tmp_path / "src"), str(first), *args).exit_code == 0
+        # Converting a checkpoint to the format it holds keeps every tensor's bytes.
+        result = run("convert", str(first), str(second), *args)
+        assert result.exit_code == 0, result.output
+        assert "requantized" not in result.output
+        assert read_dir(first).keys() == read_dir(second).keys()
+        for name in read_dir(first):
+            if name.endswith(".safetensors"):
+                a, b = header(first / name), header(second / name)
+                assert a.keys() == b.keys()
+                for key in a:
+                    assert a[key]["dtype"] == b[key]["dtype"] and a[key]["shape"] == b[key]["shape"]
+                    begin, end = a[key]["data_offsets"]
+                    a_bytes = (first / name).read_bytes()
+                    b_bytes = (second / name).read_bytes()
+                    a_start = 8 + int.from_bytes(a_bytes[:8], "little")
+                    b_start = 8 + int.from_bytes(b_bytes[:8], "little")
+                    b_begin, b_end = b[key]["data_offsets"]
+                    assert (
+                        a_bytes[a_start + begin : a_start + end]
+                        == (b_bytes[b_start + b_begin : b_start + b_end])
+                    ), key
+        assert run("diff", str(first), str(second)).exit_code == 0
+        if convention == "modelopt":
+            assert (first / "hf_quant_config.json").exists()
+
+
+def test_inspect_verify_and_diff(tmp_path: Path) -> None:
+    source = bf16_model(tmp_path / "src")
+    assert (
+        run("convert", str(tmp_path / "src"), str(tmp_path / "fp8"), "--to", "fp8-block").exit_code
+        == 0
+    )
+    result = run("inspect", str(tmp_path / "fp8"), "--json")
+    document = json.loads(result.output)
+    by_name = {t["name"]: t for t in document["tensors"]}
+    q = by_name["model.layers.0.self_attn.q_proj.weight"]
+    assert q["convention"] == "deepseek-v3" and q["shape"] == [256, 256]
+    assert q["scale_shape"] == [2, 2] and document["problems"] == 0
+    assert by_name["lm_head.weight"]["convention"] == "plain"
+
+    result = run(
+        "verify", str(tmp_path / "fp8"), "--against", str(tmp_path / "src"), "--min-sqnr", "25"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        run(
+            "verify", str(tmp_path / "fp8"), "--against", str(tmp_path / "src"), "--min-sqnr", "60"
+        ).exit_code
+        == 1
+    )
+    assert run("diff", str(tmp_path / "src"), str(tmp_path / "src")).exit_code == 0
+    different = run("diff", str(tmp_path / "src"), str(tmp_path / "fp8"))
+    assert different.exit_code == 1
+    assert "model.layers.0.self_attn.q_proj.weight" in different.output
+    assert len(source) == len(by_name)
+
+
+def test_hostile_directories_fail_clearly_and_write_nothing(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((128, 128)).astype(np.float32)
+
+    def check(directory: Path, message: str) -> None:
+        out = tmp_path / (directory.name + "-out")
+        result = CliRunner().invoke(main, ["convert", str(directory), str(out), "--to", "fp8"])
+        assert result.exit_code == 1, result.output
+        assert message in result.output
+        assert not out.exists() or not any(out.iterdir())
+
+    # The index names a tensor that its shard does not hold.
+    absent = tmp_path / "absent"
+    write_model(absent, [{"a.weight": weight}])
+    index = json.loads((absent / "model.safetensors.index.json").read_text())
+    index["weight_map"]["b.weight"] = SHARD_1.replace("00002", "00001")
+    (absent / "model.safetensors.index.json").write_text(json.dumps(index))
+    check(absent, "b.weight")
+    # A shard the index does not name, and one it names that is missing.
+    stray = tmp_path / "stray"
+    write_model(stray, [{"a.weight": weight}, {"b.weight": weight}])
+    index = json.loads((stray / "model.safetensors.index.json").read_text())
+    del index["weight_map"]["b.weight"]
+    (stray / "model.safetensors.index.json").write_text(json.dumps(index))
+    check(stray, SHARD_2)
+    missing = tmp_path / "missing"
+    write_model(missing, [{"a.weight": weight}, {"b.weight": weight}])
+    os.remove(missing / SHARD_2)
+    check(missing, SHARD_2)
+    # A tensor in two shards.
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    for name in (SHARD_1, SHARD_2):
+        safetensors_numpy.save_file({"a.weight": weight}, str(twice / name))
+    check(twice, "a.weight")
+    # An index that escapes the directory.
+    escape = tmp_path / "escape"
+    write_model(escape, [{"a.weight": weight}])
+    (escape / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a.weight": "../absent/" + SHARD_1.replace("00002", "00001")}})
+    )
+    check(escape, "expected a file name in the model directory")
+    # A DeepSeek scale of NaN is refused under --validate error (the default).
+    nan = tmp_path / "nan"
+    write_model(
+        nan,
+        [
+            {
+                "w.weight": weight.astype(ml_dtypes.float8_e4m3fn),
+                "w.weight_scale_inv": np.full((1, 1), np.nan, np.float32),
+            }
+        ],
+    )
+    check(nan, "w.weight")
+
+
+def test_inspect_and_verify_report_orphans(tmp_path: Path) -> None:
+    weight = np.ones((128, 128), ml_dtypes.float8_e4m3fn)
+    write_model(
+        tmp_path / "m", [{"a.weight": weight, "b.weight_scale_inv": np.ones((1, 1), np.float32)}]
+    )
+    infos = {i.name: i for i in checkpoint.inspect(tmp_path / "m")}
+    assert any("no scale" in p for p in infos["a.weight"].problems)
+    assert any("companion" in p for p in infos["b.weight_scale_inv"].problems)
+    result = run("verify", str(tmp_path / "m"))
+    assert result.exit_code == 1 and "FAIL" in result.output
+
+
+def test_destination_rules(tmp_path: Path) -> None:
+    bf16_model(tmp_path / "src")
+    inside = run("convert", str(tmp_path / "src"), str(tmp_path / "src" / "out"), "--to", "fp8")
+    assert inside.exit_code == 1 and "inside" in inside.output
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    full = run("convert", str(tmp_path / "src"), str(tmp_path / "full"), "--to", "fp8")
+    assert full.exit_code == 1 and "--overwrite" in full.output
+    assert (
+        run(
+            "convert", str(tmp_path / "src"), str(tmp_path / "full"), "--to", "fp8", "--overwrite"
+        ).exit_code
+        == 0
+    )
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"  # not ours: left alone
+    wrong = run(
+        "convert",
+        str(tmp_path / "src"),
+        str(tmp_path / "x"),
+        "--to",
+        "nvfp4",
+        "--convention",
+        "deepseek-v3",
+    )
+    assert wrong.exit_code == 1 and "deepseek-v3" in wrong.output
+    assert not (tmp_path / "x").exists()
+    bad = run("convert", str(tmp_path / "src"), str(tmp_path / "y"), "--to", "fp8", "--ignore", "(")
+    assert bad.exit_code == 1 and "regular expression" in bad.output
