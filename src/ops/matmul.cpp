@@ -2,8 +2,10 @@
 #include <variant>
 
 #include "breccia/error.hpp"
+#include "breccia/kernels/cpu.hpp"
 #include "breccia/kernels/reference.hpp"
 #include "breccia/ops.hpp"
+#include "breccia/plan.hpp"
 #include "ops/dispatch.hpp"
 
 namespace breccia {
@@ -135,10 +137,25 @@ Array linear(const Operand& x, const Operand& w, const std::optional<Array>& bia
   const std::int64_t rows = checked_numel(std::span(x_shape).first(x_shape.size() - 1));
   require_gemm_size("linear", rows, n, k);
   const Array x32 = to_float32(x, "x", context);
-  const Array w32 = to_float32(w, "w", context);
   Array out32 = Array::empty(DType::kF32, out_shape);
-  kernels::reference::gemm_f32(rows, n, k, x32.data_as<const float>(), w32.data_as<const float>(),
-                               out32.data_as<float>(), /*b_transposed=*/true);
+  const auto* scaled_w = std::get_if<ScaledTensor>(&w);
+  if (scaled_w != nullptr && rows > 0 && rows <= kernels::cpu::kLinearSmallM && k > 0 &&
+      context.kernels != KernelPreference::kReference &&
+      (!is_packed(scaled_w->spec().element) || k % 2 == 0)) {
+    // Decoding: the weight's codes are read once and never dequantized into memory.
+    const QuantPlan plan = plan_of(*scaled_w);
+    const Array none;
+    kernels::cpu::linear_small_m(
+        plan, scaled_w->data().contiguous(), scaled_w->scale().contiguous(),
+        plan.has_global_scale ? scaled_w->global_scale()->contiguous() : none,
+        plan.has_zero_point ? scaled_w->zero_point()->contiguous() : none, x32.reshaped({rows, k}),
+        out32.reshaped({rows, n}));
+  } else {
+    const Array w32 = to_float32(w, "w", context);
+    kernels::reference::gemm_f32(rows, n, k, x32.data_as<const float>(), w32.data_as<const float>(),
+                                 out32.data_as<float>(),
+                                 /*b_transposed=*/true);
+  }
   if (bias) {
     const Array bias32 = to_float32(*bias, "bias", context);
     const float* add = bias32.data_as<const float>();

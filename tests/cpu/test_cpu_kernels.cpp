@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -123,6 +124,73 @@ TEST_F(CpuKernels, MatchesReferenceOnLongRows) {
       check(x, recipe, -1);
     }
   }
+}
+
+// linear() for up to 16 rows decodes the weight in registers instead of dequantizing it: the
+// weight values are dequantize()'s, only the order of the fp32 sums differs from the BLAS, so
+// each output is within gamma_K * sum_k |x_k w_k| (gamma_K = K u / (1 - K u), u = 2^-24) of
+// the exact product, and NaN or infinite exactly where the exact product is. Every recipe,
+// weights blocked along K (axis -1) and along N (axis -2), K with tails shorter than a vector,
+// weights with special values, 1, 2 and 3 threads.
+TEST_F(CpuKernels, DecodingLinearIsWithinTheFp32SummationBoundOfTheDequantizedProduct) {
+  int checked = 0;
+  std::uint32_t seed = 100;
+  for (int threads : {1, 2, 3}) {
+    kernels::cpu::set_num_threads(threads);
+    for (const Shape& w_shape : {Shape{127, 4096}, Shape{160, 416}, Shape{32, 6}, Shape{384, 200},
+                                 Shape{16, 48}, Shape{1, 32}}) {
+      for (const Fill fill : {Fill::kRandom, Fill::kSpecial}) {
+        const Array w_values = make_input(w_shape, fill, seed++);
+        for (const Recipe& recipe : all_recipes()) {
+          for (int axis : {-1, -2}) {
+            std::optional<ScaledTensor> w;
+            try {
+              w.emplace(cast(w_values, recipe, {.axis = axis}));
+            } catch (const ValueError&) {
+              continue;  // the recipe does not take the shape
+            }
+            const std::int64_t n = w_shape[0], k = w_shape[1];
+            const Array w32 = dequantize(*w, DType::kF32);
+            const float* wv = w32.data_as<const float>();
+            for (std::int64_t m : {1, 5, 16}) {
+              SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) +
+                           " w=" + shape_str(w_shape) + " M=" + std::to_string(m) +
+                           " threads=" + std::to_string(threads));
+              const Array x = make_input({m, k}, Fill::kRandom, seed++);
+              const Array got = linear(x, *w, std::nullopt, DType::kF32);
+              const float* xv = x.data_as<const float>();
+              const float* out = got.data_as<const float>();
+              const double unit = std::ldexp(1.0, -24);
+              const double gamma =
+                  static_cast<double>(k) * unit / (1 - static_cast<double>(k) * unit);
+              for (std::int64_t r = 0; r < m; ++r) {
+                for (std::int64_t c = 0; c < n; ++c) {
+                  double exact = 0, magnitude = 0;
+                  for (std::int64_t i = 0; i < k; ++i) {
+                    const double product = static_cast<double>(xv[r * k + i]) * wv[c * k + i];
+                    exact += product;
+                    magnitude += std::fabs(product);
+                  }
+                  const double value = out[r * n + c];
+                  // Partial sums beyond fp32's range overflow in any order; nothing to bound.
+                  if (magnitude > 1e38) continue;
+                  if (std::isnan(exact) || std::isinf(exact)) {
+                    ASSERT_EQ(std::isnan(value), std::isnan(exact)) << "row " << r << " col " << c;
+                    if (std::isinf(exact)) ASSERT_EQ(value, exact) << "row " << r << " col " << c;
+                    continue;
+                  }
+                  ASSERT_LE(std::fabs(value - exact), gamma * magnitude + 1e-45)
+                      << "row " << r << " col " << c;
+                }
+              }
+              ++checked;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
 }
 
 TEST_F(CpuKernels, StridedInputMatchesItsContiguousCopy) {

@@ -4,6 +4,7 @@ given for an instance, and the logical shape of packed tensors in the repr."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -32,14 +33,58 @@ def test_linear_is_x_times_the_dequantized_weight_transposed_plus_bias(framework
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=IDS)
-def test_linear_matches_the_reference_kernels_bit_for_bit(recipe):
+def test_linear_matches_the_reference_kernels_bit_for_bit_above_sixteen_rows(recipe):
+    # More than 16 rows: the fast kernels dequantize and call the same BLAS as the reference.
     w = breccia.cast(weights(), recipe)
-    x = breccia.cast(weights(8, 256, seed=9), recipe)
+    x = breccia.cast(weights(24, 256, seed=9), recipe)
     bias = weights(1, 96, seed=10)[0]
     for out_dtype in (np.float32, "bfloat16"):
         fast = breccia.linear(x, w, bias, out_dtype=out_dtype)
         oracle = reference.linear(x, w, bias, out_dtype=out_dtype)
         assert raw_bytes(fast) == raw_bytes(oracle)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=IDS)
+@pytest.mark.parametrize("rows", [1, 3, 4, 7, 16])
+def test_decoding_linear_is_within_the_fp32_summation_bound(recipe, rows):
+    # Up to 16 rows the weight is decoded in registers, never dequantized into memory; its
+    # values are dequantize()'s, only the order of the fp32 sums differs from the BLAS. So
+    # |got - exact| <= gamma_K * sum_k |x_k w_k| (gamma_K = K u / (1 - K u), u = 2^-24), plus
+    # the bias's rounding, against the fp64 product of the same fp32 operands.
+    w = breccia.cast(weights(), recipe)
+    x = weights(rows, 256, seed=11)
+    x[0, :7] = [0.0, -0.0, 1e-30, -1e-30, 3e4, -3e4, 1e-40]  # zeros, subnormals, large
+    bias = weights(1, 96, seed=12)[0]
+    w64 = breccia.dequantize(w).astype(np.float64)
+    exact = x.astype(np.float64) @ w64.T
+    magnitude = np.abs(x).astype(np.float64) @ np.abs(w64).T
+    k = x.shape[1]
+    unit = 2.0**-24
+    gamma = k * unit / (1 - k * unit)
+    got = breccia.linear(x, w, bias)
+    assert got.dtype == np.float32 and got.shape == (rows, 96)
+    sum_only = got.astype(np.float64) - bias  # exact up to the bias addition's rounding
+    bound = gamma * magnitude + 2 * unit * (np.abs(exact) + np.abs(bias)) + 1e-45
+    assert np.all(np.abs(sum_only - exact) <= bound)
+    # The bf16 result is the fp32 result rounded once.
+    rounded = breccia.linear(x, w, bias, out_dtype="bfloat16")
+    assert raw_bytes(rounded) == raw_bytes(got.astype(ml_dtypes.bfloat16))
+    # The reference kernels stay reachable, and agree within the same bound.
+    oracle = reference.linear(x, w, bias).astype(np.float64) - bias
+    assert np.all(np.abs(oracle - exact) <= bound)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=IDS)
+def test_decoding_linear_propagates_nan_and_inf_like_the_dequantized_product(recipe):
+    w = breccia.cast(weights(), recipe)
+    x = weights(2, 256, seed=13)
+    x[0, 5] = np.nan
+    x[1, 9] = np.inf
+    got = breccia.linear(x, w)
+    with np.errstate(invalid="ignore"):
+        want = x.astype(np.float64) @ breccia.dequantize(w).astype(np.float64).T
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
 
 
 def test_linear_of_a_square_weight_is_not_matmul():

@@ -23,6 +23,17 @@ void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                 const Array& global_scale, const Array& zero_point, const Array& out);
 
+// linear() for a few rows of x (decoding): out (M, N) = x (M, K) @ dequantize(w).T, for the
+// (N, K) weight whose plan, data and scales are given (2-D, contiguous); x and out float32,
+// contiguous. The weight is never dequantized into memory: each row's codes are decoded in
+// registers to exactly dequantize()'s fp32 values and accumulated in fp32 (so the result
+// equals the fp32 product of the dequantized weight up to the order of the sums). The ops use
+// it for M <= kLinearSmallM.
+inline constexpr std::int64_t kLinearSmallM = 16;
+void linear_small_m(const QuantPlan& plan, const Array& data, const Array& scale,
+                    const Array& global_scale, const Array& zero_point, const Array& x,
+                    const Array& out);
+
 // codes[i] = the element code of values[i] (already multiplied by its scale) in a floating-point
 // element format, one code per byte: the cast kernels' SIMD encoder, exposed for tests and
 // for the exhaustive check over all 2^32 fp32 inputs. Throws ValueError for INT4 formats or

@@ -15,7 +15,7 @@ struct Problem {
   const float* alpha =
       nullptr;  // per-tensor and bf16: the product of per-tensor factors, on the device
   const float* scale_a = nullptr;  // blockwise: M x ceil(K/128), K-major
-  const float* scale_b = nullptr;  // blockwise: ceil(K/128) x ceil(N/128), N-major
+  const float* scale_b = nullptr;  // blockwise: ceil(N/128) x ceil(K/128), K-major
 };
 
 // One CUTLASS kernel instance (src/cuda/gemm/*.cu).

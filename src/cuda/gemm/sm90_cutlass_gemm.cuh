@@ -123,12 +123,16 @@ void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
   run_gemm<Config>(arguments, context, device);
 }
 
-// DeepSeek block scales: A 1 x 128 (K-major, M x ceil(K/128)), B 128 x 128 (N-major,
-// ceil(K/128) x ceil(N/128)), applied in the main loop in fp32.
+// DeepSeek block scales: A 1 x 128 (K-major, M x ceil(K/128)), B 128 x 128 (K-major,
+// ceil(N/128) x ceil(K/128): a weight's scales as checkpoints store them), applied in the main
+// loop in fp32.
 using BlockScaleConfig =
     cutlass::detail::Sm90BlockwiseScaleConfig<1, 128, 128, cute::GMMA::Major::K,
-                                              cute::GMMA::Major::MN>;
+                                              cute::GMMA::Major::K>;
 
+// Stream-K work division: at decode sizes (M <= 128) a DeepSeek layer has 17-56 output tiles
+// for 132 SMs, so K is split across the idle SMs (CUTLASS's heuristic keeps whole tiles when
+// there are enough of them, and splits only the last wave's).
 template <class ElementD>
 void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using LayoutSFA = decltype(BlockScaleConfig::deduce_layoutSFA());
@@ -136,7 +140,8 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using Config = TmaGemm<cutlass::float_e4m3_t, cutlass::float_e4m3_t, ElementD,
                          cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB>;
+                         cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB,
+                         cutlass::layout::ColumnMajor, cutlass::gemm::StreamKScheduler>;
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""breccia's FP8 GEMMs beside cuBLASLt (torch._scaled_mm) in one process, on the same bytes.
+
+For each shape (M, N, K) a bf16 activation x (M, K) and weight w (N, K) are cast once with
+breccia; both libraries then multiply those very bytes:
+- DeepSeek block FP8 (x 1x128, w 128x128): ``breccia.linear`` against ``torch._scaled_mm``'s
+  blockwise mode (A's scales M-major (M, K/128) with strides (1, M); B's (K/128, ceil(N/128))
+  with strides (1, K/128), the transposed view of the weight's row-major scales);
+- per-tensor FP8 at 8192^3, against ``torch._scaled_mm`` with use_fast_accum both ways;
+- rowwise FP8 (torch only, for reference: breccia has no rowwise kernel yet) and bf16
+  ``torch.matmul``.
+Each case is timed eagerly (what a Python caller pays, host path included) and, where the
+library allows capture, as a CUDA-graph replay (the kernel alone). Medians; the ratio is
+breccia's speed over cuBLASLt's. Outputs are checked to agree (max relative difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+
+import breccia
+
+E4M3 = torch.float8_e4m3fn
+PEAK = 1979.0  # dense FP8 TFLOP/s of Hopper SXM (H100, H200)
+DEEPSEEK_NK = [(2112, 7168), (7168, 16384), (4096, 7168), (24576, 1536), (7168, 2048)]
+
+
+def median_ms(fn: Callable[[], object], warmup: int = 5, repeats: int = 30) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return sorted(times)[len(times) // 2]
+
+
+def graph_ms(fn: Callable[[], object]) -> float | None:
+    """The median time of replaying `fn` captured in a CUDA graph (None: capture refused)."""
+    try:
+        fn()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return median_ms(graph.replay)
+    except Exception:  # capture refused: the library synchronizes or allocates outside it
+        torch.cuda.synchronize()
+        return None
+
+
+def tflops(m: int, n: int, k: int, ms: float | None) -> str:
+    return "-" if ms is None else f"{2 * m * n * k / ms / 1e9:7.1f}"
+
+
+def ms_text(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.4f}"
+
+
+def ratio(baseline_ms: float | None, ours_ms: float | None) -> str:
+    """breccia's speed over the baseline's."""
+    return "-" if baseline_ms is None or ours_ms is None else f"{baseline_ms / ours_ms:.2f}"
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+def block_case(m: int, n: int, k: int) -> None:
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
+    qx = breccia.cast(x, breccia.Float8BlockScaling())
+    qw = breccia.cast(w, breccia.Float8BlockScaling(block_m=128))
+    a, b = qx.data, qw.data.t()
+    scale_a = qx.scale.t().contiguous().t()  # (M, K/128), M-major, as cuBLASLt wants
+    scale_b = qw.scale.t()  # (K/128, ceil(N/128)), strides (1, K/128)
+
+    def ours() -> torch.Tensor:
+        return breccia.linear(qx, qw, out_dtype=torch.bfloat16)
+
+    def cublas() -> torch.Tensor:
+        return torch._scaled_mm(a, b, scale_a, scale_b, out_dtype=torch.bfloat16)
+
+    try:
+        diff = f"{rel_diff(ours(), cublas()):.1e}"
+        eager_cublas: float | None = median_ms(cublas)
+        graph_cublas = graph_ms(cublas)
+    except RuntimeError as error:  # cuBLASLt refuses some shapes (M = 1, ...)
+        diff, eager_cublas, graph_cublas = str(error).split(" when ")[0][:40], None, None
+    eager_ours, graph_ours = median_ms(ours), graph_ms(ours)
+    print(
+        f"| block 1x128 x 128x128 {m}x{n}x{k} | {ms_text(eager_ours)} | {ms_text(eager_cublas)} "
+        f"| {ratio(eager_cublas, eager_ours)} | {ms_text(graph_ours)} | {ms_text(graph_cublas)} "
+        f"| {ratio(graph_cublas, graph_ours)} | {tflops(m, n, k, graph_ours or eager_ours)} "
+        f"| {diff} |",
+        flush=True,
+    )
+
+
+def per_tensor_case(m: int, n: int, k: int) -> None:
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
+    qx = breccia.cast(x, breccia.Float8CurrentScaling())
+    qw = breccia.cast(w, breccia.Float8CurrentScaling())
+    a, b = qx.data, qw.data.t()
+    sa, sb = qx.scale.reshape(()), qw.scale.reshape(())
+
+    def ours() -> torch.Tensor:
+        return breccia.linear(qx, qw, out_dtype=torch.bfloat16)
+
+    for fast in (False, True):
+
+        def cublas(fast: bool = fast) -> torch.Tensor:
+            return torch._scaled_mm(a, b, sa, sb, out_dtype=torch.bfloat16, use_fast_accum=fast)
+
+        diff = rel_diff(ours(), cublas())
+        eager_ours, eager_cublas = median_ms(ours), median_ms(cublas)
+        graph_ours, graph_cublas = graph_ms(ours), graph_ms(cublas)
+        print(
+            f"| per-tensor (cuBLAS fast_accum={fast}) {m}x{n}x{k} | {ms_text(eager_ours)} "
+            f"| {ms_text(eager_cublas)} | {ratio(eager_cublas, eager_ours)} "
+            f"| {ms_text(graph_ours)} | {ms_text(graph_cublas)} "
+            f"| {ratio(graph_cublas, graph_ours)} "
+            f"| {tflops(m, n, k, graph_ours or eager_ours)} | {diff:.1e} |",
+            flush=True,
+        )
+
+
+def reference_rows(m: int, n: int, k: int) -> None:
+    """cuBLASLt's rowwise FP8 and bf16 matmul at the shape: what else a user could pick."""
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    a, b = x.to(E4M3), w.to(E4M3).t()
+    sa = torch.rand(m, 1, device="cuda") + 0.5
+    sb = torch.rand(1, n, device="cuda") + 0.5
+    cells = []
+    for fast in (False, True):
+        try:
+            ms = median_ms(
+                lambda fast=fast: torch._scaled_mm(
+                    a, b, sa, sb, out_dtype=torch.bfloat16, use_fast_accum=fast
+                )
+            )
+            cells.append(f"rowwise fast_accum={fast} {ms:.4f} ms ({tflops(m, n, k, ms)} TFLOP/s)")
+        except Exception as error:  # this PyTorch or cuBLASLt lacks rowwise scaling
+            cells.append(f"rowwise fast_accum={fast}: {str(error).splitlines()[0][:60]}")
+    ms = median_ms(lambda: x @ w.t())
+    cells.append(f"bf16 {ms:.4f} ms ({tflops(m, n, k, ms)} TFLOP/s)")
+    print(f"| cuBLASLt at {m}x{n}x{k} | " + "; ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 64, 128, 512, 4096])
+    parser.add_argument("--no-reference", action="store_true", help="skip rowwise and bf16 rows")
+    args = parser.parse_args()
+    props = torch.cuda.get_device_properties(0)
+    print(f"GPU 0: {props.name}, PyTorch {torch.__version__}, CUDA {torch.version.cuda}")
+    print(
+        "| case | breccia ms | cuBLASLt ms | ratio | breccia graph ms | cuBLASLt graph ms "
+        "| graph ratio | breccia TFLOP/s | max rel diff |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    per_tensor_case(8192, 8192, 8192)
+    for m in args.m:
+        for n, k in DEEPSEEK_NK:
+            block_case(m, n, k)
+    if not args.no_reference:
+        print("\n| baseline | result |\n|---|---|")
+        for m in (128, 4096):
+            for n, k in DEEPSEEK_NK:
+                reference_rows(m, n, k)
+        reference_rows(8192, 8192, 8192)
+
+
+if __name__ == "__main__":
+    main()
