@@ -3,7 +3,10 @@
 For every recipe: cast (fp32 and bf16 in) and dequantize (to fp32 and bf16), as effective
 bandwidth (bytes read + bytes written) over a same-run copy of the input; per-tensor FP8 also
 beside the same job in ml_dtypes (amax, scale, astype) and PyTorch CPU (all threads); the block
-recipes beside a NumPy + ml_dtypes implementation of the recipe. All threads, then one.
+recipes beside a NumPy + ml_dtypes implementation of the recipe; ``breccia.linear`` of 1 and 16
+rows against a 4096 x 4096 quantized weight (the decoding kernel) beside NumPy's fp32 product
+with the dequantized weight (BLAS GEMV/GEMM; the weight held in fp32, 4-8x the bytes) and
+PyTorch's ``F.linear`` of it. All threads, then one.
 
     python bench/cpu/bench_cpu.py [--rows 8192] [--cols 4096] [--repeats 7]
 
@@ -146,18 +149,63 @@ def run(rows: int, cols: int, repeats: int, threads: int) -> None:
             )
 
 
+def linear_rows(threads: int, repeats: int) -> None:
+    """Decoding: a few rows of x through a quantized (N, K) weight."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4096, 4096), dtype=np.float32)
+    print(f"\n#### linear, weight 4096 x 4096, {threads} thread(s)\n")
+    print("| case | rows | breccia ms | NumPy fp32 ms | PyTorch fp32 ms | vs NumPy | vs PyTorch |")
+    print("|---|---|---|---|---|---|---|")
+    for name, recipe in LINEAR_RECIPES:
+        qw = breccia.cast(w, recipe)
+        wd = breccia.dequantize(qw)
+        twd = torch.from_numpy(wd)
+        for rows in (1, 16):
+            x = rng.standard_normal((rows, 4096), dtype=np.float32)
+            tx = torch.from_numpy(x)
+            # BLAS threads spin for a while after a call; let them sleep before timing breccia.
+            ours = median_seconds(lambda x=x, qw=qw: breccia.linear(x, qw), repeats)
+            time.sleep(0.3)
+            blas = median_seconds(lambda x=x, wd=wd: x @ wd.T, repeats)
+            time.sleep(0.3)
+            with torch.inference_mode():
+                pt = median_seconds(
+                    lambda tx=tx, twd=twd: torch.nn.functional.linear(tx, twd), repeats
+                )
+            time.sleep(0.3)
+            print(
+                f"| {name} | {rows} | {ours * 1e3:.2f} | {blas * 1e3:.2f} | {pt * 1e3:.2f} "
+                f"| {blas / ours:.2f} | {pt / ours:.2f} |"
+            )
+
+
+LINEAR_RECIPES = [
+    ("FP8 per tensor", breccia.Float8CurrentScaling()),
+    ("FP8 128x128", breccia.Float8BlockScaling(block_m=128)),
+    ("MXFP8", breccia.MXFP8BlockScaling()),
+    ("MXFP4", breccia.MXFP4BlockScaling()),
+    ("NVFP4", breccia.NVFP4BlockScaling()),
+    ("INT4 g128 signed", breccia.INT4Scaling()),
+    ("INT4 g128 unsigned", breccia.INT4Scaling(signed=False)),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--linear-only", action="store_true", help="only the linear rows")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"CPU: {platform.processor() or platform.machine()}, {cores} cores")
     print(f"breccia SIMD target: {breccia._core.simd_target()}, torch {torch.__version__}")
-    run(args.rows, args.cols, args.repeats, cores)
-    if cores > 1:
-        run(args.rows, args.cols, args.repeats, 1)
+    for threads in (cores, 1) if cores > 1 else (1,):
+        breccia.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        if not args.linear_only:
+            run(args.rows, args.cols, args.repeats, threads)
+        linear_rows(threads, 4 * args.repeats)
 
 
 if __name__ == "__main__":

@@ -41,11 +41,109 @@ struct RowShape {
   }
 };
 
-// Up to four dot products of one weight row with rows x[0..kRows) (storage order, `pitch`
-// floats per segment), decoding the row's codes on the fly.
+// The decoded scale of each 8-bit scale code, times the global scale: one table per call
+// rather than one decode per block.
+struct ScaleDecoder {
+  ScaleFormat format;
+  float global;
+  std::vector<float> table;  // 8-bit formats
+  const void* scales;
+  std::int64_t itemsize;
+
+  ScaleDecoder(ScaleFormat format_, float global_, const Array& scale)
+      : format(format_),
+        global(global_),
+        scales(scale.data()),
+        itemsize(breccia::itemsize(scale.dtype())) {
+    if (itemsize == 1) {
+      table.resize(256);
+      for (std::uint32_t bits = 0; bits < 256; ++bits) {
+        table[bits] = decode_scale_bits(format, bits) * global;
+      }
+    }
+  }
+  float operator()(std::int64_t s) const {
+    if (itemsize == 1) return table[static_cast<const std::uint8_t*>(scales)[s]];
+    if (itemsize == 2) {
+      return decode_scale_bits(format, static_cast<const std::uint16_t*>(scales)[s]) * global;
+    }
+    return static_cast<const float*>(scales)[s] * global;
+  }
+};
+
+// (decode(code) - zero point) * factor: dequantize()'s value of each lane.
+template <ElementFormat kFormat, bool kZeroPoint>
+HWY_INLINE VF WeightValue(VI code, VF zero_point, VF factor) {
+  VF element = DecodeElement<kFormat>(code);
+  if constexpr (kZeroPoint) element = hn::Sub(element, zero_point);
+  return hn::Mul(element, factor);
+}
+
+// Up to four dot products of one weight row with rows x[0..kRows) (storage order), for rows
+// whose blocks are whole vectors in storage order: one factor (and zero point) per block,
+// broadcast. Two accumulators per row of x (even and odd vectors, or low and high nibbles)
+// hide the FMA latency.
+template <ElementFormat kFormat, bool kZeroPoint, int kRows>
+void DotBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t block_codes,
+               std::int64_t pitch, const float* factors, const float* zero_points,
+               const float* const* x, float* out) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  constexpr bool kPacked = is_packed(kFormat);
+  // The second vector of a step: the next one, or the high nibbles' (a segment further).
+  const std::int64_t second = kPacked ? pitch : lanes;
+  const std::int64_t step = kPacked ? lanes : 2 * lanes;
+  const float* x0 = x[0];
+  const float* x1 = kRows > 1 ? x[1] : x0;
+  const float* x2 = kRows > 2 ? x[2] : x0;
+  const float* x3 = kRows > 3 ? x[3] : x0;
+  VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+  VF b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
+  for (std::int64_t block = 0; block < blocks; ++block) {
+    const VF factor = hn::Set(df, factors[block]);
+    const VF zero_point = kZeroPoint ? hn::Set(df, zero_points[block]) : hn::Zero(df);
+    const std::int64_t first = block * block_codes;
+    for (std::int64_t j = first; j < first + block_codes; j += step) {
+      VF w0, w1;
+      if constexpr (kPacked) {
+        const VI raw = hn::PromoteTo(di, hn::LoadU(d8, codes + j));
+        w0 = WeightValue<kFormat, kZeroPoint>(hn::And(raw, hn::Set(di, 0xF)), zero_point, factor);
+        w1 = WeightValue<kFormat, kZeroPoint>(hn::ShiftRight<4>(raw), zero_point, factor);
+      } else {
+        w0 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes + j)),
+                                              zero_point, factor);
+        w1 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes + j + lanes)),
+                                              zero_point, factor);
+      }
+      a0 = hn::MulAdd(w0, hn::LoadU(df, x0 + j), a0);
+      b0 = hn::MulAdd(w1, hn::LoadU(df, x0 + j + second), b0);
+      if constexpr (kRows > 1) {
+        a1 = hn::MulAdd(w0, hn::LoadU(df, x1 + j), a1);
+        b1 = hn::MulAdd(w1, hn::LoadU(df, x1 + j + second), b1);
+      }
+      if constexpr (kRows > 2) {
+        a2 = hn::MulAdd(w0, hn::LoadU(df, x2 + j), a2);
+        b2 = hn::MulAdd(w1, hn::LoadU(df, x2 + j + second), b2);
+      }
+      if constexpr (kRows > 3) {
+        a3 = hn::MulAdd(w0, hn::LoadU(df, x3 + j), a3);
+        b3 = hn::MulAdd(w1, hn::LoadU(df, x3 + j + second), b3);
+      }
+    }
+  }
+  out[0] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0)));
+  if constexpr (kRows > 1) out[1] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1)));
+  if constexpr (kRows > 2) out[2] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2)));
+  if constexpr (kRows > 3) out[3] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3)));
+}
+
+// The general form, for any layout and K: per-column factors (and zero points) laid out in
+// storage order, the last partial vector's codes read from a zero-padded copy.
 template <ElementFormat kFormat, int kRows>
-void DotRow(const RowShape& row, const std::uint8_t* codes, const std::uint8_t* tail_codes,
-            const float* factor, const float* offset, const float* const* x, float* out) {
+void DotColumns(const RowShape& row, const std::uint8_t* codes, const std::uint8_t* tail_codes,
+                const float* factor, const float* offset, const float* const* x, float* out) {
   const DF df;
   const DI di;
   const hn::Rebind<std::uint8_t, DF> d8;
@@ -54,7 +152,6 @@ void DotRow(const RowShape& row, const std::uint8_t* codes, const std::uint8_t* 
   VF acc0 = hn::Zero(df), acc1 = hn::Zero(df), acc2 = hn::Zero(df), acc3 = hn::Zero(df);
   const std::int64_t whole = row.length / lanes * lanes;
   for (std::int64_t j = 0; j < row.pitch; j += lanes) {
-    // The last partial vector reads its codes from a zero-padded copy.
     const std::uint8_t* from = j < whole ? codes + j : tail_codes;
     const VI raw = hn::PromoteTo(di, hn::LoadU(d8, from));
     for (std::int64_t segment = 0; segment < row.segments; ++segment) {
@@ -78,13 +175,146 @@ void DotRow(const RowShape& row, const std::uint8_t* codes, const std::uint8_t* 
   if constexpr (kRows > 3) out[3] = hn::GetLane(hn::SumOfLanes(df, acc3));
 }
 
+// Decodes one weight row into `values` (storage order, dequantize()'s fp32 values): the
+// broadcast-factor form of DotBlocks.
+template <ElementFormat kFormat, bool kZeroPoint>
+void DecodeBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t block_codes,
+                  std::int64_t pitch, const float* factors, const float* zero_points,
+                  float* values) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  for (std::int64_t block = 0; block < blocks; ++block) {
+    const VF factor = hn::Set(df, factors[block]);
+    const VF zero_point = kZeroPoint ? hn::Set(df, zero_points[block]) : hn::Zero(df);
+    const std::int64_t first = block * block_codes;
+    for (std::int64_t j = first; j < first + block_codes; j += lanes) {
+      const VI raw = hn::PromoteTo(di, hn::LoadU(d8, codes + j));
+      if constexpr (is_packed(kFormat)) {
+        hn::StoreU(
+            WeightValue<kFormat, kZeroPoint>(hn::And(raw, hn::Set(di, 0xF)), zero_point, factor),
+            df, values + j);
+        hn::StoreU(WeightValue<kFormat, kZeroPoint>(hn::ShiftRight<4>(raw), zero_point, factor), df,
+                   values + pitch + j);
+      } else {
+        hn::StoreU(WeightValue<kFormat, kZeroPoint>(raw, zero_point, factor), df, values + j);
+      }
+    }
+  }
+}
+
+// Decodes one weight row into `values` through per-column factors: the general form.
+template <ElementFormat kFormat>
+void DecodeColumns(const RowShape& row, const std::uint8_t* codes, const std::uint8_t* tail_codes,
+                   const float* factor, const float* offset, float* values) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  const std::int64_t whole = row.length / lanes * lanes;
+  for (std::int64_t j = 0; j < row.pitch; j += lanes) {
+    const VI raw = hn::PromoteTo(di, hn::LoadU(d8, j < whole ? codes + j : tail_codes));
+    for (std::int64_t segment = 0; segment < row.segments; ++segment) {
+      VI code = raw;
+      if constexpr (is_packed(kFormat)) {
+        code = segment == 0 ? hn::And(raw, hn::Set(di, 0xF)) : hn::ShiftRight<4>(raw);
+      }
+      const std::int64_t at = segment * row.pitch + j;
+      VF element = DecodeElement<kFormat>(code);
+      if (offset != nullptr) element = hn::Sub(element, hn::LoadU(df, offset + at));
+      hn::StoreU(hn::Mul(element, hn::LoadU(df, factor + at)), df, values + at);
+    }
+  }
+}
+
+// Dot products of two decoded weight rows (w0, w1) with up to four rows of x: eight
+// independent accumulators, six loads for eight FMAs.
+template <int kRows>
+void DotDecoded(const float* w0, const float* w1, std::int64_t length, const float* const* x,
+                float* out0, float* out1) {
+  const DF df;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  const float* x0 = x[0];
+  const float* x1 = kRows > 1 ? x[1] : x0;
+  const float* x2 = kRows > 2 ? x[2] : x0;
+  const float* x3 = kRows > 3 ? x[3] : x0;
+  VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+  VF b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
+  for (std::int64_t j = 0; j < length; j += lanes) {
+    const VF v0 = hn::LoadU(df, w0 + j);
+    const VF v1 = hn::LoadU(df, w1 + j);
+    VF xv = hn::LoadU(df, x0 + j);
+    a0 = hn::MulAdd(v0, xv, a0);
+    b0 = hn::MulAdd(v1, xv, b0);
+    if constexpr (kRows > 1) {
+      xv = hn::LoadU(df, x1 + j);
+      a1 = hn::MulAdd(v0, xv, a1);
+      b1 = hn::MulAdd(v1, xv, b1);
+    }
+    if constexpr (kRows > 2) {
+      xv = hn::LoadU(df, x2 + j);
+      a2 = hn::MulAdd(v0, xv, a2);
+      b2 = hn::MulAdd(v1, xv, b2);
+    }
+    if constexpr (kRows > 3) {
+      xv = hn::LoadU(df, x3 + j);
+      a3 = hn::MulAdd(v0, xv, a3);
+      b3 = hn::MulAdd(v1, xv, b3);
+    }
+  }
+  out0[0] = hn::GetLane(hn::SumOfLanes(df, a0));
+  out1[0] = hn::GetLane(hn::SumOfLanes(df, b0));
+  if constexpr (kRows > 1) {
+    out0[1] = hn::GetLane(hn::SumOfLanes(df, a1));
+    out1[1] = hn::GetLane(hn::SumOfLanes(df, b1));
+  }
+  if constexpr (kRows > 2) {
+    out0[2] = hn::GetLane(hn::SumOfLanes(df, a2));
+    out1[2] = hn::GetLane(hn::SumOfLanes(df, b2));
+  }
+  if constexpr (kRows > 3) {
+    out0[3] = hn::GetLane(hn::SumOfLanes(df, a3));
+    out1[3] = hn::GetLane(hn::SumOfLanes(df, b3));
+  }
+}
+
+// Calls dot.template operator()<kRows>(rows, dots) for each group of up to four rows of x and
+// stores the group's dot products into column `column` of out.
+template <class Dot>
+void ForRowGroups(const float* xs, std::int64_t m, std::int64_t stored, float* out, std::int64_t n,
+                  std::int64_t column, Dot&& dot) {
+  float dots[4];
+  for (std::int64_t r = 0; r < m; r += 4) {
+    const std::int64_t group = std::min<std::int64_t>(4, m - r);
+    const float* rows[4] = {};
+    for (std::int64_t i = 0; i < group; ++i) rows[i] = xs + (r + i) * stored;
+    switch (group) {
+      case 1:
+        dot.template operator()<1>(rows, dots);
+        break;
+      case 2:
+        dot.template operator()<2>(rows, dots);
+        break;
+      case 3:
+        dot.template operator()<3>(rows, dots);
+        break;
+      default:
+        dot.template operator()<4>(rows, dots);
+        break;
+    }
+    for (std::int64_t i = 0; i < group; ++i) out[(r + i) * n + column] = dots[i];
+  }
+}
+
 template <ElementFormat kFormat>
 void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
               const Array& global_scale, const Array& zero_point, const Array& x,
               const Array& out) {
   const ScaleGrid& grid = plan.grid;
   const std::int64_t n = grid.rows, k = grid.cols, m = x.shape()[0];
-  const float global = plan.has_global_scale ? read_wide(global_scale, 0) : 1.0f;
+  const ScaleDecoder decode_scale(plan.spec.scale,
+                                  plan.has_global_scale ? read_wide(global_scale, 0) : 1.0f, scale);
   constexpr bool kPacked = is_packed(kFormat);
   const auto lanes = static_cast<std::int64_t>(hn::Lanes(DF()));
   RowShape row;
@@ -92,6 +322,12 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
   row.length = kPacked ? k / 2 : k;
   row.pitch = hwy::DivCeil(row.length, lanes) * lanes;
   const std::int64_t stored = row.segments * row.pitch;
+  const std::int64_t block_cols = grid.per_tensor ? k : grid.block_cols;
+  // Blocks of whole vector pairs in storage order take the broadcast-factor loop.
+  const std::int64_t block_codes = kPacked ? block_cols / 2 : block_cols;
+  const bool whole_blocks = k % block_cols == 0 && (!kPacked || block_cols % 2 == 0) &&
+                            block_codes % (kPacked ? lanes : 2 * lanes) == 0;
+  const std::int64_t blocks = k / block_cols;
 
   // x's rows in storage order, zero-padded.
   std::vector<float> xs(static_cast<std::size_t>(m * stored), 0.0f);
@@ -110,64 +346,117 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
   const std::int64_t row_bytes = kPacked ? k / 2 : k;
   float* result = out.data_as<float>();
 
+  // Up to four rows of x: each weight row decoded on the fly, once. More: weight rows decoded
+  // in pairs into a buffer in L1, then multiplied into four rows of x at a time.
+  const bool decode_once = m > 4;
   parallel_for(hwy::DivCeil(n, kRowsPerUnit), [&](std::int64_t begin, std::int64_t end) {
-    std::vector<float> factor(static_cast<std::size_t>(stored), 0.0f);
-    std::vector<float> offset(zero_points != nullptr ? static_cast<std::size_t>(stored) : 0, 0.0f);
+    std::vector<float> factor(static_cast<std::size_t>(whole_blocks ? blocks : stored), 0.0f);
+    std::vector<float> offset(zero_points != nullptr ? factor.size() : 0, 0.0f);
     std::vector<std::uint8_t> tail(static_cast<std::size_t>(lanes), 0);
-    std::int64_t factors_of = -1;  // the scale row the factors were laid out for
-    for (std::int64_t w_row = begin * kRowsPerUnit; w_row < std::min(n, end * kRowsPerUnit);
-         ++w_row) {
-      const std::int64_t scale_row = grid.per_tensor ? 0 : w_row / grid.block_rows;
-      if (scale_row != factors_of) {  // one scale entry per block the row touches
-        factors_of = scale_row;
-        const std::int64_t block_cols = grid.per_tensor ? k : grid.block_cols;
-        for (std::int64_t segment = 0; segment < row.segments; ++segment) {
-          for (std::int64_t j = 0; j < row.length;) {
-            const std::int64_t column = row.column(segment, j);
-            const std::int64_t block_end = (column / block_cols + 1) * block_cols;
-            // The first j past the block (for 4-bit rows, the first 2j + segment past it).
-            const std::int64_t run_end = std::min(
-                row.length,
-                row.segments == 1 ? block_end : hwy::DivCeil(block_end - segment, std::int64_t{2}));
-            const std::int64_t s = grid.scale_index(0, w_row, column);
-            const float f = decode_scale_bits(plan.spec.scale, load_scale_bits(scale, s)) * global;
-            const std::int64_t at = segment * row.pitch;
-            std::fill(factor.begin() + at + j, factor.begin() + at + run_end, f);
-            if (zero_points != nullptr) {
-              std::fill(offset.begin() + at + j, offset.begin() + at + run_end,
-                        static_cast<float>(zero_points[s]));
-            }
-            j = run_end;
+    std::vector<float> decoded(decode_once ? static_cast<std::size_t>(2 * stored) : 0, 0.0f);
+    const float* off = zero_points != nullptr ? offset.data() : nullptr;
+
+    // The factors (and zero points) of row w_row's blocks, and its zero-padded last codes.
+    const auto prepare = [&](std::int64_t w_row) {
+      if (whole_blocks) {
+        // A row's blocks have consecutive scale entries.
+        const std::int64_t first_scale = grid.scale_index(0, w_row, 0);
+        for (std::int64_t block = 0; block < blocks; ++block) {
+          const std::int64_t s = grid.per_tensor ? 0 : first_scale + block;
+          factor[static_cast<std::size_t>(block)] = decode_scale(s);
+          if (zero_points != nullptr) {
+            offset[static_cast<std::size_t>(block)] = static_cast<float>(zero_points[s]);
           }
+        }
+        return;
+      }
+      // One scale entry per block the row touches, spread over its columns.
+      for (std::int64_t segment = 0; segment < row.segments; ++segment) {
+        for (std::int64_t j = 0; j < row.length;) {
+          const std::int64_t column = row.column(segment, j);
+          const std::int64_t block_end = (column / block_cols + 1) * block_cols;
+          // The first j past the block (for 4-bit rows, the first 2j + segment past it).
+          const std::int64_t run_end = std::min(
+              row.length,
+              row.segments == 1 ? block_end : hwy::DivCeil(block_end - segment, std::int64_t{2}));
+          const std::int64_t s = grid.scale_index(0, w_row, column);
+          const std::int64_t at = segment * row.pitch;
+          std::fill(factor.begin() + at + j, factor.begin() + at + run_end, decode_scale(s));
+          if (zero_points != nullptr) {
+            std::fill(offset.begin() + at + j, offset.begin() + at + run_end,
+                      static_cast<float>(zero_points[s]));
+          }
+          j = run_end;
         }
       }
       const std::uint8_t* codes = bytes + w_row * row_bytes;
       const std::int64_t whole = row.length / lanes * lanes;
       std::fill(tail.begin(), tail.end(), std::uint8_t{0});
       std::copy(codes + whole, codes + row.length, tail.begin());
-      const float* off = zero_points != nullptr ? offset.data() : nullptr;
-      float dots[4];
-      for (std::int64_t r = 0; r < m; r += 4) {
-        const float* rows[4] = {};
-        for (std::int64_t i = 0; i < std::min<std::int64_t>(4, m - r); ++i) {
-          rows[i] = xs.data() + (r + i) * stored;
+    };
+
+    const std::int64_t first_row = begin * kRowsPerUnit;
+    const std::int64_t last_row = std::min(n, end * kRowsPerUnit);
+    if (!decode_once) {
+      for (std::int64_t w_row = first_row; w_row < last_row; ++w_row) {
+        prepare(w_row);
+        const std::uint8_t* codes = bytes + w_row * row_bytes;
+        ForRowGroups(xs.data(), m, stored, result, n, w_row,
+                     [&]<int kRows>(const float* const* rows, float* dots) {
+                       if (!whole_blocks) {
+                         DotColumns<kFormat, kRows>(row, codes, tail.data(), factor.data(), off,
+                                                    rows, dots);
+                       } else if (zero_points != nullptr) {
+                         DotBlocks<kFormat, true, kRows>(codes, blocks, block_codes, row.pitch,
+                                                         factor.data(), off, rows, dots);
+                       } else {
+                         DotBlocks<kFormat, false, kRows>(codes, blocks, block_codes, row.pitch,
+                                                          factor.data(), nullptr, rows, dots);
+                       }
+                     });
+      }
+      return;
+    }
+    for (std::int64_t w_row = first_row; w_row < last_row; w_row += 2) {
+      const std::int64_t pair = std::min<std::int64_t>(2, last_row - w_row);
+      for (std::int64_t i = 0; i < pair; ++i) {
+        prepare(w_row + i);
+        const std::uint8_t* codes = bytes + (w_row + i) * row_bytes;
+        float* values = decoded.data() + i * stored;
+        if (!whole_blocks) {
+          DecodeColumns<kFormat>(row, codes, tail.data(), factor.data(), off, values);
+        } else if (zero_points != nullptr) {
+          DecodeBlocks<kFormat, true>(codes, blocks, block_codes, row.pitch, factor.data(), off,
+                                      values);
+        } else {
+          DecodeBlocks<kFormat, false>(codes, blocks, block_codes, row.pitch, factor.data(),
+                                       nullptr, values);
         }
-        switch (std::min<std::int64_t>(4, m - r)) {
+      }
+      const float* w0 = decoded.data();
+      const float* w1 = pair == 2 ? w0 + stored : w0;
+      float dots0[4], dots1[4];
+      for (std::int64_t r = 0; r < m; r += 4) {
+        const std::int64_t group = std::min<std::int64_t>(4, m - r);
+        const float* rows[4] = {};
+        for (std::int64_t i = 0; i < group; ++i) rows[i] = xs.data() + (r + i) * stored;
+        switch (group) {
           case 1:
-            DotRow<kFormat, 1>(row, codes, tail.data(), factor.data(), off, rows, dots);
+            DotDecoded<1>(w0, w1, stored, rows, dots0, dots1);
             break;
           case 2:
-            DotRow<kFormat, 2>(row, codes, tail.data(), factor.data(), off, rows, dots);
+            DotDecoded<2>(w0, w1, stored, rows, dots0, dots1);
             break;
           case 3:
-            DotRow<kFormat, 3>(row, codes, tail.data(), factor.data(), off, rows, dots);
+            DotDecoded<3>(w0, w1, stored, rows, dots0, dots1);
             break;
           default:
-            DotRow<kFormat, 4>(row, codes, tail.data(), factor.data(), off, rows, dots);
+            DotDecoded<4>(w0, w1, stored, rows, dots0, dots1);
             break;
         }
-        for (std::int64_t i = 0; i < std::min<std::int64_t>(4, m - r); ++i) {
-          result[(r + i) * n + w_row] = dots[i];
+        for (std::int64_t i = 0; i < group; ++i) {
+          result[(r + i) * n + w_row] = dots0[i];
+          if (pair == 2) result[(r + i) * n + w_row + 1] = dots1[i];
         }
       }
     }
