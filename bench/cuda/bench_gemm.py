@@ -158,11 +158,37 @@ def reference_rows(m: int, n: int, k: int) -> None:
     print(f"| cuBLASLt at {m}x{n}x{k} | " + "; ".join(cells) + " |", flush=True)
 
 
+def profile_host(m: int = 128, n: int = 2112, k: int = 7168, calls: int = 2000) -> None:
+    """Where an eager breccia.linear call spends its host time: cProfile over `calls` calls."""
+    import cProfile
+    import pstats
+
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    qx = breccia.cast(x, breccia.Float8BlockScaling())
+    qw = breccia.cast(w, breccia.Float8BlockScaling(block_m=128))
+    for _ in range(100):
+        breccia.linear(qx, qw, out_dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        breccia.linear(qx, qw, out_dtype=torch.bfloat16)
+    profiler.disable()
+    torch.cuda.synchronize()
+    print(f"\nhost profile of {calls} eager breccia.linear calls at {m}x{n}x{k}:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 64, 128, 512, 4096])
     parser.add_argument("--no-reference", action="store_true", help="skip rowwise and bf16 rows")
+    parser.add_argument("--profile", action="store_true", help="only profile the host path")
     args = parser.parse_args()
+    if args.profile:
+        profile_host()
+        return
     props = torch.cuda.get_device_properties(0)
     print(f"GPU 0: {props.name}, PyTorch {torch.__version__}, CUDA {torch.version.cuda}")
     print(

@@ -116,9 +116,11 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   p.k = static_cast<int>(a.shape()[1]);
   p.n = static_cast<int>(b.shape()[1]);
   p.d = out.data();
-  const Launcher launch = kind == GemmKind::kFp8PerTensor
-                              ? per_tensor_launcher(b.data_dtype(), out.dtype())
-                              : blockwise_launcher(out.dtype());
+  const Launcher launch =
+      kind == GemmKind::kFp8PerTensor
+          ? per_tensor_launcher(b.data_dtype(), out.dtype())
+          : blockwise_launcher(out.dtype(),
+                               blockwise_schedule(p.m, p.n, p.k, detail::sm_count(device)));
   if (launch == nullptr) {
     fail<UnsupportedError>(
         "scaled_matmul: this build has no CUTLASS GEMM (CUTLASS headers were "
@@ -204,11 +206,17 @@ void run_emulated(const Operand& a, const Operand& b, bool b_is_weight, const Ar
   launch(p, context, device);
 }
 
+TileSchedule blockwise_schedule(int m, int n, int k, int sms) {
+  const std::int64_t tiles = std::int64_t{(m + 127) / 128} * ((n + 127) / 128);
+  return k >= kStreamKMinK && tiles < std::int64_t{kStreamKWaves} * sms ? TileSchedule::kStreamK
+                                                                        : TileSchedule::kPersistent;
+}
+
 #if !defined(BRECCIA_CUTLASS)
 Launcher per_tensor_launcher(DType, DType) {
   return nullptr;
 }
-Launcher blockwise_launcher(DType) {
+Launcher blockwise_launcher(DType, TileSchedule) {
   return nullptr;
 }
 Launcher bf16_launcher(DType, bool) {

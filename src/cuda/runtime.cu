@@ -1,5 +1,8 @@
 #include "cuda/runtime.hpp"
 
+#include <array>
+#include <atomic>
+
 #include "breccia/error.hpp"
 #include "cuda/scale_rules.cuh"
 
@@ -42,6 +45,21 @@ void require_cuda(const Array& array, std::string_view argument) {
   if (array.device().kind != Device::Kind::kCUDA) {
     fail<DeviceError>(argument, ": expected an array on a CUDA device, got ", array.device());
   }
+}
+
+int sm_count(Device device) {
+  constexpr int kDevices = 64;
+  static std::array<std::atomic<int>, kDevices> cached{};
+  if (device.id < 0 || device.id >= kDevices) {
+    fail<DeviceError>("sm_count: device ids 0-", kDevices - 1, " are supported, got ", device);
+  }
+  int sms = cached[static_cast<std::size_t>(device.id)].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device.id),
+          "cudaDeviceGetAttribute(multiProcessorCount)");
+    cached[static_cast<std::size_t>(device.id)].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
 }
 
 DeviceGuard::DeviceGuard(Device device) {

@@ -26,6 +26,9 @@ inline cudaStream_t stream_of(const Context& context) {
 // when the owner goes; stream-ordered pools make that safe before the kernel finishes.
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device);
 
+// The number of SMs of a CUDA device (asked once per device, then cached).
+int sm_count(Device device);
+
 // Throws DeviceError unless `array` lives on a CUDA device.
 void require_cuda(const Array& array, std::string_view argument);
 

@@ -23,7 +23,19 @@ using Launcher = void (*)(const Problem& problem, const Context& context, Device
 
 // Null when this build has no such instance.
 Launcher per_tensor_launcher(DType b_dtype, DType out_dtype);
-Launcher blockwise_launcher(DType out_dtype);
+// How a blockwise GEMM spreads its 128 x 128 output tiles over the SMs.
+enum class TileSchedule : std::uint8_t {
+  kPersistent,  // whole tiles per SM
+  kStreamK,     // also K split across SMs that whole tiles would leave idle
+};
+Launcher blockwise_launcher(DType out_dtype, TileSchedule schedule);
+// The schedule the dispatcher runs for an M x N x K problem on a GPU of `sms` SMs: stream-K
+// only for long K (at least kStreamKMinK) with fewer than kStreamKWaves waves of tiles, the
+// one region where it beat the persistent schedule on an H200 (by 3-13%; elsewhere it lost
+// 3-28%: breccia-cuda-bench's schedule table, docs/performance.md).
+inline constexpr int kStreamKMinK = 12288;
+inline constexpr int kStreamKWaves = 4;
+TileSchedule blockwise_schedule(int m, int n, int k, int sms);
 Launcher bf16_launcher(DType out_dtype, bool b_k_major);
 
 // Prepares the FP8 operands (B to K-major, the per-tensor alpha) and runs the GEMM into `out`.

@@ -1,8 +1,9 @@
-// DeepSeek block-scaled FP8 GEMM: E4M3 (1 x 128) x E4M3 (128 x 128) -> bf16.
+// DeepSeek block-scaled FP8 GEMM: E4M3 (1 x 128) x E4M3 (128 x 128) -> bf16, whole output tiles
+// per SM (CUTLASS's persistent scheduler).
 #include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void blockwise_bf16(const Problem& p, const Context& c, Device d) {
-  blockwise_gemm<cutlass::bfloat16_t>(p, c, d);
+  blockwise_gemm<cutlass::bfloat16_t, void>(p, c, d);
 }
 }  // namespace breccia::kernels::cuda::gemm

@@ -1,8 +1,9 @@
-// DeepSeek block-scaled FP8 GEMM: E4M3 (1 x 128) x E4M3 (128 x 128) -> f32.
+// DeepSeek block-scaled FP8 GEMM: E4M3 (1 x 128) x E4M3 (128 x 128) -> f32, whole output tiles
+// per SM (CUTLASS's persistent scheduler).
 #include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void blockwise_f32(const Problem& p, const Context& c, Device d) {
-  blockwise_gemm<float>(p, c, d);
+  blockwise_gemm<float, void>(p, c, d);
 }
 }  // namespace breccia::kernels::cuda::gemm

@@ -130,10 +130,10 @@ using BlockScaleConfig =
     cutlass::detail::Sm90BlockwiseScaleConfig<1, 128, 128, cute::GMMA::Major::K,
                                               cute::GMMA::Major::K>;
 
-// Stream-K work division: at decode sizes (M <= 128) a DeepSeek layer has 17-56 output tiles
-// for 132 SMs, so K is split across the idle SMs (CUTLASS's heuristic keeps whole tiles when
-// there are enough of them, and splits only the last wave's).
-template <class ElementD>
+// TileScheduler: CUTLASS's persistent scheduler (whole output tiles), or stream-K, which also
+// splits K across SMs that whole tiles would leave idle (a DeepSeek layer at M <= 128 has
+// 17-56 tiles for 132 SMs); gemm_dispatch.cu picks one per problem.
+template <class ElementD, class TileScheduler>
 void blockwise_gemm(const Problem& p, const Context& context, Device device) {
   using LayoutSFA = decltype(BlockScaleConfig::deduce_layoutSFA());
   using LayoutSFB = decltype(BlockScaleConfig::deduce_layoutSFB());
@@ -141,7 +141,7 @@ void blockwise_gemm(const Problem& p, const Context& context, Device device) {
                          cute::Shape<_128, _128, _128>, cute::Shape<_1, _2, _1>,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8Blockwise,
                          cutlass::epilogue::TmaWarpSpecializedCooperative, LayoutSFA, LayoutSFB,
-                         cutlass::layout::ColumnMajor, cutlass::gemm::StreamKScheduler>;
+                         cutlass::layout::ColumnMajor, TileScheduler>;
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;

@@ -12,6 +12,9 @@ void per_tensor_e5m2_f32(const Problem&, const Context&, Device);
 void blockwise_bf16(const Problem&, const Context&, Device);
 void blockwise_f16(const Problem&, const Context&, Device);
 void blockwise_f32(const Problem&, const Context&, Device);
+void blockwise_streamk_bf16(const Problem&, const Context&, Device);
+void blockwise_streamk_f16(const Problem&, const Context&, Device);
+void blockwise_streamk_f32(const Problem&, const Context&, Device);
 void bf16_tn_bf16(const Problem&, const Context&, Device);
 void bf16_tn_f16(const Problem&, const Context&, Device);
 void bf16_tn_f32(const Problem&, const Context&, Device);
@@ -33,14 +36,15 @@ Launcher per_tensor_launcher(DType b_dtype, DType out_dtype) {
   }
 }
 
-Launcher blockwise_launcher(DType out_dtype) {
+Launcher blockwise_launcher(DType out_dtype, TileSchedule schedule) {
+  const bool stream_k = schedule == TileSchedule::kStreamK;
   switch (out_dtype) {
     case DType::kBF16:
-      return blockwise_bf16;
+      return stream_k ? blockwise_streamk_bf16 : blockwise_bf16;
     case DType::kF16:
-      return blockwise_f16;
+      return stream_k ? blockwise_streamk_f16 : blockwise_f16;
     case DType::kF32:
-      return blockwise_f32;
+      return stream_k ? blockwise_streamk_f32 : blockwise_f32;
     default:
       return nullptr;
   }
