@@ -111,7 +111,7 @@ def convert(
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    convention: str  # breccia, deepseek-v3, compressed-tensors, modelopt or plain
+    convention: str  # breccia, deepseek-v3, compressed-tensors, modelopt, gpt-oss or plain
     file: str
     stored: list[str]
     shape: tuple[int, ...]

@@ -348,6 +348,29 @@ void load_nvfp4(FileTensors& file, const std::string& name, const std::string& d
                                          NVFP4BlockScaling{}, PerBlockMN{1, 16}, global_scale));
 }
 
+// OpenAI gpt-oss MXFP4: `<name>_blocks` U8 (..., G, 16), 32 E2M1 codes a group two per byte,
+// low nibble first (breccia's packing), and `<name>_scales` U8 (..., G), E8M0 (bias 127): MXFP4
+// along the last axis of a (..., G * 32) tensor, read without a copy.
+void load_gpt_oss(FileTensors& file, const std::string& name, Checkpoint& checkpoint) {
+  const std::string source = "gpt-oss MXFP4 '" + name + "_blocks' / '" + name + "_scales'";
+  const StoredTensor blocks = file.take(name + "_blocks", source);
+  const StoredTensor scales = file.take(name + "_scales", source);
+  require_file_dtype(file, name + "_blocks", blocks, {SafetensorsDType::kU8}, "packed E2M1 blocks");
+  require_file_dtype(file, name + "_scales", scales, {SafetensorsDType::kU8}, "E8M0 scales");
+  const Shape& shape = blocks.array.shape();
+  if (shape.size() < 3 || shape.back() != 16 ||
+      Shape(shape.begin(), shape.end() - 1) != scales.array.shape()) {
+    fail<ValueError>(file.where(), ": ", source,
+                     ": expected blocks (..., G, 16) of at least 3 "
+                     "dimensions and scales (..., G), got ",
+                     shape_str(shape), " and ", shape_str(scales.array.shape()));
+  }
+  Shape data_shape(shape.begin(), shape.end() - 2);
+  data_shape.push_back(shape[shape.size() - 2] * 16);
+  checkpoint.tensors.emplace(name, build(file, name, source, blocks.array.reshaped(data_shape),
+                                         scales.array, MXFP4BlockScaling{}, PerBlockMN{1, 32}));
+}
+
 // compressed-tensors' int32 words (eight nibbles per word along a row, low end first) of a
 // [rows, cols] nibble matrix -> breccia's packed bytes [rows, cols / 2], each XORed with `flip`.
 Array unpack_words_to_pairs(const Array& words, std::int64_t rows, std::int64_t cols,
@@ -503,6 +526,11 @@ void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
       const std::string base = without_suffix(name, "_scale_2");
       load_nvfp4(file, base, base, name, false, checkpoint);
       record_source(file, checkpoint, base, "modelopt", mark);
+    } else if (ends_with(name, "_blocks") &&
+               file.has(without_suffix(name, "_blocks") + "_scales")) {
+      const std::string base = without_suffix(name, "_blocks");
+      load_gpt_oss(file, base, checkpoint);
+      record_source(file, checkpoint, base, "gpt-oss", mark);
     } else if (ends_with(name, "_packed") && file.has(without_suffix(name, "_packed") + "_shape")) {
       const std::string base = without_suffix(name, "_packed");
       load_compressed_int4(file, base, checkpoint.tensors);
@@ -689,6 +717,23 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
     case Convention::kCompressedTensors:
       write_compressed_tensors(name, tensor, options, writer);
       return;
+    case Convention::kGptOss: {
+      const Shape& logical = tensor.logical_shape();
+      if (tensor.ndim() < 2 || tensor.spec().family != RuleFamily::kMx ||
+          tensor.spec().element != ElementFormat::kE2M1 ||
+          tensor.layout() != Layout{PerBlockMN{1, 32}} || logical.back() % 32 != 0) {
+        cannot_express(name, tensor, options.convention,
+                       "MXFP4 (PerBlockMN(1, 32)) tensors of two or more dimensions whose last "
+                       "is a multiple of 32");
+      }
+      Shape blocks(logical.begin(), logical.end() - 1);
+      blocks.push_back(logical.back() / 32);
+      blocks.push_back(16);
+      writer.add(name + "_blocks",
+                 stored(tensor.data().contiguous().reshaped(blocks), SafetensorsDType::kU8));
+      writer.add(name + "_scales", stored(tensor.scale().contiguous(), SafetensorsDType::kU8));
+      return;
+    }
     case Convention::kBreccia:
       break;
   }
@@ -829,18 +874,21 @@ std::string_view to_string(Convention convention) {
       return "compressed-tensors";
     case Convention::kModelOpt:
       return "modelopt";
+    case Convention::kGptOss:
+      return "gpt-oss";
   }
   return "breccia";
 }
 
 Convention convention_from_string(std::string_view text, std::string_view argument) {
-  for (const Convention convention : {Convention::kBreccia, Convention::kDeepSeekV3,
-                                      Convention::kCompressedTensors, Convention::kModelOpt}) {
+  for (const Convention convention :
+       {Convention::kBreccia, Convention::kDeepSeekV3, Convention::kCompressedTensors,
+        Convention::kModelOpt, Convention::kGptOss}) {
     if (to_string(convention) == text) return convention;
   }
   fail<ValueError>(argument,
-                   ": expected 'breccia', 'deepseek-v3', 'compressed-tensors' or "
-                   "'modelopt', got '",
+                   ": expected 'breccia', 'deepseek-v3', 'compressed-tensors', 'modelopt' or "
+                   "'gpt-oss', got '",
                    text, "'");
 }
 

@@ -230,6 +230,8 @@ bool convention_holds(Convention convention, const std::string& format) {
     case Convention::kCompressedTensors:
       return format == "fp8" || format == "fp8-channel" || format == "fp8-block" ||
              format == "nvfp4" || format == "int4";
+    case Convention::kGptOss:
+      return format == "mxfp4";
   }
   return false;
 }
@@ -472,6 +474,9 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
                 {"format", format}}}}},
             {"ignore", ignore},
             {"kv_cache_scheme", nullptr}};
+  }
+  if (convention == Convention::kGptOss) {
+    return {{"quant_method", "mxfp4"}, {"modules_to_not_convert", ignore}};
   }
   return {{"quant_method", "breccia"},
           {"format", target.format},
@@ -868,8 +873,8 @@ std::vector<TensorInfo> inspect_model(const fs::path& path) {
   // Companions of the conventions (and breccia's own) that mean nothing without their weight;
   // activation and KV-cache scales stand alone.
   static const std::vector<std::string_view> kCompanions = {
-      "_scale_inv", "_scale_2", "_global_scale", "_zero_point", "_packed",
-      "_shape",     ".scale",   ".global_scale", ".zero_point", "_scale"};
+      "_scale_inv", "_scale_2",      "_global_scale", "_zero_point", "_packed", "_shape",
+      ".scale",     ".global_scale", ".zero_point",   "_blocks",     "_scales", "_scale"};
   static const std::vector<std::string_view> kStandalone = {
       "input_scale", "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale"};
   std::vector<TensorInfo> infos;

@@ -1,5 +1,6 @@
 """Checkpoints as people publish them, built here with the `safetensors` package and PyTorch:
-DeepSeek-V3 FP8, compressed-tensors (NVFP4, FP8, INT4 pack-quantized) and ModelOpt NVFP4. Each
+DeepSeek-V3 FP8, compressed-tensors (NVFP4, FP8, INT4 pack-quantized), ModelOpt NVFP4 and
+OpenAI gpt-oss MXFP4. Each
 loads into breccia as ScaledTensors that dequantize to the convention's own formula, and
 writing it back in its convention reproduces the file byte for byte."""
 
@@ -194,6 +195,55 @@ def test_modelopt_nvfp4(tmp_path):
     _rewrite_is_identical(path, "modelopt")
 
 
+def _gpt_oss_dequantize(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """gpt-oss's own decode: each byte two E2M1 codes (low nibble = even element) from a lookup
+    table, each group of 32 times 2^(scale - 127)."""
+    *prefix, groups, _ = blocks.shape
+    low, high = (blocks & 0x0F).long(), (blocks >> 4).long()
+    values = torch.stack((E2M1[low], E2M1[high]), dim=-1).reshape(*prefix, groups, 32)
+    values = torch.ldexp(values, scales.to(torch.int32)[..., None] - 127)
+    return values.reshape(*prefix, groups * 32)
+
+
+def test_gpt_oss_mxfp4_experts(tmp_path):
+    gen = _generator(6)
+    # Two experts of an (N=8, K=128) projection: blocks [E, N, K/32, 16], scales [E, N, K/32].
+    blocks = torch.randint(0, 256, (2, 8, 4, 16), dtype=torch.uint8, generator=gen)
+    scales = torch.randint(100, 140, (2, 8, 4), dtype=torch.uint8, generator=gen)
+    bias = torch.randn(2, 8, generator=gen).bfloat16()
+    path = tmp_path / "gpt-oss.safetensors"
+    save_file(
+        {
+            "model.layers.0.mlp.experts.gate_up_proj_blocks": blocks,
+            "model.layers.0.mlp.experts.gate_up_proj_scales": scales,
+            "model.layers.0.mlp.experts.gate_up_proj_bias": bias,
+        },
+        path,
+        metadata={"format": "pt"},
+    )
+    loaded = load_safetensors(path)
+    w = loaded["model.layers.0.mlp.experts.gate_up_proj"]
+    assert w.recipe == breccia.MXFP4BlockScaling()
+    assert w.logical_shape == (2, 8, 128)
+    assert "model.layers.0.mlp.experts.gate_up_proj_bias" in loaded  # a plain array
+    expected = _gpt_oss_dequantize(blocks, scales).numpy()
+    assert _ulp_distance(breccia.dequantize(w), expected).max() == 0
+    _rewrite_is_identical(path, "gpt-oss")
+
+
+def test_gpt_oss_rejects_blocks_that_are_not_32_codes(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    save_file(
+        {
+            "e.w_blocks": torch.zeros(2, 4, 8, dtype=torch.uint8),
+            "e.w_scales": torch.zeros(2, 4, dtype=torch.uint8),
+        },
+        path,
+    )
+    with pytest.raises(ValueError, match=r"e\.w_blocks.*\(\.\.\., G, 16\)"):
+        load_safetensors(path)
+
+
 @pytest.mark.parametrize(
     "convention, recipe, names",
     [
@@ -229,6 +279,11 @@ def test_modelopt_nvfp4(tmp_path):
                 "m.weight_scale_2": torch.float32,
             },
         ),
+        (
+            "gpt-oss",
+            breccia.MXFP4BlockScaling(),
+            {"m.weight_blocks": torch.uint8, "m.weight_scales": torch.uint8},
+        ),
     ],
 )
 def test_cast_tensors_write_each_convention_and_read_back(tmp_path, convention, recipe, names):
@@ -248,7 +303,7 @@ def test_cast_tensors_write_each_convention_and_read_back(tmp_path, convention, 
 
 def test_conventions_reject_what_they_cannot_express(tmp_path):
     st = breccia.cast(np.ones((64, 64), np.float32), breccia.MXFP8BlockScaling())
-    for convention in ("deepseek-v3", "compressed-tensors", "modelopt"):
+    for convention in ("deepseek-v3", "compressed-tensors", "modelopt", "gpt-oss"):
         with pytest.raises(ValueError, match=convention):
             save_safetensors({"w": st}, tmp_path / "x.safetensors", convention=convention)
     assert not (tmp_path / "x.safetensors").exists()

@@ -231,6 +231,7 @@ def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> No
         ("nvfp4", "modelopt"),
         ("fp8", "modelopt"),
         ("int4", "breccia"),
+        ("mxfp4", "gpt-oss"),
     ]:
         first, second = tmp_path / f"{fmt}-{convention}", tmp_path / f"{fmt}-{convention}-again"
         args = ["--to", fmt, "--convention", convention]
@@ -259,6 +260,45 @@ def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> No
         assert run("diff", str(first), str(second)).exit_code == 0
         if convention == "modelopt":
             assert (first / "hf_quant_config.json").exists()
+
+
+E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+
+
+def test_gpt_oss_experts_to_bf16_match_gpt_oss_formula(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    blocks = rng.integers(0, 256, (4, 64, 8, 16), dtype=np.uint8)  # [E, N, K/32, 16]
+    scales = rng.integers(110, 135, (4, 64, 8), dtype=np.uint8)  # E8M0, bias 127
+    attention = (rng.standard_normal((256, 256)) * 0.05).astype(BF16)
+    write_model(
+        tmp_path / "src",
+        [
+            {
+                "model.layers.0.mlp.experts.down_proj_blocks": blocks,
+                "model.layers.0.mlp.experts.down_proj_scales": scales,
+            },
+            {"model.layers.0.self_attn.o_proj.weight": attention},
+        ],
+    )
+    infos = {info.name: info for info in checkpoint.inspect(tmp_path / "src")}
+    expert = infos["model.layers.0.mlp.experts.down_proj"]
+    assert expert.convention == "gpt-oss" and expert.shape == (4, 64, 256)
+    assert not expert.problems
+    result = run("convert", str(tmp_path / "src"), str(tmp_path / "bf16"), "--to", "bf16")
+    assert result.exit_code == 0, result.output
+    got = stored_tensors(tmp_path / "bf16")
+    # gpt-oss's decode: LUT[low nibble], LUT[high nibble] interleaved, times 2^(scale - 127).
+    values = np.stack((E2M1[blocks & 0xF], E2M1[blocks >> 4]), axis=-1).reshape(4, 64, 8, 32)
+    want = np.ldexp(values, scales.astype(np.int32)[..., None] - 127).reshape(4, 64, 256)
+    assert got["model.layers.0.mlp.experts.down_proj"].dtype == BF16
+    np.testing.assert_array_equal(
+        got["model.layers.0.mlp.experts.down_proj"].view(np.uint16),
+        want.astype(BF16).view(np.uint16),
+    )
+    assert set(got) == {
+        "model.layers.0.mlp.experts.down_proj",
+        "model.layers.0.self_attn.o_proj.weight",
+    }
 
 
 def test_inspect_verify_and_diff(tmp_path: Path) -> None:

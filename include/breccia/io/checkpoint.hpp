@@ -39,7 +39,13 @@
 
 namespace breccia::io {
 
-enum class Convention : std::uint8_t { kBreccia, kDeepSeekV3, kCompressedTensors, kModelOpt };
+enum class Convention : std::uint8_t {
+  kBreccia,
+  kDeepSeekV3,
+  kCompressedTensors,
+  kModelOpt,
+  kGptOss,  // OpenAI gpt-oss: MXFP4 as `<name>_blocks` (..., G, 16) and `<name>_scales` (..., G)
+};
 
 std::string_view to_string(Convention convention);  // "breccia", "deepseek-v3", ...
 // Inverse of to_string; ValueError naming `argument` for any other text.

@@ -18,7 +18,7 @@ from breccia.recipes import recipe_from_native
 _FRAMEWORKS = (_backends.NUMPY, _backends.TORCH)
 # Files at least this large show a progress bar on a terminal unless told otherwise.
 _PROGRESS_BYTES = 256 << 20
-_CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt")
+_CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt", "gpt-oss")
 
 # compressed-tensors stores NVFP4's per-tensor factor as an encode scale G and breccia keeps its
 # inverse; since 1/(1/G) is not G for about one fp32 value in six, the G read with each loaded
@@ -65,7 +65,7 @@ def save_safetensors(
     ``w`` is stored as ``w`` (data), ``w.scale`` (+ ``w.global_scale``, ``w.zero_point``) with
     its recipe and layout in the metadata, so ``load_safetensors`` rebuilds it byte for byte.
     extra_metadata: str -> str pairs for the file's ``__metadata__`` ("breccia" is reserved).
-    convention (extension): "deepseek-v3", "compressed-tensors" or "modelopt" writes each
+    convention (extension): "deepseek-v3", "compressed-tensors", "modelopt" or "gpt-oss" writes each
     ScaledTensor under that convention's names and dtypes instead (ValueError for a recipe the
     convention cannot express). The file appears whole or not at all: it is written beside the
     target as ``.<name>.breccia-partial-<pid>-<n>`` and renamed over it. The write runs without
