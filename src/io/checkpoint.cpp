@@ -367,8 +367,22 @@ void load_gpt_oss(FileTensors& file, const std::string& name, Checkpoint& checkp
   }
   Shape data_shape(shape.begin(), shape.end() - 2);
   data_shape.push_back(shape[shape.size() - 2] * 16);
-  checkpoint.tensors.emplace(name, build(file, name, source, blocks.array.reshaped(data_shape),
-                                         scales.array, MXFP4BlockScaling{}, PerBlockMN{1, 32}));
+  checkpoint.tensors.emplace(
+      name, build(file, name, source, blocks.array.reshaped(data_shape),
+                  scales.array.viewed_as(DType::kE8M0), MXFP4BlockScaling{}, PerBlockMN{1, 32}));
+}
+
+// compressed-tensors mxfp4-pack-quantized: `<name>_packed` U8 [N, K/2] (low nibble = even
+// column) and `<name>_scale` U8 [N, K/32], E8M0 (bias 127), no global scale; zero-copy.
+void load_compressed_mxfp4(FileTensors& file, const std::string& name, Checkpoint& checkpoint) {
+  const std::string source = "compressed-tensors mxfp4-pack-quantized";
+  const StoredTensor data = file.take(name + "_packed", source);
+  const StoredTensor scale = file.take(name + "_scale", source);
+  require_file_dtype(file, name + "_packed", data, {SafetensorsDType::kU8}, "packed E2M1 pairs");
+  require_file_dtype(file, name + "_scale", scale, {SafetensorsDType::kU8}, "E8M0 scales");
+  checkpoint.tensors.emplace(
+      name, build(file, name, source, data.array, scale.array.viewed_as(DType::kE8M0),
+                  MXFP4BlockScaling{}, PerBlockMN{1, 32}));
 }
 
 // compressed-tensors' int32 words (eight nibbles per word along a row, low end first) of a
@@ -535,6 +549,14 @@ void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
       const std::string base = without_suffix(name, "_packed");
       load_compressed_int4(file, base, checkpoint.tensors);
       record_source(file, checkpoint, base, "compressed-tensors", mark);
+    } else if (ends_with(name, "_packed") && file.has(without_suffix(name, "_packed") + "_scale") &&
+               file.peek(name).dtype == SafetensorsDType::kU8 &&
+               file.peek(without_suffix(name, "_packed") + "_scale").dtype ==
+                   SafetensorsDType::kU8) {
+      // NVFP4's `_packed` has an E4M3 `_scale` and a `_global_scale` (taken above).
+      const std::string base = without_suffix(name, "_packed");
+      load_compressed_mxfp4(file, base, checkpoint);
+      record_source(file, checkpoint, base, "compressed-tensors", mark);
     }
   }
   for (const std::string& name : file.names()) {
@@ -642,10 +664,16 @@ Array pack_zero_points(const Array& zero_point) {
 void write_compressed_tensors(const std::string& name, const ScaledTensor& tensor,
                               const SaveOptions& options, Writer& writer) {
   constexpr std::string_view kSupported =
-      "2-D NVFP4 (PerBlockMN(1, 16)), FP8 per tensor, per channel or per 128x128 block, and INT4 "
-      "with PerBlockK or PerChannel groups";
+      "2-D NVFP4 (PerBlockMN(1, 16)), MXFP4 (PerBlockMN(1, 32)), FP8 per tensor, per channel or "
+      "per 128x128 block, and INT4 with PerBlockK or PerChannel groups";
   if (tensor.ndim() != 2) cannot_express(name, tensor, options.convention, kSupported);
   const RecipeSpec& spec = tensor.spec();
+  if (spec.family == RuleFamily::kMx && spec.element == ElementFormat::kE2M1 &&
+      tensor.layout() == Layout{PerBlockMN{1, 32}}) {
+    writer.add(name + "_packed", stored(tensor.data(), SafetensorsDType::kU8));
+    writer.add(name + "_scale", stored(tensor.scale(), SafetensorsDType::kU8));
+    return;
+  }
   if (is_rowwise_nvfp4(tensor)) {
     writer.add(name + "_packed", stored(tensor.data(), SafetensorsDType::kU8));
     writer.add(name + "_scale", stored(tensor.scale(), SafetensorsDType::kF8E4M3));

@@ -229,7 +229,7 @@ bool convention_holds(Convention convention, const std::string& format) {
       return format == "nvfp4" || format == "fp8";
     case Convention::kCompressedTensors:
       return format == "fp8" || format == "fp8-channel" || format == "fp8-block" ||
-             format == "nvfp4" || format == "int4";
+             format == "nvfp4" || format == "mxfp4" || format == "int4";
     case Convention::kGptOss:
       return format == "mxfp4";
   }
@@ -448,6 +448,10 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
                  {"symmetric", true},   {"dynamic", false}};
       input = {{"num_bits", 8},     {"type", "float"},   {"strategy", "group"},
                {"group_size", 128}, {"symmetric", true}, {"dynamic", true}};
+    } else if (target.format == "mxfp4") {
+      format = "mxfp4-pack-quantized";
+      weights = {{"num_bits", 4},    {"type", "float"},   {"strategy", "group"},
+                 {"group_size", 32}, {"symmetric", true}, {"dynamic", false}};
     } else if (target.format == "nvfp4") {
       format = "nvfp4-pack-quantized";
       weights = {{"num_bits", 4},    {"type", "float"},   {"strategy", "tensor_group"},
@@ -642,7 +646,8 @@ std::optional<Recipe> target_recipe(const ConvertTarget& target) {
 Convention default_convention(const ConvertTarget& target) {
   const std::string& format = target.format;
   if (format == "fp8-block") return Convention::kDeepSeekV3;
-  if (format == "fp8" || format == "fp8-channel" || format == "nvfp4" || format == "int4") {
+  if (format == "fp8" || format == "fp8-channel" || format == "nvfp4" || format == "mxfp4" ||
+      format == "int4") {
     return Convention::kCompressedTensors;
   }
   return Convention::kBreccia;

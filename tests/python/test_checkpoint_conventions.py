@@ -231,6 +231,24 @@ def test_gpt_oss_mxfp4_experts(tmp_path):
     _rewrite_is_identical(path, "gpt-oss")
 
 
+def test_compressed_tensors_mxfp4(tmp_path):
+    gen = _generator(7)
+    packed = torch.randint(0, 256, (16, 32), dtype=torch.uint8, generator=gen)
+    scale = torch.randint(110, 140, (16, 2), dtype=torch.uint8, generator=gen)
+    path = tmp_path / "ct-mxfp4.safetensors"
+    save_file(
+        {"fc.weight_packed": packed, "fc.weight_scale": scale}, path, metadata={"format": "pt"}
+    )
+    w = load_safetensors(path)["fc.weight"]
+    assert w.recipe == breccia.MXFP4BlockScaling() and w.logical_shape == (16, 64)
+    # compressed-tensors' decode: E2M1 value times 2^(scale - 127) per group of 32.
+    convention = torch.ldexp(
+        _e2m1_values(packed), scale.to(torch.int32).repeat_interleave(32, 1) - 127
+    )
+    assert _ulp_distance(breccia.dequantize(w), convention.numpy()).max() == 0
+    _rewrite_is_identical(path, "compressed-tensors")
+
+
 def test_gpt_oss_rejects_blocks_that_are_not_32_codes(tmp_path):
     path = tmp_path / "bad.safetensors"
     save_file(
@@ -278,6 +296,11 @@ def test_gpt_oss_rejects_blocks_that_are_not_32_codes(tmp_path):
                 "m.weight_scale": torch.float8_e4m3fn,
                 "m.weight_scale_2": torch.float32,
             },
+        ),
+        (
+            "compressed-tensors",
+            breccia.MXFP4BlockScaling(),
+            {"m.weight_packed": torch.uint8, "m.weight_scale": torch.uint8},
         ),
         (
             "gpt-oss",

@@ -107,7 +107,7 @@ QUANTIZED_WEIGHTS = [
             "fp8",
         ),
         ("mxfp8", breccia.MXFP8BlockScaling(), "breccia", "breccia"),
-        ("mxfp4", breccia.MXFP4BlockScaling(), "breccia", "breccia"),
+        ("mxfp4", breccia.MXFP4BlockScaling(), "compressed-tensors", "compressed-tensors"),
         ("nvfp4", breccia.NVFP4BlockScaling(), "compressed-tensors", "compressed-tensors"),
         (
             "int4",
