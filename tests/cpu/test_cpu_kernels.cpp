@@ -193,6 +193,37 @@ TEST_F(CpuKernels, DecodingLinearIsWithinTheFp32SummationBoundOfTheDequantizedPr
   EXPECT_GT(checked, 300);
 }
 
+// Weights near fp32's largest value (block factors of 2^119 and more) and tiny activations:
+// no intermediate of the decoding kernel may overflow where the exact product does not.
+TEST_F(CpuKernels, DecodingLinearOfFp8WeightsNearTheFp32RangeStaysWithinTheBound) {
+  const std::int64_t n = 8, k = 256;
+  Array w = Array::empty(DType::kF32, {n, k});
+  Array x = Array::empty(DType::kF32, {1, k});
+  std::mt19937 random(3);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  for (std::int64_t i = 0; i < n * k; ++i) w.data_as<float>()[i] = unit(random) * 3.3e38f;
+  for (std::int64_t i = 0; i < k; ++i) x.data_as<float>()[i] = (i % 7 == 0) ? 1e-36f : 0.0f;
+  for (const Recipe& recipe :
+       {Recipe{Float8CurrentScaling{}}, Recipe{Float8CurrentScaling{Fp8Format::kE5M2}},
+        Recipe{Float8BlockScaling{.block_m = 128, .power_2_scale = false}}}) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    const ScaledTensor q = cast(w, recipe);
+    const Array w32 = dequantize(q, DType::kF32);
+    const Array got = linear(x, q, std::nullopt, DType::kF32);
+    for (std::int64_t c = 0; c < n; ++c) {
+      double exact = 0, magnitude = 0;
+      for (std::int64_t i = 0; i < k; ++i) {
+        const double product = static_cast<double>(x.data_as<const float>()[i]) *
+                               w32.data_as<const float>()[c * k + i];
+        exact += product;
+        magnitude += std::fabs(product);
+      }
+      const double gamma = k * std::ldexp(1.0, -24) / (1 - k * std::ldexp(1.0, -24));
+      EXPECT_LE(std::fabs(got.data_as<const float>()[c] - exact), gamma * magnitude) << c;
+    }
+  }
+}
+
 TEST_F(CpuKernels, StridedInputMatchesItsContiguousCopy) {
   const Array base = make_input({256, 64}, Fill::kRandom, 5);
   // The transpose: a (64, 256) view with strides (1, 64).
