@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include "breccia/error.hpp"
 
@@ -101,6 +103,67 @@ void copy_strided(const Array& source, std::byte* destination) {
   }
 }
 
+// Freed large host blocks kept for reuse, up to kCapacity bytes: an op's output of the same
+// size as one freed a moment ago (the next tensor of a checkpoint conversion, the next call in
+// a loop) takes its pages as they are, instead of the kernel zeroing fresh ones on first touch,
+// which costs as much as the kernels on a VM. Oldest blocks go first; a block is reused only
+// for a request within a quarter of its size. Thread-safe; never destroyed (arrays may be freed
+// during static destruction).
+class LargeBlockCache {
+ public:
+  static constexpr std::size_t kCapacity = std::size_t{512} << 20;
+  static constexpr std::align_val_t kAlignment{std::size_t{2} << 20};
+
+  static LargeBlockCache& instance() {
+    static auto* cache = new LargeBlockCache;
+    return *cache;
+  }
+
+  // A block of `capacity` bytes (a multiple of 2 MiB), reused or new.
+  void* take(std::size_t capacity) {
+    {
+      const std::lock_guard lock(mutex_);
+      for (auto block = blocks_.begin(); block != blocks_.end(); ++block) {
+        if (block->capacity >= capacity && block->capacity - capacity <= capacity / 4) {
+          void* memory = block->memory;
+          cached_ -= block->capacity;
+          blocks_.erase(block);
+          return memory;
+        }
+      }
+    }
+    void* memory = ::operator new(capacity, kAlignment);
+#if defined(MADV_HUGEPAGE)
+    madvise(memory, capacity, MADV_HUGEPAGE);  // advice: failure is fine
+#endif
+    return memory;
+  }
+
+  void give_back(void* memory, std::size_t capacity) {
+    if (capacity <= kCapacity) {
+      const std::lock_guard lock(mutex_);
+      while (cached_ + capacity > kCapacity) {
+        ::operator delete(blocks_.front().memory, kAlignment);
+        cached_ -= blocks_.front().capacity;
+        blocks_.erase(blocks_.begin());
+      }
+      blocks_.push_back({memory, capacity});
+      cached_ += capacity;
+      return;
+    }
+    ::operator delete(memory, kAlignment);
+  }
+
+ private:
+  struct Block {
+    void* memory;
+    std::size_t capacity;
+  };
+  std::mutex mutex_;
+  std::vector<Block> blocks_;  // oldest first
+  std::size_t cached_ = 0;
+};
+
 class CpuAllocator final : public Allocator {
  public:
   std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
@@ -114,14 +177,13 @@ class CpuAllocator final : public Allocator {
     // first touch then faults once per 2 MiB instead of once per 4 KiB, which otherwise costs
     // more than the kernels that fill them.
     constexpr std::size_t kHugePage = std::size_t{2} << 20;
-    constexpr std::align_val_t kHugeAlignment{kHugePage};
     const auto size = static_cast<std::size_t>(bytes);
     if (size >= 2 * kHugePage) {
-      void* memory = ::operator new(size, kHugeAlignment);
-#if defined(MADV_HUGEPAGE)
-      madvise(memory, size / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice: failure is fine
-#endif
-      return {memory, [](void* pointer) { ::operator delete(pointer, kHugeAlignment); }};
+      const std::size_t capacity = (size + kHugePage - 1) / kHugePage * kHugePage;
+      void* memory = LargeBlockCache::instance().take(capacity);
+      return {memory, [capacity](void* pointer) {
+                LargeBlockCache::instance().give_back(pointer, capacity);
+              }};
     }
     void* memory = ::operator new(size, kAlignment);
     return {memory, [](void* pointer) { ::operator delete(pointer, kAlignment); }};
