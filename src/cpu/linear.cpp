@@ -1,9 +1,9 @@
 // linear() for a few rows of x on the CPU (decoding: M <= kLinearSmallM): x (M, K) fp32 times
 // the (N, K) weight of a ScaledTensor, transposed, without dequantizing the weight into
-// memory. Each weight row is read once; its codes are decoded in registers to the very fp32
-// values dequantize() gives ((decode(q) - zero point) * (scale * global scale)) and multiplied
-// into up to four rows of x at a time, accumulating in fp32 (rows of x beyond four re-decode
-// the weight row, still from cache).
+// memory. Each weight row is read once; its codes are decoded to the very fp32 values
+// dequantize() gives ((decode(q) - zero point) * (scale * global scale)) and accumulated in
+// fp32: in registers into up to four rows of x, or, for more rows, a pair of weight rows at a
+// time into an L1 buffer that is multiplied into four rows of x at a time.
 //
 // A 4-bit weight's byte holds columns 2j (low nibble) and 2j + 1 (high nibble). Rather than
 // interleaving decoded nibbles, x's rows are split once into even and odd columns
