@@ -224,6 +224,28 @@ TEST_F(CpuKernels, DecodingLinearOfFp8WeightsNearTheFp32RangeStaysWithinTheBound
   }
 }
 
+// Freed blocks of 4 MiB and more are reused without zeroing: outputs written into poisoned
+// reused memory must still be the reference's bytes (a kernel that OR-ed codes into a fresh,
+// zeroed byte would fail here).
+TEST_F(CpuKernels, OutputsInReusedLargeBlocksMatchTheReference) {
+  const Array x = make_input({4096, 2048}, Fill::kRandom, 21);
+  for (const Recipe& recipe : {Recipe{Float8BlockScaling{}}, Recipe{MXFP4BlockScaling{}},
+                               Recipe{NVFP4BlockScaling{}}, Recipe{INT4Scaling{}}}) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    for (std::int64_t megabytes : {4, 8, 32}) {  // the sizes of the outputs below, poisoned
+      const Array poison = Array::empty(DType::kU8, {megabytes << 20});
+      std::memset(poison.data(), 0xA5, static_cast<std::size_t>(poison.nbytes()));
+    }
+    const ScaledTensor got = cast(x, recipe);
+    const ScaledTensor want = cast(x, recipe, {.context = kReference});
+    EXPECT_EQ(mismatched_bytes(got.data(), want.data()), 0) << "data";
+    EXPECT_EQ(mismatched_bytes(got.scale(), want.scale()), 0) << "scale";
+    EXPECT_EQ(
+        mismatched_bytes(dequantize(got, DType::kF32), dequantize(want, DType::kF32, kReference)),
+        0);
+  }
+}
+
 TEST_F(CpuKernels, StridedInputMatchesItsContiguousCopy) {
   const Array base = make_input({256, 64}, Fill::kRandom, 5);
   // The transpose: a (64, 256) view with strides (1, 64).
