@@ -56,8 +56,8 @@ std::optional<DType> target_dtype(const ConvertTarget& target);
 // `format` for an unknown format.
 std::optional<Recipe> target_recipe(const ConvertTarget& target);
 // The convention a format is written in unless asked otherwise: the one its serving stacks
-// load (deepseek-v3 for fp8-block, compressed-tensors for fp8, fp8-channel, nvfp4 and int4,
-// breccia for the MX formats and the high-precision ones).
+// load (deepseek-v3 for fp8-block, compressed-tensors for fp8, fp8-channel, nvfp4, mxfp4 and
+// int4, breccia for mxfp8 and the high-precision ones).
 Convention default_convention(const ConvertTarget& target);
 
 // Tensor names (ECMAScript regular expressions, searched) that stay high precision by default,
