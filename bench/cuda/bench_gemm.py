@@ -20,27 +20,13 @@ import argparse
 from collections.abc import Callable
 
 import torch
+from bench_torch import median_ms  # the baselines' timer (this folder)
 
 import breccia
 
 E4M3 = torch.float8_e4m3fn
 PEAK = 1979.0  # dense FP8 TFLOP/s of Hopper SXM (H100, H200)
 DEEPSEEK_NK = [(2112, 7168), (7168, 16384), (4096, 7168), (24576, 1536), (7168, 2048)]
-
-
-def median_ms(fn: Callable[[], object], warmup: int = 5, repeats: int = 30) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
 
 
 def graph_ms(fn: Callable[[], object]) -> float | None:
@@ -75,6 +61,24 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
 
 
+def print_row(
+    case: str,
+    mnk: tuple[int, int, int],
+    eager_ours: float,
+    eager_cublas: float | None,
+    graph_ours: float | None,
+    graph_cublas: float | None,
+    diff: str,
+) -> None:
+    print(
+        f"| {case} | {ms_text(eager_ours)} | {ms_text(eager_cublas)} "
+        f"| {ratio(eager_cublas, eager_ours)} | {ms_text(graph_ours)} | {ms_text(graph_cublas)} "
+        f"| {ratio(graph_cublas, graph_ours)} | {tflops(*mnk, graph_ours or eager_ours)} "
+        f"| {diff} |",
+        flush=True,
+    )
+
+
 def block_case(m: int, n: int, k: int) -> None:
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
@@ -97,12 +101,14 @@ def block_case(m: int, n: int, k: int) -> None:
     except RuntimeError as error:  # cuBLASLt refuses some shapes (M = 1, ...)
         diff, eager_cublas, graph_cublas = str(error).split(" when ")[0][:40], None, None
     eager_ours, graph_ours = median_ms(ours), graph_ms(ours)
-    print(
-        f"| block 1x128 x 128x128 {m}x{n}x{k} | {ms_text(eager_ours)} | {ms_text(eager_cublas)} "
-        f"| {ratio(eager_cublas, eager_ours)} | {ms_text(graph_ours)} | {ms_text(graph_cublas)} "
-        f"| {ratio(graph_cublas, graph_ours)} | {tflops(m, n, k, graph_ours or eager_ours)} "
-        f"| {diff} |",
-        flush=True,
+    print_row(
+        f"block 1x128 x 128x128 {m}x{n}x{k}",
+        (m, n, k),
+        eager_ours,
+        eager_cublas,
+        graph_ours,
+        graph_cublas,
+        diff,
     )
 
 
@@ -122,16 +128,17 @@ def per_tensor_case(m: int, n: int, k: int) -> None:
         def cublas(fast: bool = fast) -> torch.Tensor:
             return torch._scaled_mm(a, b, sa, sb, out_dtype=torch.bfloat16, use_fast_accum=fast)
 
-        diff = rel_diff(ours(), cublas())
+        diff = f"{rel_diff(ours(), cublas()):.1e}"
         eager_ours, eager_cublas = median_ms(ours), median_ms(cublas)
         graph_ours, graph_cublas = graph_ms(ours), graph_ms(cublas)
-        print(
-            f"| per-tensor (cuBLAS fast_accum={fast}) {m}x{n}x{k} | {ms_text(eager_ours)} "
-            f"| {ms_text(eager_cublas)} | {ratio(eager_cublas, eager_ours)} "
-            f"| {ms_text(graph_ours)} | {ms_text(graph_cublas)} "
-            f"| {ratio(graph_cublas, graph_ours)} "
-            f"| {tflops(m, n, k, graph_ours or eager_ours)} | {diff:.1e} |",
-            flush=True,
+        print_row(
+            f"per-tensor (cuBLAS fast_accum={fast}) {m}x{n}x{k}",
+            (m, n, k),
+            eager_ours,
+            eager_cublas,
+            graph_ours,
+            graph_cublas,
+            diff,
         )
 
 

@@ -79,6 +79,37 @@ HWY_INLINE VF WeightValue(VI code, VF zero_point, VF factor) {
   return hn::Mul(element, factor);
 }
 
+// A block's codes are decoded two vectors at a time: the vectors at j and j + Lanes, or a
+// 4-bit row's low and high nibbles at j (whose values are stored `pitch` apart). The step
+// from one pair to the next, and where the second vector's values lie relative to j.
+struct Pair {
+  std::int64_t step;
+  std::int64_t second;
+};
+template <ElementFormat kFormat>
+Pair PairGeometry(std::int64_t pitch) {
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(DF()));
+  return is_packed(kFormat) ? Pair{lanes, pitch} : Pair{2 * lanes, lanes};
+}
+
+// dequantize()'s values of the pair of vectors whose codes start at `codes`.
+template <ElementFormat kFormat, bool kZeroPoint>
+HWY_INLINE void DecodePair(const std::uint8_t* codes, VF zero_point, VF factor, VF& w0, VF& w1) {
+  const DI di;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  if constexpr (is_packed(kFormat)) {
+    const VI raw = hn::PromoteTo(di, hn::LoadU(d8, codes));
+    w0 = WeightValue<kFormat, kZeroPoint>(hn::And(raw, hn::Set(di, 0xF)), zero_point, factor);
+    w1 = WeightValue<kFormat, kZeroPoint>(hn::ShiftRight<4>(raw), zero_point, factor);
+  } else {
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(di));
+    w0 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes)), zero_point,
+                                          factor);
+    w1 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes + lanes)),
+                                          zero_point, factor);
+  }
+}
+
 // Up to four dot products of one weight row with rows x[0..kRows) (storage order), for rows
 // whose blocks are whole vectors in storage order: one factor (and zero point) per block,
 // broadcast. Two accumulators per row of x (even and odd vectors, or low and high nibbles)
@@ -88,13 +119,7 @@ void DotBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t bloc
                std::int64_t pitch, const float* factors, const float* zero_points,
                const float* const* x, float* out) {
   const DF df;
-  const DI di;
-  const hn::Rebind<std::uint8_t, DF> d8;
-  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
-  constexpr bool kPacked = is_packed(kFormat);
-  // The second vector of a step: the next one, or the high nibbles' (a segment further).
-  const std::int64_t second = kPacked ? pitch : lanes;
-  const std::int64_t step = kPacked ? lanes : 2 * lanes;
+  const auto [step, second] = PairGeometry<kFormat>(pitch);
   const float* x0 = x[0];
   const float* x1 = kRows > 1 ? x[1] : x0;
   const float* x2 = kRows > 2 ? x[2] : x0;
@@ -107,16 +132,7 @@ void DotBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t bloc
     const std::int64_t first = block * block_codes;
     for (std::int64_t j = first; j < first + block_codes; j += step) {
       VF w0, w1;
-      if constexpr (kPacked) {
-        const VI raw = hn::PromoteTo(di, hn::LoadU(d8, codes + j));
-        w0 = WeightValue<kFormat, kZeroPoint>(hn::And(raw, hn::Set(di, 0xF)), zero_point, factor);
-        w1 = WeightValue<kFormat, kZeroPoint>(hn::ShiftRight<4>(raw), zero_point, factor);
-      } else {
-        w0 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes + j)),
-                                              zero_point, factor);
-        w1 = WeightValue<kFormat, kZeroPoint>(hn::PromoteTo(di, hn::LoadU(d8, codes + j + lanes)),
-                                              zero_point, factor);
-      }
+      DecodePair<kFormat, kZeroPoint>(codes + j, zero_point, factor, w0, w1);
       a0 = hn::MulAdd(w0, hn::LoadU(df, x0 + j), a0);
       b0 = hn::MulAdd(w1, hn::LoadU(df, x0 + j + second), b0);
       if constexpr (kRows > 1) {
@@ -182,24 +198,16 @@ void DecodeBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t b
                   std::int64_t pitch, const float* factors, const float* zero_points,
                   float* values) {
   const DF df;
-  const DI di;
-  const hn::Rebind<std::uint8_t, DF> d8;
-  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  const auto [step, second] = PairGeometry<kFormat>(pitch);
   for (std::int64_t block = 0; block < blocks; ++block) {
     const VF factor = hn::Set(df, factors[block]);
     const VF zero_point = kZeroPoint ? hn::Set(df, zero_points[block]) : hn::Zero(df);
     const std::int64_t first = block * block_codes;
-    for (std::int64_t j = first; j < first + block_codes; j += lanes) {
-      const VI raw = hn::PromoteTo(di, hn::LoadU(d8, codes + j));
-      if constexpr (is_packed(kFormat)) {
-        hn::StoreU(
-            WeightValue<kFormat, kZeroPoint>(hn::And(raw, hn::Set(di, 0xF)), zero_point, factor),
-            df, values + j);
-        hn::StoreU(WeightValue<kFormat, kZeroPoint>(hn::ShiftRight<4>(raw), zero_point, factor), df,
-                   values + pitch + j);
-      } else {
-        hn::StoreU(WeightValue<kFormat, kZeroPoint>(raw, zero_point, factor), df, values + j);
-      }
+    for (std::int64_t j = first; j < first + block_codes; j += step) {
+      VF w0, w1;
+      DecodePair<kFormat, kZeroPoint>(codes + j, zero_point, factor, w0, w1);
+      hn::StoreU(w0, df, values + j);
+      hn::StoreU(w1, df, values + j + second);
     }
   }
 }
