@@ -8,7 +8,9 @@ breccia; both libraries then multiply those very bytes:
   with strides (1, K/128), the transposed view of the weight's row-major scales);
 - per-tensor FP8 at 8192^3, against ``torch._scaled_mm`` with use_fast_accum both ways;
 - rowwise FP8 (torch only, for reference: breccia has no rowwise kernel yet) and bf16
-  ``torch.matmul``.
+  ``torch.matmul``;
+- with ``--triton``, breccia's portable Triton kernel (``breccia.kernels.triton``) on the same
+  bytes beside the CUDA kernel and cuBLASLt.
 Each case is timed eagerly (what a Python caller pays, host path included) and, where the
 library allows capture, as a CUDA-graph replay (the kernel alone). Medians; the ratio is
 breccia's speed over cuBLASLt's. Outputs are checked to agree (max relative difference).
@@ -165,6 +167,53 @@ def reference_rows(m: int, n: int, k: int) -> None:
     print(f"| cuBLASLt at {m}x{n}x{k} | " + "; ".join(cells) + " |", flush=True)
 
 
+def triton_rows(m: int, n: int, k: int) -> None:
+    """breccia.kernels.triton beside the CUDA kernel and cuBLASLt, kernels alone (graph replay;
+    eager where capture is refused), block FP8 and per-tensor FP8 on the same bytes."""
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
+    block = breccia.Float8BlockScaling()
+    triton_row("block 1x128 x 128x128", x, w, block, breccia.Float8BlockScaling(block_m=128))
+    per_tensor = breccia.Float8CurrentScaling()
+    triton_row("per-tensor", x, w, per_tensor, per_tensor)
+
+
+def triton_row(case: str, x: torch.Tensor, w: torch.Tensor, act: object, weight: object) -> None:
+    from breccia.kernels import triton as triton_kernels
+
+    (m, k), n = x.shape, w.shape[0]
+    qx, qw = breccia.cast(x, act), breccia.cast(w, weight)
+    a, b = qx.data, qw.data.t()
+    if case == "per-tensor":
+        sa, sb = qx.scale.reshape(()), qw.scale.reshape(())
+    else:  # cuBLASLt's blockwise scale layouts (see block_case)
+        sa, sb = qx.scale.t().contiguous().t(), qw.scale.t()
+
+    def ours_triton() -> torch.Tensor:
+        return triton_kernels.scaled_matmul_triton(qx, qw.T, out_dtype=torch.bfloat16)
+
+    def ours_cuda() -> torch.Tensor:
+        return breccia.linear(qx, qw, out_dtype=torch.bfloat16)
+
+    def cublas() -> torch.Tensor:
+        fast = case == "per-tensor"  # cuBLASLt's blockwise mode refuses fast accumulation
+        return torch._scaled_mm(a, b, sa, sb, out_dtype=torch.bfloat16, use_fast_accum=fast)
+
+    times: list[float | None] = []
+    for fn in (ours_triton, ours_cuda, cublas):
+        try:
+            times.append(graph_ms(fn) or median_ms(fn))
+        except RuntimeError:  # cuBLASLt refuses some shapes (blockwise M = 1)
+            times.append(None)
+    diff = f"{rel_diff(ours_triton(), ours_cuda()):.1e}"
+    print(
+        f"| Triton {case} {m}x{n}x{k} | {ms_text(times[0])} | {ms_text(times[1])} "
+        f"| {ms_text(times[2])} | {ratio(times[2], times[0])} | {ratio(times[1], times[0])} "
+        f"| {tflops(m, n, k, times[0])} | {diff} |",
+        flush=True,
+    )
+
+
 def profile_host(m: int = 128, n: int = 2112, k: int = 7168, calls: int = 2000) -> None:
     """Where an eager breccia.linear call spends its host time: cProfile over `calls` calls."""
     import cProfile
@@ -192,12 +241,24 @@ def main() -> None:
     parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 64, 128, 512, 4096])
     parser.add_argument("--no-reference", action="store_true", help="skip rowwise and bf16 rows")
     parser.add_argument("--profile", action="store_true", help="only profile the host path")
+    parser.add_argument("--triton", action="store_true", help="only the Triton kernel's rows")
     args = parser.parse_args()
     if args.profile:
         profile_host()
         return
     props = torch.cuda.get_device_properties(0)
     print(f"GPU 0: {props.name}, PyTorch {torch.__version__}, CUDA {torch.version.cuda}")
+    if args.triton:
+        print(
+            "| case | Triton ms | breccia CUDA ms | cuBLASLt ms | Triton / cuBLASLt "
+            "| Triton / CUDA | Triton TFLOP/s | max rel diff to CUDA |\n"
+            "|---|---|---|---|---|---|---|---|"
+        )
+        for m in args.m:
+            for n, k in DEEPSEEK_NK:
+                triton_rows(m, n, k)
+        triton_rows(8192, 8192, 8192)
+        return
     print(
         "| case | breccia ms | cuBLASLt ms | ratio | breccia graph ms | cuBLASLt graph ms "
         "| graph ratio | breccia TFLOP/s | max rel diff |\n|---|---|---|---|---|---|---|---|---|"

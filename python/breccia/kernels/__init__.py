@@ -1,4 +1,5 @@
-"""Kernel modules: ``reference`` (the C++ oracle, always present) and ``cuda`` (import-gated)."""
+"""Kernel modules: ``reference`` (the C++ oracle, always present), ``cuda`` (import-gated) and
+``triton`` (import-gated, imported on request: ``from breccia.kernels import triton``)."""
 
 from breccia.kernels import cuda, reference
 
