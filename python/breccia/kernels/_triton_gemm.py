@@ -19,11 +19,10 @@ import triton.language as tl
 from breccia import _backends
 from breccia._scaled_tensor import ScaledTensor, require_scaled
 from breccia.layouts import PerBlockK, PerBlockMN, PerTensor
-from breccia.recipes import DelayedScaling, Float8BlockScaling, Float8CurrentScaling
 
 BLOCK_K = 128  # the K step, and the only scale block along K the kernel takes
 
-_FP8_DTYPES = {"E4M3": torch.float8_e4m3fn, "E5M2": torch.float8_e5m2}
+_FP8_DTYPES = {"E4M3": torch.float8_e4m3fn, "E5M2": torch.float8_e5m2}  # by spec element
 _OUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -130,7 +129,8 @@ def _operand(scaled: ScaledTensor, argument: str, k_axis: int) -> _Operand:
     """Reads an FP8 operand; k_axis is 1 for a (M, K) and 0 for b (K, N)."""
     require_scaled(scaled, argument)
     recipe, layout = scaled.recipe, scaled.layout
-    if not isinstance(recipe, (Float8CurrentScaling, DelayedScaling, Float8BlockScaling)):
+    spec = recipe.spec  # FP8 elements with fp32 scales: the per-tensor and block FP8 recipes
+    if spec["family"] != "fp8" or spec["scale"] != "fp32":
         raise NotImplementedError(
             f"scaled_matmul_triton: {argument} must be {_SUPPORTED}; got "
             f"{type(recipe).__name__} (breccia.matmul multiplies every recipe)"
@@ -145,7 +145,7 @@ def _operand(scaled: ScaledTensor, argument: str, k_axis: int) -> _Operand:
         raise ValueError(
             f"scaled_matmul_triton: {argument} must be 2-D, got shape {tuple(data.shape)}"
         )
-    fp8 = _FP8_DTYPES[recipe.fp8_format]
+    fp8 = _FP8_DTYPES[spec["element"]]
     data = data.view(fp8) if data.dtype == torch.uint8 else data
     scale = scaled.scale
     if isinstance(layout, PerTensor):
