@@ -1,5 +1,6 @@
-// The operations: cast, dequantize, matmul, linear, transpose, requantize, from_buffer. Each
-// validates its arguments, builds the plan and dispatches to a kernel for the data's device.
+// The operations: cast, dequantize, matmul, linear, transpose, requantize, reencode_fp4_as_fp8,
+// from_buffer. Each validates its arguments, builds the plan and dispatches to a kernel for the
+// data's device.
 #pragma once
 
 #include <optional>
@@ -83,6 +84,17 @@ ScaledTensor transpose(const ScaledTensor& x, const Context& context = {});
 // the tensor's own recipe and axis returns it unchanged.
 ScaledTensor requantize(const ScaledTensor& scaled, const Recipe& new_recipe,
                         const CastOptions& options = {});
+
+// A 2-D MXFP4 tensor (E2M1 codes, one E8M0 scale per 32 along each row) as FP8 E4M3 with one
+// power-of-two scale per tile x tile block (Float8BlockScaling(block_m=tile, block_k=tile,
+// power_2_scale=True), PerBlockMN(tile, tile)), every value kept: DeepSeek-V4's re-encode of
+// its FP4 experts for Hopper. A tile's scale is its largest block scale over 2^6 (at least
+// 2^-127); each element is its E2M1 value times its block's scale over the tile's, at most
+// 6 * 2^6 = 384, so dequantize(result) equals dequantize(x) bit for bit (negative zeros
+// included). ValueError naming the element when one would not be exact in E4M3 (its block's
+// scale more than 2^14 below the tile's largest) or a block scale is NaN; DeviceError for
+// data off the CPU. tile: a positive multiple of 32.
+ScaledTensor reencode_fp4_as_fp8(const ScaledTensor& x, std::int64_t tile = 128);
 
 // Wraps existing buffers without copying them (validated like the constructor).
 ScaledTensor from_buffer(Array data, Array scale, Recipe recipe, Layout layout,

@@ -137,6 +137,20 @@ def requantize(
     return _ops.requantize(_ops.AUTOMATIC, scaled, new_recipe, axis, state)
 
 
+def reencode_fp4_as_fp8(x: ScaledTensor, tile: int = 128) -> ScaledTensor:
+    """A 2-D MXFP4 tensor as FP8 E4M3 blocks with every value kept (extension): DeepSeek-V4's
+    re-encode of its FP4 experts for Hopper's FP8 GEMMs.
+
+    Returns ``Float8BlockScaling(block_m=tile, block_k=tile, power_2_scale=True)`` with
+    ``PerBlockMN(tile, tile)``: each tile's scale is its largest E8M0 block scale over 2^6, each
+    element its E2M1 value times its block's scale over the tile's (at most 384), so
+    ``dequantize`` of the result equals ``dequantize(x)`` bit for bit. Raises ValueError naming
+    the element when a block's scale lies more than 2^14 below its tile's largest (the element
+    would underflow E4M3) or is NaN. CPU data; tile is a positive multiple of 32.
+    """
+    return _ops.reencode_fp4_as_fp8(x, tile)
+
+
 def from_buffer(
     data: Any,
     scale: Any,
@@ -201,6 +215,7 @@ __all__ = [
     "matmul",
     "num_threads",
     "recipe_from_json",
+    "reencode_fp4_as_fp8",
     "requantize",
     "set_num_threads",
 ]

@@ -14,7 +14,12 @@ import numpy as np
 from breccia import _backends, _core
 from breccia._scaled_tensor import ScaledTensor, require_scaled, same_backend
 from breccia.layouts import layout_from_native
-from breccia.recipes import DelayedScalingState, ScalingRecipe, require_recipe
+from breccia.recipes import (
+    DelayedScalingState,
+    ScalingRecipe,
+    recipe_from_native,
+    require_recipe,
+)
 
 # Which kernels run: the fastest for the data's device, or the scalar reference kernels.
 Kernels = Literal["automatic", "reference"]
@@ -226,6 +231,13 @@ def requantize(
         kernels=kernels,
     )
     return ScaledTensor._from_native(native, scaled.backend, new_recipe)
+
+
+@_named("reencode_fp4_as_fp8")
+def reencode_fp4_as_fp8(x: ScaledTensor, tile: int) -> ScaledTensor:
+    require_scaled(x, "x")
+    native = _core.reencode_fp4_as_fp8(x._native, tile)
+    return ScaledTensor._from_native(native, x.backend, recipe_from_native(native.recipe))
 
 
 @_named("from_buffer")

@@ -111,7 +111,9 @@ def convert(
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    convention: str  # breccia, deepseek-v3, compressed-tensors, modelopt, gpt-oss or plain
+    convention: (
+        str  # breccia, deepseek-v3, deepseek-v4, compressed-tensors, modelopt, gpt-oss, plain
+    )
     file: str
     stored: list[str]
     shape: tuple[int, ...]

@@ -170,7 +170,9 @@ class _ProgressBar:
 )
 @click.option(
     "--convention",
-    type=click.Choice(["breccia", "deepseek-v3", "compressed-tensors", "modelopt", "gpt-oss"]),
+    type=click.Choice(
+        ["breccia", "deepseek-v3", "deepseek-v4", "compressed-tensors", "modelopt", "gpt-oss"]
+    ),
     help="How the output stores them (default: what the format's serving stacks load).",
 )
 @click.option(

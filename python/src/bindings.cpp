@@ -434,6 +434,13 @@ NB_MODULE(_core, m) {
       },
       "scaled"_a, "new_recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
       "stream"_a = 0, "kernels"_a = "automatic");
+  m.def(
+      "reencode_fp4_as_fp8",
+      [](const ScaledTensor& x, std::int64_t tile) {
+        nb::gil_scoped_release release;
+        return reencode_fp4_as_fp8(x, tile);
+      },
+      "x"_a, "tile"_a = 128);
   m.def("from_buffer", &from_buffer, "data"_a, "scale"_a, "recipe"_a, "layout"_a,
         "global_scale"_a = nb::none(), "zero_point"_a = nb::none());
 

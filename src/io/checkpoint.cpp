@@ -13,6 +13,7 @@
 
 #include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
+#include "breccia/numerics.hpp"
 #include "breccia/plan.hpp"
 #include "core/strict_json.hpp"
 
@@ -319,6 +320,64 @@ void load_deepseek_v3(FileTensors& file, const std::string& name,
                               PerBlockMN{kDeepSeekBlock, kDeepSeekBlock}));
 }
 
+// E8M0 codes (one byte each) as fp32 values, exactly: code c is 2^(c - 127), 0xFF NaN.
+Array e8m0_to_f32(const Array& codes) {
+  const Array in = codes.contiguous();
+  Array out = Array::empty(DType::kF32, in.shape());
+  const auto* from = in.data_as<const std::uint8_t>();
+  auto* to = out.data_as<float>();
+  for (std::int64_t i = 0; i < in.numel(); ++i) to[i] = formats::E8M0::decode(from[i]);
+  return out;
+}
+
+// The square block (128, 64 or 32: DeepSeek-V4 uses 128, V4.1 32) whose grid over `shape` is
+// `scale_shape`, or 0.
+std::int64_t square_block_of(const Shape& shape, const Shape& scale_shape) {
+  if (shape.size() != 2 || scale_shape.size() != 2) return 0;
+  for (const std::int64_t block : {kDeepSeekBlock, std::int64_t{64}, std::int64_t{32}}) {
+    if (scale_shape == Shape{(shape[0] + block - 1) / block, (shape[1] + block - 1) / block}) {
+      return block;
+    }
+  }
+  return 0;
+}
+
+// DeepSeek-V4: `<p>.weight` F8_E4M3 with `<p>.scale` E8M0 (or, in the FP8-expert "Base"
+// checkpoints, F32) per square block, and routed experts as `<p>.weight` I8 [N, K/2] (E2M1
+// pairs, low nibble first) with `<p>.scale` E8M0 [N, K/32]: MXFP4, read without a copy. E8M0
+// block scales become the fp32 powers of two of Float8BlockScaling(power_2_scale=True).
+void load_deepseek_v4(FileTensors& file, const std::string& prefix, Checkpoint& checkpoint) {
+  const std::string name = prefix + ".weight";
+  const std::string scale_name = prefix + ".scale";
+  const std::string source = "DeepSeek-V4 '" + name + "' / '" + scale_name + "'";
+  const StoredTensor data = file.take(name, source);
+  const StoredTensor scale = file.take(scale_name, source);
+  if (data.dtype == SafetensorsDType::kI8) {
+    require_file_dtype(file, scale_name, scale, {SafetensorsDType::kF8E8M0, SafetensorsDType::kU8},
+                       "E8M0 scales of FP4 experts");
+    checkpoint.tensors.emplace(
+        name, build(file, name, source, data.array.viewed_as(DType::kU8),
+                    scale.array.viewed_as(DType::kE8M0), MXFP4BlockScaling{}, PerBlockMN{1, 32}));
+    return;
+  }
+  require_file_dtype(file, scale_name, scale, {SafetensorsDType::kF8E8M0, SafetensorsDType::kF32},
+                     "FP8 block scales");
+  const std::int64_t block = square_block_of(data.array.shape(), scale.array.shape());
+  if (block == 0) {
+    fail<ValueError>(file.where(), ": tensor '", scale_name,
+                     "': expected one scale per 128x128 (or 64x64, 32x32) block of weight ",
+                     shape_str(data.array.shape()), ", got shape ", shape_str(scale.array.shape()));
+  }
+  const bool e8m0 = scale.dtype == SafetensorsDType::kF8E8M0;
+  const Recipe recipe = Float8BlockScaling{.fp8_format = fp8_format_of(data.dtype),
+                                           .block_k = block,
+                                           .block_m = block,
+                                           .power_2_scale = e8m0};
+  checkpoint.tensors.emplace(
+      name, build(file, name, source, data.array, e8m0 ? e8m0_to_f32(scale.array) : scale.array,
+                  recipe, PerBlockMN{block, block}));
+}
+
 // NVFP4 as compressed-tensors (global scale G encodes: breccia's is 1/G) or ModelOpt
 // (weight_scale_2 decodes, as breccia's).
 void load_nvfp4(FileTensors& file, const std::string& name, const std::string& data_name,
@@ -522,6 +581,10 @@ std::string fp8_scale_convention(const FileTensors& file, const std::string& nam
   return file.peek(name + "_scale").array.ndim() == 0 ? "modelopt" : "compressed-tensors";
 }
 
+bool is_deepseek_v4_weight(const StoredTensor& weight) {
+  return is_fp8(weight.dtype) || weight.dtype == SafetensorsDType::kI8;
+}
+
 void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
   // The distinctive companions first, then FP8 `_scale`, which several conventions share.
   for (const std::string& name : file.names()) {
@@ -531,6 +594,11 @@ void load_conventions(FileTensors& file, Checkpoint& checkpoint) {
       const std::string base = without_suffix(name, "_scale_inv");
       load_deepseek_v3(file, base, checkpoint.tensors);
       record_source(file, checkpoint, base, "deepseek-v3", mark);
+    } else if (ends_with(name, ".scale") && file.has(without_suffix(name, ".scale") + ".weight") &&
+               is_deepseek_v4_weight(file.peek(without_suffix(name, ".scale") + ".weight"))) {
+      const std::string prefix = without_suffix(name, ".scale");
+      load_deepseek_v4(file, prefix, checkpoint);
+      record_source(file, checkpoint, prefix + ".weight", "deepseek-v4", mark);
     } else if (ends_with(name, "_global_scale") &&
                file.has(without_suffix(name, "_global_scale") + "_packed")) {
       const std::string base = without_suffix(name, "_global_scale");
@@ -714,9 +782,63 @@ void write_compressed_tensors(const std::string& name, const ScaledTensor& tenso
   cannot_express(name, tensor, options.convention, kSupported);
 }
 
+// fp32 powers of two (and NaN) as E8M0 codes; ValueError naming `name` for any other value.
+Array f32_to_e8m0(const std::string& name, const Array& scale) {
+  const Array in = scale.contiguous();
+  Array out = Array::empty(DType::kE8M0, in.shape());
+  const auto* from = in.data_as<const float>();
+  auto* to = out.data_as<std::uint8_t>();
+  for (std::int64_t i = 0; i < in.numel(); ++i) {
+    const std::uint32_t code = formats::E8M0::encode(from[i]);
+    if (std::bit_cast<std::uint32_t>(formats::E8M0::decode(code)) !=
+            std::bit_cast<std::uint32_t>(from[i]) &&
+        !(from[i] != from[i] && code == numerics::kE8M0Nan)) {
+      fail<ValueError>("tensors['", name,
+                       "']: DeepSeek-V4 stores E8M0 block scales, which hold "
+                       "powers of two from 2^-127 to 2^127; scale entry ",
+                       i, " is ", from[i]);
+    }
+    to[i] = static_cast<std::uint8_t>(code);
+  }
+  return out;
+}
+
+void write_deepseek_v4(const std::string& name, const ScaledTensor& tensor,
+                       const SaveOptions& options, Writer& writer) {
+  const RecipeSpec& spec = tensor.spec();
+  const std::int64_t block = tensor.ndim() == 2 ? tensor.grid().block_rows : 0;
+  const bool fp8_blocks = spec.family == RuleFamily::kFp8 && !spec.per_tensor &&
+                          spec.element == ElementFormat::kE4M3 &&
+                          (block == 128 || block == 64 || block == 32) &&
+                          tensor.layout() == Layout{PerBlockMN{block, block}};
+  const bool fp4_experts = spec.family == RuleFamily::kMx && spec.element == ElementFormat::kE2M1 &&
+                           tensor.ndim() == 2 && tensor.layout() == Layout{PerBlockMN{1, 32}};
+  if (!ends_with(name, ".weight") || !(fp8_blocks || fp4_experts)) {
+    cannot_express(name, tensor, options.convention,
+                   "2-D weights named '<p>.weight': E4M3 Float8BlockScaling with square "
+                   "PerBlockMN(128, 128) (64, 32) blocks, and MXFP4 (PerBlockMN(1, 32))");
+  }
+  const std::string scale_name = without_suffix(name, ".weight") + ".scale";
+  if (fp4_experts) {
+    writer.add(name, stored(tensor.data().viewed_as(DType::kI8), SafetensorsDType::kI8));
+    writer.add(scale_name, stored(tensor.scale(), SafetensorsDType::kF8E8M0));
+    return;
+  }
+  writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
+  // Power-of-two scales are E8M0, as DeepSeek-V4's; others fp32, as its FP8-expert checkpoints.
+  if (spec.power_2_scale) {
+    writer.add(scale_name, stored(f32_to_e8m0(name, tensor.scale()), SafetensorsDType::kF8E8M0));
+  } else {
+    writer.add(scale_name, stored(tensor.scale(), SafetensorsDType::kF32));
+  }
+}
+
 void write_convention(const std::string& name, const ScaledTensor& tensor,
                       const SaveOptions& options, Writer& writer) {
   switch (options.convention) {
+    case Convention::kDeepSeekV4:
+      write_deepseek_v4(name, tensor, options, writer);
+      return;
     case Convention::kDeepSeekV3:
       if (tensor.ndim() != 2 || !is_block_128(tensor) || fp8_format(tensor) != Fp8Format::kE4M3) {
         cannot_express(name, tensor, options.convention,
@@ -898,6 +1020,8 @@ std::string_view to_string(Convention convention) {
       return "breccia";
     case Convention::kDeepSeekV3:
       return "deepseek-v3";
+    case Convention::kDeepSeekV4:
+      return "deepseek-v4";
     case Convention::kCompressedTensors:
       return "compressed-tensors";
     case Convention::kModelOpt:
@@ -910,13 +1034,13 @@ std::string_view to_string(Convention convention) {
 
 Convention convention_from_string(std::string_view text, std::string_view argument) {
   for (const Convention convention :
-       {Convention::kBreccia, Convention::kDeepSeekV3, Convention::kCompressedTensors,
-        Convention::kModelOpt, Convention::kGptOss}) {
+       {Convention::kBreccia, Convention::kDeepSeekV3, Convention::kDeepSeekV4,
+        Convention::kCompressedTensors, Convention::kModelOpt, Convention::kGptOss}) {
     if (to_string(convention) == text) return convention;
   }
   fail<ValueError>(argument,
-                   ": expected 'breccia', 'deepseek-v3', 'compressed-tensors', 'modelopt' or "
-                   "'gpt-oss', got '",
+                   ": expected 'breccia', 'deepseek-v3', 'deepseek-v4', 'compressed-tensors', "
+                   "'modelopt' or 'gpt-oss', got '",
                    text, "'");
 }
 

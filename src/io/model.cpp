@@ -224,6 +224,7 @@ bool convention_holds(Convention convention, const std::string& format) {
     case Convention::kBreccia:
       return true;
     case Convention::kDeepSeekV3:
+    case Convention::kDeepSeekV4:
       return format == "fp8-block";
     case Convention::kModelOpt:
       return format == "nvfp4" || format == "fp8";
@@ -272,12 +273,26 @@ std::string module_of(const std::string& weight_name) {
                                            : weight_name;
 }
 
+// DeepSeek-V4's FP4 experts (any 2-D MXFP4 weight) and FP8 blocks of the target's geometry:
+// the pair reencode_fp4_as_fp8 converts with every value kept.
+bool reencodes_losslessly(const ScaledTensor& from, const Recipe& to) {
+  const RecipeSpec& source = from.spec();
+  const auto* blocks = std::get_if<Float8BlockScaling>(&to);
+  return source.family == RuleFamily::kMx && source.element == ElementFormat::kE2M1 &&
+         from.ndim() == 2 && from.layout() == Layout{PerBlockMN{1, 32}} && blocks != nullptr &&
+         blocks->fp8_format == Fp8Format::kE4M3 && blocks->block_m == blocks->block_k &&
+         blocks->block_k % 32 == 0;
+}
+
 struct Planner {
   const ConvertOptions& options;
   std::optional<DType> dtype;
   std::optional<Recipe> recipe;
   std::vector<std::regex> ignore;
   std::vector<std::string> ignore_text;
+  // The source holds quantized weights: its high-precision tensors were left so by its producer
+  // and stay as they are.
+  bool source_quantized = false;
 
   // The pattern that ignores `name`, or "".
   std::string ignored_by(const std::string& name) const {
@@ -327,6 +342,11 @@ struct Planner {
         shape.size() == 2 &&
         (scaled != nullptr || (is_float_array(entry) && ends_with(job.name, "weight")));
     if (!weight_matrix) return;
+    if (scaled == nullptr && source_quantized) {
+      job.detail = "left high precision by the source's quantization";
+      job.linear_kept_high = true;
+      return;
+    }
     const std::string pattern = ignored_by(job.name);
     if (!pattern.empty()) {
       job.detail = "ignored (matches '" + pattern + "')";
@@ -378,6 +398,17 @@ struct Planner {
     }
     job.action = Action::kRequantize;
     job.detail = written + " from " + recipe_repr(scaled->recipe());
+    if (reencodes_losslessly(*scaled, *recipe)) {
+      job.detail = recipe_repr(reencoded_recipe()) + ", re-encoded losslessly from " +
+                   recipe_repr(scaled->recipe());
+    }
+  }
+
+  // What reencode_fp4_as_fp8 gives for the target's block.
+  Recipe reencoded_recipe() const {
+    const std::int64_t block = std::get<Float8BlockScaling>(*recipe).block_k;
+    return Float8BlockScaling{
+        .fp8_format = Fp8Format::kE4M3, .block_k = block, .block_m = block, .power_2_scale = true};
   }
 
   CheckpointEntry run(const Job& job) const {
@@ -390,8 +421,17 @@ struct Planner {
         return dequantize(std::get<ScaledTensor>(entry), job.dtype);
       case Action::kQuantize:
         return cast_weight(std::get<Array>(entry));
-      case Action::kRequantize:
-        return cast_weight(dequantize(std::get<ScaledTensor>(entry), DType::kF32));
+      case Action::kRequantize: {
+        const auto& scaled = std::get<ScaledTensor>(entry);
+        if (reencodes_losslessly(scaled, *recipe)) {
+          try {
+            return reencode_fp4_as_fp8(scaled, std::get<Float8BlockScaling>(*recipe).block_k);
+          } catch (const ValueError& error) {
+            fail<ValueError>("'", job.source->file, "': tensor '", job.name, "': ", error.what());
+          }
+        }
+        return cast_weight(dequantize(scaled, DType::kF32));
+      }
     }
     return entry;
   }
@@ -416,6 +456,14 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
     return {{"quant_method", "fp8"},
             {"activation_scheme", "dynamic"},
             {"fmt", fp8_format_text(target.fp8_format)},
+            {"weight_block_size", {128, 128}},
+            {"modules_to_not_convert", ignore}};
+  }
+  if (convention == Convention::kDeepSeekV4) {  // E8M0 ("ue8m0") block scales
+    return {{"quant_method", "fp8"},
+            {"activation_scheme", "dynamic"},
+            {"fmt", fp8_format_text(target.fp8_format)},
+            {"scale_fmt", "ue8m0"},
             {"weight_block_size", {128, 128}},
             {"modules_to_not_convert", ignore}};
   }
@@ -658,7 +706,8 @@ const std::vector<std::string>& default_ignore_patterns() {
       R"((^|\.)lm_head\.)",
       R"((^|\.)(embed_tokens|embeddings|embed|wte|wpe|word_embeddings)\.)",
       R"(norm[^.]*\.weight$)",
-      R"((^|\.)mlp\.gate\.weight$)",  // MoE routers (DeepSeek, Qwen-MoE, Mixtral's block_sparse)
+      R"((^|\.)(mlp|ffn)\.gate\.weight$)",  // MoE routers (DeepSeek V3/V4, Qwen-MoE, ...)
+      R"(^(model\.)?head\.weight$)",        // DeepSeek-V4's output head
       R"((^|\.)(router|block_sparse_moe\.gate)\.)",
   };
   return patterns;
@@ -666,8 +715,11 @@ const std::vector<std::string>& default_ignore_patterns() {
 
 ConvertReport convert_model(const fs::path& source, const fs::path& destination,
                             const ConvertOptions& options, const ConvertPoll& poll) {
-  Planner planner{options, target_dtype(options.target), target_recipe(options.target), {}, {}};
   const Convention convention = options.convention.value_or(default_convention(options.target));
+  Planner planner{options, target_dtype(options.target), target_recipe(options.target), {}, {}};
+  if (convention == Convention::kDeepSeekV4 && planner.recipe) {
+    std::get<Float8BlockScaling>(*planner.recipe).power_2_scale = true;  // E8M0 scales
+  }
   if (planner.recipe && !convention_holds(convention, options.target.format)) {
     fail<ValueError>("convention: the ", to_string(convention), " convention cannot hold ",
                      options.target.format, " weights");
@@ -692,6 +744,10 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   const ModelFiles files = list_model(source);
   check_destination(files, destination, options);
   const Checkpoint checkpoint = load_model(files, {.validate = options.validate});
+  for (const auto& [name, entry] : checkpoint.tensors) {
+    planner.source_quantized =
+        planner.source_quantized || std::holds_alternative<ScaledTensor>(entry);
+  }
 
   // Plan every tensor, in the source's order (shard, then name), before writing anything.
   std::vector<Job> jobs;
@@ -825,6 +881,12 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   if (files.config) {
     Json config = parse_json_file(*files.config);
     if (!config.is_object()) fail<ValueError>("'", files.config->string(), "': expected an object");
+    // DeepSeek-V4's flag for FP4 experts, true no more once they are converted.
+    const bool fp4_experts_kept = std::ranges::any_of(jobs, [](const Job& job) {
+      return job.action == Action::kKeep && job.source->convention == "deepseek-v4" &&
+             std::get<ScaledTensor>(*job.entry).spec().element == ElementFormat::kE2M1;
+    });
+    if (!fp4_experts_kept) config.erase("expert_dtype");
     if (planner.dtype) {
       config.erase("quantization_config");
       config["torch_dtype"] = dtype_config_name(*planner.dtype);

@@ -13,6 +13,12 @@
 // - DeepSeek-V3 FP8: x.weight F8_E4M3 [out, in], x.weight_scale_inv F32
 //   [ceil(out/128), ceil(in/128)] -> Float8BlockScaling(block_m=128, block_k=128,
 //   power_2_scale=False), PerBlockMN(128, 128).
+// - DeepSeek-V4: x.weight F8_E4M3 [out, in] with x.scale F8_E8M0 (F32 in its FP8-expert
+//   checkpoints) [ceil(out/128), ceil(in/128)] (64 and 32 blocks are read too) ->
+//   Float8BlockScaling(block_m=block_k=128, power_2_scale = the scale is E8M0), the E8M0
+//   scales widened to fp32 exactly; routed experts x.weight I8 [out, in/2] (E2M1 pairs, low
+//   nibble first) with x.scale F8_E8M0 [out, in/32] -> MXFP4BlockScaling, PerBlockMN(1, 32).
+//   Written back byte for byte: power-of-two fp32 scales as E8M0.
 // - compressed-tensors: nvfp4-pack-quantized (x.weight_packed U8 [N, K/2], x.weight_scale
 //   F8_E4M3 [N, K/16], x.weight_global_scale F32 [1], an ENCODE factor G: breccia's
 //   global_scale is 1/G); FP8 (x.weight F8, x.weight_scale [1] per tensor, [N, 1] per channel or
@@ -42,6 +48,7 @@ namespace breccia::io {
 enum class Convention : std::uint8_t {
   kBreccia,
   kDeepSeekV3,
+  kDeepSeekV4,  // FP8 with E8M0 block scales under `<p>.scale`, FP4 experts as I8 + E8M0 1x32
   kCompressedTensors,
   kModelOpt,
   kGptOss,  // OpenAI gpt-oss: MXFP4 as `<name>_blocks` (..., G, 16) and `<name>_scales` (..., G)
@@ -58,8 +65,8 @@ using CheckpointEntry = std::variant<Array, ScaledTensor>;
 
 // Where an entry of a Checkpoint came from.
 struct TensorSource {
-  std::string convention;           // "breccia", "deepseek-v3", "compressed-tensors", "modelopt"
-                                    // or "plain" (an array stored as it is)
+  std::string convention;           // a Convention's name ("breccia", "deepseek-v3", ...) or
+                                    // "plain" (an array stored as it is)
   std::vector<std::string> stored;  // the stored tensors it was read from, its data first
   std::string file;                 // the file holding its data ("" for a single file)
 };

@@ -1,6 +1,7 @@
-"""safetensors files: ScaledTensors and plain arrays in breccia's layout, and the DeepSeek-V3,
-compressed-tensors and ModelOpt checkpoint conventions. Reading, writing and every check happen
-in C++ (breccia/io/checkpoint.hpp); this module converts arrays. See docs/bridges.md."""
+"""safetensors files: ScaledTensors and plain arrays in breccia's layout, and the DeepSeek-V3
+and V4, compressed-tensors, ModelOpt and gpt-oss checkpoint conventions. Reading, writing and
+every check happen in C++ (breccia/io/checkpoint.hpp); this module converts arrays. See
+docs/bridges.md."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from breccia.recipes import recipe_from_native
 _FRAMEWORKS = (_backends.NUMPY, _backends.TORCH)
 # Files at least this large show a progress bar on a terminal unless told otherwise.
 _PROGRESS_BYTES = 256 << 20
-_CONVENTIONS = ("breccia", "deepseek-v3", "compressed-tensors", "modelopt", "gpt-oss")
+_CONVENTIONS = (
+    "breccia",
+    "deepseek-v3",
+    "deepseek-v4",
+    "compressed-tensors",
+    "modelopt",
+    "gpt-oss",
+)
 
 # compressed-tensors stores NVFP4's per-tensor factor as an encode scale G and breccia keeps its
 # inverse; since 1/(1/G) is not G for about one fp32 value in six, the G read with each loaded
@@ -65,10 +73,11 @@ def save_safetensors(
     ``w`` is stored as ``w`` (data), ``w.scale`` (+ ``w.global_scale``, ``w.zero_point``) with
     its recipe and layout in the metadata, so ``load_safetensors`` rebuilds it byte for byte.
     extra_metadata: str -> str pairs for the file's ``__metadata__`` ("breccia" is reserved).
-    convention (extension): "deepseek-v3", "compressed-tensors", "modelopt" or "gpt-oss" writes each
-    ScaledTensor under that convention's names and dtypes instead (ValueError for a recipe the
-    convention cannot express). The file appears whole or not at all: it is written beside the
-    target as ``.<name>.breccia-partial-<pid>-<n>`` and renamed over it. The write runs without
+    convention (extension): "deepseek-v3", "deepseek-v4", "compressed-tensors", "modelopt" or
+    "gpt-oss" writes each ScaledTensor under that convention's names and dtypes instead
+    (ValueError for a recipe the convention cannot express). The file appears whole or not at
+    all: it is written beside the target as ``.<name>.breccia-partial-<pid>-<n>`` and renamed
+    over it. The write runs without
     the GIL; a KeyboardInterrupt raised from this call means the target was left untouched,
     unless the exception carries a note saying the file had already been written completely.
     Temporary files left by a killed writer are removed by the next save to the same path.
