@@ -275,13 +275,22 @@ std::string module_of(const std::string& weight_name) {
 
 // DeepSeek-V4's FP4 experts (any 2-D MXFP4 weight) and FP8 blocks of the target's geometry:
 // the pair reencode_fp4_as_fp8 converts with every value kept.
+// The square tile of an E4M3 block target (0 for any other target).
+std::int64_t fp8_tile(const Recipe& to) {
+  const RecipeSpec target = spec_of(to);
+  const auto* tile = std::get_if<PerBlockMN>(&target.rowwise_layout);
+  if (target.family != RuleFamily::kFp8 || target.per_tensor ||
+      target.element != ElementFormat::kE4M3 || tile == nullptr || tile->block_m != tile->block_n) {
+    return 0;
+  }
+  return tile->block_n;
+}
+
 bool reencodes_losslessly(const ScaledTensor& from, const Recipe& to) {
   const RecipeSpec& source = from.spec();
-  const auto* blocks = std::get_if<Float8BlockScaling>(&to);
   return source.family == RuleFamily::kMx && source.element == ElementFormat::kE2M1 &&
-         from.ndim() == 2 && from.layout() == Layout{PerBlockMN{1, 32}} && blocks != nullptr &&
-         blocks->fp8_format == Fp8Format::kE4M3 && blocks->block_m == blocks->block_k &&
-         blocks->block_k % 32 == 0;
+         from.ndim() == 2 && from.layout() == Layout{PerBlockMN{1, 32}} && fp8_tile(to) > 0 &&
+         fp8_tile(to) % 32 == 0;
 }
 
 struct Planner {
@@ -406,7 +415,7 @@ struct Planner {
 
   // What reencode_fp4_as_fp8 gives for the target's block.
   Recipe reencoded_recipe() const {
-    const std::int64_t block = std::get<Float8BlockScaling>(*recipe).block_k;
+    const std::int64_t block = fp8_tile(*recipe);
     return Float8BlockScaling{
         .fp8_format = Fp8Format::kE4M3, .block_k = block, .block_m = block, .power_2_scale = true};
   }
@@ -425,7 +434,7 @@ struct Planner {
         const auto& scaled = std::get<ScaledTensor>(entry);
         if (reencodes_losslessly(scaled, *recipe)) {
           try {
-            return reencode_fp4_as_fp8(scaled, std::get<Float8BlockScaling>(*recipe).block_k);
+            return reencode_fp4_as_fp8(scaled, fp8_tile(*recipe));
           } catch (const ValueError& error) {
             fail<ValueError>("'", job.source->file, "': tensor '", job.name, "': ", error.what());
           }
@@ -670,8 +679,10 @@ std::optional<Recipe> target_recipe(const ConvertTarget& target) {
     return Float8CurrentScaling{.fp8_format = target.fp8_format};
   }
   if (format == "fp8-block") {
-    return Float8BlockScaling{
-        .fp8_format = target.fp8_format, .block_k = 128, .block_m = 128, .power_2_scale = false};
+    return Float8BlockScaling{.fp8_format = target.fp8_format,
+                              .block_k = 128,
+                              .block_m = 128,
+                              .power_2_scale = target.power_2_scale};
   }
   if (format == "mxfp8") {
     return MXFP8BlockScaling{.fp8_format = target.fp8_format,
@@ -716,10 +727,9 @@ const std::vector<std::string>& default_ignore_patterns() {
 ConvertReport convert_model(const fs::path& source, const fs::path& destination,
                             const ConvertOptions& options, const ConvertPoll& poll) {
   const Convention convention = options.convention.value_or(default_convention(options.target));
-  Planner planner{options, target_dtype(options.target), target_recipe(options.target), {}, {}};
-  if (convention == Convention::kDeepSeekV4 && planner.recipe) {
-    std::get<Float8BlockScaling>(*planner.recipe).power_2_scale = true;  // E8M0 scales
-  }
+  ConvertTarget target = options.target;
+  if (convention == Convention::kDeepSeekV4) target.power_2_scale = true;  // E8M0 scales
+  Planner planner{options, target_dtype(target), target_recipe(target), {}, {}};
   if (planner.recipe && !convention_holds(convention, options.target.format)) {
     fail<ValueError>("convention: the ", to_string(convention), " convention cannot hold ",
                      options.target.format, " weights");

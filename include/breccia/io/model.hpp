@@ -46,6 +46,7 @@ struct ConvertTarget {
   Int4ScaleDType int4_scale_dtype = Int4ScaleDType::kBF16;   // int4
   MXScaleRounding scale_rounding = MXScaleRounding::kFloor;  // mxfp8, mxfp4
   Fp8Format fp8_format = Fp8Format::kE4M3;                   // fp8, fp8-channel, fp8-block, mxfp8
+  bool power_2_scale = false;  // fp8-block: scales rounded to powers of two (deepseek-v4 sets it)
 };
 
 // The formats ConvertTarget::format accepts, in documentation order.

@@ -77,9 +77,9 @@ def save_safetensors(
     "gpt-oss" writes each ScaledTensor under that convention's names and dtypes instead
     (ValueError for a recipe the convention cannot express). The file appears whole or not at
     all: it is written beside the target as ``.<name>.breccia-partial-<pid>-<n>`` and renamed
-    over it. The write runs without
-    the GIL; a KeyboardInterrupt raised from this call means the target was left untouched,
-    unless the exception carries a note saying the file had already been written completely.
+    over it. The write runs without the GIL; a KeyboardInterrupt raised from this call means the
+    target was left untouched, unless the exception carries a note saying the file had already
+    been written completely.
     Temporary files left by a killed writer are removed by the next save to the same path.
     Names and the path must not hold NUL bytes (ValueError).
     progress (extension): a progress bar (tqdm, on stderr) while the file is written; by default
