@@ -17,6 +17,11 @@ struct CastOptions {
   int axis = -1;                         // -2: blocks along the second-to-last dim
   DelayedScalingState* state = nullptr;  // DelayedScaling only: read and updated
   Context context;                       // allocator, stream, kernel preference
+  // NVFP4 only: the amax its global scale comes from, instead of x's own. The projections that
+  // serving stacks fuse into one GEMM (q/k/v, gate/up) must share one global scale: each is cast
+  // with the largest of their amaxes. Should be at least x's amax (block scales saturate
+  // otherwise). CPU only (UnsupportedError on other devices).
+  std::optional<float> tensor_amax;
 };
 
 // Quantizes x (fp32/fp16/bf16/fp64, any strides) under `recipe`.

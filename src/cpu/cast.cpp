@@ -341,9 +341,10 @@ class TileCast {
 };
 
 void CastImpl(const QuantPlan& plan, const Array& x, const CastOutputs& out,
-              DelayedScalingState* state) {
+              DelayedScalingState* state, std::optional<float> given_tensor_amax) {
   const bool needs_amax = plan.grid.per_tensor || plan.has_global_scale || state != nullptr;
-  const float tensor_amax = needs_amax ? TensorAmax(x, plan.grid) : 0.0f;
+  const float tensor_amax =
+      given_tensor_amax ? *given_tensor_amax : (needs_amax ? TensorAmax(x, plan.grid) : 0.0f);
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);
     rules::bind_state(rule, state);
@@ -396,6 +397,14 @@ void EncodeElementsImpl(ElementFormat format, const float* values, std::uint8_t*
   });
 }
 
+// The amax of a contiguous array, read as rows of its last dimension.
+float AmaxImpl(const Array& x) {
+  ScaleGrid grid;
+  grid.cols = x.ndim() == 0 ? 1 : x.shape().back();
+  grid.rows = grid.cols == 0 ? 0 : x.numel() / grid.cols;
+  return TensorAmax(x, grid);
+}
+
 }  // namespace breccia::kernels::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -403,11 +412,20 @@ HWY_AFTER_NAMESPACE();
 namespace breccia::kernels::cpu {
 
 HWY_EXPORT(CastImpl);
+HWY_EXPORT(AmaxImpl);
 HWY_EXPORT(EncodeElementsImpl);
 
-void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
-          DelayedScalingState* state) {
-  HWY_DYNAMIC_DISPATCH(CastImpl)(plan, x, out, state);
+void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out, DelayedScalingState* state,
+          std::optional<float> tensor_amax) {
+  HWY_DYNAMIC_DISPATCH(CastImpl)(plan, x, out, state, tensor_amax);
+}
+
+float amax(const Array& x) {
+  if (!is_wide_float(x.dtype()) || !x.device().is_cpu()) {
+    fail<ValueError>("x: expected a float array on the CPU, got ", dtype_name(x.dtype()), " on ",
+                     x.device().str());
+  }
+  return HWY_DYNAMIC_DISPATCH(AmaxImpl)(x.contiguous());
 }
 
 void encode_elements(ElementFormat format, std::span<const float> values,

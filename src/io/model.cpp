@@ -18,7 +18,9 @@
 #include <utility>
 
 #include "breccia/error.hpp"
+#include "breccia/kernels/cpu.hpp"
 #include "breccia/kernels/reference.hpp"
+#include "breccia/numerics.hpp"
 #include "breccia/ops.hpp"
 #include "breccia/plan.hpp"
 
@@ -265,8 +267,32 @@ struct Job {
   std::uint64_t bytes_in = 0;
   std::uint64_t estimate_out = 0;
   std::size_t shard = 0;
-  bool linear_kept_high = false;  // a weight matrix left high precision (the config's ignore)
+  bool linear_kept_high = false;     // a weight matrix left high precision (the config's ignore)
+  std::optional<float> shared_amax;  // NVFP4: the amax of its fused group (fused_group_of)
 };
+
+// The GEMM a serving stack fuses a projection into (q/k/v -> qkv, gate/up -> gate_up, and
+// the experts' w1/w3), as `<module prefix>:<group>`, or "" for a projection of its own.
+// NVFP4 weights fused into one GEMM must share one global scale.
+std::string fused_group_of(const std::string& name) {
+  static const std::regex fused(
+      R"(^(.*)\.(q_proj|k_proj|v_proj|gate_proj|up_proj|w1|w3)\.weight$)");
+  std::smatch match;
+  if (!std::regex_match(name, match, fused)) return "";
+  const std::string part = match[2];
+  const std::string group = part == "w1" || part == "w3"               ? "w13"
+                            : part == "gate_proj" || part == "up_proj" ? "gate_up"
+                                                                       : "qkv";
+  return match[1].str() + ":" + group;
+}
+
+// max |value| of a tensor, decoded first when quantized.
+float amax_of(const CheckpointEntry& entry) {
+  if (const auto* scaled = std::get_if<ScaledTensor>(&entry)) {
+    return kernels::cpu::amax(dequantize(*scaled, DType::kF32));
+  }
+  return kernels::cpu::amax(std::get<Array>(entry));
+}
 
 std::string module_of(const std::string& weight_name) {
   return ends_with(weight_name, ".weight") ? weight_name.substr(0, weight_name.size() - 7)
@@ -313,7 +339,7 @@ struct Planner {
 
   // Casts `x` for the target (per-channel FP8 is the 1 x K block cast, whose rule is the
   // per-tensor one, relabelled).
-  ScaledTensor cast_weight(const Array& x) const {
+  ScaledTensor cast_weight(const Array& x, std::optional<float> shared_amax) const {
     if (options.target.format == "fp8-channel") {
       const Recipe row_blocks = Float8BlockScaling{.fp8_format = options.target.fp8_format,
                                                    .block_k = x.shape().back(),
@@ -324,7 +350,7 @@ struct Planner {
                          Float8CurrentScaling{.fp8_format = options.target.fp8_format},
                          PerChannel{});
     }
-    return cast(x, *recipe);
+    return cast(x, *recipe, CastOptions{.tensor_amax = shared_amax});
   }
 
   // The layout cast_weight gives a (rows, cols) weight.
@@ -429,7 +455,7 @@ struct Planner {
       case Action::kDequantize:
         return dequantize(std::get<ScaledTensor>(entry), job.dtype);
       case Action::kQuantize:
-        return cast_weight(std::get<Array>(entry));
+        return cast_weight(std::get<Array>(entry), job.shared_amax);
       case Action::kRequantize: {
         const auto& scaled = std::get<ScaledTensor>(entry);
         if (reencodes_losslessly(scaled, *recipe)) {
@@ -439,7 +465,7 @@ struct Planner {
             fail<ValueError>("'", job.source->file, "': tensor '", job.name, "': ", error.what());
           }
         }
-        return cast_weight(dequantize(scaled, DType::kF32));
+        return cast_weight(dequantize(scaled, DType::kF32), job.shared_amax);
       }
     }
     return entry;
@@ -773,6 +799,25 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   }
   std::stable_sort(jobs.begin(), jobs.end(),
                    [](const Job& a, const Job& b) { return a.source->file < b.source->file; });
+  if (planner.recipe && spec_of(*planner.recipe).has_global_scale) {
+    std::map<std::string, std::vector<Job*>> fused;
+    for (Job& job : jobs) {
+      const std::string group = fused_group_of(job.name);
+      if (!group.empty() && (job.action == Action::kQuantize || job.action == Action::kRequantize))
+        fused[group].push_back(&job);
+    }
+    for (auto& [group, members] : fused) {
+      if (members.size() < 2) continue;
+      float shared = 0.0f;
+      for (const Job* member : members) {
+        shared = numerics::nan_max(shared, amax_of(*member->entry));
+      }
+      for (Job* member : members) {
+        member->shared_amax = shared;
+        member->detail += ", global scale shared with its fused projections";
+      }
+    }
+  }
   std::set<std::string> converted_modules;
   for (const Job& job : jobs) {
     if (job.action != Action::kKeep) converted_modules.insert(module_of(job.name));

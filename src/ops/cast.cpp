@@ -74,9 +74,22 @@ Array swizzled_scale_for(const QuantPlan& plan, Device device, Allocator* alloca
 ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
   check_input(x, recipe, options.state, options.context);
   const QuantPlan plan = plan_cast(x.shape(), recipe, options.axis);
+  if (options.tensor_amax) {
+    if (!plan.has_global_scale) {
+      fail<ValueError>(
+          "tensor_amax: only NVFP4's global scale is computed from a given amax, "
+          "got recipe ",
+          recipe_repr(recipe));
+    }
+    if (!x.device().is_cpu()) {
+      fail<UnsupportedError>("tensor_amax: a given amax is taken on the CPU only, got x on ",
+                             x.device().str());
+    }
+  }
   const kernels::CastTarget target{
       &plan, allocate_outputs(plan, x.device(), options.context.allocator), {}};
-  ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state, options.context);
+  ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state, options.context,
+                       options.tensor_amax);
   return scaled_tensor_of(plan, target.out);
 }
 

@@ -62,7 +62,8 @@ void require_kernels_for(Device device, std::string_view operation, const Contex
 }
 
 void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
-              DelayedScalingState* state, const Context& context) {
+              DelayedScalingState* state, const Context& context,
+              std::optional<float> tensor_amax) {
 #if defined(BRECCIA_WITH_CUDA)
   if (on_cuda(x.device(), context)) {
     kernels::cuda::cast(x, targets, state, context);
@@ -72,9 +73,9 @@ void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
   const bool reference = context.kernels == KernelPreference::kReference;
   for (const kernels::CastTarget& target : targets) {
     if (reference) {
-      kernels::reference::cast(*target.plan, x, target.out, state);
+      kernels::reference::cast(*target.plan, x, target.out, state, tensor_amax);
     } else {
-      kernels::cpu::cast(*target.plan, x, target.out, state);
+      kernels::cpu::cast(*target.plan, x, target.out, state, tensor_amax);
     }
     if (target.swizzled.defined()) write_swizzled(target);
   }

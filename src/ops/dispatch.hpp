@@ -3,6 +3,7 @@
 // is asked for), the CUDA kernels (kernels/cuda.hpp) on CUDA devices when BRECCIA_CUDA is built.
 #pragma once
 
+#include <optional>
 #include <span>
 
 #include "breccia/context.hpp"
@@ -23,7 +24,8 @@ void require_kernels_for(Device device, std::string_view operation, const Contex
 // Casts x into every target (one plan, or the rowwise and columnwise plans of one recipe,
 // which a device kernel may fill in one pass), GEMM-ready swizzled scales included.
 void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
-              DelayedScalingState* state, const Context& context);
+              DelayedScalingState* state, const Context& context,
+              std::optional<float> tensor_amax = std::nullopt);
 void run_dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
                     const Array& global_scale, const Array& zero_point, const Array& out,
                     const Context& context);

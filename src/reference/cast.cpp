@@ -10,12 +10,13 @@
 
 namespace breccia::kernels::reference {
 
-void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
-          DelayedScalingState* state) {
+void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out, DelayedScalingState* state,
+          std::optional<float> given_tensor_amax) {
   const std::vector<float> values = detail::read_as_float32(x);
   const auto count = static_cast<std::int64_t>(values.size());
   float tensor_amax = 0.0f;
   for (const float v : values) tensor_amax = numerics::nan_max(tensor_amax, numerics::abs_value(v));
+  if (given_tensor_amax) tensor_amax = *given_tensor_amax;
 
   rules::with_rule(plan.spec, [&](auto rule) {
     using Rule = decltype(rule);

@@ -277,6 +277,41 @@ TEST_F(CpuKernels, DelayedScalingStateAdvancesAsWithTheReference) {
   }
 }
 
+// A given tensor amax (a fused projection's shared one) replaces x's own in NVFP4's global
+// scale: both kernels agree byte for byte; x's own amax gives the plain cast's bytes; a larger
+// one gives the global scale of a tensor with that amax. amax() is the cast's statistic.
+TEST_F(CpuKernels, Nvfp4CastWithAGivenTensorAmaxMatchesTheReference) {
+  const Array x = make_input({64, 256}, Fill::kRandom, 77);
+  for (const Recipe recipe :
+       {Recipe{NVFP4BlockScaling{}}, Recipe{NVFP4BlockScaling{.two_d = true}}}) {
+    const float own = kernels::cpu::amax(x);
+    const ScaledTensor plain = cast(x, recipe);
+    const ScaledTensor same = cast(x, recipe, {.tensor_amax = own});
+    EXPECT_EQ(mismatched_bytes(same.data(), plain.data()), 0);
+    EXPECT_EQ(mismatched_bytes(same.scale(), plain.scale()), 0);
+    EXPECT_EQ(mismatched_bytes(*same.global_scale(), *plain.global_scale()), 0);
+
+    const float shared = own * 3.5f;
+    Array scaled_up = Array::zeros(DType::kF32, {1, 16});  // a tensor whose amax is `shared`
+    scaled_up.data_as<float>()[0] = shared;
+    const ScaledTensor got = cast(x, recipe, {.context = {}, .tensor_amax = shared});
+    const ScaledTensor want = cast(x, recipe, {.context = kReference, .tensor_amax = shared});
+    EXPECT_EQ(mismatched_bytes(got.data(), want.data()), 0);
+    EXPECT_EQ(mismatched_bytes(got.scale(), want.scale()), 0);
+    EXPECT_EQ(mismatched_bytes(*got.global_scale(), *want.global_scale()), 0);
+    EXPECT_EQ(mismatched_bytes(*got.global_scale(), *cast(scaled_up, recipe).global_scale()), 0);
+  }
+  EXPECT_TRUE(test_support::contains(test_support::error_message<ValueError>([&] {
+                                       cast(x, MXFP4BlockScaling{}, {.tensor_amax = 1.0f});
+                                     }),
+                                     "tensor_amax: only NVFP4's global scale"));
+  Array with_nan = make_input({4, 64}, Fill::kRandom, 5);
+  with_nan.data_as<float>()[17] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(kernels::cpu::amax(with_nan)));
+  EXPECT_EQ(kernels::cpu::amax(converted(x, DType::kBF16)),
+            kernels::cpu::amax(converted(converted(x, DType::kBF16), DType::kF32)));
+}
+
 // fp32 values around every rounding boundary of the element formats: each bit pattern with a
 // 2^16 stride, plus every pattern whose low 16 bits are within 2 of a multiple of 2^k (the
 // ties and their neighbours for every mantissa width), and the specials.

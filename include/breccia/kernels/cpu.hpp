@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -16,8 +17,8 @@
 namespace breccia::kernels::cpu {
 
 // As reference::cast.
-void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
-          DelayedScalingState* state);
+void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out, DelayedScalingState* state,
+          std::optional<float> tensor_amax = std::nullopt);
 
 // As reference::dequantize.
 void dequantize(const QuantPlan& plan, const Array& data, const Array& scale,
@@ -33,6 +34,10 @@ inline constexpr std::int64_t kLinearSmallM = 16;
 void linear_small_m(const QuantPlan& plan, const Array& data, const Array& scale,
                     const Array& global_scale, const Array& zero_point, const Array& x,
                     const Array& out);
+
+// max |x| over a float array on the CPU (fp32, fp16, bf16, fp64), NaN winning as in every
+// recipe's statistics; 0 for an empty array. ValueError for other dtypes or devices.
+float amax(const Array& x);
 
 // codes[i] = the element code of values[i] (already multiplied by its scale) in a floating-point
 // element format, one code per byte: the cast kernels' SIMD encoder, exposed for tests and

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "breccia/array.hpp"
 #include "breccia/kernels/cast_target.hpp"
@@ -13,9 +14,10 @@
 namespace breccia::kernels::reference {
 
 // Quantizes x (any wide float dtype) into `out`. `state` is read and updated for
-// DelayedScaling (null: the stateless rule).
-void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out,
-          DelayedScalingState* state);
+// DelayedScaling (null: the stateless rule). `tensor_amax`, when given, replaces x's amax for
+// the rules that scale from the tensor's (NVFP4's global scale).
+void cast(const QuantPlan& plan, const Array& x, const CastOutputs& out, DelayedScalingState* state,
+          std::optional<float> tensor_amax = std::nullopt);
 
 // Writes decode(data) * scale into `out` (any wide float dtype, plan.logical_shape).
 // `global_scale` and `zero_point` are empty unless the plan has them.
