@@ -35,7 +35,12 @@ __version__: str = _core.__version__
 
 
 def cast(
-    x: Any, recipe: ScalingRecipe, axis: int = -1, *, state: DelayedScalingState | None = None
+    x: Any,
+    recipe: ScalingRecipe,
+    axis: int = -1,
+    *,
+    state: DelayedScalingState | None = None,
+    tensor_amax: float | None = None,
 ) -> ScaledTensor:
     """Quantize a high-precision tensor under ``recipe``.
 
@@ -48,13 +53,16 @@ def cast(
     second-to-last (the K dimension of a right-hand matmul operand); the layout says which.
     state (extension): a DelayedScalingState for DelayedScaling; quantizes with its current
     scale and updates its amax history. Without it DelayedScaling uses this tensor's amax.
+    tensor_amax (extension, NVFP4BlockScaling on the CPU): the amax the global scale is computed
+    from instead of x's own. Projections a serving stack fuses into one GEMM (q/k/v, gate/up)
+    must share one global scale: cast each with the largest amax of the group.
 
     Raises TypeError for a non-array or non-float x, ValueError for a shape the recipe cannot
     block, NotImplementedError for a GPU array when breccia was built without CUDA kernels.
 
     >>> st = breccia.cast(np.ones((4, 64), np.float32), breccia.MXFP8BlockScaling())
     """
-    return _ops.cast(_ops.AUTOMATIC, x, recipe, axis, state)
+    return _ops.cast(_ops.AUTOMATIC, x, recipe, axis, state, tensor_amax)
 
 
 def cast_for_gemm(

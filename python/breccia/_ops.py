@@ -66,7 +66,12 @@ def _axis(axis: Any) -> int:
 
 @_named("cast")
 def cast(
-    kernels: Kernels, x: Any, recipe: ScalingRecipe, axis: int, state: DelayedScalingState | None
+    kernels: Kernels,
+    x: Any,
+    recipe: ScalingRecipe,
+    axis: int,
+    state: DelayedScalingState | None,
+    tensor_amax: float | None = None,
 ) -> ScaledTensor:
     _backends.require_array_like(x, "x")
     require_recipe(recipe, "recipe")
@@ -78,6 +83,7 @@ def cast(
         _state_native(state),
         *_backends.device_context(x, backend),
         kernels=kernels,
+        tensor_amax=None if tensor_amax is None else float(tensor_amax),
     )
     return ScaledTensor._from_native(native, backend, recipe)
 

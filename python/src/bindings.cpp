@@ -351,14 +351,18 @@ NB_MODULE(_core, m) {
   m.def(
       "cast",
       [](const Array& x, const Recipe& recipe, int axis, DelayedScalingState* state,
-         nb::object allocate, std::uintptr_t stream, std::string_view kernels) {
+         nb::object allocate, std::uintptr_t stream, std::string_view kernels,
+         std::optional<float> tensor_amax) {
         const PythonContext python(std::move(allocate), stream, kernels);
         nb::gil_scoped_release release;
         return cast(x, recipe,
-                    CastOptions{.axis = axis, .state = state, .context = python.context()});
+                    CastOptions{.axis = axis,
+                                .state = state,
+                                .context = python.context(),
+                                .tensor_amax = tensor_amax});
       },
       "x"_a, "recipe"_a, "axis"_a = -1, "state"_a = nb::none(), "allocate"_a = nb::none(),
-      "stream"_a = 0, "kernels"_a = "automatic");
+      "stream"_a = 0, "kernels"_a = "automatic", "tensor_amax"_a = nb::none());
   m.def(
       "cast_for_gemm",
       [](const Array& x, const Recipe& recipe, bool rowwise, bool columnwise, bool swizzled_scales,

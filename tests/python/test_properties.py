@@ -152,3 +152,28 @@ def test_json_round_trip_is_identity(recipe):
 def test_pickling_a_recipe_works(recipe):
     restored = pickle.loads(pickle.dumps(recipe))
     assert restored == recipe and repr(restored) == repr(recipe)
+
+
+@pytest.mark.parametrize("two_d", [False, True])
+def test_nvfp4_tensor_amax_gives_a_fused_groups_shared_global_scale(two_d):
+    """Members of a fused projection cast with the group's amax share one global scale, which
+    is the scale of the member with that amax; the fast and reference kernels agree."""
+    rng = np.random.default_rng(5)
+    recipe = breccia.NVFP4BlockScaling(two_d=two_d)
+    q, k = rng.standard_normal((64, 128)).astype(np.float32), rng.standard_normal((32, 128))
+    k = (k * 9).astype(np.float32)
+    shared = float(max(np.abs(q).max(), np.abs(k).max()))
+    cq = breccia.cast(q, recipe, tensor_amax=shared)
+    ck = breccia.cast(k, recipe, tensor_amax=shared)
+    assert np.asarray(cq.global_scale).tobytes() == np.asarray(ck.global_scale).tobytes()
+    plain_k = breccia.cast(k, recipe)
+    assert np.asarray(ck.data).tobytes() == np.asarray(plain_k.data).tobytes()
+    assert np.asarray(ck.global_scale).tobytes() == np.asarray(plain_k.global_scale).tobytes()
+    reference = breccia.kernels.reference.cast(q, recipe, tensor_amax=shared)
+    for name in ("data", "scale", "global_scale"):
+        assert (
+            np.asarray(getattr(cq, name)).tobytes()
+            == np.asarray(getattr(reference, name)).tobytes()
+        )
+    with pytest.raises(ValueError, match="tensor_amax: only NVFP4"):
+        breccia.cast(q, breccia.MXFP8BlockScaling(), tensor_amax=1.0)

@@ -16,10 +16,15 @@ from breccia.recipes import DelayedScalingState, ScalingRecipe
 
 
 def cast(
-    x: Any, recipe: ScalingRecipe, axis: int = -1, *, state: DelayedScalingState | None = None
+    x: Any,
+    recipe: ScalingRecipe,
+    axis: int = -1,
+    *,
+    state: DelayedScalingState | None = None,
+    tensor_amax: float | None = None,
 ) -> ScaledTensor:
     """Reference quantize of x under recipe (see ``breccia.cast``)."""
-    return _ops.cast(_ops.REFERENCE, x, recipe, axis, state)
+    return _ops.cast(_ops.REFERENCE, x, recipe, axis, state, tensor_amax)
 
 
 def dequantize(scaled: ScaledTensor, out_dtype: Any = np.float32) -> Any:
