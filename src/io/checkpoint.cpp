@@ -539,15 +539,29 @@ void load_compressed_int4(FileTensors& file, const std::string& name,
 }
 
 // FP8 weight + weight_scale (compressed-tensors or ModelOpt): per tensor, per channel or per
-// 128 x 128 block, told apart by the scale's shape.
+// 128 x 128 block, told apart by the scale's shape (ModelOpt's channel scales are [N], its block
+// scales [N/128, 1, K/128, 1]); ModelOpt's MXFP8 has U8 (E8M0) scales [N, K/32].
 void load_fp8_with_scale(FileTensors& file, const std::string& name,
                          std::map<std::string, CheckpointEntry>& tensors) {
   const std::string source = "FP8 weight_scale";
   const StoredTensor data = file.take(name, source);
   const StoredTensor scale_stored = file.take(name + "_scale", source);
-  const Array scale = to_f32(scale_stored.array, file.where() + ": tensor '" + name + "_scale'");
   const Fp8Format format = fp8_format_of(data.dtype);
   const Shape& shape = data.array.shape();
+  if (scale_stored.dtype == SafetensorsDType::kU8 ||
+      scale_stored.dtype == SafetensorsDType::kF8E8M0) {
+    tensors.emplace(name, build(file, name, "ModelOpt MXFP8", data.array,
+                                scale_stored.array.viewed_as(DType::kE8M0),
+                                MXFP8BlockScaling{.fp8_format = format}, PerBlockMN{1, 32}));
+    return;
+  }
+  Array scale = to_f32(scale_stored.array, file.where() + ": tensor '" + name + "_scale'");
+  if (shape.size() == 2 && scale.ndim() == 4 && scale.dim(1) == 1 && scale.dim(3) == 1) {
+    scale = scale.reshaped({scale.dim(0), scale.dim(2)});  // ModelOpt FP8_PB_WO
+  }
+  if (shape.size() == 2 && scale.ndim() == 1 && scale.numel() > 1) {
+    scale = scale.reshaped({scale.numel(), 1});  // ModelOpt FP8_PER_CHANNEL_PER_TOKEN
+  }
   const Shape& scale_shape = scale.shape();
   if (scale.numel() == 1 && scale.ndim() <= 1) {
     tensors.emplace(name, build(file, name, source, data.array, scale,
@@ -575,10 +589,16 @@ void load_fp8_with_scale(FileTensors& file, const std::string& name,
                    shape_str(shape), ", got ", shape_str(scale_shape));
 }
 
-// compressed-tensors and ModelOpt both store FP8 as `x` + `x_scale`; ModelOpt's per-tensor
-// scale is a 0-d tensor, compressed-tensors' a [1] one (and only it has channel and block scales).
+// compressed-tensors and ModelOpt both store FP8 as `x` + `x_scale`, told apart by the scale:
+// ModelOpt's is 0-d per tensor, [N] per channel, [N/128, 1, K/128, 1] per block and U8 for MXFP8;
+// compressed-tensors' [1], [N, 1] and [N/128, K/128].
 std::string fp8_scale_convention(const FileTensors& file, const std::string& name) {
-  return file.peek(name + "_scale").array.ndim() == 0 ? "modelopt" : "compressed-tensors";
+  const StoredTensor& scale = file.peek(name + "_scale");
+  const bool modelopt = scale.array.ndim() == 0 || scale.array.ndim() == 4 ||
+                        (scale.array.ndim() == 1 && scale.array.numel() > 1) ||
+                        scale.dtype == SafetensorsDType::kU8 ||
+                        scale.dtype == SafetensorsDType::kF8E8M0;
+  return modelopt ? "modelopt" : "compressed-tensors";
 }
 
 bool is_deepseek_v4_weight(const StoredTensor& weight) {
@@ -833,6 +853,36 @@ void write_deepseek_v4(const std::string& name, const ScaledTensor& tensor,
   }
 }
 
+// ModelOpt's FP8 family: per tensor (FP8, a 0-d scale), per channel
+// (FP8_PER_CHANNEL_PER_TOKEN, [N]), per 128 x 128 block (FP8_PB_WO, [N/128, 1, K/128, 1]) and
+// MXFP8 (U8 E8M0 scales [N, K/32]), all E4M3.
+void write_modelopt_fp8(const std::string& name, const ScaledTensor& tensor,
+                        const SaveOptions& options, Writer& writer) {
+  const RecipeSpec& spec = tensor.spec();
+  const Layout& layout = tensor.layout();
+  const bool e4m3 = spec.element == ElementFormat::kE4M3 && tensor.ndim() == 2;
+  const Array scale = tensor.scale().contiguous();
+  const std::int64_t rows = tensor.shape()[0];
+  if (e4m3 && spec.family == RuleFamily::kMx && layout == Layout{PerBlockMN{1, 32}}) {
+    writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
+    writer.add(name + "_scale", stored(scale, SafetensorsDType::kU8));
+    return;
+  }
+  std::optional<Shape> scale_shape;
+  if (e4m3 && is_per_tensor_fp8(spec) && layout == Layout{PerTensor{}}) scale_shape = Shape{};
+  if (e4m3 && is_per_tensor_fp8(spec) && layout == Layout{PerChannel{}}) scale_shape = Shape{rows};
+  if (e4m3 && is_block_128(tensor)) {
+    scale_shape = Shape{scale.dim(0), 1, scale.dim(1), 1};
+  }
+  if (!scale_shape) {
+    cannot_express(name, tensor, options.convention,
+                   "2-D NVFP4 (PerBlockMN(1, 16)), MXFP8 (PerBlockMN(1, 32)) and E4M3 FP8 "
+                   "weights per tensor, per channel or per 128x128 block");
+  }
+  writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
+  writer.add(name + "_scale", stored(scale.reshaped(*scale_shape), SafetensorsDType::kF32));
+}
+
 void write_convention(const std::string& name, const ScaledTensor& tensor,
                       const SaveOptions& options, Writer& writer) {
   switch (options.convention) {
@@ -855,15 +905,8 @@ void write_convention(const std::string& name, const ScaledTensor& tensor,
         writer.add(name + "_scale_2", stored(global_scale_as(tensor, {}), SafetensorsDType::kF32));
         return;
       }
-      if (tensor.ndim() == 2 && is_per_tensor_fp8(tensor.spec()) &&
-          fp8_format(tensor) == Fp8Format::kE4M3 && tensor.layout() == Layout{PerTensor{}}) {
-        writer.add(name, stored(tensor.data(), SafetensorsDType::kF8E4M3));
-        writer.add(name + "_scale",
-                   stored(tensor.scale().contiguous().reshaped({}), SafetensorsDType::kF32));
-        return;
-      }
-      cannot_express(name, tensor, options.convention,
-                     "2-D NVFP4 (PerBlockMN(1, 16)) and per-tensor E4M3 FP8 weights");
+      write_modelopt_fp8(name, tensor, options, writer);
+      return;
     case Convention::kCompressedTensors:
       write_compressed_tensors(name, tensor, options, writer);
       return;

@@ -12,6 +12,7 @@
 #include <exception>
 #include <future>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -229,7 +230,8 @@ bool convention_holds(Convention convention, const std::string& format) {
     case Convention::kDeepSeekV4:
       return format == "fp8-block";
     case Convention::kModelOpt:
-      return format == "nvfp4" || format == "fp8";
+      return format == "nvfp4" || format == "fp8" || format == "fp8-channel" ||
+             format == "fp8-block" || format == "mxfp8";
     case Convention::kCompressedTensors:
       return format == "fp8" || format == "fp8-channel" || format == "fp8-block" ||
              format == "nvfp4" || format == "mxfp4" || format == "int4";
@@ -503,10 +505,17 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
             {"modules_to_not_convert", ignore}};
   }
   if (convention == Convention::kModelOpt) {
+    const std::map<std::string, std::pair<std::string, int>> algorithms = {
+        {"fp8", {"FP8", 0}},
+        {"fp8-channel", {"FP8_PER_CHANNEL_PER_TOKEN", 0}},
+        {"fp8-block", {"FP8_PB_WO", 0}},
+        {"nvfp4", {"NVFP4", 16}},
+        {"mxfp8", {"MXFP8", 32}}};
+    const auto& [algorithm, group_size] = algorithms.at(target.format);
     return {{"quant_method", "modelopt"},
-            {"quant_algo", target.format == "nvfp4" ? "NVFP4" : "FP8"},
+            {"quant_algo", algorithm},
             {"kv_cache_quant_algo", nullptr},
-            {"group_size", target.format == "nvfp4" ? 16 : 0},
+            {"group_size", group_size},
             {"exclude_modules", ignore}};
   }
   if (convention == Convention::kCompressedTensors) {

@@ -195,6 +195,34 @@ def test_modelopt_nvfp4(tmp_path):
     _rewrite_is_identical(path, "modelopt")
 
 
+@pytest.mark.parametrize("kind", ["channel", "block", "mxfp8"])
+def test_modelopt_fp8_channel_block_and_mxfp8(tmp_path, kind):
+    """ModelOpt's FP8_PER_CHANNEL_PER_TOKEN (scale [N]), FP8_PB_WO (scale [N/128, 1, K/128, 1])
+    and MXFP8 (U8 E8M0 scales [N, K/32]) weights, as vLLM's ModelOpt loader reads them."""
+    gen = _generator(8)
+    weight = _fp8((256, 384), gen)
+    if kind == "channel":
+        scale = torch.rand(256, generator=gen) + 0.01
+        expanded = scale[:, None].expand(256, 384)
+    elif kind == "block":
+        scale = torch.rand(2, 1, 3, 1, generator=gen) + 0.01
+        expanded = scale[:, 0, :, 0].repeat_interleave(128, 0).repeat_interleave(128, 1)
+    else:
+        scale = torch.randint(110, 135, (256, 12), dtype=torch.uint8, generator=gen)
+        expanded = torch.exp2(scale.float() - 127).repeat_interleave(32, 1)
+    path = tmp_path / "modelopt.safetensors"
+    save_file({"fc.weight": weight, "fc.weight_scale": scale}, path, metadata={"format": "pt"})
+    w = load_safetensors(path)["fc.weight"]
+    expected = {
+        "channel": breccia.PerChannel(),
+        "block": breccia.PerBlockMN(128, 128),
+        "mxfp8": breccia.PerBlockMN(1, 32),
+    }[kind]
+    assert w.layout == expected
+    assert _ulp_distance(breccia.dequantize(w), (weight.float() * expanded).numpy()).max() == 0
+    _rewrite_is_identical(path, "modelopt")
+
+
 def _gpt_oss_dequantize(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """gpt-oss's own decode: each byte two E2M1 codes (low nibble = even element) from a lookup
     table, each group of 32 times 2^(scale - 127)."""
@@ -307,6 +335,31 @@ def test_gpt_oss_rejects_blocks_that_are_not_32_codes(tmp_path):
             breccia.MXFP4BlockScaling(),
             {"m.weight_blocks": torch.uint8, "m.weight_scales": torch.uint8},
         ),
+        (
+            "modelopt",
+            breccia.Float8CurrentScaling(),
+            {"m.weight": torch.float8_e4m3fn, "m.weight_scale": torch.float32},
+        ),
+        (
+            "modelopt",
+            breccia.Float8BlockScaling(block_m=128, power_2_scale=False),
+            {"m.weight": torch.float8_e4m3fn, "m.weight_scale": torch.float32},
+        ),
+        (
+            "modelopt",
+            breccia.MXFP8BlockScaling(),
+            {"m.weight": torch.float8_e4m3fn, "m.weight_scale": torch.uint8},
+        ),
+        (
+            "deepseek-v4",
+            breccia.Float8BlockScaling(block_m=128, power_2_scale=True),
+            {"m.weight": torch.float8_e4m3fn, "m.scale": torch.float8_e8m0fnu},
+        ),
+        (
+            "deepseek-v4",
+            breccia.MXFP4BlockScaling(),
+            {"m.weight": torch.int8, "m.scale": torch.float8_e8m0fnu},
+        ),
     ],
 )
 def test_cast_tensors_write_each_convention_and_read_back(tmp_path, convention, recipe, names):
@@ -325,8 +378,8 @@ def test_cast_tensors_write_each_convention_and_read_back(tmp_path, convention, 
 
 
 def test_conventions_reject_what_they_cannot_express(tmp_path):
-    st = breccia.cast(np.ones((64, 64), np.float32), breccia.MXFP8BlockScaling())
-    for convention in ("deepseek-v3", "compressed-tensors", "modelopt", "gpt-oss"):
+    st = breccia.cast(np.ones((64, 64), np.float32), breccia.MXFP6BlockScaling())
+    for convention in ("deepseek-v3", "deepseek-v4", "compressed-tensors", "modelopt", "gpt-oss"):
         with pytest.raises(ValueError, match=convention):
             save_safetensors({"w": st}, tmp_path / "x.safetensors", convention=convention)
     assert not (tmp_path / "x.safetensors").exists()

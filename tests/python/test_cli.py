@@ -288,6 +288,10 @@ def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> No
         ("fp8-block", "compressed-tensors"),
         ("nvfp4", "modelopt"),
         ("fp8", "modelopt"),
+        ("fp8-channel", "modelopt"),
+        ("fp8-block", "modelopt"),
+        ("mxfp8", "modelopt"),
+        ("fp8-block", "deepseek-v4"),
         ("int4", "breccia"),
         ("mxfp4", "gpt-oss"),
     ]:
@@ -317,7 +321,14 @@ def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> No
                     ), key
         assert run("diff", str(first), str(second)).exit_code == 0
         if convention == "modelopt":
-            assert (first / "hf_quant_config.json").exists()
+            algorithm = json.loads((first / "hf_quant_config.json").read_text())["quantization"]
+            assert algorithm["quant_algo"] == {
+                "nvfp4": "NVFP4",
+                "fp8": "FP8",
+                "fp8-channel": "FP8_PER_CHANNEL_PER_TOKEN",
+                "fp8-block": "FP8_PB_WO",
+                "mxfp8": "MXFP8",
+            }[fmt]
 
 
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)

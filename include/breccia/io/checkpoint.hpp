@@ -27,7 +27,9 @@
 //   [N, groups]; x.weight_shape [2]; x.weight_zero_point I32 [ceil(N/8), groups] packed along
 //   rows when asymmetric).
 // - ModelOpt: NVFP4 (x.weight U8 [N, K/2], x.weight_scale F8_E4M3 [N, K/16],
-//   x.weight_scale_2 F32 [], a DECODE factor) and FP8 (x.weight F8_E4M3, x.weight_scale F32 []).
+//   x.weight_scale_2 F32 [], a DECODE factor), FP8 (x.weight F8_E4M3 with x.weight_scale F32 []
+//   per tensor, [N] per channel, [N/128, 1, K/128, 1] per block) and MXFP8 (x.weight F8_E4M3,
+//   x.weight_scale U8 [N, K/32], E8M0).
 // Tensors a convention has but breccia does not model (input_scale, input_global_scale, ...)
 // stay plain arrays under their own names.
 #pragma once
