@@ -118,7 +118,8 @@ void run(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Arra
   p.d = out.data();
   const Launcher launch =
       kind == GemmKind::kFp8PerTensor
-          ? per_tensor_launcher(b.data_dtype(), out.dtype())
+          ? per_tensor_launcher(b.data_dtype(), out.dtype(),
+                                per_tensor_schedule(p.m, p.n, p.k, detail::sm_count(device)))
           : blockwise_launcher(out.dtype(),
                                blockwise_schedule(p.m, p.n, p.k, detail::sm_count(device)));
   if (launch == nullptr) {
@@ -212,8 +213,13 @@ TileSchedule blockwise_schedule(int m, int n, int k, int sms) {
                                                                         : TileSchedule::kPersistent;
 }
 
+TileSchedule per_tensor_schedule(int m, int n, int, int sms) {
+  const std::int64_t large_tiles = std::int64_t{(m + 127) / 128} * ((n + 255) / 256);
+  return large_tiles < sms ? TileSchedule::kStreamK : TileSchedule::kPersistent;
+}
+
 #if !defined(BRECCIA_CUTLASS)
-Launcher per_tensor_launcher(DType, DType) {
+Launcher per_tensor_launcher(DType, DType, TileSchedule) {
   return nullptr;
 }
 Launcher blockwise_launcher(DType, TileSchedule) {

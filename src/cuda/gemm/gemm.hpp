@@ -21,13 +21,18 @@ struct Problem {
 // One CUTLASS kernel instance (src/cuda/gemm/*.cu).
 using Launcher = void (*)(const Problem& problem, const Context& context, Device device);
 
-// Null when this build has no such instance.
-Launcher per_tensor_launcher(DType b_dtype, DType out_dtype);
-// How a blockwise GEMM spreads its 128 x 128 output tiles over the SMs.
+// How a GEMM spreads its output tiles over the SMs.
 enum class TileSchedule : std::uint8_t {
   kPersistent,  // whole tiles per SM
   kStreamK,     // also K split across SMs that whole tiles would leave idle
 };
+// Null when this build has no such instance. Per tensor, kPersistent is the 128 x 256 tile
+// (2 x 1 cluster) for large problems, kStreamK a 128 x 128 tile (1 x 2 cluster) with K split
+// across the SMs for problems of less than one wave of large tiles (decoding and small batches).
+Launcher per_tensor_launcher(DType b_dtype, DType out_dtype, TileSchedule schedule);
+// The per-tensor schedule for M x N x K on `sms` SMs: stream-K when the large tiles would not
+// fill every SM once.
+TileSchedule per_tensor_schedule(int m, int n, int k, int sms);
 Launcher blockwise_launcher(DType out_dtype, TileSchedule schedule);
 // The schedule the dispatcher runs for an M x N x K problem on a GPU of `sms` SMs: stream-K
 // only for long K (at least kStreamKMinK) with fewer than kStreamKWaves waves of tiles, the

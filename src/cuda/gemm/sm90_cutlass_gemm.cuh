@@ -103,13 +103,28 @@ void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& contex
   detail::check_launch("CUTLASS FP8 GEMM");
 }
 
-// Per-tensor scales: D = (scale_a * scale_b) * (A @ B), alpha read from the device.
-template <class ElementB, class ElementD>
+// Per-tensor scales: D = (scale_a * scale_b) * (A @ B), alpha read from the device. Large
+// problems: 128 x 256 tiles in 2 x 1 clusters, persistent; small ones (TileScheduler
+// StreamKScheduler): 128 x 128 tiles in 1 x 2 clusters with K split across idle SMs.
+template <class TileScheduler>
+struct PerTensorTiles {
+  using Tile = cute::Shape<_128, _256, _128>;
+  using Cluster = cute::Shape<_2, _1, _1>;
+};
+template <>
+struct PerTensorTiles<cutlass::gemm::StreamKScheduler> {
+  using Tile = cute::Shape<_128, _128, _128>;
+  using Cluster = cute::Shape<_1, _2, _1>;
+};
+
+template <class ElementB, class ElementD, class TileScheduler = void>
 void per_tensor_gemm(const Problem& p, const Context& context, Device device) {
-  using Config = TmaGemm<cutlass::float_e4m3_t, ElementB, ElementD, cute::Shape<_128, _256, _128>,
-                         cute::Shape<_2, _1, _1>,
+  using Tiles = PerTensorTiles<TileScheduler>;
+  using Config = TmaGemm<cutlass::float_e4m3_t, ElementB, ElementD, typename Tiles::Tile,
+                         typename Tiles::Cluster,
                          cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                         cutlass::epilogue::TmaWarpSpecializedCooperative>;
+                         cutlass::epilogue::TmaWarpSpecializedCooperative, void, void,
+                         cutlass::layout::ColumnMajor, TileScheduler>;
   using Gemm = typename Config::Gemm;
   using StrideA = typename Gemm::GemmKernel::StrideA;
   using StrideB = typename Gemm::GemmKernel::StrideB;

@@ -1,8 +1,11 @@
-// Per-tensor FP8 GEMM: E4M3 x E5M2 -> f32.
+// Per-tensor FP8 GEMMs (persistent and stream-K schedules): E4M3 x E5M2 -> f32.
 #include "cuda/gemm/sm90_cutlass_gemm.cuh"
 
 namespace breccia::kernels::cuda::gemm {
 void per_tensor_e5m2_f32(const Problem& p, const Context& c, Device d) {
   per_tensor_gemm<cutlass::float_e5m2_t, float>(p, c, d);
+}
+void per_tensor_streamk_e5m2_f32(const Problem& p, const Context& c, Device d) {
+  per_tensor_gemm<cutlass::float_e5m2_t, float, cutlass::gemm::StreamKScheduler>(p, c, d);
 }
 }  // namespace breccia::kernels::cuda::gemm
