@@ -322,13 +322,16 @@ def test_round_trip_through_every_convention_is_byte_exact(tmp_path: Path) -> No
         assert run("diff", str(first), str(second)).exit_code == 0
         if convention == "modelopt":
             algorithm = json.loads((first / "hf_quant_config.json").read_text())["quantization"]
-            assert algorithm["quant_algo"] == {
-                "nvfp4": "NVFP4",
-                "fp8": "FP8",
-                "fp8-channel": "FP8_PER_CHANNEL_PER_TOKEN",
-                "fp8-block": "FP8_PB_WO",
-                "mxfp8": "MXFP8",
-            }[fmt]
+            assert (
+                algorithm["quant_algo"]
+                == {
+                    "nvfp4": "NVFP4",
+                    "fp8": "FP8",
+                    "fp8-channel": "FP8_PER_CHANNEL_PER_TOKEN",
+                    "fp8-block": "FP8_PB_WO",
+                    "mxfp8": "MXFP8",
+                }[fmt]
+            )
 
 
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)

@@ -134,6 +134,8 @@ PAIRS = {
 def test_matches_the_dequantized_fp32_product(shape, pair):
     m, n, k = shape
     recipe_a, recipe_b, weight_layout = PAIRS[pair]
+    if k % 128 and any(isinstance(r, breccia.Float8BlockScaling) for r in (recipe_a, recipe_b)):
+        pytest.skip("blocked recipes need K a multiple of 128; the K tail is a per-tensor case")
     a, b = _operands(m, n, k, recipe_a, recipe_b, weight_layout)
     out = triton_kernels.scaled_matmul_triton(a, b)
     want = breccia.dequantize(a, torch.float32) @ _dense(b)
