@@ -130,6 +130,12 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
     width = std::max(block_cols, kChunkFloats / band_rows / block_cols * block_cols);
   }
   width = std::min(width, grid.cols);
+  const bool narrow_out =
+      out.dtype() == DType::kF32 || out.dtype() == DType::kBF16 || out.dtype() == DType::kF16;
+  if (narrow_out && !grid.per_tensor && block_cols % lanes == 0 && block_cols <= kChunkFloats) {
+    // Broadcast factors need no per-column arrays in cache: runs of whole blocks up to a chunk.
+    width = std::min(grid.cols, kChunkFloats / block_cols * block_cols);
+  }
   if (kPacked && width % 2 != 0) ++width;  // a byte's two codes stay in one run
   const std::int64_t runs = hwy::DivCeil(grid.cols, width);
   const std::int64_t bands = hwy::DivCeil(grid.rows, band_rows);
@@ -143,8 +149,9 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
   const bool one_block_per_segment =
       block_cols <= width ? width % block_cols == 0 : block_cols % width == 0;
   const bool whole_vectors =
-      segment % lanes == 0 && (grid.per_tensor || one_block_per_segment) &&
-      (out.dtype() == DType::kF32 || out.dtype() == DType::kBF16 || out.dtype() == DType::kF16);
+      segment % lanes == 0 && (grid.per_tensor || one_block_per_segment) && narrow_out;
+  const Array scale_entries = scale.contiguous();
+  const ScaleDecoder decode_scale(plan.spec.scale, global, scale_entries);
 
   parallel_for(grid.batch * bands * runs, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> factor(static_cast<std::size_t>(pitch)),
@@ -164,8 +171,7 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
         block_zero_point.clear();
         for (std::int64_t c = 0; c < cols; c += segment) {
           const std::int64_t s = grid.scale_index(b, row0, col0 + c);
-          block_factor.push_back(decode_scale_bits(plan.spec.scale, load_scale_bits(scale, s)) *
-                                 global);
+          block_factor.push_back(decode_scale(s));
           if (zero_points != nullptr)
             block_zero_point.push_back(static_cast<float>(zero_points[s]));
         }

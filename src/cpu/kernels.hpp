@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#include "breccia/formats/scale_format.hpp"
 #include "breccia/kernels/cpu.hpp"
 #include "reference/elements.hpp"
 
@@ -34,8 +36,39 @@ void with_element_format(ElementFormat format, F&& f) {
 }
 
 using reference::detail::load_scale_bits;
+
 using reference::detail::read_wide;
 using reference::detail::store_scale_bits;
 using reference::detail::write_wide;
+
+// The decoded scale of each entry of a contiguous scale array, times the global scale: for
+// 8-bit formats a table made once per call rather than one decode per block.
+struct ScaleDecoder {
+  ScaleFormat format;
+  float global;
+  std::vector<float> table;  // 8-bit formats
+  const void* scales;
+  std::int64_t itemsize;
+
+  ScaleDecoder(ScaleFormat format_, float global_, const Array& scale)
+      : format(format_),
+        global(global_),
+        scales(scale.data()),
+        itemsize(breccia::itemsize(scale.dtype())) {
+    if (itemsize == 1) {
+      table.resize(256);
+      for (std::uint32_t bits = 0; bits < 256; ++bits) {
+        table[bits] = decode_scale_bits(format, bits) * global;
+      }
+    }
+  }
+  float operator()(std::int64_t s) const {
+    if (itemsize == 1) return table[static_cast<const std::uint8_t*>(scales)[s]];
+    if (itemsize == 2) {
+      return decode_scale_bits(format, static_cast<const std::uint16_t*>(scales)[s]) * global;
+    }
+    return static_cast<const float*>(scales)[s] * global;
+  }
+};
 
 }  // namespace breccia::kernels::cpu

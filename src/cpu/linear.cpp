@@ -41,36 +41,6 @@ struct RowShape {
   }
 };
 
-// The decoded scale of each 8-bit scale code, times the global scale: one table per call
-// rather than one decode per block.
-struct ScaleDecoder {
-  ScaleFormat format;
-  float global;
-  std::vector<float> table;  // 8-bit formats
-  const void* scales;
-  std::int64_t itemsize;
-
-  ScaleDecoder(ScaleFormat format_, float global_, const Array& scale)
-      : format(format_),
-        global(global_),
-        scales(scale.data()),
-        itemsize(breccia::itemsize(scale.dtype())) {
-    if (itemsize == 1) {
-      table.resize(256);
-      for (std::uint32_t bits = 0; bits < 256; ++bits) {
-        table[bits] = decode_scale_bits(format, bits) * global;
-      }
-    }
-  }
-  float operator()(std::int64_t s) const {
-    if (itemsize == 1) return table[static_cast<const std::uint8_t*>(scales)[s]];
-    if (itemsize == 2) {
-      return decode_scale_bits(format, static_cast<const std::uint16_t*>(scales)[s]) * global;
-    }
-    return static_cast<const float*>(scales)[s] * global;
-  }
-};
-
 // (decode(code) - zero point) * factor: dequantize()'s value of each lane.
 template <ElementFormat kFormat, bool kZeroPoint>
 HWY_INLINE VF WeightValue(VI code, VF zero_point, VF factor) {
