@@ -79,6 +79,29 @@ HWY_INLINE std::int32_t MaxAbsBits(const float* x, std::int64_t count) {
   return hn::GetLane(hn::MaxOfLanes(di, m));
 }
 
+// One tile's TileStats (amax, and the range [min(x, 0), max(x, 0)] with NaN ignored, as
+// TileStats::add keeps them) from `count` values, a whole number of vectors.
+HWY_INLINE rules::TileStats RangeOfTile(const float* x, std::int64_t count) {
+  const DF df;
+  const DI di;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+  VI m = hn::Zero(di);
+  VF lo = hn::Zero(df), hi = hn::Zero(df);
+  for (std::int64_t i = 0; i < count; i += lanes) {
+    const VF v = hn::LoadU(df, x + i);
+    m = hn::Max(m, AbsBits(v));
+    lo = hn::IfThenElse(hn::Lt(v, lo), v, lo);
+    hi = hn::IfThenElse(hn::Gt(v, hi), v, hi);
+  }
+  rules::TileStats stats;
+  const std::int32_t bits = hn::GetLane(hn::MaxOfLanes(di, m));
+  stats.amax = bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
+                                 : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
+  stats.lo = hn::GetLane(hn::MinOfLanes(df, lo));
+  stats.hi = hn::GetLane(hn::MaxOfLanes(df, hi));
+  return stats;
+}
+
 float AmaxOfBits(std::int32_t bits) {
   return bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
                            : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
@@ -105,6 +128,26 @@ float TensorAmax(const Array& x, const ScaleGrid& grid) {
   std::int32_t bits = 0;
   for (const std::int32_t p : partial) bits = std::max(bits, p);
   return AmaxOfBits(bits);
+}
+
+// `bytes` bytes of packed pairs from 2 * bytes 4-bit codes (one per byte), the even code low.
+void PackNibbles(const std::uint8_t* codes, std::int64_t bytes, std::uint8_t* out) {
+  std::int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  // Each 16-bit lane holds an (even, odd) pair of codes: even | odd << 4 fits its low byte.
+  const hn::Full128<std::int16_t> d16;  // signed: the packing saturate-narrow takes int16
+  const hn::Rebind<std::uint8_t, decltype(d16)> d8;
+  const auto lanes = static_cast<std::int64_t>(hn::Lanes(d16));
+  for (; i + lanes <= bytes; i += lanes) {
+    const auto pairs = hn::LoadU(d16, reinterpret_cast<const std::int16_t*>(codes + 2 * i));
+    const auto packed = hn::Or(hn::And(pairs, hn::Set(d16, 0x000F)),
+                               hn::And(hn::ShiftRight<4>(pairs), hn::Set(d16, 0x00F0)));
+    hn::StoreU(hn::DemoteTo(d8, packed), d8, out + i);
+  }
+#endif
+  for (; i < bytes; ++i) {
+    out[i] = static_cast<std::uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
+  }
 }
 
 // One cast: a plan's geometry, its outputs and its rule.
@@ -189,11 +232,16 @@ class TileCast {
     s.scales.resize(static_cast<std::size_t>(tiles));
     if (fixed_) {
       std::fill(s.scales.begin(), s.scales.end(), *fixed_);
-    } else if (rows == 1 && uniform_tiles_ && !Rule::kReadsRange) {
+    } else if (rows == 1 && uniform_tiles_) {
       for (std::int64_t t = 0; t < tiles; ++t) {
         rules::TileStats stats;
         const std::int64_t c = t * tile_cols_;
-        stats.amax = AmaxOfBits(MaxAbsBits(values + c, std::min(tile_cols_, vectors - c)));
+        const std::int64_t count = std::min(tile_cols_, vectors - c);
+        if constexpr (Rule::kReadsRange) {
+          stats = RangeOfTile(values + c, count);
+        } else {
+          stats.amax = AmaxOfBits(MaxAbsBits(values + c, count));
+        }
         s.scales[static_cast<std::size_t>(t)] = rule_.scale(stats);
       }
     } else {
@@ -301,12 +349,18 @@ class TileCast {
   void StoreScales(const Scratch& s, std::int64_t b, std::int64_t row0, std::int64_t rows,
                    std::int64_t col0, std::int64_t width) const {
     if (fixed_) return;  // written once by the caller
-    for (std::int64_t t = 0; t < static_cast<std::int64_t>(s.scales.size()); ++t) {
-      const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
-      const std::int64_t c_end = col0 + std::min((t + 1) * tile_cols_, width);
-      for (std::int64_t r = row0; r < row0 + rows; r += grid_.block_rows) {
-        for (std::int64_t c = col0 + t * tile_cols_; c < c_end; c += grid_.block_cols) {
-          const std::int64_t index = grid_.scale_index(b, r, c);
+    // Scale entries run along a row one per block: indices by addition (scale_index divides).
+    const std::int64_t first_block = col0 / grid_.block_cols;
+    const std::int64_t last_block = (col0 + width - 1) / grid_.block_cols;
+    const std::int64_t blocks_per_tile = tile_cols_ / grid_.block_cols;
+    for (std::int64_t r = row0; r < row0 + rows; r += grid_.block_rows) {
+      const std::int64_t row_first = grid_.scale_index(b, r, col0);
+      for (std::int64_t t = 0; t < static_cast<std::int64_t>(s.scales.size()); ++t) {
+        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+        const std::int64_t begin = first_block + t * blocks_per_tile;
+        const std::int64_t end = std::min(begin + blocks_per_tile, last_block + 1);
+        for (std::int64_t block = begin; block < end; ++block) {
+          const std::int64_t index = row_first + (block - first_block);
           store_scale_bits(out_.scale, index, scale.stored);
           if (plan_.has_zero_point)
             out_.zero_point.data_as<std::uint8_t>()[index] = scale.zero_point;
@@ -320,10 +374,7 @@ class TileCast {
     const std::int64_t first = row * grid_.cols + col0;
     auto* data = out_.data.data_as<std::uint8_t>();
     if constexpr (is_packed(Rule::kElement)) {  // two codes a byte, the even one low
-      std::uint8_t* bytes = data + first / 2;
-      for (std::int64_t i = 0; i < width / 2; ++i) {
-        bytes[i] = static_cast<std::uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
-      }
+      PackNibbles(codes, width / 2, data + first / 2);
     } else {
       std::memcpy(data + first, codes, static_cast<std::size_t>(width));
     }
