@@ -10,11 +10,14 @@ is a front end to these functions.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from breccia import _core
+from breccia import _backends, _core
+from breccia._scaled_tensor import ScaledTensor
+from breccia.recipes import recipe_from_native
 
 #: The formats ``convert`` writes.
 FORMATS: tuple[str, ...] = tuple(_core.convert_formats())
@@ -139,21 +142,49 @@ class Comparison:
     mismatches: int  # elements whose decoded values differ
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint's tensors by name, as breccia's core objects (memory-mapped)."""
+def load(path: str | os.PathLike[str], framework: str = "numpy") -> dict[str, Any]:
+    """The checkpoint's tensors by name, whatever convention stores them: ScaledTensors and
+    plain arrays of ``framework`` ("numpy" or "torch"), memory-mapped (read-only) where the
+    stored bytes are breccia's, as ``breccia.bridges.load_safetensors`` gives them for one file.
+    Numeric anomalies are not checked here (``inspect`` and ``verify`` report them)."""
+    if framework not in ("numpy", "torch"):
+        raise ValueError(f"framework must be 'numpy' or 'torch', got {framework!r}")
     tensors, _sources, _files, _anomalies = _core.load_model(os.fspath(path), "off")
-    return dict(tensors)
+    with warnings.catch_warnings():
+        # torch warns that the NumPy array it wraps is read-only (the memory map's pages).
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return {name: _python_entry(value, framework) for name, value in tensors.items()}
+
+
+def _python_entry(value: Any, framework: str) -> Any:
+    if isinstance(value, _core.ScaledTensor):
+        return ScaledTensor._from_native(value, framework, recipe_from_native(value.recipe))
+    return _backends.from_core(value, framework)
+
+
+def _core_entry(value: Any, name: str) -> Any:
+    if isinstance(value, ScaledTensor):
+        return value._native
+    if isinstance(value, (_core.ScaledTensor, _core.Array)):
+        return value
+    return _backends.to_core(value, name)
 
 
 def compare(
     value: dict[str, Any], reference: dict[str, Any], names: Sequence[str] | None = None
 ) -> list[Comparison]:
     """Per-tensor SQNR, largest error and mismatch count of ``value`` against ``reference``
-    (both from :func:`load`), decoded to fp64, for ``names`` (default: the names both hold)."""
+    (name -> ScaledTensor or array, as :func:`load` gives them), decoded to fp64, for
+    ``names`` (default: the names both hold)."""
     if names is None:
         names = sorted(set(value) & set(reference))
     return [
-        Comparison(name, *_core.compare_entries(name, value[name], reference[name]))
+        Comparison(
+            name,
+            *_core.compare_entries(
+                name, _core_entry(value[name], name), _core_entry(reference[name], name)
+            ),
+        )
         for name in names
     ]
 

@@ -147,6 +147,9 @@ def test_convert_writes_what_cast_gives(
     for name in QUANTIZED_WEIGHTS:
         expected = breccia.cast(source[name].astype(np.float32), recipe)
         got = loaded[name]
+        # breccia.checkpoint.load reads the whole directory as load_safetensors reads one file.
+        assert isinstance(tensors[name], breccia.ScaledTensor)
+        np.testing.assert_array_equal(np.asarray(tensors[name].data), np.asarray(got.data))
         if fmt == "nvfp4" and name in fused and amaxes[name] < max(amaxes.values()):
             # q and k are fused into one GEMM: both take the global scale of the larger amax,
             # so the smaller one's bytes differ from its own cast (test_fused_nvfp4_...).
@@ -158,7 +161,7 @@ def test_convert_writes_what_cast_gives(
             np.asarray(expected.scale).astype(np.float32).ravel(),
         )
     for name in ["model.embed_tokens.weight", "lm_head.weight", "model.layers.0.mlp.gate.weight"]:
-        assert isinstance(tensors[name], breccia._core.Array)
+        assert isinstance(tensors[name], np.ndarray)  # kept high precision: a plain array
         np.testing.assert_array_equal(
             np.asarray(loaded[name]).view(np.uint16), source[name].view(np.uint16)
         )
@@ -402,6 +405,12 @@ def test_inspect_verify_and_diff(tmp_path: Path) -> None:
     assert different.exit_code == 1
     assert "model.layers.0.self_attn.q_proj.weight" in different.output
     assert len(source) == len(by_name)
+    # The same comparison from Python, against arrays of the caller's own.
+    name = "model.layers.0.self_attn.q_proj.weight"
+    fp8 = breccia.checkpoint.load(tmp_path / "fp8", framework="torch")
+    assert isinstance(fp8[name], breccia.ScaledTensor) and fp8[name].backend == "torch"
+    [comparison] = breccia.checkpoint.compare(fp8, {name: source[name].astype(np.float32)})
+    assert comparison.name == name and 25 < comparison.sqnr_db < 60
 
 
 def test_hostile_directories_fail_clearly_and_write_nothing(tmp_path: Path) -> None:
