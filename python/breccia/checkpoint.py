@@ -61,6 +61,7 @@ def convert(
     convention: str | None = None,
     ignore: Sequence[str] = (),
     default_ignore: bool = True,
+    format_for: Sequence[tuple[str, str]] = (),
     group_size: int = 128,
     int4_signed: bool = True,
     int4_scale_dtype: str = "bf16",
@@ -81,6 +82,11 @@ def convert(
     ``quantization_config``, and the other files. ``progress(bytes_done, bytes_total,
     tensors_done, tensors_total, current)`` is called as the work goes on. Ctrl-C abandons the
     conversion without leaving a partial file; ``resume=True`` continues it.
+
+    ``format_for``: (pattern, format) pairs for mixed precision: a weight whose name matches a
+    pattern (regular expression, searched; the first that matches) takes that quantized format
+    instead of ``format``. ModelOpt writes ``MIXED_PRECISION`` with a ``quant_algo`` per layer,
+    compressed-tensors one config group per format.
     """
     raw = _core.convert_model(
         os.fspath(source),
@@ -99,6 +105,7 @@ def convert(
         resume,
         validate,
         progress,
+        [(str(pattern), str(chosen)) for pattern, chosen in format_for],
     )
     return ConvertReport(
         tensors=[ConvertedTensor(**item) for item in raw["tensors"]],

@@ -185,6 +185,14 @@ class _ProgressBar:
     "--no-default-ignore", is_flag=True, help="Quantize embeddings, lm_head, norms and routers too."
 )
 @click.option(
+    "--format-for",
+    "format_for",
+    multiple=True,
+    metavar="REGEX=FORMAT",
+    help="Mixed precision: weights whose names match REGEX take FORMAT instead of --to's "
+    "(repeatable; the first match wins), e.g. 'self_attn=fp8' with --to nvfp4.",
+)
+@click.option(
     "--group-size",
     type=int,
     default=128,
@@ -237,6 +245,7 @@ def convert(
     convention: str | None,
     ignore: tuple[str, ...],
     no_default_ignore: bool,
+    format_for: tuple[str, ...],
     group_size: int,
     asymmetric: bool,
     int4_scale_dtype: str,
@@ -258,6 +267,16 @@ def convert(
             raise click.BadParameter(f"expected at least 1, got {threads}", param_hint="--threads")
         breccia.set_num_threads(threads)
     shard_bytes = _parse_size(max_shard_size)
+    overrides = []
+    for item in format_for:
+        pattern, _, chosen = item.rpartition("=")
+        if not pattern or chosen not in checkpoint.FORMATS:
+            raise click.BadParameter(
+                f"expected REGEX=FORMAT with FORMAT one of {', '.join(checkpoint.FORMATS)}, "
+                f"got {item!r}",
+                param_hint="--format-for",
+            )
+        overrides.append((pattern, chosen))
     bar = _ProgressBar(quiet or as_json)
     started = time.perf_counter()
     try:
@@ -269,6 +288,7 @@ def convert(
             convention=convention,
             ignore=ignore,
             default_ignore=not no_default_ignore,
+            format_for=overrides,
             group_size=group_size,
             int4_signed=not asymmetric,
             int4_scale_dtype=int4_scale_dtype,

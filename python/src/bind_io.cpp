@@ -3,6 +3,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
@@ -138,13 +139,15 @@ void bind_io(nb::module_& m) {
          bool default_ignore, std::int64_t group_size, bool int4_signed,
          std::string_view int4_scale_dtype, std::string_view scale_rounding,
          std::string_view fp8_format, std::uint64_t max_shard_bytes, bool overwrite, bool resume,
-         std::string_view validate, const nb::object& progress) {
+         std::string_view validate, const nb::object& progress,
+         const std::vector<std::pair<std::string, std::string>>& format_for) {
         io::ConvertOptions options;
         options.target = target_from(format, group_size, int4_signed, int4_scale_dtype,
                                      scale_rounding, fp8_format);
         if (convention) options.convention = io::convention_from_string(*convention);
         options.ignore = ignore;
         options.default_ignore = default_ignore;
+        options.format_for = format_for;
         options.max_shard_bytes = max_shard_bytes;
         options.overwrite = overwrite;
         options.resume = resume;
@@ -169,6 +172,7 @@ void bind_io(nb::module_& m) {
       "int4_signed"_a = true, "int4_scale_dtype"_a = "bf16", "scale_rounding"_a = "floor",
       "fp8_format"_a = "E4M3", "max_shard_bytes"_a = 5'000'000'000ULL, "overwrite"_a = false,
       "resume"_a = false, "validate"_a = "error", "progress"_a = nb::none(),
+      "format_for"_a = std::vector<std::pair<std::string, std::string>>{},
       "Converts a checkpoint; see model.hpp. Runs without the GIL; Ctrl-C abandons it. "
       "progress(bytes_done, bytes_total, tensors_done, tensors_total, current), if given.");
   m.def(

@@ -271,6 +271,7 @@ struct Job {
   std::size_t shard = 0;
   bool linear_kept_high = false;     // a weight matrix left high precision (the config's ignore)
   std::optional<float> shared_amax;  // NVFP4: the amax of its fused group (fused_group_of)
+  const struct Choice* choice = nullptr;  // the format it is written in (quantize, requantize)
 };
 
 // The GEMM a serving stack fuses a projection into (q/k/v -> qkv, gate/up -> gate_up, and
@@ -301,8 +302,6 @@ std::string module_of(const std::string& weight_name) {
                                            : weight_name;
 }
 
-// DeepSeek-V4's FP4 experts (any 2-D MXFP4 weight) and FP8 blocks of the target's geometry:
-// the pair reencode_fp4_as_fp8 converts with every value kept.
 // The square tile of an E4M3 block target (0 for any other target).
 std::int64_t fp8_tile(const Recipe& to) {
   const RecipeSpec target = spec_of(to);
@@ -314,6 +313,8 @@ std::int64_t fp8_tile(const Recipe& to) {
   return tile->block_n;
 }
 
+// DeepSeek-V4's FP4 experts (any 2-D MXFP4 weight) and FP8 blocks of the target's geometry:
+// the pair reencode_fp4_as_fp8 converts with every value kept.
 bool reencodes_losslessly(const ScaledTensor& from, const Recipe& to) {
   const RecipeSpec& source = from.spec();
   return source.family == RuleFamily::kMx && source.element == ElementFormat::kE2M1 &&
@@ -321,10 +322,18 @@ bool reencodes_losslessly(const ScaledTensor& from, const Recipe& to) {
          fp8_tile(to) % 32 == 0;
 }
 
+// A format weights are written in: the target's, or a format_for override's.
+struct Choice {
+  ConvertTarget target;
+  Recipe recipe;
+  std::string pattern;  // the format_for pattern, "" for the target's own
+  std::regex regex;
+};
+
 struct Planner {
   const ConvertOptions& options;
   std::optional<DType> dtype;
-  std::optional<Recipe> recipe;
+  std::vector<Choice> choices;  // format_for's in order, then the target's (quantized targets)
   std::vector<std::regex> ignore;
   std::vector<std::string> ignore_text;
   // The source holds quantized weights: its high-precision tensors were left so by its producer
@@ -339,26 +348,29 @@ struct Planner {
     return "";
   }
 
-  // Casts `x` for the target (per-channel FP8 is the 1 x K block cast, whose rule is the
+  // The format `name` is written in.
+  const Choice& choice_for(const std::string& name) const {
+    for (std::size_t i = 0; i + 1 < choices.size(); ++i) {
+      if (std::regex_search(name, choices[i].regex)) return choices[i];
+    }
+    return choices.back();
+  }
+
+  // Casts `x` for the choice (per-channel FP8 is the 1 x K block cast, whose rule is the
   // per-tensor one, relabelled).
-  ScaledTensor cast_weight(const Array& x, std::optional<float> shared_amax) const {
-    if (options.target.format == "fp8-channel") {
-      const Recipe row_blocks = Float8BlockScaling{.fp8_format = options.target.fp8_format,
+  static ScaledTensor cast_weight(const Array& x, const Choice& choice,
+                                  std::optional<float> shared_amax) {
+    if (choice.target.format == "fp8-channel") {
+      const Recipe row_blocks = Float8BlockScaling{.fp8_format = choice.target.fp8_format,
                                                    .block_k = x.shape().back(),
                                                    .block_m = 1,
                                                    .power_2_scale = false};
       const ScaledTensor rows = cast(x, row_blocks);
       return from_buffer(rows.data(), rows.scale().contiguous().reshaped({x.shape()[0]}),
-                         Float8CurrentScaling{.fp8_format = options.target.fp8_format},
+                         Float8CurrentScaling{.fp8_format = choice.target.fp8_format},
                          PerChannel{});
     }
-    return cast(x, *recipe, CastOptions{.tensor_amax = shared_amax});
-  }
-
-  // The layout cast_weight gives a (rows, cols) weight.
-  Layout target_layout(const Shape& shape) const {
-    if (options.target.format == "fp8-channel") return PerChannel{};
-    return plan_cast(shape, *recipe).layout;
+    return cast(x, choice.recipe, CastOptions{.tensor_amax = shared_amax});
   }
 
   void plan(Job& job) const {
@@ -395,13 +407,14 @@ struct Planner {
       }
       return;
     }
+    const Choice& choice = choice_for(job.name);
+    const bool channel = choice.target.format == "fp8-channel";
     QuantPlan plan;
     try {
-      plan =
-          plan_cast(shape, options.target.format == "fp8-channel"
-                               ? Recipe{Float8BlockScaling{
+      plan = plan_cast(shape,
+                       channel ? Recipe{Float8BlockScaling{
                                      .block_k = shape.back(), .block_m = 1, .power_2_scale = false}}
-                               : *recipe);
+                               : choice.recipe);
     } catch (const ValueError& error) {
       job.detail = std::string("shape does not fit the format: ") + error.what();
       job.linear_kept_high = true;
@@ -413,39 +426,34 @@ struct Planner {
       return;
     }
     job.estimate_out = planned_bytes(plan);
-    const std::string written =
-        options.target.format == "fp8-channel"
-            ? recipe_repr(Float8CurrentScaling{.fp8_format = options.target.fp8_format}) +
-                  " per channel"
-            : recipe_repr(*recipe);
+    job.choice = &choice;
+    const Recipe per_channel = Float8CurrentScaling{.fp8_format = choice.target.fp8_format};
+    std::string written =
+        channel ? recipe_repr(per_channel) + " per channel" : recipe_repr(choice.recipe);
+    if (!choice.pattern.empty()) written += " (matches '" + choice.pattern + "')";
     if (scaled == nullptr) {
       job.action = Action::kQuantize;
       job.detail = written;
       return;
     }
     const bool same =
-        options.target.format == "fp8-channel"
-            ? scaled->recipe() ==
-                      Recipe{Float8CurrentScaling{.fp8_format = options.target.fp8_format}} &&
-                  scaled->layout() == Layout{PerChannel{}}
-            : scaled->recipe() == *recipe && scaled->layout() == plan.layout;
+        channel ? scaled->recipe() == per_channel && scaled->layout() == Layout{PerChannel{}}
+                : scaled->recipe() == choice.recipe && scaled->layout() == plan.layout;
     if (same) {
       job.detail = "already " + written;
       return;
     }
     job.action = Action::kRequantize;
     job.detail = written + " from " + recipe_repr(scaled->recipe());
-    if (reencodes_losslessly(*scaled, *recipe)) {
-      job.detail = recipe_repr(reencoded_recipe()) + ", re-encoded losslessly from " +
-                   recipe_repr(scaled->recipe());
+    if (reencodes_losslessly(*scaled, choice.recipe)) {
+      const std::int64_t block = fp8_tile(choice.recipe);
+      const Recipe reencoded = Float8BlockScaling{.fp8_format = Fp8Format::kE4M3,
+                                                  .block_k = block,
+                                                  .block_m = block,
+                                                  .power_2_scale = true};
+      job.detail =
+          recipe_repr(reencoded) + ", re-encoded losslessly from " + recipe_repr(scaled->recipe());
     }
-  }
-
-  // What reencode_fp4_as_fp8 gives for the target's block.
-  Recipe reencoded_recipe() const {
-    const std::int64_t block = fp8_tile(*recipe);
-    return Float8BlockScaling{
-        .fp8_format = Fp8Format::kE4M3, .block_k = block, .block_m = block, .power_2_scale = true};
   }
 
   CheckpointEntry run(const Job& job) const {
@@ -457,17 +465,17 @@ struct Planner {
       case Action::kDequantize:
         return dequantize(std::get<ScaledTensor>(entry), job.dtype);
       case Action::kQuantize:
-        return cast_weight(std::get<Array>(entry), job.shared_amax);
+        return cast_weight(std::get<Array>(entry), *job.choice, job.shared_amax);
       case Action::kRequantize: {
         const auto& scaled = std::get<ScaledTensor>(entry);
-        if (reencodes_losslessly(scaled, *recipe)) {
+        if (reencodes_losslessly(scaled, job.choice->recipe)) {
           try {
-            return reencode_fp4_as_fp8(scaled, fp8_tile(*recipe));
+            return reencode_fp4_as_fp8(scaled, fp8_tile(job.choice->recipe));
           } catch (const ValueError& error) {
             fail<ValueError>("'", job.source->file, "': tensor '", job.name, "': ", error.what());
           }
         }
-        return cast_weight(dequantize(scaled, DType::kF32), job.shared_amax);
+        return cast_weight(dequantize(scaled, DType::kF32), *job.choice, job.shared_amax);
       }
     }
     return entry;
@@ -483,12 +491,19 @@ std::string fp8_format_text(Fp8Format format) {
   return format == Fp8Format::kE5M2 ? "e5m2" : "e4m3";
 }
 
-// quantization_config for config.json, as the convention's loaders read it.
-Json quantization_config(const ConvertOptions& options, Convention convention,
-                         const std::vector<std::string>& kept_modules) {
-  const ConvertTarget& target = options.target;
-  Json ignore = Json::array();
-  for (const std::string& module : kept_modules) ignore.push_back(module);
+// ModelOpt's quant_algo and group_size of a format.
+std::pair<std::string, int> modelopt_algorithm(const std::string& format) {
+  static const std::map<std::string, std::pair<std::string, int>> algorithms = {
+      {"fp8", {"FP8", 0}},
+      {"fp8-channel", {"FP8_PER_CHANNEL_PER_TOKEN", 0}},
+      {"fp8-block", {"FP8_PB_WO", 0}},
+      {"nvfp4", {"NVFP4", 16}},
+      {"mxfp8", {"MXFP8", 32}}};
+  return algorithms.at(format);
+}
+
+// quantization_config for one format, as the convention's loaders read it.
+Json single_format_config(const ConvertTarget& target, Convention convention, const Json& ignore) {
   if (convention == Convention::kDeepSeekV3) {
     return {{"quant_method", "fp8"},
             {"activation_scheme", "dynamic"},
@@ -505,13 +520,7 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
             {"modules_to_not_convert", ignore}};
   }
   if (convention == Convention::kModelOpt) {
-    const std::map<std::string, std::pair<std::string, int>> algorithms = {
-        {"fp8", {"FP8", 0}},
-        {"fp8-channel", {"FP8_PER_CHANNEL_PER_TOKEN", 0}},
-        {"fp8-block", {"FP8_PB_WO", 0}},
-        {"nvfp4", {"NVFP4", 16}},
-        {"mxfp8", {"MXFP8", 32}}};
-    const auto& [algorithm, group_size] = algorithms.at(target.format);
+    const auto [algorithm, group_size] = modelopt_algorithm(target.format);
     return {{"quant_method", "modelopt"},
             {"quant_algo", algorithm},
             {"kv_cache_quant_algo", nullptr},
@@ -578,6 +587,59 @@ Json quantization_config(const ConvertOptions& options, Convention convention,
           {"format", target.format},
           {"recipe", Json::parse(recipe_to_json(*target_recipe(target)))},
           {"modules_to_not_convert", ignore}};
+}
+
+// quantization_config for config.json: one format's, or with format_for several formats
+// (modules_by_format: the quantized modules of each format written), ModelOpt's
+// MIXED_PRECISION with a quant_algo per layer, compressed-tensors' config group per format, or
+// breccia's per-module format map.
+Json quantization_config(const ConvertTarget& target, Convention convention,
+                         const std::vector<std::string>& kept_modules,
+                         const std::map<std::string, std::vector<std::string>>& modules_by_format) {
+  Json ignore = Json::array();
+  for (const std::string& module : kept_modules) ignore.push_back(module);
+  if (modules_by_format.size() <= 1) {
+    ConvertTarget written = target;
+    if (modules_by_format.size() == 1) written.format = modules_by_format.begin()->first;
+    return single_format_config(written, convention, ignore);
+  }
+  if (convention == Convention::kModelOpt) {
+    Json layers = Json::object();
+    for (const auto& [format, modules] : modules_by_format) {
+      const auto [algorithm, group_size] = modelopt_algorithm(format);
+      Json layer = {{"quant_algo", algorithm}};
+      if (group_size > 0) layer["group_size"] = group_size;
+      for (const std::string& module : modules) layers[module] = layer;
+    }
+    return {{"quant_method", "modelopt"},
+            {"quant_algo", "MIXED_PRECISION"},
+            {"kv_cache_quant_algo", nullptr},
+            {"quantized_layers", layers},
+            {"exclude_modules", ignore}};
+  }
+  if (convention == Convention::kCompressedTensors) {
+    Json groups = Json::object();
+    for (const auto& [format, modules] : modules_by_format) {
+      ConvertTarget written = target;
+      written.format = format;
+      Json group = single_format_config(written, convention, ignore)["config_groups"]["group_0"];
+      group["targets"] = modules;
+      groups["group_" + std::to_string(groups.size())] = group;
+    }
+    return {{"quant_method", "compressed-tensors"},
+            {"format", "mixed-precision"},
+            {"quantization_status", "compressed"},
+            {"config_groups", groups},
+            {"ignore", ignore},
+            {"kv_cache_scheme", nullptr}};
+  }
+  Json config = single_format_config(target, convention, ignore);
+  Json formats = Json::object();
+  for (const auto& [format, modules] : modules_by_format) {
+    for (const std::string& module : modules) formats[module] = format;
+  }
+  config["formats"] = formats;
+  return config;
 }
 
 std::string dtype_config_name(DType dtype) {
@@ -764,11 +826,39 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   const Convention convention = options.convention.value_or(default_convention(options.target));
   ConvertTarget target = options.target;
   if (convention == Convention::kDeepSeekV4) target.power_2_scale = true;  // E8M0 scales
-  Planner planner{options, target_dtype(target), target_recipe(target), {}, {}};
-  if (planner.recipe && !convention_holds(convention, options.target.format)) {
+  Planner planner{options, target_dtype(target), {}, {}, {}};
+  const std::optional<Recipe> recipe = target_recipe(target);
+  if (recipe && !convention_holds(convention, options.target.format)) {
     fail<ValueError>("convention: the ", to_string(convention), " convention cannot hold ",
                      options.target.format, " weights");
   }
+  if (!recipe && !options.format_for.empty()) {
+    fail<ValueError>("format_for: mixed formats need a quantized target, got --to ",
+                     options.target.format, " (use ignore to keep weights high precision)");
+  }
+  for (const auto& [pattern, format] : options.format_for) {
+    ConvertTarget chosen = target;
+    chosen.format = format;
+    const std::optional<Recipe> chosen_recipe = target_recipe(chosen);
+    if (!chosen_recipe) {
+      fail<ValueError>("format_for: '", pattern, "=", format,
+                       "': expected a quantized format (use ignore to keep weights high "
+                       "precision)");
+    }
+    if (!convention_holds(convention, format)) {
+      fail<ValueError>("format_for: '", pattern, "=", format, "': the ", to_string(convention),
+                       " convention cannot hold ", format, " weights");
+    }
+    try {
+      planner.choices.push_back(
+          {chosen, *chosen_recipe, pattern,
+           std::regex(pattern, std::regex::ECMAScript | std::regex::optimize)});
+    } catch (const std::regex_error& error) {
+      fail<ValueError>("format_for: '", pattern,
+                       "' is not a valid regular expression: ", error.what());
+    }
+  }
+  if (recipe) planner.choices.push_back({target, *recipe, "", std::regex()});
   if (options.max_shard_bytes == 0) {
     fail<ValueError>("max_shard_bytes: expected a positive size, got 0");
   }
@@ -808,12 +898,15 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   }
   std::stable_sort(jobs.begin(), jobs.end(),
                    [](const Job& a, const Job& b) { return a.source->file < b.source->file; });
-  if (planner.recipe && spec_of(*planner.recipe).has_global_scale) {
-    std::map<std::string, std::vector<Job*>> fused;
+  {
+    std::map<std::string, std::vector<Job*>> fused;  // NVFP4 weights a serving stack fuses
     for (Job& job : jobs) {
       const std::string group = fused_group_of(job.name);
-      if (!group.empty() && (job.action == Action::kQuantize || job.action == Action::kRequantize))
-        fused[group].push_back(&job);
+      if (!group.empty() &&
+          (job.action == Action::kQuantize || job.action == Action::kRequantize) &&
+          spec_of(job.choice->recipe).has_global_scale) {
+        fused[group + "|" + job.choice->target.format].push_back(&job);
+      }
     }
     for (auto& [group, members] : fused) {
       if (members.size() < 2) continue;
@@ -942,6 +1035,12 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
     copy_file_atomically(file, destination / name);
     report.copied_files.push_back(name);
   }
+  std::map<std::string, std::vector<std::string>> modules_by_format;
+  for (const Job& job : jobs) {
+    if (job.choice != nullptr) {
+      modules_by_format[job.choice->target.format].push_back(module_of(job.name));
+    }
+  }
   if (files.config) {
     Json config = parse_json_file(*files.config);
     if (!config.is_object()) fail<ValueError>("'", files.config->string(), "': expected an object");
@@ -955,13 +1054,14 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
       config.erase("quantization_config");
       config["torch_dtype"] = dtype_config_name(*planner.dtype);
     } else {
-      config["quantization_config"] = quantization_config(options, convention, kept_modules);
+      config["quantization_config"] =
+          quantization_config(target, convention, kept_modules, modules_by_format);
     }
     write_file_atomically(destination / kConfigFileName, config.dump(2) + "\n");
     report.copied_files.emplace_back(kConfigFileName);
   }
-  if (planner.recipe && convention == Convention::kModelOpt) {
-    Json quantization = quantization_config(options, convention, kept_modules);
+  if (!planner.dtype && convention == Convention::kModelOpt) {
+    Json quantization = quantization_config(target, convention, kept_modules, modules_by_format);
     quantization.erase("quant_method");
     const Json modelopt = {{"producer", {{"name", "breccia"}, {"version", "0.0.1"}}},
                            {"quantization", quantization}};

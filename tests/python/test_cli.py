@@ -509,3 +509,58 @@ def test_destination_rules(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
     bad = run("convert", str(tmp_path / "src"), str(tmp_path / "y"), "--to", "fp8", "--ignore", "(")
     assert bad.exit_code == 1 and "regular expression" in bad.output
+
+
+def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None:
+    """--format-for: attention in FP8, the MLP in NVFP4, as ModelOpt's MIXED_PRECISION and as
+    compressed-tensors config groups; each weight is what breccia.cast gives in its format."""
+    source = bf16_model(tmp_path / "src")
+    attention = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj"]
+    for convention in ("modelopt", "compressed-tensors"):
+        out = tmp_path / convention
+        result = run(
+            "convert", str(tmp_path / "src"), str(out), "--to", "nvfp4",
+            "--format-for", "self_attn=fp8", "--convention", convention,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        loaded = breccia.checkpoint.load(out)
+        for module in attention:
+            assert loaded[module + ".weight"].recipe == breccia.Float8CurrentScaling()
+        down = "model.layers.0.mlp.down_proj.weight"
+        assert loaded[down].recipe == breccia.NVFP4BlockScaling()
+        np.testing.assert_array_equal(
+            np.asarray(loaded[down].data),
+            np.asarray(
+                breccia.cast(source[down].astype(np.float32), breccia.NVFP4BlockScaling()).data
+            ),
+        )
+        config = json.loads((out / "config.json").read_text())["quantization_config"]
+        if convention == "modelopt":
+            hf = json.loads((out / "hf_quant_config.json").read_text())["quantization"]
+            for document in (config, hf):
+                assert document["quant_algo"] == "MIXED_PRECISION"
+                layers = document["quantized_layers"]
+                assert {layers[m]["quant_algo"] for m in attention} == {"FP8"}
+                assert layers["model.layers.0.mlp.down_proj"] == {
+                    "quant_algo": "NVFP4",
+                    "group_size": 16,
+                }
+                assert "lm_head" in document["exclude_modules"]
+        else:
+            assert config["format"] == "mixed-precision"
+            groups = list(config["config_groups"].values())
+            by_format = {group["format"]: group for group in groups}
+            assert sorted(by_format["float-quantized"]["targets"]) == sorted(attention)
+            assert "model.layers.0.mlp.down_proj" in by_format["nvfp4-pack-quantized"]["targets"]
+    for args, message in (
+        (["--to", "bf16", "--format-for", "mlp=fp8"], "mixed formats need a quantized target"),
+        (["--to", "nvfp4", "--format-for", "mlp=bf16"], "expected a quantized format"),
+        (["--to", "fp8-block", "--format-for", "mlp=nvfp4"], "cannot hold nvfp4"),
+        (["--to", "nvfp4", "--format-for", "(=fp8"], "not a valid regular expression"),
+        (["--to", "nvfp4", "--format-for", "mlp"], "REGEX=FORMAT"),
+    ):
+        result = CliRunner().invoke(
+            main, ["convert", str(tmp_path / "src"), str(tmp_path / "x"), *args]
+        )
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert not (tmp_path / "x").exists()

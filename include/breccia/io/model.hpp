@@ -70,6 +70,11 @@ struct ConvertOptions {
   std::optional<Convention> convention;  // default_convention(target) when unset
   std::vector<std::string> ignore;       // patterns added to the defaults
   bool default_ignore = true;            // false: only `ignore`
+  // Mixed precision: weights whose name matches a pattern (ECMAScript, searched; the first that
+  // matches) take that quantized format instead of target.format, with target's other options.
+  // The convention must hold every format; ModelOpt writes MIXED_PRECISION, compressed-tensors
+  // one config group per format.
+  std::vector<std::pair<std::string, std::string>> format_for;
   // Dequantized tensors that stay high precision under a quantized target (ignored weights of a
   // quantized source) become this dtype.
   DType high_precision_dtype = DType::kBF16;
