@@ -11,6 +11,7 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "breccia/error.hpp"
 #include "breccia/formats/formats.hpp"
@@ -107,15 +108,6 @@ const ScaledTensor& scaled(const Checkpoint& checkpoint, const std::string& name
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "breccia-checkpoint-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    directory_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
   fs::path path(const std::string& name) const { return directory_ / name; }
   static std::string read(const fs::path& file) {
     std::ifstream in(file, std::ios::binary);
@@ -149,7 +141,8 @@ class CheckpointTest : public ::testing::Test {
     return {};
   }
 
-  fs::path directory_;
+  ::breccia::test_support::TemporaryDirectory temporary_{"breccia-checkpoint"};
+  const fs::path& directory_ = temporary_.path();
 };
 
 using ::breccia::test_support::contains;
@@ -706,18 +699,23 @@ TEST_F(CheckpointTest, ScalesStoredUnderAnotherDTypeAreAStructuralError) {
 }
 
 TEST_F(CheckpointTest, OneByteScaleAtTheEndOfTheFileIsRefusedWithoutReadingPastIt) {
-  // to_f32 read a 16-bit code from a 1-byte U8 scale before checking its dtype. With copy=true
-  // the file is a heap buffer of its exact size, so ASan sees any over-read.
+  // to_f32 read a 16-bit code from a 1-byte scale before checking its dtype. With copy=true
+  // the file is a heap buffer of its exact size, so ASan sees any over-read. (A U8 scale is
+  // ModelOpt's MXFP8, which must fit its weight's 32-element blocks.)
   std::mt19937 random(16);
-  write_raw("ct.safetensors",
-            {{"w", {random_bytes(DType::kE4M3, {1, 1}, random), SafetensorsDType::kF8E4M3}},
-             {"w_scale", {random_bytes(DType::kU8, {1}, random), SafetensorsDType::kU8}}});
-  try {
-    load_checkpoint(path("ct.safetensors"), {.copy = true});
-    ADD_FAILURE() << "expected a ValueError";
-  } catch (const ValueError& error) {
-    EXPECT_TRUE(contains(error.what(), "expected an F32, F16 or BF16 scale, got uint8"))
-        << error.what();
+  for (const auto& [dtype, file_dtype, expected] :
+       {std::tuple{DType::kI8, SafetensorsDType::kI8,
+                   "expected an F32, F16 or BF16 scale, got int8"},
+        std::tuple{DType::kU8, SafetensorsDType::kU8, "ModelOpt MXFP8 describes 'w'"}}) {
+    write_raw("ct.safetensors",
+              {{"w", {random_bytes(DType::kE4M3, {1, 1}, random), SafetensorsDType::kF8E4M3}},
+               {"w_scale", {random_bytes(dtype, {1}, random), file_dtype}}});
+    try {
+      load_checkpoint(path("ct.safetensors"), {.copy = true});
+      ADD_FAILURE() << "expected a ValueError";
+    } catch (const ValueError& error) {
+      EXPECT_TRUE(contains(error.what(), expected)) << error.what();
+    }
   }
 }
 

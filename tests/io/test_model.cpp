@@ -16,6 +16,7 @@
 #include "breccia/io/model.hpp"
 #include "breccia/kernels/reference.hpp"
 #include "breccia/ops.hpp"
+#include "test_support.hpp"
 
 namespace breccia {
 namespace {
@@ -45,9 +46,6 @@ bool same_bytes(const Array& a, const Array& b) {
 class ModelDirectory : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "breccia-model-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
     source_ = root_ / "src";
     fs::create_directory(source_);
     first_ = {{"model.embed_tokens.weight", random_bf16({64, 256}, 1)},
@@ -69,10 +67,6 @@ class ModelDirectory : public ::testing::Test {
     write_text(source_ / "config.json", "{\"model_type\": \"llama\"}");
     write_text(source_ / "tokenizer.json", "{}");
   }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-  }
 
   static std::map<std::string, io::CheckpointEntry> entries(
       const std::map<std::string, Array>& arrays) {
@@ -81,7 +75,9 @@ class ModelDirectory : public ::testing::Test {
     return out;
   }
 
-  fs::path root_, source_;
+  ::breccia::test_support::TemporaryDirectory temporary_{"breccia-model"};
+  const fs::path& root_ = temporary_.path();
+  fs::path source_;
   std::map<std::string, Array> first_, second_;
 };
 

@@ -66,17 +66,6 @@ using ::breccia::test_support::contains;
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "breccia-safetensors-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    directory_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::permissions(directory_, fs::perms::owner_all, fs::perm_options::add, ignored);
-    fs::remove_all(directory_, ignored);
-  }
-
   fs::path write(const std::string& name, const std::string& bytes) {
     const fs::path path = directory_ / name;
     std::ofstream(path, std::ios::binary) << bytes;
@@ -122,7 +111,8 @@ class SafetensorsTest : public ::testing::Test {
     return load_error<ValueError>(file_bytes("{\"t\":" + entry + "}", data));
   }
 
-  fs::path directory_;
+  ::breccia::test_support::TemporaryDirectory temporary_{"breccia-safetensors"};
+  const fs::path& directory_ = temporary_.path();
 };
 
 // ---------------------------------------------------------------------------------------------
