@@ -259,6 +259,14 @@ std::string_view action_name(Action action) {
   return "";
 }
 
+// A format weights are written in: the target's, or a format_for override's.
+struct Choice {
+  ConvertTarget target;
+  Recipe recipe;
+  std::string pattern;  // the format_for pattern, "" for the target's own
+  std::regex regex;
+};
+
 struct Job {
   std::string name;
   const CheckpointEntry* entry = nullptr;
@@ -271,7 +279,7 @@ struct Job {
   std::size_t shard = 0;
   bool linear_kept_high = false;     // a weight matrix left high precision (the config's ignore)
   std::optional<float> shared_amax;  // NVFP4: the amax of its fused group (fused_group_of)
-  const struct Choice* choice = nullptr;  // the format it is written in (quantize, requantize)
+  const Choice* choice = nullptr;    // the format it is written in (quantize, requantize, kept)
 };
 
 // The GEMM a serving stack fuses a projection into (q/k/v -> qkv, gate/up -> gate_up, and
@@ -321,14 +329,6 @@ bool reencodes_losslessly(const ScaledTensor& from, const Recipe& to) {
          from.ndim() == 2 && from.layout() == Layout{PerBlockMN{1, 32}} && fp8_tile(to) > 0 &&
          fp8_tile(to) % 32 == 0;
 }
-
-// A format weights are written in: the target's, or a format_for override's.
-struct Choice {
-  ConvertTarget target;
-  Recipe recipe;
-  std::string pattern;  // the format_for pattern, "" for the target's own
-  std::regex regex;
-};
 
 struct Planner {
   const ConvertOptions& options;
