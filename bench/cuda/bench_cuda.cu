@@ -227,84 +227,80 @@ int main(int argc, char** argv) {
     emulated_row("emulated bf16 x int4 g128 (W4A16) -> bf16", m, n, k, std::nullopt, INT4Scaling{});
   }
 
-  // The block GEMM's two tile schedules side by side (the dispatcher's choice is marked): the
-  // data behind kernels::cuda::gemm::blockwise_schedule. Weights (N, K) as checkpoints store them.
+  // A GEMM's two tile schedules side by side at each shape, the dispatcher's choice marked.
+  // Weights (N, K) as checkpoints store them; `alpha`: per-tensor scales' product, or null for
+  // block scales (read from the operands).
   namespace gemm = kernels::cuda::gemm;
+  const auto schedule_table =
+      [&](const std::vector<std::int64_t>& row_counts,
+          const std::vector<std::pair<std::int64_t, std::int64_t>>& nk, const Recipe& act,
+          const Recipe& weight, const float* alpha,
+          const std::function<gemm::Launcher(gemm::TileSchedule)>& launcher,
+          const std::function<gemm::TileSchedule(int, int, int, int)>& dispatcher) {
+        for (std::int64_t m : row_counts) {
+          for (auto [n, k] : nk) {
+            const ScaledTensor a = cast(random_bf16({m, k}, allocator, 7), act,
+                                        CastOptions{.context = {.allocator = &allocator}});
+            const ScaledTensor w = cast(random_bf16({n, k}, allocator, 8), weight,
+                                        CastOptions{.context = {.allocator = &allocator}});
+            const Array out = Array::empty(DType::kBF16, {m, n}, a.device(), &allocator);
+            gemm::Problem p;
+            p.m = static_cast<int>(m);
+            p.n = static_cast<int>(n);
+            p.k = static_cast<int>(k);
+            p.a = a.data().data();
+            p.b = w.data().data();
+            p.d = out.data();
+            p.alpha = alpha;
+            if (alpha == nullptr) {
+              p.scale_a = a.scale().data_as<const float>();
+              p.scale_b = w.scale().data_as<const float>();
+            }
+            const Context context{.allocator = &allocator};
+            double ms[2];
+            for (auto schedule : {gemm::TileSchedule::kPersistent, gemm::TileSchedule::kStreamK}) {
+              const gemm::Launcher launch = launcher(schedule);
+              ms[static_cast<int>(schedule)] =
+                  median_ms([&] { launch(p, context, a.device()); }, 3, 20);
+            }
+            const bool stream_k =
+                dispatcher(p.m, p.n, p.k, prop.multiProcessorCount) == gemm::TileSchedule::kStreamK;
+            std::printf("| %ld x %ld x %ld | %.4f | %.4f | %.2f | %s |\n", static_cast<long>(m),
+                        static_cast<long>(n), static_cast<long>(k), ms[0], ms[1], ms[0] / ms[1],
+                        stream_k ? "stream-K" : "persistent");
+          }
+        }
+      };
+
+  // The block GEMM's schedules: the data behind kernels::cuda::gemm::blockwise_schedule.
   if (wanted("block schedule")) {
     std::printf(
         "\n| block schedule M x N x K | persistent ms | stream-K ms | stream-K speed-up | "
         "dispatcher |\n|---|---|---|---|---|\n");
-    for (std::int64_t m : {1, 16, 64, 128, 256, 512, 1024, 2048, 4096}) {
-      for (auto [n, k] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-               {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}, {7168, 2048}}) {
-        const ScaledTensor a = cast(random_bf16({m, k}, allocator, 7), act,
-                                    CastOptions{.context = {.allocator = &allocator}});
-        const ScaledTensor w = cast(random_bf16({n, k}, allocator, 8), weight,
-                                    CastOptions{.context = {.allocator = &allocator}});
-        const Array out = Array::empty(DType::kBF16, {m, n}, a.device(), &allocator);
-        gemm::Problem p;
-        p.m = static_cast<int>(m);
-        p.n = static_cast<int>(n);
-        p.k = static_cast<int>(k);
-        p.a = a.data().data();
-        p.b = w.data().data();
-        p.d = out.data();
-        p.scale_a = a.scale().data_as<const float>();
-        p.scale_b = w.scale().data_as<const float>();
-        const Context context{.allocator = &allocator};
-        double ms[2];
-        for (auto schedule : {gemm::TileSchedule::kPersistent, gemm::TileSchedule::kStreamK}) {
-          const gemm::Launcher launch = gemm::blockwise_launcher(DType::kBF16, schedule);
-          ms[static_cast<int>(schedule)] =
-              median_ms([&] { launch(p, context, a.device()); }, 3, 20);
-        }
-        const bool stream_k = gemm::blockwise_schedule(p.m, p.n, p.k, prop.multiProcessorCount) ==
-                              gemm::TileSchedule::kStreamK;
-        std::printf("| %ld x %ld x %ld | %.4f | %.4f | %.2f | %s |\n", static_cast<long>(m),
-                    static_cast<long>(n), static_cast<long>(k), ms[0], ms[1], ms[0] / ms[1],
-                    stream_k ? "stream-K" : "persistent");
-      }
-    }
+    schedule_table(
+        {1, 16, 64, 128, 256, 512, 1024, 2048, 4096},
+        {{2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}, {7168, 2048}}, act, weight,
+        nullptr, [](gemm::TileSchedule s) { return gemm::blockwise_launcher(DType::kBF16, s); },
+        gemm::blockwise_schedule);
   }
 
-  // The per-tensor GEMM's two configurations side by side (128 x 256 tiles, persistent; 128 x
-  // 128 tiles, stream-K): the data behind kernels::cuda::gemm::per_tensor_schedule.
-  if (!wanted("per-tensor schedule")) return 0;
-  std::printf(
-      "\n| per-tensor schedule M x N x K | persistent 128x256 ms | stream-K 128x128 ms | "
-      "stream-K speed-up | dispatcher |\n|---|---|---|---|---|\n");
-  Array host_one = Array::empty(DType::kF32, {1});
-  host_one.data_as<float>()[0] = 1.0f;
-  const Array one = cuda_test::to_device(host_one, allocator);
-  for (std::int64_t m : {1, 16, 64, 128, 512, 1024, 4096, 8192}) {
-    for (auto [n, k] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-             {2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}, {8192, 8192}}) {
-      const ScaledTensor a = cast(random_bf16({m, k}, allocator, 7), Float8CurrentScaling{},
-                                  CastOptions{.context = {.allocator = &allocator}});
-      const ScaledTensor w = cast(random_bf16({n, k}, allocator, 8), Float8CurrentScaling{},
-                                  CastOptions{.context = {.allocator = &allocator}});
-      const Array out = Array::empty(DType::kBF16, {m, n}, a.device(), &allocator);
-      gemm::Problem p;
-      p.m = static_cast<int>(m);
-      p.n = static_cast<int>(n);
-      p.k = static_cast<int>(k);
-      p.a = a.data().data();
-      p.b = w.data().data();
-      p.d = out.data();
-      p.alpha = one.data_as<const float>();
-      const Context context{.allocator = &allocator};
-      double ms[2];
-      for (auto schedule : {gemm::TileSchedule::kPersistent, gemm::TileSchedule::kStreamK}) {
-        const gemm::Launcher launch =
-            gemm::per_tensor_launcher(DType::kE4M3, DType::kBF16, schedule);
-        ms[static_cast<int>(schedule)] = median_ms([&] { launch(p, context, a.device()); }, 3, 20);
-      }
-      const bool stream_k = gemm::per_tensor_schedule(p.m, p.n, p.k, prop.multiProcessorCount) ==
-                            gemm::TileSchedule::kStreamK;
-      std::printf("| %ld x %ld x %ld | %.4f | %.4f | %.2f | %s |\n", static_cast<long>(m),
-                  static_cast<long>(n), static_cast<long>(k), ms[0], ms[1], ms[0] / ms[1],
-                  stream_k ? "stream-K" : "persistent");
-    }
+  // The per-tensor GEMM's two configurations (128 x 256 tiles, persistent; 128 x 128 tiles,
+  // stream-K): the data behind kernels::cuda::gemm::per_tensor_schedule.
+  if (wanted("per-tensor schedule")) {
+    std::printf(
+        "\n| per-tensor schedule M x N x K | persistent 128x256 ms | stream-K 128x128 ms | "
+        "stream-K speed-up | dispatcher |\n|---|---|---|---|---|\n");
+    Array host_one = Array::empty(DType::kF32, {1});
+    host_one.data_as<float>()[0] = 1.0f;
+    const Array one = cuda_test::to_device(host_one, allocator);
+    schedule_table(
+        {1, 16, 64, 128, 512, 1024, 4096, 8192},
+        {{2112, 7168}, {7168, 16384}, {4096, 7168}, {24576, 1536}, {8192, 8192}},
+        Float8CurrentScaling{}, Float8CurrentScaling{}, one.data_as<const float>(),
+        [](gemm::TileSchedule s) {
+          return gemm::per_tensor_launcher(DType::kE4M3, DType::kBF16, s);
+        },
+        gemm::per_tensor_schedule);
   }
   return 0;
 }

@@ -81,14 +81,23 @@ def print_row(
     )
 
 
+def scaled_mm_operands(qx: breccia.ScaledTensor, qw: breccia.ScaledTensor) -> tuple:
+    """(a, b, scale_a, scale_b) of torch._scaled_mm for activation qx (M, K) and weight qw
+    (N, K), the very bytes: per-tensor scales as 0-d tensors; DeepSeek blocks in the blockwise
+    mode's layouts, A's scales (M, K/128) M-major and B's (K/128, ceil(N/128)) with strides
+    (1, K/128), the transposed view of the weight's row-major scales."""
+    a, b = qx.data, qw.data.t()
+    if isinstance(qx.layout, breccia.PerTensor):
+        return a, b, qx.scale.reshape(()), qw.scale.reshape(())
+    return a, b, qx.scale.t().contiguous().t(), qw.scale.t()
+
+
 def block_case(m: int, n: int, k: int) -> None:
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
     qx = breccia.cast(x, breccia.Float8BlockScaling())
     qw = breccia.cast(w, breccia.Float8BlockScaling(block_m=128))
-    a, b = qx.data, qw.data.t()
-    scale_a = qx.scale.t().contiguous().t()  # (M, K/128), M-major, as cuBLASLt wants
-    scale_b = qw.scale.t()  # (K/128, ceil(N/128)), strides (1, K/128)
+    a, b, scale_a, scale_b = scaled_mm_operands(qx, qw)
 
     def ours() -> torch.Tensor:
         return breccia.linear(qx, qw, out_dtype=torch.bfloat16)
@@ -119,8 +128,7 @@ def per_tensor_case(m: int, n: int, k: int) -> None:
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.05
     qx = breccia.cast(x, breccia.Float8CurrentScaling())
     qw = breccia.cast(w, breccia.Float8CurrentScaling())
-    a, b = qx.data, qw.data.t()
-    sa, sb = qx.scale.reshape(()), qw.scale.reshape(())
+    a, b, sa, sb = scaled_mm_operands(qx, qw)
 
     def ours() -> torch.Tensor:
         return breccia.linear(qx, qw, out_dtype=torch.bfloat16)
@@ -183,11 +191,7 @@ def triton_row(case: str, x: torch.Tensor, w: torch.Tensor, act: object, weight:
 
     (m, k), n = x.shape, w.shape[0]
     qx, qw = breccia.cast(x, act), breccia.cast(w, weight)
-    a, b = qx.data, qw.data.t()
-    if case == "per-tensor":
-        sa, sb = qx.scale.reshape(()), qw.scale.reshape(())
-    else:  # cuBLASLt's blockwise scale layouts (see block_case)
-        sa, sb = qx.scale.t().contiguous().t(), qw.scale.t()
+    a, b, sa, sb = scaled_mm_operands(qx, qw)
 
     def ours_triton() -> torch.Tensor:
         return triton_kernels.scaled_matmul_triton(qx, qw.T, out_dtype=torch.bfloat16)
