@@ -198,7 +198,7 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
         const std::int64_t block_end =
             std::min(cols, ((col0 + c) / block_cols + 1) * block_cols - col0);
         const std::int64_t s = grid.scale_index(b, row0, col0 + c);
-        const float f = decode_scale_bits(plan.spec.scale, load_scale_bits(scale, s)) * global;
+        const float f = decode_scale(s);
         std::fill(factor.begin() + c, factor.begin() + block_end, f);
         if (zero_points != nullptr) {
           std::fill(offset.begin() + c, offset.begin() + block_end,
