@@ -191,15 +191,26 @@ def swap_last_two(x: Any, backend: str) -> Any:
 def device_context(x: Any, backend: str | None = None) -> tuple[Any, int]:
     """(allocate, stream) for an op on x's device: for a CUDA tensor, the framework's caching
     allocator and its current stream, so that breccia's outputs are ordinary framework memory
-    ordered after the caller's work; (None, 0) for host data."""
-    if (backend or backend_of(x)) != TORCH or x.device.type != "cuda":
+    ordered after the caller's work; (None, 0) for host data. Every eager GPU call passes
+    here, so it takes PyTorch's cheapest paths (no Stream object, one shared allocator)."""
+    if (backend or backend_of(x)) != TORCH or not x.is_cuda:
         return None, 0
+    return _torch_cuda_allocate, _current_raw_stream(x.get_device())
+
+
+def _torch_cuda_allocate(nbytes: int, device_id: int) -> Any:
     import torch
 
-    def allocate(nbytes: int, device_id: int) -> Any:
-        return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device_id))
+    return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device_id))
 
-    return allocate, torch.cuda.current_stream(x.device).cuda_stream
+
+def _current_raw_stream(device_id: int) -> int:
+    import torch
+
+    raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw_stream is not None:
+        return int(raw_stream(device_id))
+    return int(torch.cuda.current_stream(device_id).cuda_stream)
 
 
 def _device_array_to_torch(array: _core.Array) -> Any:
@@ -210,7 +221,8 @@ def _device_array_to_torch(array: _core.Array) -> Any:
     if buffer is None or not isinstance(buffer, torch.Tensor):
         raise NotImplementedError(f"a result on {array.device} was not allocated by PyTorch")
     start = array.data_ptr - buffer.data_ptr()
-    raw = buffer[start : start + array.nbytes]
+    nbytes = array.nbytes
+    raw = buffer if start == 0 and nbytes == buffer.numel() else buffer[start : start + nbytes]
     # PyTorch has no FP6 dtypes: those codes stay uint8 bytes, as on the CPU.
     dtype = getattr(torch, array.dtype, torch.uint8)
     return raw.view(dtype).view(array.shape)

@@ -215,7 +215,7 @@ TileSchedule blockwise_schedule(int m, int n, int k, int sms) {
 
 TileSchedule per_tensor_schedule(int m, int n, int, int sms) {
   const std::int64_t large_tiles = std::int64_t{(m + 127) / 128} * ((n + 255) / 256);
-  return large_tiles < sms ? TileSchedule::kStreamK : TileSchedule::kPersistent;
+  return 2 * large_tiles <= sms ? TileSchedule::kStreamK : TileSchedule::kPersistent;
 }
 
 #if !defined(BRECCIA_CUTLASS)

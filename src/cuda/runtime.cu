@@ -1,7 +1,14 @@
 #include "cuda/runtime.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "breccia/error.hpp"
 #include "cuda/scale_rules.cuh"
@@ -29,16 +36,85 @@ void check_launch(std::string_view kernel) {
   check(cudaGetLastError(), kernel);
 }
 
+namespace {
+
+// Scratch blocks (GEMM workspaces, scale products) kept for the next call on the same device
+// and stream, so that a call asks the caller's allocator for its output only: a request to a
+// framework allocator from a kernel launcher costs microseconds (for PyTorch, a trip back into
+// Python). Reusing a block on the stream it was last used on needs no synchronisation, the rule
+// PyTorch's own caching allocator follows. Blocks are never released: the pool outlives the
+// framework whose memory it holds, so it is never destroyed.
+class ScratchPool {
+ public:
+  static ScratchPool& instance() {
+    static auto* pool = new ScratchPool;
+    return *pool;
+  }
+
+  std::shared_ptr<void> take(const Context& context, std::int64_t bytes, Device device) {
+    const Key key{device.id, context.stream};
+    Block block;
+    {
+      const std::lock_guard lock(mutex_);
+      std::vector<Block>& blocks = free_[key];
+      const auto fits = std::ranges::min_element(blocks, {}, [&](const Block& b) {
+        return b.bytes >= bytes ? b.bytes : std::numeric_limits<std::int64_t>::max();
+      });
+      if (fits != blocks.end() && fits->bytes >= bytes) {
+        block = std::move(*fits);
+        blocks.erase(fits);
+      }
+    }
+    if (block.memory == nullptr) {
+      block.bytes = std::bit_ceil(static_cast<std::uint64_t>(std::max<std::int64_t>(bytes, 256)));
+      block.memory = allocate(context, block.bytes, device);
+    }
+    void* address = block.memory.get();
+    return std::shared_ptr<void>(address, [this, key, block = std::move(block)](void*) mutable {
+      const std::lock_guard lock(mutex_);
+      std::vector<Block>& blocks = free_[key];
+      blocks.push_back(std::move(block));
+      if (blocks.size() > kBlocksPerStream) {  // the smallest goes back to the framework
+        blocks.erase(std::ranges::min_element(blocks, {}, &Block::bytes));
+      }
+    });
+  }
+
+  static std::shared_ptr<void> allocate(const Context& context, std::int64_t bytes,
+                                        Device device) {
+    std::shared_ptr<void> memory = context.allocator->allocate(bytes, device);
+    if (memory == nullptr) {
+      fail<DeviceError>("allocator: expected ", bytes, " bytes on ", device, ", got null");
+    }
+    return memory;
+  }
+
+ private:
+  static constexpr std::size_t kBlocksPerStream = 4;
+  struct Block {
+    std::shared_ptr<void> memory;
+    std::int64_t bytes = 0;
+  };
+  using Key = std::pair<int, void*>;
+  std::mutex mutex_;
+  std::map<Key, std::vector<Block>> free_;
+};
+
+}  // namespace
+
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device) {
   if (context.allocator == nullptr) {
     fail<DeviceError>("allocator: CUDA ops need the caller's allocator for ", device,
                       " (pass one in the op's Context), got none");
   }
   if (bytes == 0) return nullptr;
-  std::shared_ptr<void> memory = context.allocator->allocate(bytes, device);
-  if (memory == nullptr)
-    fail<DeviceError>("allocator: expected ", bytes, " bytes on ", device, ", got null");
-  return memory;
+  // Work captured into a CUDA graph keeps its addresses for every replay: its scratch is its own.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream_of(context), &capture), "cudaStreamIsCapturing");
+  if (capture != cudaStreamCaptureStatusNone) {
+    return ScratchPool::allocate(context, bytes, device);
+  }
+  return ScratchPool::instance().take(context, bytes, device);
 }
 
 void require_cuda(const Array& array, std::string_view argument) {
@@ -64,11 +140,12 @@ int sm_count(Device device) {
 
 DeviceGuard::DeviceGuard(Device device) {
   check(cudaGetDevice(&previous_), "cudaGetDevice");
-  if (previous_ != device.id) check(cudaSetDevice(device.id), "cudaSetDevice");
+  changed_ = previous_ != device.id;
+  if (changed_) check(cudaSetDevice(device.id), "cudaSetDevice");
 }
 
 DeviceGuard::~DeviceGuard() {
-  cudaSetDevice(previous_);
+  if (changed_) cudaSetDevice(previous_);
 }
 
 namespace {

@@ -22,8 +22,9 @@ inline cudaStream_t stream_of(const Context& context) {
   return static_cast<cudaStream_t>(context.stream);
 }
 
-// Temporary device memory from the caller's allocator, released (back to the caller's pool)
-// when the owner goes; stream-ordered pools make that safe before the kernel finishes.
+// Temporary device memory from the caller's allocator, for work enqueued on the context's
+// stream: when the owner goes it is kept for the next call on that stream (stream order makes
+// that safe before the kernel finishes), except under CUDA-graph capture.
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device);
 
 // The number of SMs of a CUDA device (asked once per device, then cached).
@@ -42,6 +43,7 @@ class DeviceGuard {
 
  private:
   int previous_ = 0;
+  bool changed_ = false;
 };
 
 // NVFP4: writes amax / 2688 of the tensor amax held as bits at `amax_bits` into each of

@@ -205,6 +205,52 @@ TEST_F(CudaGemm, Int4WeightsWithBf16ActivationsMatchTheReference) {
   }
 }
 
+// Counts the requests that reach the caller's allocator.
+class CountingAllocator final : public Allocator {
+ public:
+  explicit CountingAllocator(Allocator& inner) : inner_(inner) {}
+  std::shared_ptr<void> allocate(std::int64_t bytes, Device device) override {
+    ++calls;
+    return inner_.allocate(bytes, device);
+  }
+  int calls = 0;
+
+ private:
+  Allocator& inner_;
+};
+
+// The host path of an eager GEMM: after a first call on a stream, the same GEMM asks the
+// caller's allocator for its output only (scratch, such as a stream-K workspace or the
+// per-tensor scale product, is kept for the next call on that stream), and stays right.
+TEST_F(CudaGemm, RepeatedCallsAllocateTheirOutputOnly) {
+  CountingAllocator counting(allocator_);
+  const Context context{.allocator = &counting};
+  const Recipe block_weight = Float8BlockScaling{Fp8Format::kE4M3, 128, 128, true};
+  struct Case {
+    std::int64_t m, n, k;
+    Recipe a, b;
+  };
+  for (const Case& c : {Case{16, 512, 1024, Float8CurrentScaling{}, Float8CurrentScaling{}},
+                        Case{2048, 4224, 256, Float8CurrentScaling{}, Float8CurrentScaling{}},
+                        Case{16, 2112, 7168, Float8BlockScaling{}, block_weight}}) {
+    SCOPED_TRACE(std::to_string(c.m) + "x" + std::to_string(c.n) + "x" + std::to_string(c.k));
+    const Array x = random_matrix(c.m, c.k, 7), w = random_matrix(c.n, c.k, 8);
+    const ScaledTensor a = cast(to_device(x, allocator_), c.a, {.context = context});
+    const Layout layout = std::holds_alternative<Float8CurrentScaling>(c.b)
+                              ? Layout{PerTensor{}}
+                              : Layout{PerBlockMN{128, 128}};
+    const ScaledTensor b =
+        transposed_view(cast(to_device(w, allocator_), c.b, {.context = context}), layout);
+    const Array want = matmul(cast(x, c.a), transposed_view(cast(w, c.b), layout), DType::kF32);
+    for (int call = 0; call < 3; ++call) {
+      counting.calls = 0;
+      const Array got = to_host(matmul(a, b, DType::kBF16, context));
+      if (call > 0) EXPECT_EQ(counting.calls, 1) << "call " << call;
+      EXPECT_LE(mismatch(got, want), 1e-5);
+    }
+  }
+}
+
 TEST_F(CudaGemm, RefusesWhatNoKernelTakes) {
   auto fp8 = [&](std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
     return cast(to_device(random_matrix(rows, cols, seed), allocator_), Float8CurrentScaling{},

@@ -28,10 +28,11 @@ enum class TileSchedule : std::uint8_t {
 };
 // Null when this build has no such instance. Per tensor, kPersistent is the 128 x 256 tile
 // (2 x 1 cluster) for large problems, kStreamK a 128 x 128 tile (1 x 2 cluster) with K split
-// across the SMs for problems of less than one wave of large tiles (decoding and small batches).
+// across the SMs for problems of at most half a wave of large tiles (decoding, small batches).
 Launcher per_tensor_launcher(DType b_dtype, DType out_dtype, TileSchedule schedule);
-// The per-tensor schedule for M x N x K on `sms` SMs: stream-K when the large tiles would not
-// fill every SM once.
+// The per-tensor schedule for M x N x K on `sms` SMs: stream-K when the large tiles would fill
+// at most half of the SMs (measured on an H200: stream-K 1.2-1.6x faster up to 64 of 132 tiles,
+// even at 72, slower from 112; docs/performance.md).
 TileSchedule per_tensor_schedule(int m, int n, int k, int sms);
 Launcher blockwise_launcher(DType out_dtype, TileSchedule schedule);
 // The schedule the dispatcher runs for an M x N x K problem on a GPU of `sms` SMs: stream-K

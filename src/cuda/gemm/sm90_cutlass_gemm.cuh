@@ -4,6 +4,9 @@
 // compiles run in parallel.
 #pragma once
 
+#include <array>
+#include <mutex>
+
 #include <cutlass/cutlass.h>
 #include <cutlass/gemm/device/gemm_universal_adapter.h>
 #include <cute/tensor.hpp>
@@ -81,11 +84,30 @@ typename Gemm::GemmKernel::EpilogueArguments epilogue_of(const Problem& p, const
   return epilogue;
 }
 
+// Lets the kernel take its shared memory on `device`, once per device: CUTLASS's initialize()
+// would set the attribute again on every call, a driver call on the host path of each GEMM.
+template <class GemmKernel>
+void allow_shared_memory(Device device) {
+  constexpr int kDevices = 64;
+  static std::array<std::once_flag, kDevices> done;
+  if (GemmKernel::SharedStorageSize < (48 << 10)) return;
+  if (device.id < 0 || device.id >= kDevices) {
+    fail<DeviceError>("scaled_matmul: device ids 0-", kDevices - 1, " are supported, got ",
+                      device);
+  }
+  std::call_once(done[static_cast<std::size_t>(device.id)], [] {
+    detail::check(cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int{GemmKernel::SharedStorageSize}),
+                  "cudaFuncSetAttribute (CUTLASS GEMM shared memory)");
+  });
+}
+
 template <class Config>
 void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& context, Device device) {
   using Gemm = typename Config::Gemm;
-  Gemm gemm;
-  if (gemm.can_implement(arguments) != cutlass::Status::kSuccess) {
+  using GemmKernel = typename Gemm::GemmKernel;
+  if (Gemm::can_implement(arguments) != cutlass::Status::kSuccess) {
     fail<UnsupportedError>(
         "scaled_matmul: the CUTLASS kernel cannot take M=", cute::get<0>(arguments.problem_shape),
         " N=", cute::get<1>(arguments.problem_shape), " K=", cute::get<2>(arguments.problem_shape),
@@ -95,10 +117,14 @@ void run_gemm(typename Config::Gemm::Arguments& arguments, const Context& contex
   const std::shared_ptr<void> workspace =
       detail::scratch(context, static_cast<std::int64_t>(workspace_bytes), device);
   const cudaStream_t stream = detail::stream_of(context);
-  if (gemm.initialize(arguments, workspace.get(), stream) != cutlass::Status::kSuccess) {
-    fail<DeviceError>("scaled_matmul: CUTLASS GEMM initialization failed");
+  allow_shared_memory<GemmKernel>(device);
+  if (GemmKernel::initialize_workspace(arguments, workspace.get(), stream) !=
+      cutlass::Status::kSuccess) {
+    fail<DeviceError>("scaled_matmul: CUTLASS GEMM workspace initialization failed");
   }
-  if (gemm.run(stream) != cutlass::Status::kSuccess)
+  typename GemmKernel::Params params =
+      GemmKernel::to_underlying_arguments(arguments, workspace.get());
+  if (Gemm::run(params, stream) != cutlass::Status::kSuccess)
     fail<DeviceError>("scaled_matmul: CUTLASS GEMM launch failed");
   detail::check_launch("CUTLASS FP8 GEMM");
 }
