@@ -80,8 +80,7 @@ class ScratchPool {
     });
   }
 
-  static std::shared_ptr<void> allocate(const Context& context, std::int64_t bytes,
-                                        Device device) {
+  static std::shared_ptr<void> allocate(const Context& context, std::int64_t bytes, Device device) {
     std::shared_ptr<void> memory = context.allocator->allocate(bytes, device);
     if (memory == nullptr) {
       fail<DeviceError>("allocator: expected ", bytes, " bytes on ", device, ", got null");

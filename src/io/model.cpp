@@ -605,17 +605,25 @@ Json quantization_config(const ConvertTarget& target, Convention convention,
   }
   if (convention == Convention::kModelOpt) {
     Json layers = Json::object();
+    std::set<std::string> expert_algorithms;
     for (const auto& [format, modules] : modules_by_format) {
       const auto [algorithm, group_size] = modelopt_algorithm(format);
       Json layer = {{"quant_algo", algorithm}};
       if (group_size > 0) layer["group_size"] = group_size;
-      for (const std::string& module : modules) layers[module] = layer;
+      for (const std::string& module : modules) {
+        layers[module] = layer;
+        if (module.find(".experts.") != std::string::npos) expert_algorithms.insert(algorithm);
+      }
     }
-    return {{"quant_method", "modelopt"},
-            {"quant_algo", "MIXED_PRECISION"},
-            {"kv_cache_quant_algo", nullptr},
-            {"quantized_layers", layers},
-            {"exclude_modules", ignore}};
+    Json config = {{"quant_method", "modelopt"},
+                   {"quant_algo", "MIXED_PRECISION"},
+                   {"kv_cache_quant_algo", nullptr},
+                   {"quantized_layers", layers},
+                   {"exclude_modules", ignore}};
+    // The routed experts' one algorithm, which MoE loaders (vLLM's and SGLang's DeepSeek-V4
+    // NVFP4 paths) read to pick the fused-MoE method; absent when experts mix formats.
+    if (expert_algorithms.size() == 1) config["moe_quant_algo"] = *expert_algorithms.begin();
+    return config;
   }
   if (convention == Convention::kCompressedTensors) {
     Json groups = Json::object();

@@ -546,12 +546,43 @@ def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None
                     "group_size": 16,
                 }
                 assert "lm_head" in document["exclude_modules"]
+                assert "moe_quant_algo" not in document  # this model has no routed experts
         else:
             assert config["format"] == "mixed-precision"
             groups = list(config["config_groups"].values())
             by_format = {group["format"]: group for group in groups}
             assert sorted(by_format["float-quantized"]["targets"]) == sorted(attention)
             assert "model.layers.0.mlp.down_proj" in by_format["nvfp4-pack-quantized"]["targets"]
+    # Routed experts in one format: ModelOpt names it moe_quant_algo (DeepSeek-V4 NVFP4 style,
+    # FP8 elsewhere); experts in two formats have no one algorithm to name.
+    rng = np.random.default_rng(3)
+    experts = {
+        f"model.layers.0.mlp.experts.{e}.{p}.weight": (
+            rng.standard_normal((128, 256)) * 0.05
+        ).astype(BF16)
+        for e in range(2)
+        for p in ("gate_proj", "up_proj")
+    }
+    write_model(tmp_path / "moe", [{**source, **experts}])
+    for format_for, moe_algorithm in (
+        (["--format-for", "experts=nvfp4"], "NVFP4"),
+        (["--format-for", r"experts\.0=nvfp4", "--format-for", "self_attn=fp8"], None),
+    ):
+        out = tmp_path / f"moe-{moe_algorithm}"
+        result = run(
+            "convert", str(tmp_path / "moe"), str(out), "--to", "fp8-block",
+            *format_for, "--convention", "modelopt",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        config = json.loads((out / "config.json").read_text())["quantization_config"]
+        hf = json.loads((out / "hf_quant_config.json").read_text())["quantization"]
+        for document in (config, hf):
+            assert document["quant_algo"] == "MIXED_PRECISION"
+            assert document.get("moe_quant_algo") == moe_algorithm
+        loaded = breccia.checkpoint.load(out)
+        assert loaded["model.layers.0.mlp.experts.0.up_proj.weight"].recipe == (
+            breccia.NVFP4BlockScaling()
+        )
     for args, message in (
         (["--to", "bf16", "--format-for", "mlp=fp8"], "mixed formats need a quantized target"),
         (["--to", "nvfp4", "--format-for", "mlp=bf16"], "expected a quantized format"),

@@ -92,8 +92,7 @@ void allow_shared_memory(Device device) {
   static std::array<std::once_flag, kDevices> done;
   if (GemmKernel::SharedStorageSize < (48 << 10)) return;
   if (device.id < 0 || device.id >= kDevices) {
-    fail<DeviceError>("scaled_matmul: device ids 0-", kDevices - 1, " are supported, got ",
-                      device);
+    fail<DeviceError>("scaled_matmul: device ids 0-", kDevices - 1, " are supported, got ", device);
   }
   std::call_once(done[static_cast<std::size_t>(device.id)], [] {
     detail::check(cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
