@@ -66,9 +66,13 @@ HWY_INLINE VI EncodeMinifloat(VF v) {
 }
 
 // Minifloat<kFormat>::decode of every lane's code (its low kBits bits), exactly: the
-// magnitude's bits moved into fp32's exponent and mantissa fields, then rebased by an exact
-// power of two (fp32 subnormals give the format's subnormals); NaN and infinity by format,
-// a NaN being the canonical one with the code's sign.
+// magnitude's bits moved into fp32's exponent and mantissa fields and rebased by the format's
+// bias. The 4- and 6-bit formats rebase with an integer add and read a subnormal code
+// (exponent field 0) one binade up, as 2^(1-bias) times 1.m, less 2^(1-bias): no fp32
+// subnormal is formed, which on many x86 cores (Intel's) would cost a microcode assist of about
+// a hundred cycles per operation, and their subnormal codes are common (FP4's +-0.5). FP8's are
+// rare, so FP8 keeps the cheaper multiply by 2^(127-bias), through an fp32 subnormal for them.
+// NaN and infinity by format, a NaN being the canonical one with the code's sign.
 template <ElementFormat kFormat>
 HWY_INLINE VF DecodeMinifloat(VI code) {
   using M = Minifloat<kFormat>;
@@ -78,9 +82,21 @@ HWY_INLINE VF DecodeMinifloat(VI code) {
   const VI magnitude = hn::And(code, hn::Set(di, static_cast<std::int32_t>(M::kMagnitudeMask)));
   const VI sign = hn::ShiftLeft<32 - M::kBits>(
       hn::And(code, hn::Set(di, static_cast<std::int32_t>(M::kSignBit))));
-  constexpr float kRebase = formats::detail::exact_pow2(127 - M::traits.bias);
-  VF value = hn::Mul(hn::BitCast(df, hn::ShiftLeft<23 - M::kMantissaBits>(magnitude)),
-                     hn::Set(df, kRebase));
+  const VI placed = hn::ShiftLeft<23 - M::kMantissaBits>(magnitude);
+  VF value;
+  if constexpr (M::kBits <= 6) {
+    constexpr std::int32_t kRebase = (127 - M::traits.bias) << 23;
+    const auto subnormal = hn::Lt(magnitude, hn::Set(di, 1 << M::kMantissaBits));
+    const VI rebased = hn::Add(
+        placed, hn::IfThenElse(subnormal, hn::Set(di, kRebase + (1 << 23)), hn::Set(di, kRebase)));
+    const VF one_binade_up =
+        hn::IfThenElseZero(hn::RebindMask(df, subnormal),
+                           hn::Set(df, formats::detail::exact_pow2(1 - M::traits.bias)));
+    value = hn::Sub(hn::BitCast(df, rebased), one_binade_up);
+  } else {
+    constexpr float kRebase = formats::detail::exact_pow2(127 - M::traits.bias);
+    value = hn::Mul(hn::BitCast(df, placed), hn::Set(df, kRebase));
+  }
   if constexpr (M::traits.nan == formats::NanEncoding::kAllOnes) {
     const auto nan = hn::Eq(magnitude, hn::Set(di, static_cast<std::int32_t>(M::kMagnitudeMask)));
     value =

@@ -100,6 +100,27 @@ TEST_F(CpuKernels, MatchesReferenceOnSpecialValues) {
   EXPECT_GT(sweep(Fill::kSpecial), 200);
 }
 
+// Every element code of every recipe (all byte values for the 8-bit and packed 4-bit
+// formats, all 64 codes for FP6), scaled as a cast of real data scales it, dequantizes to the
+// reference's bits: the SIMD decoders' subnormal, NaN and infinity codes included.
+TEST_F(CpuKernels, EveryElementCodeDequantizesLikeTheReference) {
+  const Array x = make_input({32, 512}, Fill::kRandom, 11);
+  for (const Recipe& recipe : all_recipes()) {
+    SCOPED_TRACE(recipe_repr(recipe));
+    ScaledTensor scaled = cast(x, recipe, {.context = kReference});
+    const ElementFormat element = scaled.spec().element;
+    const int codes = is_packed(element) ? 256 : 1 << element_bits(element);
+    auto* bytes = scaled.data().data_as<std::uint8_t>();
+    for (std::int64_t i = 0; i < scaled.data().nbytes(); ++i) {
+      bytes[i] = static_cast<std::uint8_t>((i * 7) % codes);  // 7: every code in each block
+    }
+    for (DType out : {DType::kF32, DType::kBF16, DType::kF16}) {
+      EXPECT_EQ(mismatched_bytes(dequantize(scaled, out), dequantize(scaled, out, kReference)), 0)
+          << "dequantize to " << dtype_name(out);
+    }
+  }
+}
+
 TEST_F(CpuKernels, MatchesReferenceWithOneTwoAndSeveralThreads) {
   const Array x = make_input({256, 1024}, Fill::kSpecial, 7);
   for (int threads : {1, 2, 3, 8}) {
