@@ -348,23 +348,30 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
         }
         return;
       }
-      // One scale entry per block the row touches, spread over its columns.
-      for (std::int64_t segment = 0; segment < row.segments; ++segment) {
-        for (std::int64_t j = 0; j < row.length;) {
-          const std::int64_t column = row.column(segment, j);
-          const std::int64_t block_end = (column / block_cols + 1) * block_cols;
-          // The first j past the block (for 4-bit rows, the first 2j + segment past it).
-          const std::int64_t run_end = std::min(
-              row.length,
-              row.segments == 1 ? block_end : hwy::DivCeil(block_end - segment, std::int64_t{2}));
-          const std::int64_t s = grid.scale_index(0, w_row, column);
+      // One scale entry per block the row touches (consecutive entries, as above), spread over
+      // its columns: block b's columns are j in [b * block_cols, (b + 1) * block_cols), or for
+      // a 4-bit row's segment the j whose 2j + segment lies there. No division per block: at
+      // NVFP4's 16-element blocks the bookkeeping would cost more than the products.
+      const std::int64_t first_scale = grid.per_tensor ? 0 : grid.scale_index(0, w_row, 0);
+      const std::int64_t row_blocks = grid.per_tensor ? 1 : hwy::DivCeil(k, block_cols);
+      const auto first_j = [&](std::int64_t column, std::int64_t segment) {
+        const std::int64_t j = row.segments == 1 ? column : (column - segment + 1) >> 1;
+        return std::min(row.length, j);
+      };
+      for (std::int64_t block = 0; block < row_blocks; ++block) {
+        const std::int64_t s = first_scale + (grid.per_tensor ? 0 : block);
+        const float f = decode_scale(s);
+        const float zero = zero_points != nullptr ? static_cast<float>(zero_points[s]) : 0.0f;
+        const std::int64_t begin_column = block * block_cols;
+        const std::int64_t end_column = std::min(k, begin_column + block_cols);
+        for (std::int64_t segment = 0; segment < row.segments; ++segment) {
           const std::int64_t at = segment * row.pitch;
-          std::fill(factor.begin() + at + j, factor.begin() + at + run_end, decode_scale(s));
+          const std::int64_t j0 = first_j(begin_column, segment);
+          const std::int64_t j1 = first_j(end_column, segment);
+          std::fill(factor.begin() + at + j0, factor.begin() + at + j1, f);
           if (zero_points != nullptr) {
-            std::fill(offset.begin() + at + j, offset.begin() + at + run_end,
-                      static_cast<float>(zero_points[s]));
+            std::fill(offset.begin() + at + j0, offset.begin() + at + j1, zero);
           }
-          j = run_end;
         }
       }
       const std::uint8_t* codes = bytes + w_row * row_bytes;
