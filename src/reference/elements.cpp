@@ -65,19 +65,6 @@ std::uint32_t load_scale_bits(const Array& scale, std::int64_t s) {
   }
 }
 
-void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits) {
-  switch (itemsize(scale.dtype())) {
-    case 1:
-      scale.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(bits);
-      return;
-    case 2:
-      scale.data_as<std::uint16_t>()[s] = static_cast<std::uint16_t>(bits);
-      return;
-    default:
-      scale.data_as<std::uint32_t>()[s] = bits;
-  }
-}
-
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code) {
   auto* bytes = data.data_as<std::uint8_t>();
   if (!plan.spec.packed) {

@@ -25,7 +25,18 @@ std::uint8_t encode_fp8(ElementFormat format, float value);
 
 // The bits of scale entry `s` of a scale array (1, 2 or 4 bytes each), and their store.
 std::uint32_t load_scale_bits(const Array& scale, std::int64_t s);
-void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits);
+inline void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits) {
+  switch (itemsize(scale.dtype())) {
+    case 1:
+      scale.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(bits);
+      return;
+    case 2:
+      scale.data_as<std::uint16_t>()[s] = static_cast<std::uint16_t>(bits);
+      return;
+    default:
+      scale.data_as<std::uint32_t>()[s] = bits;
+  }
+}
 
 // Writes element code `code` at logical flat index `i` (packed formats: nibble i % 2).
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code);
