@@ -2,6 +2,7 @@
 // run: the ratio bytes/s(kernel) / bytes/s(memcpy) is what docs/performance.md records.
 #include <benchmark/benchmark.h>
 
+#include <bit>
 #include <cstring>
 #include <random>
 
@@ -45,6 +46,25 @@ void BM_Cast(benchmark::State& state, Recipe recipe) {
   state.SetBytesProcessed(state.iterations() * x.nbytes());
 }
 
+// The same values as bf16 (their top 16 bits): a checkpoint conversion's usual input.
+const Array& bf16_input() {
+  static const Array x = [] {
+    Array y = Array::empty(DType::kBF16, input().shape());
+    for (std::int64_t i = 0; i < y.numel(); ++i) {
+      y.data_as<std::uint16_t>()[i] = static_cast<std::uint16_t>(
+          std::bit_cast<std::uint32_t>(input().data_as<float>()[i]) >> 16);
+    }
+    return y;
+  }();
+  return x;
+}
+
+void BM_CastBf16(benchmark::State& state, Recipe recipe) {
+  const Array& x = bf16_input();
+  for (auto _ : state) benchmark::DoNotOptimize(breccia::cast(x, recipe));
+  state.SetBytesProcessed(state.iterations() * x.nbytes());
+}
+
 void BM_Dequantize(benchmark::State& state, Recipe recipe) {
   const breccia::ScaledTensor scaled = breccia::cast(input(), recipe);
   for (auto _ : state) benchmark::DoNotOptimize(breccia::dequantize(scaled));
@@ -58,6 +78,9 @@ BENCHMARK_CAPTURE(BM_Cast, Float8BlockScaling, breccia::Float8BlockScaling{});
 BENCHMARK_CAPTURE(BM_Cast, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
 BENCHMARK_CAPTURE(BM_Cast, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});
 BENCHMARK_CAPTURE(BM_Cast, INT4Scaling, breccia::INT4Scaling{});
+BENCHMARK_CAPTURE(BM_CastBf16, Float8BlockScaling128x128,
+                  breccia::Float8BlockScaling{.block_k = 128, .block_m = 128});
+BENCHMARK_CAPTURE(BM_CastBf16, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
 BENCHMARK_CAPTURE(BM_Dequantize, Float8CurrentScaling, breccia::Float8CurrentScaling{});
 BENCHMARK_CAPTURE(BM_Dequantize, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
 BENCHMARK_CAPTURE(BM_Dequantize, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});

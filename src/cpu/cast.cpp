@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "breccia/error.hpp"
@@ -70,26 +71,39 @@ void LoadRows(const Array& x, std::int64_t cols, std::int64_t row, std::int64_t 
   }
 }
 
-// amax (fp32 bits) of count contiguous fp32 values (a multiple of the vector length).
-HWY_INLINE std::int32_t MaxAbsBits(const float* x, std::int64_t count) {
+// A vector of fp32 values from `p`: fp32, or bf16 promoted (exactly, as LoadRows does).
+template <class T>
+HWY_INLINE VF LoadAsF32(const T* p) {
+  const DF df;
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(df, p);
+  } else {
+    return hn::PromoteTo(df, hn::LoadU(hn::Rebind<T, DF>(), p));
+  }
+}
+
+// amax (fp32 bits) of count contiguous values (a multiple of the vector length).
+template <class T>
+HWY_INLINE std::int32_t MaxAbsBits(const T* x, std::int64_t count) {
   const DF df;
   const DI di;
   const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
   VI m = hn::Zero(di);
-  for (std::int64_t i = 0; i < count; i += lanes) m = hn::Max(m, AbsBits(hn::LoadU(df, x + i)));
+  for (std::int64_t i = 0; i < count; i += lanes) m = hn::Max(m, AbsBits(LoadAsF32(x + i)));
   return hn::GetLane(hn::MaxOfLanes(di, m));
 }
 
 // One tile's TileStats (amax, and the range [min(x, 0), max(x, 0)] with NaN ignored, as
 // TileStats::add keeps them) from `count` values, a whole number of vectors.
-HWY_INLINE rules::TileStats RangeOfTile(const float* x, std::int64_t count) {
+template <class T>
+HWY_INLINE rules::TileStats RangeOfTile(const T* x, std::int64_t count) {
   const DF df;
   const DI di;
   const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
   VI m = hn::Zero(di);
   VF lo = hn::Zero(df), hi = hn::Zero(df);
   for (std::int64_t i = 0; i < count; i += lanes) {
-    const VF v = hn::LoadU(df, x + i);
+    const VF v = LoadAsF32(x + i);
     m = hn::Max(m, AbsBits(v));
     lo = hn::IfThenElse(hn::Lt(v, lo), v, lo);
     hi = hn::IfThenElse(hn::Gt(v, hi), v, hi);
@@ -270,16 +284,34 @@ class TileCast {
     // Columns [0, vectors) are read and encoded a vector at a time; past `width` they are zeros.
     const std::int64_t vectors = hwy::DivCeil(width, lanes) * lanes;
     const std::int64_t first_row = b * grid_.rows + row0;
-    // fp32 rows of whole vectors are read in place; anything else is converted and padded first.
-    const float* values = nullptr;
-    std::int64_t stride = pitch_;
-    if (x_.dtype() == DType::kF32 && width % lanes == 0) {
-      values = x_.data_as<const float>() + first_row * grid_.cols + col0;
-      stride = grid_.cols;
-    } else {
-      LoadRows(x_, grid_.cols, first_row, rows, col0, width, s.values.data(), pitch_);
-      values = s.values.data();
+    const Span span{b, row0, rows, col0, width, tiles, vectors, first_row};
+    // fp32 and bf16 rows of whole vectors are read in place (bf16 promoted in registers, at
+    // every read); anything else is converted and padded into fp32 first.
+    const std::int64_t first = first_row * grid_.cols + col0;
+    if (width % lanes == 0 && x_.dtype() == DType::kF32) {
+      return Body(s, span, x_.data_as<const float>() + first, grid_.cols);
     }
+    if (width % lanes == 0 && x_.dtype() == DType::kBF16) {
+      const auto* bf16 =
+          reinterpret_cast<const hwy::bfloat16_t*>(x_.data_as<const std::uint16_t>());
+      return Body(s, span, bf16 + first, grid_.cols);
+    }
+    LoadRows(x_, grid_.cols, first_row, rows, col0, width, s.values.data(), pitch_);
+    Body(s, span, s.values.data(), pitch_);
+  }
+
+  // Where a chunk lies: batch b, rows [row0, row0 + rows), columns [col0, col0 + width) of
+  // `tiles` tiles, read as `vectors` columns (whole vectors); first_row counts batches' rows.
+  struct Span {
+    std::int64_t b, row0, rows, col0, width, tiles, vectors, first_row;
+  };
+
+  // A chunk's statistics, scales and codes from its values (`stride` elements a row).
+  template <class T>
+  void Body(Scratch& s, const Span& span, const T* values, std::int64_t stride) const {
+    const auto [b, row0, rows, col0, width, tiles, vectors, first_row] = span;
+    const DF df;
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
 
     // Tile statistics, then scales.
     s.scales.resize(static_cast<std::size_t>(tiles));
@@ -332,7 +364,7 @@ class TileCast {
     }
     const bool in_place = !is_packed(Rule::kElement) && width % lanes == 0;
     for (std::int64_t r = 0; r < rows; ++r) {
-      const float* row = values + r * stride;
+      const T* row = values + r * stride;
       std::uint8_t* codes =
           in_place ? out_.data.data_as<std::uint8_t>() + (first_row + r) * grid_.cols + col0
                    : s.codes.data();
@@ -343,12 +375,12 @@ class TileCast {
           const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
           const std::int64_t end = std::min((t + 1) * tile_cols_, vectors);
           for (std::int64_t c = t * tile_cols_; c < end; c += lanes) {
-            StoreCodes(Encode(hn::LoadU(df, row + c), factor, zero_point), codes + c);
+            StoreCodes(Encode(LoadAsF32(row + c), factor, zero_point), codes + c);
           }
         }
       } else {
         for (std::int64_t c = 0; c < vectors; c += lanes) {
-          StoreCodes(Encode(hn::LoadU(df, row + c), hn::LoadU(df, s.column_factor.data() + c),
+          StoreCodes(Encode(LoadAsF32(row + c), hn::LoadU(df, s.column_factor.data() + c),
                             hn::LoadU(df, s.column_zero_point.data() + c)),
                      codes + c);
         }
@@ -364,27 +396,35 @@ class TileCast {
     }
   }
 
-  // Per-column |x| maxima (and range) over the chunk's rows.
-  void ColumnStats(Scratch& s, const float* values, std::int64_t stride, std::int64_t rows,
+  // Per-column |x| maxima (and range) over the chunk's rows, row by row: each row's run is
+  // read once, in order, into accumulators that stay in L1 (a column at a time down the rows
+  // read every cache line once per vector across it, from rows a whole row apart).
+  template <class T>
+  void ColumnStats(Scratch& s, const T* values, std::int64_t stride, std::int64_t rows,
                    std::int64_t vectors) const {
     const DF df;
     const DI di;
     const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    std::int32_t* amax = s.column_amax.data();
+    float* lo = s.column_lo.data();
+    float* hi = s.column_hi.data();
     for (std::int64_t c = 0; c < vectors; c += lanes) {
-      VI amax = hn::Zero(di);
-      VF lo = hn::Zero(df), hi = hn::Zero(df);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const VF v = hn::LoadU(df, values + r * stride + c);
-        amax = hn::Max(amax, AbsBits(v));
-        if constexpr (Rule::kReadsRange) {  // TileStats::add: x < lo ? x : lo, NaN ignored
-          lo = hn::IfThenElse(hn::Lt(v, lo), v, lo);
-          hi = hn::IfThenElse(hn::Gt(v, hi), v, hi);
-        }
-      }
-      hn::StoreU(amax, di, s.column_amax.data() + c);
+      hn::StoreU(hn::Zero(di), di, amax + c);
       if constexpr (Rule::kReadsRange) {
-        hn::StoreU(lo, df, s.column_lo.data() + c);
-        hn::StoreU(hi, df, s.column_hi.data() + c);
+        hn::StoreU(hn::Zero(df), df, lo + c);
+        hn::StoreU(hn::Zero(df), df, hi + c);
+      }
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* row = values + r * stride;
+      for (std::int64_t c = 0; c < vectors; c += lanes) {
+        const VF v = LoadAsF32(row + c);
+        hn::StoreU(hn::Max(hn::LoadU(di, amax + c), AbsBits(v)), di, amax + c);
+        if constexpr (Rule::kReadsRange) {  // TileStats::add: x < lo ? x : lo, NaN ignored
+          const VF l = hn::LoadU(df, lo + c), h = hn::LoadU(df, hi + c);
+          hn::StoreU(hn::IfThenElse(hn::Lt(v, l), v, l), df, lo + c);
+          hn::StoreU(hn::IfThenElse(hn::Gt(v, h), v, h), df, hi + c);
+        }
       }
     }
   }
