@@ -136,9 +136,15 @@ float TensorAmax(const Array& x, const ScaleGrid& grid) {
     for (std::int64_t u = begin; u < end; ++u) {
       const std::int64_t col0 = (u % runs_per_row) * width;
       const std::int64_t count = std::min(width, grid.cols - col0);
+      const std::int64_t first = (u / runs_per_row) * grid.cols + col0;
       if (x.dtype() == DType::kF32 && count % lanes == 0) {  // read in place, not copied first
-        const float* run = x.data_as<const float>() + (u / runs_per_row) * grid.cols + col0;
-        partial[static_cast<std::size_t>(u)] = MaxAbsBits(run, count);
+        partial[static_cast<std::size_t>(u)] = MaxAbsBits(x.data_as<const float>() + first, count);
+        continue;
+      }
+      if (x.dtype() == DType::kBF16 && count % lanes == 0) {
+        const auto* bf16 =
+            reinterpret_cast<const hwy::bfloat16_t*>(x.data_as<const std::uint16_t>());
+        partial[static_cast<std::size_t>(u)] = MaxAbsBits(bf16 + first, count);
         continue;
       }
       LoadRows(x, grid.cols, u / runs_per_row, 1, col0, count, scratch.data(), pitch);
