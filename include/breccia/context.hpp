@@ -14,6 +14,9 @@ enum class KernelPreference : std::uint8_t {
   kReference,  // the scalar reference kernels (the oracle); CPU data only
 };
 
+// On a GPU, scratch memory an op takes from `allocator` (at most 64 MiB a request) may be kept
+// for later calls on the same stream, up to four blocks a stream, until
+// kernels::cuda::release_scratch(): the memory's deleters must stay valid until then.
 struct Context {
   Allocator* allocator = nullptr;  // outputs; breccia's CPU allocator when null (required on GPUs)
   void* stream = nullptr;          // CUDA: the caller's cudaStream_t (null: the default stream)

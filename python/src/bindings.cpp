@@ -463,8 +463,9 @@ NB_MODULE(_core, m) {
       [](const ScaledTensor& a, const ScaledTensor& b, std::string_view out_dtype,
          nb::object allocate, std::uintptr_t stream) {
         const PythonContext python(std::move(allocate), stream, "automatic");
-        return kernels::cuda::matmul(a, b, dtype_from_name(out_dtype, "out_dtype"),
-                                     python.context());
+        const DType dtype = dtype_from_name(out_dtype, "out_dtype");
+        nb::gil_scoped_release release;
+        return kernels::cuda::matmul(a, b, dtype, python.context());
       },
       "a"_a, "b"_a, "out_dtype"_a = "float32", "allocate"_a = nb::none(), "stream"_a = 0);
 #endif

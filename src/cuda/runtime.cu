@@ -4,7 +4,6 @@
 #include <array>
 #include <atomic>
 #include <bit>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -42,42 +41,70 @@ namespace {
 // and stream, so that a call asks the caller's allocator for its output only: a request to a
 // framework allocator from a kernel launcher costs microseconds (for PyTorch, a trip back into
 // Python). Reusing a block on the stream it was last used on needs no synchronisation, the rule
-// PyTorch's own caching allocator follows. Blocks are never released: the pool outlives the
-// framework whose memory it holds, so it is never destroyed.
+// PyTorch's own caching allocator follows; streams are told apart by cudaStreamGetId, which
+// differs for every stream ever created (a handle can be reused, and cudaStreamPerThread is
+// one handle for many streams). Requests above kLargest bytes are not kept (a transposed copy
+// of a whole weight, say); at most kBlocksPerStream per stream. release_scratch() gives every
+// kept block back. The pool itself is never destroyed: it may outlive the framework whose
+// memory it holds.
 class ScratchPool {
  public:
+  static constexpr std::int64_t kLargest = std::int64_t{64} << 20;
+
   static ScratchPool& instance() {
     static auto* pool = new ScratchPool;
     return *pool;
   }
 
   std::shared_ptr<void> take(const Context& context, std::int64_t bytes, Device device) {
-    const Key key{device.id, context.stream};
+    unsigned long long stream_id = 0;
+    check(cudaStreamGetId(stream_of(context), &stream_id), "cudaStreamGetId");
+    const Key key{device.id, stream_id};
+    constexpr std::int64_t kGranule = 4096;
+    const std::int64_t rounded = (bytes + kGranule - 1) / kGranule * kGranule;
     Block block;
     {
       const std::lock_guard lock(mutex_);
       std::vector<Block>& blocks = free_[key];
-      const auto fits = std::ranges::min_element(blocks, {}, [&](const Block& b) {
-        return b.bytes >= bytes ? b.bytes : std::numeric_limits<std::int64_t>::max();
-      });
-      if (fits != blocks.end() && fits->bytes >= bytes) {
-        block = std::move(*fits);
-        blocks.erase(fits);
+      // The smallest kept block that holds the request without being more than twice its size.
+      auto fit = blocks.end();
+      for (auto b = blocks.begin(); b != blocks.end(); ++b) {
+        if (b->bytes >= rounded && b->bytes <= 2 * rounded &&
+            (fit == blocks.end() || b->bytes < fit->bytes)) {
+          fit = b;
+        }
+      }
+      if (fit != blocks.end()) {
+        block = std::move(*fit);
+        blocks.erase(fit);
       }
     }
     if (block.memory == nullptr) {
-      block.bytes = std::bit_ceil(static_cast<std::uint64_t>(std::max<std::int64_t>(bytes, 256)));
-      block.memory = allocate(context, block.bytes, device);
+      block.bytes = rounded;
+      block.memory = allocate(context, rounded, device);
     }
     void* address = block.memory.get();
     return std::shared_ptr<void>(address, [this, key, block = std::move(block)](void*) mutable {
-      const std::lock_guard lock(mutex_);
-      std::vector<Block>& blocks = free_[key];
-      blocks.push_back(std::move(block));
-      if (blocks.size() > kBlocksPerStream) {  // the smallest goes back to the framework
-        blocks.erase(std::ranges::min_element(blocks, {}, &Block::bytes));
+      Block evicted;  // released after the lock: a framework's free may need its own lock
+      {
+        const std::lock_guard lock(mutex_);
+        std::vector<Block>& blocks = free_[key];
+        blocks.push_back(std::move(block));
+        if (blocks.size() > kBlocksPerStream) {
+          const auto smallest = std::ranges::min_element(blocks, {}, &Block::bytes);
+          evicted = std::move(*smallest);
+          blocks.erase(smallest);
+        }
       }
     });
+  }
+
+  void release() {
+    std::map<Key, std::vector<Block>> released;
+    {
+      const std::lock_guard lock(mutex_);
+      released.swap(free_);
+    }
   }
 
   static std::shared_ptr<void> allocate(const Context& context, std::int64_t bytes, Device device) {
@@ -94,7 +121,7 @@ class ScratchPool {
     std::shared_ptr<void> memory;
     std::int64_t bytes = 0;
   };
-  using Key = std::pair<int, void*>;
+  using Key = std::pair<int, unsigned long long>;
   std::mutex mutex_;
   std::map<Key, std::vector<Block>> free_;
 };
@@ -110,7 +137,7 @@ std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device
   // Work captured into a CUDA graph keeps its addresses for every replay: its scratch is its own.
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(stream_of(context), &capture), "cudaStreamIsCapturing");
-  if (capture != cudaStreamCaptureStatusNone) {
+  if (capture != cudaStreamCaptureStatusNone || bytes > ScratchPool::kLargest) {
     return ScratchPool::allocate(context, bytes, device);
   }
   return ScratchPool::instance().take(context, bytes, device);
@@ -179,4 +206,9 @@ void finish_nvfp4_global_scale(const std::uint32_t* amax_bits,
 }
 
 }  // namespace detail
+
+void release_scratch() {
+  detail::ScratchPool::instance().release();
+}
+
 }  // namespace breccia::kernels::cuda

@@ -24,7 +24,8 @@ inline cudaStream_t stream_of(const Context& context) {
 
 // Temporary device memory from the caller's allocator, for work enqueued on the context's
 // stream: when the owner goes it is kept for the next call on that stream (stream order makes
-// that safe before the kernel finishes), except under CUDA-graph capture.
+// that safe before the kernel finishes), except under CUDA-graph capture and above 64 MiB
+// (release_scratch() gives the kept blocks back).
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device);
 
 // The number of SMs of a CUDA device (asked once per device, then cached).

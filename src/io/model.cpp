@@ -621,8 +621,14 @@ Json quantization_config(const ConvertTarget& target, Convention convention,
                    {"quantized_layers", layers},
                    {"exclude_modules", ignore}};
     // The routed experts' one algorithm, which MoE loaders (vLLM's and SGLang's DeepSeek-V4
-    // NVFP4 paths) read to pick the fused-MoE method; absent when experts mix formats.
-    if (expert_algorithms.size() == 1) config["moe_quant_algo"] = *expert_algorithms.begin();
+    // NVFP4 paths) read to pick the fused-MoE method; absent when experts mix formats or some
+    // stay high precision.
+    const bool experts_kept = std::ranges::any_of(kept_modules, [](const std::string& module) {
+      return module.find(".experts.") != std::string::npos;
+    });
+    if (expert_algorithms.size() == 1 && !experts_kept) {
+      config["moe_quant_algo"] = *expert_algorithms.begin();
+    }
     return config;
   }
   if (convention == Convention::kCompressedTensors) {

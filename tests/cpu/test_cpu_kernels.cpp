@@ -112,7 +112,7 @@ TEST_F(CpuKernels, EveryElementCodeDequantizesLikeTheReference) {
     const int codes = is_packed(element) ? 256 : 1 << element_bits(element);
     auto* bytes = scaled.data().data_as<std::uint8_t>();
     for (std::int64_t i = 0; i < scaled.data().nbytes(); ++i) {
-      bytes[i] = static_cast<std::uint8_t>((i * 7) % codes);  // 7: every code in each block
+      bytes[i] = static_cast<std::uint8_t>((i * 7) % codes);  // every code, under many scales
     }
     for (DType out : {DType::kF32, DType::kBF16, DType::kF16}) {
       EXPECT_EQ(mismatched_bytes(dequantize(scaled, out), dequantize(scaled, out, kReference)), 0)

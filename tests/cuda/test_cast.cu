@@ -258,6 +258,7 @@ TEST_F(CudaCast, RunsOnTheCallersStream) {
     EXPECT_EQ(mismatched_bytes(to_host(got.scale()), want.scale()), 0);
   }
   cuda_test::check(cudaStreamSynchronize(stream), "sync");
+  kernels::cuda::release_scratch();  // scratch kept for `stream` is freed on it
   cudaStreamDestroy(stream);
 }
 

@@ -554,7 +554,8 @@ def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None
             assert sorted(by_format["float-quantized"]["targets"]) == sorted(attention)
             assert "model.layers.0.mlp.down_proj" in by_format["nvfp4-pack-quantized"]["targets"]
     # Routed experts in one format: ModelOpt names it moe_quant_algo (DeepSeek-V4 NVFP4 style,
-    # FP8 elsewhere); experts in two formats have no one algorithm to name.
+    # FP8 elsewhere); experts in two formats, or some left high precision, have no one
+    # algorithm to name.
     rng = np.random.default_rng(3)
     experts = {
         f"model.layers.0.mlp.experts.{e}.{p}.weight": (
@@ -567,6 +568,7 @@ def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None
     for format_for, moe_algorithm in (
         (["--format-for", "experts=nvfp4"], "NVFP4"),
         (["--format-for", r"experts\.0=nvfp4", "--format-for", "self_attn=fp8"], None),
+        (["--format-for", "experts=nvfp4", "--ignore", r"experts\.1\."], "kept"),
     ):
         out = tmp_path / f"moe-{moe_algorithm}"
         result = run(
@@ -578,7 +580,9 @@ def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None
         hf = json.loads((out / "hf_quant_config.json").read_text())["quantization"]
         for document in (config, hf):
             assert document["quant_algo"] == "MIXED_PRECISION"
-            assert document.get("moe_quant_algo") == moe_algorithm
+            assert document.get("moe_quant_algo") == (
+                None if moe_algorithm == "kept" else moe_algorithm
+            )
         loaded = breccia.checkpoint.load(out)
         assert loaded["model.layers.0.mlp.experts.0.up_proj.weight"].recipe == (
             breccia.NVFP4BlockScaling()

@@ -25,6 +25,11 @@ namespace breccia::kernels::cuda {
 // True when the build also has the CUTLASS GEMMs (CUTLASS headers were found at configure).
 bool has_cutlass_gemm();
 
+// Gives back every scratch block (GEMM workspaces, scale products) that the CUDA ops keep per
+// device and stream for their next call (see Context::allocator). Call it before destroying a
+// stream or an allocator whose memory breccia may still hold, or to return that memory.
+void release_scratch();
+
 // The cast on the GPU: x is contiguous fp32/fp16/bf16/fp64 on a CUDA device. `targets` holds
 // one plan, or the rowwise and columnwise plans of one block recipe, which one read of x
 // fills together (TransformerEngine's rowwise + columnwise quantization); with 2-D tiles

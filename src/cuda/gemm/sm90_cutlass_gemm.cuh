@@ -95,10 +95,11 @@ void allow_shared_memory(Device device) {
     fail<DeviceError>("scaled_matmul: device ids 0-", kDevices - 1, " are supported, got ", device);
   }
   std::call_once(done[static_cast<std::size_t>(device.id)], [] {
-    detail::check(cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int{GemmKernel::SharedStorageSize}),
-                  "cudaFuncSetAttribute (CUTLASS GEMM shared memory)");
+    const cudaError_t status = cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    int{GemmKernel::SharedStorageSize});
+    if (status != cudaSuccess) cudaGetLastError();  // not left for a later launch check to find
+    detail::check(status, "cudaFuncSetAttribute (CUTLASS GEMM shared memory)");
   });
 }
 
