@@ -29,17 +29,27 @@
 HWY_BEFORE_NAMESPACE();
 namespace breccia::kernels::cpu::HWY_NAMESPACE {
 
+// A vector of fp32 values from `p`: fp32, or bf16/fp16 promoted exactly.
+template <class T>
+HWY_INLINE VF LoadAsF32(const T* p) {
+  const DF df;
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(df, p);
+  } else {
+    return hn::PromoteTo(df, hn::LoadU(hn::Rebind<T, DF>(), p));
+  }
+}
+
 // Widens the whole vectors of `width` 16-bit floats (Half: hwy::bfloat16_t or hwy::float16_t)
 // at `in` into `out`; returns how many it converted.
 template <class Half>
 std::int64_t PromoteRun(const std::uint16_t* in, std::int64_t width, float* out) {
   const DF df;
-  const hn::Rebind<Half, DF> d16;
   const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
   const auto* halves = reinterpret_cast<const Half*>(in);
   std::int64_t c = 0;
   for (; c + lanes <= width; c += lanes) {
-    hn::StoreU(hn::PromoteTo(df, hn::LoadU(d16, halves + c)), df, out + c);
+    hn::StoreU(LoadAsF32(halves + c), df, out + c);
   }
   return c;
 }
@@ -71,15 +81,27 @@ void LoadRows(const Array& x, std::int64_t cols, std::int64_t row, std::int64_t 
   }
 }
 
-// A vector of fp32 values from `p`: fp32, or bf16 promoted (exactly, as LoadRows does).
-template <class T>
-HWY_INLINE VF LoadAsF32(const T* p) {
-  const DF df;
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(df, p);
-  } else {
-    return hn::PromoteTo(df, hn::LoadU(hn::Rebind<T, DF>(), p));
+// amax from the largest |x| bits of a run (every NaN above inf): the canonical NaN, or the value.
+float AmaxOfBits(std::int32_t bits) {
+  return bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
+                           : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
+}
+
+// Calls read(p) with x's elements at flat index `first` in place (fp32, or bf16 promoted at each
+// read) and returns true when x is one of those and `count` fills whole vectors; else false,
+// and the caller converts the run into fp32 first.
+template <class Read>
+bool ReadInPlace(const Array& x, std::int64_t first, std::int64_t count, Read&& read) {
+  if (count % static_cast<std::int64_t>(hn::Lanes(DF())) != 0) return false;
+  if (x.dtype() == DType::kF32) {
+    read(x.data_as<const float>() + first);
+    return true;
   }
+  if (x.dtype() == DType::kBF16) {
+    read(reinterpret_cast<const hwy::bfloat16_t*>(x.data_as<const std::uint16_t>()) + first);
+    return true;
+  }
+  return false;
 }
 
 // amax (fp32 bits) of count contiguous values (a multiple of the vector length).
@@ -109,17 +131,10 @@ HWY_INLINE rules::TileStats RangeOfTile(const T* x, std::int64_t count) {
     hi = hn::IfThenElse(hn::Gt(v, hi), v, hi);
   }
   rules::TileStats stats;
-  const std::int32_t bits = hn::GetLane(hn::MaxOfLanes(di, m));
-  stats.amax = bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
-                                 : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
+  stats.amax = AmaxOfBits(hn::GetLane(hn::MaxOfLanes(di, m)));
   stats.lo = hn::GetLane(hn::MinOfLanes(df, lo));
   stats.hi = hn::GetLane(hn::MaxOfLanes(df, hi));
   return stats;
-}
-
-float AmaxOfBits(std::int32_t bits) {
-  return bits > 0x7F800000 ? formats::detail::bits_float(numerics::kCanonicalNanBits)
-                           : formats::detail::bits_float(static_cast<std::uint32_t>(bits));
 }
 
 // The tensor's amax (NaN winning), in parallel over runs of at most kChunkFloats elements.
@@ -137,18 +152,13 @@ float TensorAmax(const Array& x, const ScaleGrid& grid) {
       const std::int64_t col0 = (u % runs_per_row) * width;
       const std::int64_t count = std::min(width, grid.cols - col0);
       const std::int64_t first = (u / runs_per_row) * grid.cols + col0;
-      if (x.dtype() == DType::kF32 && count % lanes == 0) {  // read in place, not copied first
-        partial[static_cast<std::size_t>(u)] = MaxAbsBits(x.data_as<const float>() + first, count);
-        continue;
-      }
-      if (x.dtype() == DType::kBF16 && count % lanes == 0) {
-        const auto* bf16 =
-            reinterpret_cast<const hwy::bfloat16_t*>(x.data_as<const std::uint16_t>());
-        partial[static_cast<std::size_t>(u)] = MaxAbsBits(bf16 + first, count);
+      auto& amax_bits = partial[static_cast<std::size_t>(u)];
+      if (ReadInPlace(x, first, count,
+                      [&](const auto* run) { amax_bits = MaxAbsBits(run, count); })) {
         continue;
       }
       LoadRows(x, grid.cols, u / runs_per_row, 1, col0, count, scratch.data(), pitch);
-      partial[static_cast<std::size_t>(u)] = MaxAbsBits(scratch.data(), pitch);
+      amax_bits = MaxAbsBits(scratch.data(), pitch);
     }
   });
   std::int32_t bits = 0;
@@ -293,14 +303,9 @@ class TileCast {
     const Span span{b, row0, rows, col0, width, tiles, vectors, first_row};
     // fp32 and bf16 rows of whole vectors are read in place (bf16 promoted in registers, at
     // every read); anything else is converted and padded into fp32 first.
-    const std::int64_t first = first_row * grid_.cols + col0;
-    if (width % lanes == 0 && x_.dtype() == DType::kF32) {
-      return Body(s, span, x_.data_as<const float>() + first, grid_.cols);
-    }
-    if (width % lanes == 0 && x_.dtype() == DType::kBF16) {
-      const auto* bf16 =
-          reinterpret_cast<const hwy::bfloat16_t*>(x_.data_as<const std::uint16_t>());
-      return Body(s, span, bf16 + first, grid_.cols);
+    if (ReadInPlace(x_, first_row * grid_.cols + col0, width,
+                    [&](const auto* in) { Body(s, span, in, grid_.cols); })) {
+      return;
     }
     LoadRows(x_, grid_.cols, first_row, rows, col0, width, s.values.data(), pitch_);
     Body(s, span, s.values.data(), pitch_);

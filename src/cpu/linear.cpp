@@ -353,13 +353,13 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
       // a 4-bit row's segment the j whose 2j + segment lies there. No division per block: at
       // NVFP4's 16-element blocks the bookkeeping would cost more than the products.
       const std::int64_t first_scale = grid.per_tensor ? 0 : grid.scale_index(0, w_row, 0);
-      const std::int64_t row_blocks = grid.per_tensor ? 1 : hwy::DivCeil(k, block_cols);
+      const std::int64_t row_blocks = hwy::DivCeil(k, block_cols);  // 1 per tensor (block = k)
       const auto first_j = [&](std::int64_t column, std::int64_t segment) {
         const std::int64_t j = row.segments == 1 ? column : (column - segment + 1) >> 1;
         return std::min(row.length, j);
       };
       for (std::int64_t block = 0; block < row_blocks; ++block) {
-        const std::int64_t s = first_scale + (grid.per_tensor ? 0 : block);
+        const std::int64_t s = first_scale + block;
         const float f = decode_scale(s);
         const float zero = zero_points != nullptr ? static_cast<float>(zero_points[s]) : 0.0f;
         const std::int64_t begin_column = block * block_cols;

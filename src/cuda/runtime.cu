@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -149,17 +148,21 @@ void require_cuda(const Array& array, std::string_view argument) {
   }
 }
 
-int sm_count(Device device) {
-  constexpr int kDevices = 64;
-  static std::array<std::atomic<int>, kDevices> cached{};
-  if (device.id < 0 || device.id >= kDevices) {
-    fail<DeviceError>("sm_count: device ids 0-", kDevices - 1, " are supported, got ", device);
+std::size_t device_slot(Device device, std::string_view what) {
+  if (device.id < 0 || device.id >= kMaxDevices) {
+    fail<DeviceError>(what, ": device ids 0-", kMaxDevices - 1, " are supported, got ", device);
   }
-  int sms = cached[static_cast<std::size_t>(device.id)].load(std::memory_order_relaxed);
+  return static_cast<std::size_t>(device.id);
+}
+
+int sm_count(Device device) {
+  static std::array<std::atomic<int>, kMaxDevices> cached{};
+  const std::size_t slot = device_slot(device, "sm_count");
+  int sms = cached[slot].load(std::memory_order_relaxed);
   if (sms == 0) {
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device.id),
           "cudaDeviceGetAttribute(multiProcessorCount)");
-    cached[static_cast<std::size_t>(device.id)].store(sms, std::memory_order_relaxed);
+    cached[slot].store(sms, std::memory_order_relaxed);
   }
   return sms;
 }

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -27,6 +28,11 @@ inline cudaStream_t stream_of(const Context& context) {
 // that safe before the kernel finishes), except under CUDA-graph capture and above 64 MiB
 // (release_scratch() gives the kept blocks back).
 std::shared_ptr<void> scratch(const Context& context, std::int64_t bytes, Device device);
+
+// Per-device caches hold this many devices; device_slot() is a device's index into one, and
+// throws DeviceError naming `what` for ids outside it.
+inline constexpr int kMaxDevices = 64;
+std::size_t device_slot(Device device, std::string_view what);
 
 // The number of SMs of a CUDA device (asked once per device, then cached).
 int sm_count(Device device);

@@ -88,13 +88,9 @@ typename Gemm::GemmKernel::EpilogueArguments epilogue_of(const Problem& p, const
 // would set the attribute again on every call, a driver call on the host path of each GEMM.
 template <class GemmKernel>
 void allow_shared_memory(Device device) {
-  constexpr int kDevices = 64;
-  static std::array<std::once_flag, kDevices> done;
+  static std::array<std::once_flag, detail::kMaxDevices> done;
   if (GemmKernel::SharedStorageSize < (48 << 10)) return;
-  if (device.id < 0 || device.id >= kDevices) {
-    fail<DeviceError>("scaled_matmul: device ids 0-", kDevices - 1, " are supported, got ", device);
-  }
-  std::call_once(done[static_cast<std::size_t>(device.id)], [] {
+  std::call_once(done[detail::device_slot(device, "scaled_matmul")], [] {
     const cudaError_t status = cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     int{GemmKernel::SharedStorageSize});
