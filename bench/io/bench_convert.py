@@ -3,23 +3,27 @@
 
 Writes (once) a bf16 model directory of ``--gb`` gigabytes in shards of about 2 GB: DeepSeek-like
 MLP and attention weight matrices (7168-wide, random normal), a norm, an embedding and a
-config.json. Then, with the page cache warm (each input read once before it is timed), in one
-process on one machine:
+config.json, and its FP8 128x128 conversion. Then, with the page cache warm (each input read
+once before each timed run), in one process on one machine, every job ``--repeats`` times,
+interleaved so that drifts of the machine touch them all alike:
 
 - ``cp -r`` of the directory: the disk-bound floor;
 - ``breccia.checkpoint.convert`` to FP8 128x128 blocks (DeepSeek-V3 convention), and back from
   those blocks to bf16;
-- the FP8 -> bf16 job as people do it today without a GPU: the ``safetensors`` package and
-  PyTorch CPU, DeepSeek's ``weight_dequant`` formula per 128x128 block (``fp8_cast_bf16.py``
-  ported to the CPU), every shard loaded, dequantized and saved;
-- the bf16 -> FP8 128x128 job written the same way (amax per block, scale = amax / 448,
-  ``.to(float8_e4m3fn)``).
+- the bf16 -> FP8 128x128 job as people do it today: the ``safetensors`` package and PyTorch
+  CPU (amax per block, scale = amax / 448, ``.to(float8_e4m3fn)``), and, with
+  ``--llmcompressor PYTHON``, llm-compressor's ``model_free_ptq`` with its FP8_BLOCK scheme (run
+  in that Python's own environment; bench/io/llmcompressor-env.sh makes one);
+- the FP8 -> bf16 job as people do it today without a GPU: DeepSeek's ``weight_dequant``
+  formula per 128x128 block (``fp8_cast_bf16.py`` ported to the CPU) with ``safetensors`` and
+  PyTorch, every shard loaded, dequantized and saved.
 
-Prints a Markdown table: seconds, bytes read and written, their rate over cp's (a conversion
-reads and writes different amounts; cp moves its input twice), and breccia's speed over the
-script's. docs/performance.md records it, with the machine.
+Prints a Markdown table: median and range of seconds, bytes read and written, their rate over
+cp's (a conversion reads and writes different amounts; cp moves its input twice), and
+breccia's speed over each other tool's. docs/performance.md records it, with the machine.
 
     python bench/io/bench_convert.py [--gb 4] [--dir build/bench-convert] [--threads N]
+        [--repeats 3] [--llmcompressor build/llmcompressor-venv/bin/python]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -149,11 +154,29 @@ def script_quantize(source: Path, destination: Path) -> None:
         save_file(tensors, str(destination / file.name))
 
 
+# Runs llm-compressor's model-free PTQ (FP8 128 x 128 blocks) in its own environment and prints
+# the seconds of the call alone (its import takes several seconds more).
+LLMCOMPRESSOR_JOB = """
+import sys, time
+from llmcompressor import model_free_ptq
+started = time.perf_counter()
+model_free_ptq(model_stub=sys.argv[1], save_directory=sys.argv[2], scheme="FP8_BLOCK",
+               ignore=["lm_head", "model.embed_tokens"], max_workers=1, device="cpu")
+print(time.perf_counter() - started)
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=4.0)
     parser.add_argument("--dir", type=Path, default=Path("build/bench-convert"))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each job; medians shown")
+    parser.add_argument(
+        "--llmcompressor",
+        metavar="PYTHON",
+        help="a Python with llmcompressor installed (bench/io/llmcompressor-env.sh makes one)",
+    )
     args = parser.parse_args()
     breccia.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -164,63 +187,96 @@ def main() -> None:
         write_source(source, args.gb)
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads; breccia {breccia.__version__}, torch {torch.__version__}"
+        f"{args.threads} threads; breccia {breccia.__version__}, torch {torch.__version__}; "
+        f"median of {args.repeats} runs, jobs interleaved"
     )
-    rows = []
+    fp8 = work / "fp8-block"
+    if not fp8.exists():
+        checkpoint.convert(source, fp8, "fp8-block")
 
-    def row(job: str, seconds: float, read: int, written: int, note: str = "") -> None:
-        rate = (read + written) / seconds / 1e9
-        rows.append(
-            f"| {job} | {seconds:.2f} | {read / 1e9:.2f} | {written / 1e9:.2f} | {rate:.2f} "
-            f"| {rate / cp_rate:.2f} | {note} |"
+    def copy(path: Path) -> Callable[[], float]:
+        return lambda: timed(
+            lambda: subprocess.run(["cp", "-r", str(path), str(fresh(work / "out"))], check=True)
         )
 
-    def copy_seconds(path: Path) -> float:
-        warm(path)
-        target = fresh(work / "cp")
-        seconds = timed(lambda: subprocess.run(["cp", "-r", str(path), str(target)], check=True))
-        shutil.rmtree(target)
-        return seconds
+    def in_process(run: Callable[[Path], object]) -> Callable[[], float]:
+        return lambda: timed(lambda: run(fresh(work / "out")))
 
-    fp8 = fresh(work / "fp8-block")
-    source_bytes = directory_bytes(source)
-    cp_bf16 = copy_seconds(source)
-    cp_rate = 2 * source_bytes / cp_bf16 / 1e9  # bytes read + written per second
-    row("cp -r (bf16 source)", cp_bf16, source_bytes, source_bytes)
-    warm(source)
-    quantize = timed(lambda: checkpoint.convert(source, fp8, "fp8-block"))
-    warm(source)
-    script_q = timed(lambda: script_quantize(source, fresh(work / "script-fp8")))
-    fp8_bytes = directory_bytes(fp8)
-    row(
-        "breccia convert --to fp8-block (bf16 -> FP8 128x128)",
-        quantize,
-        source_bytes,
-        fp8_bytes,
-        f"{script_q / quantize:.1f}x the safetensors + PyTorch script ({script_q:.2f} s)",
+    def llmcompressor() -> float:
+        job = [args.llmcompressor, "-c", LLMCOMPRESSOR_JOB, str(source), str(fresh(work / "out"))]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        done = subprocess.run(job, check=True, capture_output=True, text=True, env=env)
+        return float(done.stdout.split()[-1])
+
+    # (label, source, timed run); each run writes work/out, measured before the next run.
+    jobs: list[tuple[str, Path, Callable[[], float]]] = [
+        ("cp -r (bf16 source)", source, copy(source)),
+        (
+            "breccia convert --to fp8-block (bf16 -> FP8 128x128)",
+            source,
+            in_process(lambda out: checkpoint.convert(source, out, "fp8-block")),
+        ),
+        (
+            "safetensors + PyTorch script (bf16 -> FP8 128x128)",
+            source,
+            in_process(lambda out: script_quantize(source, out)),
+        ),
+    ]
+    if args.llmcompressor:
+        jobs.append(
+            ("llm-compressor model_free_ptq FP8_BLOCK (bf16 -> FP8 128x128)", source, llmcompressor)
+        )
+    jobs += [
+        ("cp -r (FP8 source)", fp8, copy(fp8)),
+        (
+            "breccia convert --to bf16 (FP8 128x128 -> bf16)",
+            fp8,
+            in_process(lambda out: checkpoint.convert(fp8, out, "bf16")),
+        ),
+        (
+            "DeepSeek's weight_dequant, safetensors + PyTorch script (FP8 128x128 -> bf16)",
+            fp8,
+            in_process(lambda out: script_dequantize(fp8, out)),
+        ),
+    ]
+    seconds: dict[str, list[float]] = {label: [] for label, _, _ in jobs}
+    written: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for label, job_source, run in jobs:
+            warm(job_source)
+            seconds[label].append(run())
+            written[label] = directory_bytes(work / "out")
+            shutil.rmtree(work / "out")
+
+    def median(label: str) -> float:
+        return statistics.median(seconds[label])
+
+    def rate(label: str, job_source: Path) -> float:
+        return (directory_bytes(job_source) + written[label]) / median(label) / 1e9
+
+    print(
+        f"\nsource {directory_bytes(source) / 1e9:.2f} GB bf16, "
+        f"{directory_bytes(fp8) / 1e9:.2f} GB as FP8 blocks\n"
     )
-    cp_fp8 = copy_seconds(fp8)
-    row("cp -r (FP8 source)", cp_fp8, fp8_bytes, fp8_bytes)
-    warm(fp8)
-    dequantize = timed(lambda: checkpoint.convert(fp8, fresh(work / "bf16-again"), "bf16"))
-    bf16_bytes = directory_bytes(work / "bf16-again")
-    warm(fp8)
-    script_dq = timed(lambda: script_dequantize(fp8, fresh(work / "script-bf16")))
-    row(
-        "breccia convert --to bf16 (FP8 128x128 -> bf16)",
-        dequantize,
-        fp8_bytes,
-        bf16_bytes,
-        f"{script_dq / dequantize:.1f}x DeepSeek's weight_dequant with safetensors + PyTorch "
-        f"({script_dq:.2f} s)",
+    print(
+        "| job | s (median) | s (range) | GB read | GB written | GB/s read + written "
+        "| vs cp | breccia's speed-up over it |"
     )
-    print(f"\nsource {source_bytes / 1e9:.2f} GB bf16, {fp8_bytes / 1e9:.2f} GB as FP8 blocks\n")
-    print(f"cp -r of the bf16 source: {cp_rate:.2f} GB/s read + written\n")
-    print("| job | s | GB read | GB written | GB/s read + written | vs cp | vs the script |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    for name in ("fp8-block", "bf16-again", "script-fp8", "script-bf16"):
-        shutil.rmtree(work / name, ignore_errors=True)
+    print("|---|---|---|---|---|---|---|---|")
+    cp_rate = 0.0
+    ours = 0.0
+    for label, job_source, _ in jobs:
+        if label.startswith("cp -r"):
+            cp_rate = rate(label, job_source)
+        if label.startswith("breccia"):
+            ours = median(label)
+        versus = f"{median(label) / ours:.1f}x" if not label.startswith(("cp", "breccia")) else ""
+        print(
+            f"| {label} | {median(label):.2f} | {min(seconds[label]):.2f}-"
+            f"{max(seconds[label]):.2f} | {directory_bytes(job_source) / 1e9:.2f} "
+            f"| {written[label] / 1e9:.2f} | {rate(label, job_source):.2f} "
+            f"| {rate(label, job_source) / cp_rate:.2f} | {versus} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ namespace {
 // PyTorch's own caching allocator follows; streams are told apart by cudaStreamGetId, which
 // differs for every stream ever created (a handle can be reused, and cudaStreamPerThread is
 // one handle for many streams). Requests above kLargest bytes are not kept (a transposed copy
-// of a whole weight, say); at most kBlocksPerStream per stream. release_scratch() gives every
-// kept block back. The pool itself is never destroyed: it may outlive the framework whose
-// memory it holds.
+// of a whole weight, say); at most kBlocksPerStream per stream, the least recently returned
+// given back first. release_scratch() gives every kept block back. The pool itself is never
+// destroyed: it may outlive the framework whose memory it holds.
 class ScratchPool {
  public:
   static constexpr std::int64_t kLargest = std::int64_t{64} << 20;
@@ -89,10 +89,10 @@ class ScratchPool {
         const std::lock_guard lock(mutex_);
         std::vector<Block>& blocks = free_[key];
         blocks.push_back(std::move(block));
+        // The least recently returned goes: a repeated call finds every block it used.
         if (blocks.size() > kBlocksPerStream) {
-          const auto smallest = std::ranges::min_element(blocks, {}, &Block::bytes);
-          evicted = std::move(*smallest);
-          blocks.erase(smallest);
+          evicted = std::move(blocks.front());
+          blocks.erase(blocks.begin());
         }
       }
     });

@@ -1138,9 +1138,10 @@ Checkpoint load_checkpoint(const std::vector<std::filesystem::path>& shards,
   return load_tensors(file, options);
 }
 
-void save_checkpoint(const std::filesystem::path& path,
-                     const std::map<std::string, CheckpointEntry>& tensors,
-                     const SaveOptions& options, const WritePoll& poll) {
+namespace {
+
+// The file's metadata: the caller's, PyTorch's "format" and breccia's records.
+Metadata checkpoint_metadata(const SaveOptions& options) {
   Metadata metadata = options.extra_metadata;
   // What PyTorch's safetensors writer records; transformers refuses files without it.
   metadata.try_emplace("format", "pt");
@@ -1148,33 +1149,76 @@ void save_checkpoint(const std::filesystem::path& path,
     fail<ValueError>("extra_metadata: the key '", kBrecciaMetadataKey,
                      "' is reserved for breccia's recipe and layout records");
   }
-  Writer writer;
-  Json records = Json::object();
-  for (const auto& [name, entry] : tensors) {
-    if (const auto* array = std::get_if<Array>(&entry)) {
-      writer.add(name, stored(*array, safetensors_dtype_for(array->dtype())));
-      continue;
-    }
-    const auto& tensor = std::get<ScaledTensor>(entry);
-    if (options.convention != Convention::kBreccia) {
-      write_convention(name, tensor, options, writer);
-      continue;
-    }
-    writer.add(name, stored(tensor.data(), data_file_dtype(tensor)));
-    writer.add(name + std::string(kScale), stored(tensor.scale(), scale_file_dtype(tensor)));
-    if (tensor.global_scale()) {
-      writer.add(name + std::string(kGlobalScale),
-                 stored(*tensor.global_scale(), SafetensorsDType::kF32));
-    }
-    if (tensor.zero_point()) {
-      writer.add(name + std::string(kZeroPoint),
-                 stored(*tensor.zero_point(), SafetensorsDType::kU8));
-    }
-    records[name] = {{"recipe", Json::parse(recipe_to_json(tensor.recipe()))},
-                     {"layout", Json::parse(layout_to_json(tensor.layout()))}};
+  return metadata;
+}
+
+// The stored tensors of one entry as the convention writes it; breccia's own layout also
+// records the recipe and layout (JSON text) in `records`.
+void encode_entry(const std::string& name, const CheckpointEntry& entry,
+                  const SaveOptions& options, Writer& writer, Metadata& records) {
+  if (const auto* array = std::get_if<Array>(&entry)) {
+    writer.add(name, stored(*array, safetensors_dtype_for(array->dtype())));
+    return;
   }
-  if (!records.empty()) metadata[std::string(kBrecciaMetadataKey)] = records.dump();
+  const auto& tensor = std::get<ScaledTensor>(entry);
+  if (options.convention != Convention::kBreccia) {
+    write_convention(name, tensor, options, writer);
+    return;
+  }
+  writer.add(name, stored(tensor.data(), data_file_dtype(tensor)));
+  writer.add(name + std::string(kScale), stored(tensor.scale(), scale_file_dtype(tensor)));
+  if (tensor.global_scale()) {
+    writer.add(name + std::string(kGlobalScale),
+               stored(*tensor.global_scale(), SafetensorsDType::kF32));
+  }
+  if (tensor.zero_point()) {
+    writer.add(name + std::string(kZeroPoint),
+               stored(*tensor.zero_point(), SafetensorsDType::kU8));
+  }
+  const Json record = {{"recipe", Json::parse(recipe_to_json(tensor.recipe()))},
+                       {"layout", Json::parse(layout_to_json(tensor.layout()))}};
+  records[name] = record.dump();
+}
+
+// breccia's records as one metadata value: {name: {recipe, layout}, ...}.
+std::string records_text(const Metadata& records) {
+  std::string text = "{";
+  for (const auto& [name, record] : records) {
+    if (text.size() > 1) text += ',';
+    text += Json(name).dump() + ":" + record;
+  }
+  return text + "}";
+}
+
+}  // namespace
+
+void save_checkpoint(const std::filesystem::path& path,
+                     const std::map<std::string, CheckpointEntry>& tensors,
+                     const SaveOptions& options, const WritePoll& poll) {
+  Metadata metadata = checkpoint_metadata(options);
+  Writer writer;
+  Metadata records;
+  for (const auto& [name, entry] : tensors) encode_entry(name, entry, options, writer, records);
+  if (!records.empty()) metadata[std::string(kBrecciaMetadataKey)] = records_text(records);
   save(path, writer.tensors(), metadata, poll);
+}
+
+CheckpointWriter::CheckpointWriter(const std::filesystem::path& path, SaveOptions options,
+                                   std::uint64_t header_room)
+    : file_(path, header_room), options_(std::move(options)) {
+  checkpoint_metadata(options_);  // refuses a reserved key before any tensor is written
+}
+
+void CheckpointWriter::add(const std::string& name, const CheckpointEntry& entry) {
+  Writer writer;
+  encode_entry(name, entry, options_, writer, records_);
+  for (const auto& [stored_name, tensor] : writer.tensors()) file_.add(stored_name, tensor);
+}
+
+void CheckpointWriter::finish() {
+  Metadata metadata = checkpoint_metadata(options_);
+  if (!records_.empty()) metadata[std::string(kBrecciaMetadataKey)] = records_text(records_);
+  file_.finish(metadata);
 }
 
 }  // namespace breccia::io

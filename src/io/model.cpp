@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -13,6 +12,7 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -696,6 +696,15 @@ void check_destination(const ModelFiles& files, const fs::path& destination,
   }
 }
 
+// Room enough for the header entries of one converted tensor (its data and a convention's
+// companions, about 100 bytes each beside the name) and, in breccia's layout, its recipe and
+// layout record (about 400 bytes of escaped JSON); a header that outgrows its room still comes
+// out right, at the cost of moving the shard's data once.
+std::uint64_t header_room_of(const std::string& name, Convention convention) {
+  const std::uint64_t entries = 4 * (name.size() + 112);
+  return convention == Convention::kBreccia ? entries + name.size() + 640 : entries;
+}
+
 // Whether `path` already holds exactly the entries `names` (an earlier run's complete shard).
 bool shard_is_complete(const fs::path& path, const std::set<std::string>& names) {
   std::error_code error;
@@ -981,9 +990,11 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   nlohmann::json weight_map = nlohmann::json::object();
   std::vector<std::string> kept_modules;
 
-  // One shard is written in the background while the next is converted.
+  // Each tensor is written into its shard as soon as it is converted, in the background while
+  // the next one is converted, and a shard is committed while the next one starts: the
+  // conversion holds a few tensors in memory, never a whole shard.
+  std::unique_ptr<CheckpointWriter> writer;
   std::future<void> writing;
-  std::atomic<bool> abandon{false};
   const auto finish_writing = [&] {
     if (writing.valid()) writing.get();
   };
@@ -991,14 +1002,18 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
     std::size_t next = 0;
     for (std::size_t shard = 0; shard < shard_count; ++shard) {
       const fs::path path = destination / shard_names[shard];
-      std::map<std::string, CheckpointEntry> outputs;
       std::set<std::string> names;
       std::size_t end = next;
+      std::uint64_t header_room = 4096;
       while (end < jobs.size() && (jobs[end].action == Action::kDrop || jobs[end].shard == shard)) {
-        if (jobs[end].action != Action::kDrop) names.insert(jobs[end].name);
+        if (jobs[end].action != Action::kDrop) {
+          names.insert(jobs[end].name);
+          header_room += header_room_of(jobs[end].name, convention);
+        }
         ++end;
       }
       const bool resumed = options.resume && shard_is_complete(path, names);
+      if (!resumed) writer = std::make_unique<CheckpointWriter>(path, save_options, header_room);
       for (; next < end; ++next) {
         Job& job = jobs[next];
         ConvertedTensor done;
@@ -1013,7 +1028,11 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
             report_progress(job.name);
             CheckpointEntry output = planner.run(job);
             done.bytes_out = stored_bytes(output);
-            outputs.emplace(job.name, std::move(output));
+            finish_writing();
+            writing = std::async(std::launch::async,
+                                 [to = writer.get(), &name = job.name, output = std::move(output)] {
+                                   to->add(name, output);
+                                 });
           }
         }
         progress.bytes_done += job.bytes_in;
@@ -1028,16 +1047,11 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
       report_progress(shard_names[shard]);
       finish_writing();
       report.shards.push_back(shard_names[shard]);
-      writing = std::async(std::launch::async, [&, path, outputs = std::move(outputs)] {
-        save_checkpoint(path, outputs, save_options, [&](std::uint64_t, std::uint64_t) {
-          if (abandon) fail<IOError>("the conversion was abandoned");
-        });
-      });
+      writing = std::async(std::launch::async, [done = std::move(writer)] { done->finish(); });
     }
     finish_writing();
   } catch (...) {
-    abandon = true;
-    if (writing.valid()) writing.wait();
+    if (writing.valid()) writing.wait();  // before the writer it may be using is destroyed
     throw;
   }
 

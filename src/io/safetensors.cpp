@@ -8,6 +8,7 @@
 
 #include <simdjson.h>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -725,7 +727,7 @@ std::pair<std::filesystem::path, int> create_temporary(const std::filesystem::pa
   const std::string prefix = temporary_file_prefix(path) + std::to_string(::getpid()) + "-";
   for (int attempt = 0;; ++attempt) {
     const std::filesystem::path candidate = prefix + std::to_string(counter++);
-    const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    const int fd = ::open(candidate.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) return {candidate, fd};
     if (errno != EEXIST || attempt == 100) {
       fail<IOError>(where, ": cannot create temporary file '", candidate.string(),
@@ -919,6 +921,82 @@ SafetensorsFile load(const std::filesystem::path& path, const LoadOptions& optio
   return file;
 }
 
+namespace {
+
+// save()'s checks of one tensor, before the disk is touched.
+void check_stored(const std::string& name, const StoredTensor& tensor, const std::string& where) {
+  require_valid_name(name, where);
+  const std::string here = where + ": tensor '" + name + "'";
+  const Array& array = tensor.array;
+  if (!array.device().is_cpu()) {
+    fail<DeviceError>(here, ": expected a cpu array, got one on ", array.device());
+  }
+  const auto expected_dtype = array_dtype_for(tensor.dtype);
+  if (!expected_dtype) {
+    fail<ValueError>(here, ": dtype ", to_string(tensor.dtype),
+                     " has no breccia array type to write from");
+  }
+  if (array.dtype() != *expected_dtype) {
+    fail<TypeError>(here, ": expected a ", dtype_name(*expected_dtype), " array to store as ",
+                    to_string(tensor.dtype), ", got ", dtype_name(array.dtype()));
+  }
+  if (tensor.dtype == SafetensorsDType::kF4 && array.ndim() == 0) {
+    fail<ValueError>(here, ": expected packed F4 bytes with at least one dim, got a scalar");
+  }
+  if (info(tensor.dtype).bits == 6 && array.numel() % 4 != 0) {
+    fail<ValueError>(here,
+                     ": expected a multiple of 4 FP6 codes (the file packs four in "
+                     "three bytes), got shape ",
+                     shape_str(array.shape()));
+  }
+  if (!array.defined()) fail<ValueError>(here, ": expected an array with memory, got none");
+}
+
+// The tensor's bytes in the file (FP6 packs four codes in three bytes).
+std::int64_t file_bytes(const StoredTensor& tensor) {
+  return info(tensor.dtype).bits == 6 ? tensor.array.numel() / 4 * 3 : tensor.array.nbytes();
+}
+
+// The tensor's header entry, its data at [begin, begin + file_bytes).
+nlohmann::ordered_json header_entry(const StoredTensor& tensor, std::int64_t begin) {
+  Shape shape = tensor.array.shape();
+  if (tensor.dtype == SafetensorsDType::kF4) shape.back() *= 2;
+  return {{"dtype", to_string(tensor.dtype)},
+          {"shape", shape},
+          {"data_offsets", {begin, begin + file_bytes(tensor)}}};
+}
+
+void write_tensor(int fd, const std::string& name, const StoredTensor& tensor,
+                  const std::string& where, WriteProgress& progress) {
+  if (info(tensor.dtype).bits == 6) {
+    const std::vector<std::uint8_t> packed =
+        pack_6bit(tensor.array, where + ": tensor '" + name + "'");
+    write_all(fd, packed.data(), packed.size(), where, progress);
+    return;
+  }
+  const Array contiguous = tensor.array.contiguous();
+  write_all(fd, contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()), where, progress);
+}
+
+// The 8-byte little-endian length field of a header of `length` bytes.
+std::array<unsigned char, 8> length_field(std::uint64_t length) {
+  std::array<unsigned char, 8> field{};
+  for (int i = 0; i < 8; ++i) field[i] = static_cast<unsigned char>(length >> (8 * i));
+  return field;
+}
+
+// Flushes and closes `file`, then renames `temporary` over `path` (the commit point).
+void commit(FileDescriptor& file, const std::filesystem::path& temporary,
+            const std::filesystem::path& path, const std::string& where) {
+  if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
+  if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    fail<IOError>(where, ": cannot replace it with '", temporary.string(), "': ", errno_text(errno));
+  }
+}
+
+}  // namespace
+
 void save(const std::filesystem::path& path, const std::map<std::string, StoredTensor>& tensors,
           const Metadata& metadata, const WritePoll& poll) {
   require_no_nul(path, "path");
@@ -932,31 +1010,7 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   };
   std::vector<Pending> pending;
   for (const auto& [name, tensor] : tensors) {
-    require_valid_name(name, where);
-    const std::string here = where + ": tensor '" + name + "'";
-    const Array& array = tensor.array;
-    if (!array.device().is_cpu()) {
-      fail<DeviceError>(here, ": expected a cpu array, got one on ", array.device());
-    }
-    const auto expected_dtype = array_dtype_for(tensor.dtype);
-    if (!expected_dtype) {
-      fail<ValueError>(here, ": dtype ", to_string(tensor.dtype),
-                       " has no breccia array type to write from");
-    }
-    if (array.dtype() != *expected_dtype) {
-      fail<TypeError>(here, ": expected a ", dtype_name(*expected_dtype), " array to store as ",
-                      to_string(tensor.dtype), ", got ", dtype_name(array.dtype()));
-    }
-    if (tensor.dtype == SafetensorsDType::kF4 && array.ndim() == 0) {
-      fail<ValueError>(here, ": expected packed F4 bytes with at least one dim, got a scalar");
-    }
-    if (info(tensor.dtype).bits == 6 && array.numel() % 4 != 0) {
-      fail<ValueError>(here,
-                       ": expected a multiple of 4 FP6 codes (the file packs four in "
-                       "three bytes), got shape ",
-                       shape_str(array.shape()));
-    }
-    if (!array.defined()) fail<ValueError>(here, ": expected an array with memory, got none");
+    check_stored(name, tensor, where);
     pending.push_back({&name, &tensor, layout_rank(tensor.dtype)});
   }
 
@@ -970,55 +1024,156 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
   if (!metadata.empty()) header[std::string(kMetadataKey)] = metadata;
   std::int64_t offset = 0;
   for (const Pending& item : pending) {
-    const StoredTensor& tensor = *item.tensor;
-    Shape shape = tensor.array.shape();
-    if (tensor.dtype == SafetensorsDType::kF4) shape.back() *= 2;
-    const std::int64_t bytes =
-        info(tensor.dtype).bits == 6 ? tensor.array.numel() / 4 * 3 : tensor.array.nbytes();
-    header[*item.name] = {{"dtype", to_string(tensor.dtype)},
-                          {"shape", shape},
-                          {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    header[*item.name] = header_entry(*item.tensor, offset);
+    offset += file_bytes(*item.tensor);
   }
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
-  unsigned char length_field[8];
-  for (int i = 0; i < 8; ++i) {
-    length_field[i] = static_cast<unsigned char>(header_text.size() >> (8 * i));
-  }
+  const auto length = length_field(header_text.size());
 
   remove_stale_temporaries(path);
   auto [temporary, fd] = create_temporary(path, where);
   FileDescriptor file(fd);
-  WriteProgress progress{
-      poll, 0, sizeof length_field + header_text.size() + static_cast<std::uint64_t>(offset)};
+  WriteProgress progress{poll, 0,
+                         length.size() + header_text.size() + static_cast<std::uint64_t>(offset)};
   try {
-    write_all(file.get(), length_field, sizeof length_field, where, progress);
+    write_all(file.get(), length.data(), length.size(), where, progress);
     write_all(file.get(), header_text.data(), header_text.size(), where, progress);
     for (const Pending& item : pending) {
-      if (info(item.tensor->dtype).bits == 6) {
-        const std::vector<std::uint8_t> packed =
-            pack_6bit(item.tensor->array, where + ": tensor '" + *item.name + "'");
-        write_all(file.get(), packed.data(), packed.size(), where, progress);
-        continue;
-      }
-      const Array contiguous = item.tensor->array.contiguous();
-      write_all(file.get(), contiguous.data(), static_cast<std::size_t>(contiguous.nbytes()), where,
-                progress);
+      write_tensor(file.get(), *item.name, *item.tensor, where, progress);
     }
-    if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
-    if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
     // The last moment to abandon the write: after the rename the new file is the target.
+    progress.written = progress.total;
     progress.report();
-    if (::rename(temporary.c_str(), path.c_str()) != 0) {
-      fail<IOError>(where, ": cannot replace it with '", temporary.string(),
-                    "': ", errno_text(errno));
-    }
+    commit(file, temporary, path, where);
   } catch (...) {
     ::unlink(temporary.c_str());
     throw;
   }
   sync_directory(path.parent_path());
+}
+
+struct SafetensorsWriter::State {
+  struct Entry {
+    std::string name;
+    StoredTensor tensor;
+  };
+  std::filesystem::path path;
+  std::string where;
+  std::filesystem::path temporary;
+  std::optional<FileDescriptor> file;
+  std::uint64_t header_room = 0;
+  std::int64_t offset = 0;  // data bytes written
+  nlohmann::ordered_json entries = nlohmann::ordered_json::object();  // in file order
+  std::set<std::string> names;
+  std::vector<Entry> waiting;  // written by finish()
+  WritePoll no_poll;
+  WriteProgress progress{no_poll};
+  bool finished = false;
+};
+
+SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::uint64_t header_room)
+    : state_(std::make_unique<State>()) {
+  require_no_nul(path, "path");
+  State& state = *state_;
+  state.path = path;
+  state.where = "safetensors file '" + path.string() + "'";
+  // Data from a multiple of 8 bytes, as the reference pads its header.
+  state.header_room = std::max<std::uint64_t>(8, (header_room + 7) / 8 * 8);
+  remove_stale_temporaries(path);
+  auto [temporary, fd] = create_temporary(path, state.where);
+  state.temporary = std::move(temporary);
+  state.file.emplace(fd);
+  const auto data_start = static_cast<off_t>(8 + state.header_room);
+  if (::lseek(state.file->get(), data_start, SEEK_SET) != data_start) {
+    const int error = errno;
+    ::unlink(state.temporary.c_str());
+    fail<IOError>(state.where, ": cannot seek past its header: ", errno_text(error));
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (state_ && !state_->finished) ::unlink(state_->temporary.c_str());
+}
+
+void SafetensorsWriter::add(const std::string& name, const StoredTensor& tensor) {
+  State& state = *state_;
+  if (state.finished) fail<ValueError>(state.where, ": add() after finish()");
+  check_stored(name, tensor, state.where);
+  if (!state.names.insert(name).second) {
+    fail<ValueError>(state.where, ": tensor '", name, "' added twice");
+  }
+  // Data written now starts and ends on multiples of 8 bytes, so stays aligned.
+  const std::int64_t bytes = file_bytes(tensor);
+  if (bytes % 8 != 0) {
+    state.waiting.push_back({name, tensor});
+    return;
+  }
+  write_tensor(state.file->get(), name, tensor, state.where, state.progress);
+  state.entries[name] = header_entry(tensor, state.offset);
+  state.offset += bytes;
+}
+
+void SafetensorsWriter::finish(const Metadata& metadata) {
+  State& state = *state_;
+  if (state.finished) fail<ValueError>(state.where, ": finish() called twice");
+  std::stable_sort(state.waiting.begin(), state.waiting.end(),
+                   [](const State::Entry& a, const State::Entry& b) {
+                     return layout_rank(a.tensor.dtype) < layout_rank(b.tensor.dtype);
+                   });
+  for (const State::Entry& entry : state.waiting) {
+    write_tensor(state.file->get(), entry.name, entry.tensor, state.where, state.progress);
+    state.entries[entry.name] = header_entry(entry.tensor, state.offset);
+    state.offset += file_bytes(entry.tensor);
+  }
+  state.waiting.clear();
+
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header[std::string(kMetadataKey)] = metadata;
+  header.update(state.entries);
+  std::string header_text = header.dump();
+  const bool fits = header_text.size() <= state.header_room;
+  header_text.append(fits ? state.header_room - header_text.size()
+                          : (8 - header_text.size() % 8) % 8,
+                     ' ');
+  const auto length = length_field(header_text.size());
+  if (fits) {
+    const auto write_at = [&](const void* bytes, std::size_t size, off_t at) {
+      if (::pwrite(state.file->get(), bytes, size, at) != static_cast<ssize_t>(size)) {
+        fail<IOError>(state.where, ": cannot write its header: ", errno_text(errno));
+      }
+    };
+    write_at(length.data(), length.size(), 0);
+    write_at(header_text.data(), header_text.size(), 8);
+    commit(*state.file, state.temporary, state.path, state.where);
+  } else {
+    // The header outgrew its room: a second temporary file gets the header, then the data.
+    auto [moved, fd] = create_temporary(state.path, state.where);
+    FileDescriptor file(fd);
+    try {
+      write_all(file.get(), length.data(), length.size(), state.where, state.progress);
+      write_all(file.get(), header_text.data(), header_text.size(), state.where, state.progress);
+      std::vector<char> buffer(kWritePiece);
+      auto from = static_cast<off_t>(8 + state.header_room);
+      for (std::int64_t left = state.offset; left > 0;) {
+        const ssize_t got = ::pread(state.file->get(), buffer.data(),
+                                    std::min<std::size_t>(buffer.size(), left), from);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) fail<IOError>(state.where, ": cannot read back its data: ", errno_text(errno));
+        write_all(file.get(), buffer.data(), static_cast<std::size_t>(got), state.where,
+                  state.progress);
+        from += got;
+        left -= got;
+      }
+      commit(file, moved, state.path, state.where);
+    } catch (...) {
+      ::unlink(moved.c_str());
+      throw;
+    }
+    ::unlink(state.temporary.c_str());
+  }
+  state.finished = true;
+  sync_directory(state.path.parent_path());
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,

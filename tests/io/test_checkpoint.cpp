@@ -201,6 +201,51 @@ TEST_F(CheckpointTest, EveryRecipeRoundTripsByteForByte) {
   EXPECT_EQ(read(path("again.safetensors")), read(path("model.safetensors")));
 }
 
+// CheckpointWriter (one entry at a time, as the converter writes) stores what save_checkpoint
+// stores: the same stored tensors and metadata, in another order in the file.
+TEST_F(CheckpointTest, WriterStoresWhatSaveCheckpointStores) {
+  std::mt19937 random(5);
+  const std::pair<Convention, std::vector<Recipe>> cases[] = {
+      {Convention::kBreccia, {Float8BlockScaling{}, NVFP4BlockScaling{}, INT4Scaling{}}},
+      {Convention::kCompressedTensors,
+       {NVFP4BlockScaling{}, INT4Scaling{.group_size = 32, .is_signed = false}}},
+      {Convention::kDeepSeekV3, {Float8BlockScaling{.block_m = 128, .power_2_scale = false}}},
+  };
+  for (const auto& [convention, recipes] : cases) {
+    SCOPED_TRACE(std::string(to_string(convention)));
+    std::map<std::string, CheckpointEntry> tensors;
+    for (std::size_t i = 0; i < recipes.size(); ++i) {
+      tensors.emplace("layers." + std::to_string(i) + ".weight",
+                      cast(random_floats({256, 384}, random), recipes[i]));
+    }
+    tensors.emplace("norm.weight", random_floats({7}, random));  // odd size: waits for finish()
+    const SaveOptions options{.convention = convention, .extra_metadata = {{"origin", "test"}}};
+    save_checkpoint(path("saved.safetensors"), tensors, options);
+    CheckpointWriter writer(path("streamed.safetensors"), options, 64);  // room outgrown
+    for (const auto& [name, entry] : tensors) writer.add(name, entry);
+    writer.finish();
+
+    const SafetensorsFile saved = load(path("saved.safetensors"));
+    const SafetensorsFile streamed = load(path("streamed.safetensors"));
+    EXPECT_EQ(streamed.metadata, saved.metadata);
+    ASSERT_EQ(streamed.tensors.size(), saved.tensors.size());
+    for (const auto& [name, tensor] : saved.tensors) {
+      SCOPED_TRACE(name);
+      const StoredTensor& other = streamed.tensors.at(name);
+      EXPECT_EQ(other.dtype, tensor.dtype);
+      EXPECT_EQ(other.array.shape(), tensor.array.shape());
+      EXPECT_EQ(array_bytes(other.array), array_bytes(tensor.array));
+    }
+    // Read back as a checkpoint and saved again, it is save_checkpoint's file byte for byte.
+    const Checkpoint loaded = load_checkpoint(path("streamed.safetensors"));
+    save_checkpoint(path("again.safetensors"), loaded.tensors,
+                    {.convention = convention,
+                     .extra_metadata = loaded.metadata,
+                     .encode_global_scales = loaded.encode_global_scales});
+    EXPECT_EQ(read(path("again.safetensors")), read(path("saved.safetensors")));
+  }
+}
+
 TEST_F(CheckpointTest, StoresEachPartUnderTheEcosystemsDTypes) {
   std::mt19937 random(2);
   const Array x = random_floats({4, 64}, random);

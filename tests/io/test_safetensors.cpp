@@ -870,6 +870,96 @@ TEST_F(SafetensorsTest, WriteProgressCountsUpToTheFileSize) {
   EXPECT_EQ(reports.back().first, size);  // the report just before the rename
 }
 
+// ---------------------------------------------------------------------------------------------
+// SafetensorsWriter: one tensor at a time
+
+// The tensors of every stored dtype in an order that puts odd-sized ones between others.
+std::vector<std::pair<std::string, StoredTensor>> mixed_tensors(std::mt19937& random) {
+  Array fp6 = Array::zeros(DType::kE2M3, {3, 4});
+  for (std::int64_t i = 0; i < fp6.numel(); ++i) fp6.data_as<std::uint8_t>()[i] = random() & 0x3F;
+  return {
+      {"codes.odd", {random_array(DType::kU8, {3}, random), SafetensorsDType::kU8}},
+      {"weight", {random_array(DType::kE4M3, {16, 64}, random), SafetensorsDType::kF8E4M3}},
+      {"scale", {random_array(DType::kF32, {2, 3}, random), SafetensorsDType::kF32}},
+      {"bias.odd", {random_array(DType::kBF16, {5}, random), SafetensorsDType::kBF16}},
+      {"packed", {random_array(DType::kU8, {4, 8}, random), SafetensorsDType::kF4}},
+      {"fp6", {fp6, SafetensorsDType::kF6E2M3}},
+      {"ids", {random_array(DType::kI64, {3}, random), SafetensorsDType::kI64}},
+      {"empty", {random_array(DType::kF32, {0, 4}, random), SafetensorsDType::kF32}},
+      {"scalar", {random_array(DType::kF64, {}, random), SafetensorsDType::kF64}},
+  };
+}
+
+TEST_F(SafetensorsTest, WriterStreamsTensorsThatLoadBackAlignedWithAnyHeaderRoom) {
+  std::mt19937 random(23);
+  const auto tensors = mixed_tensors(random);
+  const Metadata metadata = {{"format", "pt"}, {"note", "streamed"}};
+  // Room to spare, room to the byte, and too little (the data is moved behind the header).
+  for (const std::uint64_t room : {std::uint64_t{1} << 16, std::uint64_t{0}, std::uint64_t{8}}) {
+    SCOPED_TRACE(room);
+    const fs::path path = directory_ / "streamed.safetensors";
+    fs::remove(path);
+    {
+      SafetensorsWriter writer(path, room);
+      for (const auto& [name, tensor] : tensors) writer.add(name, tensor);
+      EXPECT_FALSE(fs::exists(path));  // nothing under the final name before finish()
+      writer.finish(metadata);
+    }
+    const SafetensorsFile file = load(path);
+    EXPECT_EQ(file.metadata, metadata);
+    ASSERT_EQ(file.tensors.size(), tensors.size());
+    const std::string text = read(path);
+    std::uint64_t header_length = 0;
+    for (int i = 7; i >= 0; --i) header_length = header_length << 8 | std::uint8_t(text[i]);
+    EXPECT_EQ(header_length % 8, 0u);
+    if (room == (std::uint64_t{1} << 16)) EXPECT_EQ(header_length, room);
+    for (const auto& [name, original] : tensors) {
+      SCOPED_TRACE(name);
+      const StoredTensor& loaded = file.tensors.at(name);
+      EXPECT_EQ(loaded.dtype, original.dtype);
+      EXPECT_EQ(loaded.array.shape(), original.array.shape());
+      EXPECT_EQ(array_bytes(loaded.array), array_bytes(original.array));
+      // Borrowed from the mapping (read-only), not copied for misalignment; FP6 is unpacked.
+      EXPECT_EQ(loaded.array.read_only(), original.dtype != SafetensorsDType::kF6E2M3);
+    }
+    EXPECT_EQ(entries(), std::vector<std::string>{"streamed.safetensors"});  // no temporary
+  }
+}
+
+TEST_F(SafetensorsTest, WriterDestroyedBeforeFinishLeavesTheTargetAndNoTemporary) {
+  const fs::path path = directory_ / "model.safetensors";
+  save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});
+  const std::string old_bytes = read(path);
+  {
+    SafetensorsWriter writer(path);
+    writer.add("new", {Array::zeros(DType::kF32, {1024}), SafetensorsDType::kF32});
+  }
+  EXPECT_EQ(read(path), old_bytes);
+  EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
+}
+
+TEST_F(SafetensorsTest, WriterRefusesWhatSaveRefusesAndANameAddedTwice) {
+  const fs::path path = directory_ / "model.safetensors";
+  SafetensorsWriter writer(path);
+  writer.add("w", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32});
+  try {
+    writer.add("w", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32});
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& error) {
+    EXPECT_TRUE(contains(error.what(), "'w' added twice")) << error.what();
+  }
+  EXPECT_THROW(writer.add("", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32}),
+               ValueError);
+  EXPECT_THROW(writer.add("__metadata__", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32}),
+               ValueError);
+  EXPECT_THROW(writer.add("x", {Array::zeros(DType::kU8, {2}), SafetensorsDType::kF32}), TypeError);
+  writer.finish();
+  EXPECT_EQ(load(path).tensors.size(), 1u);
+  EXPECT_THROW(writer.finish(), ValueError);
+  EXPECT_THROW(writer.add("late", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32}),
+               ValueError);
+}
+
 TEST_F(SafetensorsTest, TemporaryFilesOfAKilledWriterAreCleanedByTheNextSave) {
   const fs::path path = directory_ / "model.safetensors";
   save(path, std::map<std::string, Array>{{"old", Array::zeros(DType::kU8, {4})}});

@@ -135,4 +135,21 @@ void save_checkpoint(const std::filesystem::path& path,
                      const std::map<std::string, CheckpointEntry>& tensors,
                      const SaveOptions& options = {}, const WritePoll& poll = {});
 
+// save_checkpoint one entry at a time, over a SafetensorsWriter: add() encodes the entry as the
+// convention stores it and writes its bytes at once, so a converter holds one tensor, not a
+// whole file, in memory. The file holds what save_checkpoint would write for the same entries,
+// laid out in the order added (see SafetensorsWriter), and appears only when finish() returns.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::filesystem::path& path, SaveOptions options,
+                   std::uint64_t header_room = std::uint64_t{1} << 16);
+  void add(const std::string& name, const CheckpointEntry& entry);
+  void finish();
+
+ private:
+  SafetensorsWriter file_;
+  SaveOptions options_;
+  Metadata records_;  // breccia's recipe and layout record of each entry, as JSON text
+};
+
 }  // namespace breccia::io

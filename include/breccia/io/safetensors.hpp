@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -119,6 +120,35 @@ void save(const std::filesystem::path& path, const std::map<std::string, StoredT
 // The same, each array written under its own dtype (safetensors_dtype_for).
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,
           const Metadata& metadata = {}, const WritePoll& poll = {});
+
+// save() one tensor at a time, for tensors produced one after another (the checkpoint
+// converter): add() writes a tensor's bytes at once, so the caller can free it before making
+// the next, and a file larger than memory can be written. The header is written last, into
+// `header_room` bytes kept at the front of the file (padded with spaces, as the format allows);
+// a header that outgrows the room makes finish() move the data once. Tensors lie in the order
+// added, except that one whose byte count is not a multiple of 8 (it would misalign the next)
+// waits in memory until finish(), which writes those widest first, as save() orders a file:
+// every tensor stays aligned to its element size.
+// As with save(), the file appears under `path` only when finish() renames its flushed
+// temporary file over it; a writer destroyed before finish() (an exception, an abandoned job)
+// removes its temporary file and leaves `path` untouched. add() checks its arguments as save()
+// does and refuses a name added twice (ValueError); IOError when writing fails.
+class SafetensorsWriter {
+ public:
+  explicit SafetensorsWriter(const std::filesystem::path& path,
+                             std::uint64_t header_room = std::uint64_t{1} << 16);
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  ~SafetensorsWriter();
+
+  void add(const std::string& name, const StoredTensor& tensor);
+  // Writes what waits, the header and `metadata`, flushes and renames; the writer is then done.
+  void finish(const Metadata& metadata = {});
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // Temporary files of an unfinished save(path) are named
 // "<dir>/.<file name>.breccia-partial-<pid>-<n>": hidden, and without the ".safetensors" ending,
