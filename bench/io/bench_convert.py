@@ -7,7 +7,8 @@ config.json, and its FP8 128x128 conversion. Then, with the page cache warm (eac
 once before each timed run), in one process on one machine, every job ``--repeats`` times,
 interleaved so that drifts of the machine touch them all alike:
 
-- ``cp -r`` of the directory: the disk-bound floor;
+- ``cp -r`` of the directory, then ``sync`` of the files it wrote (breccia flushes each shard
+  before renaming it): the disk-bound floor;
 - ``breccia.checkpoint.convert`` to FP8 128x128 blocks (DeepSeek-V3 convention), and back from
   those blocks to bf16;
 - the bf16 -> FP8 128x128 job as people do it today: the ``safetensors`` package and PyTorch
@@ -195,9 +196,13 @@ def main() -> None:
         checkpoint.convert(source, fp8, "fp8-block")
 
     def copy(path: Path) -> Callable[[], float]:
-        return lambda: timed(
-            lambda: subprocess.run(["cp", "-r", str(path), str(fresh(work / "out"))], check=True)
-        )
+        def run() -> None:
+            target = fresh(work / "out")
+            subprocess.run(["cp", "-r", str(path), str(target)], check=True)
+            # Flushed to the disk, as breccia flushes each shard before renaming it.
+            subprocess.run(["sync", *map(str, target.iterdir())], check=True)
+
+        return lambda: timed(run)
 
     def in_process(run: Callable[[Path], object]) -> Callable[[], float]:
         return lambda: timed(lambda: run(fresh(work / "out")))
@@ -210,7 +215,7 @@ def main() -> None:
 
     # (label, source, timed run); each run writes work/out, measured before the next run.
     jobs: list[tuple[str, Path, Callable[[], float]]] = [
-        ("cp -r (bf16 source)", source, copy(source)),
+        ("cp -r + sync (bf16 source)", source, copy(source)),
         (
             "breccia convert --to fp8-block (bf16 -> FP8 128x128)",
             source,
@@ -227,7 +232,7 @@ def main() -> None:
             ("llm-compressor model_free_ptq FP8_BLOCK (bf16 -> FP8 128x128)", source, llmcompressor)
         )
     jobs += [
-        ("cp -r (FP8 source)", fp8, copy(fp8)),
+        ("cp -r + sync (FP8 source)", fp8, copy(fp8)),
         (
             "breccia convert --to bf16 (FP8 128x128 -> bf16)",
             fp8,

@@ -1154,8 +1154,8 @@ Metadata checkpoint_metadata(const SaveOptions& options) {
 
 // The stored tensors of one entry as the convention writes it; breccia's own layout also
 // records the recipe and layout (JSON text) in `records`.
-void encode_entry(const std::string& name, const CheckpointEntry& entry,
-                  const SaveOptions& options, Writer& writer, Metadata& records) {
+void encode_entry(const std::string& name, const CheckpointEntry& entry, const SaveOptions& options,
+                  Writer& writer, Metadata& records) {
   if (const auto* array = std::get_if<Array>(&entry)) {
     writer.add(name, stored(*array, safetensors_dtype_for(array->dtype())));
     return;
@@ -1172,8 +1172,7 @@ void encode_entry(const std::string& name, const CheckpointEntry& entry,
                stored(*tensor.global_scale(), SafetensorsDType::kF32));
   }
   if (tensor.zero_point()) {
-    writer.add(name + std::string(kZeroPoint),
-               stored(*tensor.zero_point(), SafetensorsDType::kU8));
+    writer.add(name + std::string(kZeroPoint), stored(*tensor.zero_point(), SafetensorsDType::kU8));
   }
   const Json record = {{"recipe", Json::parse(recipe_to_json(tensor.recipe()))},
                        {"layout", Json::parse(layout_to_json(tensor.layout()))}};

@@ -991,7 +991,8 @@ void commit(FileDescriptor& file, const std::filesystem::path& temporary,
   if (::fsync(file.get()) != 0) fail<IOError>(where, ": cannot flush: ", errno_text(errno));
   if (file.close() != 0) fail<IOError>(where, ": cannot close: ", errno_text(errno));
   if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    fail<IOError>(where, ": cannot replace it with '", temporary.string(), "': ", errno_text(errno));
+    fail<IOError>(where, ": cannot replace it with '", temporary.string(),
+                  "': ", errno_text(errno));
   }
 }
 
@@ -1063,7 +1064,7 @@ struct SafetensorsWriter::State {
   std::filesystem::path temporary;
   std::optional<FileDescriptor> file;
   std::uint64_t header_room = 0;
-  std::int64_t offset = 0;  // data bytes written
+  std::int64_t offset = 0;                                            // data bytes written
   nlohmann::ordered_json entries = nlohmann::ordered_json::object();  // in file order
   std::set<std::string> names;
   std::vector<Entry> waiting;  // written by finish()
@@ -1133,9 +1134,8 @@ void SafetensorsWriter::finish(const Metadata& metadata) {
   header.update(state.entries);
   std::string header_text = header.dump();
   const bool fits = header_text.size() <= state.header_room;
-  header_text.append(fits ? state.header_room - header_text.size()
-                          : (8 - header_text.size() % 8) % 8,
-                     ' ');
+  header_text.append(
+      fits ? state.header_room - header_text.size() : (8 - header_text.size() % 8) % 8, ' ');
   const auto length = length_field(header_text.size());
   if (fits) {
     const auto write_at = [&](const void* bytes, std::size_t size, off_t at) {
@@ -1159,7 +1159,10 @@ void SafetensorsWriter::finish(const Metadata& metadata) {
         const ssize_t got = ::pread(state.file->get(), buffer.data(),
                                     std::min<std::size_t>(buffer.size(), left), from);
         if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) fail<IOError>(state.where, ": cannot read back its data: ", errno_text(errno));
+        if (got <= 0) {
+          fail<IOError>(state.where, ": cannot read back its data: ",
+                        got == 0 ? std::string("the file ended early") : errno_text(errno));
+        }
         write_all(file.get(), buffer.data(), static_cast<std::size_t>(got), state.where,
                   state.progress);
         from += got;
