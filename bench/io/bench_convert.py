@@ -14,7 +14,8 @@ interleaved so that drifts of the machine touch them all alike:
 - the bf16 -> FP8 128x128 job as people do it today: the ``safetensors`` package and PyTorch
   CPU (amax per block, scale = amax / 448, ``.to(float8_e4m3fn)``), and, with
   ``--llmcompressor PYTHON``, llm-compressor's ``model_free_ptq`` with its FP8_BLOCK scheme (run
-  in that Python's own environment; bench/io/llmcompressor-env.sh makes one);
+  in that Python's own environment, bench/io/llmcompressor-env.sh makes one; on a CPU it takes
+  the shards one after another whatever its ``max_workers``, PyTorch's threads doing the work);
 - the FP8 -> bf16 job as people do it today without a GPU: DeepSeek's ``weight_dequant``
   formula per 128x128 block (``fp8_cast_bf16.py`` ported to the CPU) with ``safetensors`` and
   PyTorch, every shard loaded, dequantized and saved.
@@ -192,8 +193,8 @@ def main() -> None:
         f"median of {args.repeats} runs, jobs interleaved"
     )
     fp8 = work / "fp8-block"
-    if not fp8.exists():
-        checkpoint.convert(source, fp8, "fp8-block")
+    if not (fp8 / "config.json").exists():  # written last: an interrupted one is redone
+        checkpoint.convert(source, fp8, "fp8-block", overwrite=True)
 
     def copy(path: Path) -> Callable[[], float]:
         def run() -> None:

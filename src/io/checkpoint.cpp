@@ -1204,17 +1204,29 @@ void save_checkpoint(const std::filesystem::path& path,
 
 CheckpointWriter::CheckpointWriter(const std::filesystem::path& path, SaveOptions options,
                                    std::uint64_t header_room)
-    : file_(path, header_room), options_(std::move(options)) {
-  checkpoint_metadata(options_);  // refuses a reserved key before any tensor is written
-}
+    : options_((checkpoint_metadata(options), std::move(options))),  // refuses a reserved key
+      file_(path, header_room) {}
 
 void CheckpointWriter::add(const std::string& name, const CheckpointEntry& entry) {
+  if (failed_) fail<ValueError>("tensors['", name, "']: an earlier entry was written in part");
   Writer writer;
-  encode_entry(name, entry, options_, writer, records_);
-  for (const auto& [stored_name, tensor] : writer.tensors()) file_.add(stored_name, tensor);
+  Metadata record;
+  encode_entry(name, entry, options_, writer, record);
+  bool written = false;
+  try {
+    for (const auto& [stored_name, tensor] : writer.tensors()) {
+      file_.add(stored_name, tensor);
+      written = true;
+    }
+  } catch (...) {
+    failed_ = written;  // part of the entry is in the file: the file cannot be finished
+    throw;
+  }
+  records_.merge(record);
 }
 
 void CheckpointWriter::finish() {
+  if (failed_) fail<ValueError>("finish: an earlier entry was written in part");
   Metadata metadata = checkpoint_metadata(options_);
   if (!records_.empty()) metadata[std::string(kBrecciaMetadataKey)] = records_text(records_);
   file_.finish(metadata);

@@ -984,6 +984,9 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
   };
 
   fs::create_directories(destination);
+  // A directory with an index is a finished conversion: an earlier one's index goes before any
+  // shard of this one is written, so that a failure never leaves new shards under an old index.
+  fs::remove(destination / kIndexFileName);
   SaveOptions save_options;
   save_options.convention = convention;
   save_options.encode_global_scales = checkpoint.encode_global_scales;

@@ -1071,6 +1071,12 @@ struct SafetensorsWriter::State {
   WritePoll no_poll;
   WriteProgress progress{no_poll};
   bool finished = false;
+  bool failed = false;  // a write failed: the file's state is unknown, nothing more is taken
+
+  void require_usable() const {
+    if (finished) fail<ValueError>(where, ": the writer has finished");
+    if (failed) fail<ValueError>(where, ": an earlier write failed; the file was abandoned");
+  }
 };
 
 SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::uint64_t header_room)
@@ -1079,8 +1085,10 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::uin
   State& state = *state_;
   state.path = path;
   state.where = "safetensors file '" + path.string() + "'";
-  // Data from a multiple of 8 bytes, as the reference pads its header.
-  state.header_room = std::max<std::uint64_t>(8, (header_room + 7) / 8 * 8);
+  // Data from a multiple of 8 bytes, as the reference pads its header; no room past what
+  // readers accept.
+  state.header_room =
+      std::clamp<std::uint64_t>((header_room + 7) / 8 * 8, 8, kMaxHeaderBytes / 8 * 8);
   remove_stale_temporaries(path);
   auto [temporary, fd] = create_temporary(path, state.where);
   state.temporary = std::move(temporary);
@@ -1099,25 +1107,50 @@ SafetensorsWriter::~SafetensorsWriter() {
 
 void SafetensorsWriter::add(const std::string& name, const StoredTensor& tensor) {
   State& state = *state_;
-  if (state.finished) fail<ValueError>(state.where, ": add() after finish()");
+  state.require_usable();
   check_stored(name, tensor, state.where);
-  if (!state.names.insert(name).second) {
+  if (state.names.contains(name)) {
     fail<ValueError>(state.where, ": tensor '", name, "' added twice");
   }
   // Data written now starts and ends on multiples of 8 bytes, so stays aligned.
   const std::int64_t bytes = file_bytes(tensor);
   if (bytes % 8 != 0) {
     state.waiting.push_back({name, tensor});
+    state.names.insert(name);
     return;
   }
-  write_tensor(state.file->get(), name, tensor, state.where, state.progress);
+  try {
+    write_tensor(state.file->get(), name, tensor, state.where, state.progress);
+  } catch (...) {
+    state.failed = true;
+    throw;
+  }
+#if defined(SYNC_FILE_RANGE_WRITE)
+  // Starts writing these pages back now (without waiting), so that finish()'s flush finds
+  // little left and the dirty pages of a large file never pile up: advice, failure is fine.
+  ::sync_file_range(state.file->get(), static_cast<off_t>(8 + state.header_room + state.offset),
+                    bytes, SYNC_FILE_RANGE_WRITE);
+#endif
+  state.names.insert(name);
   state.entries[name] = header_entry(tensor, state.offset);
   state.offset += bytes;
 }
 
 void SafetensorsWriter::finish(const Metadata& metadata) {
   State& state = *state_;
-  if (state.finished) fail<ValueError>(state.where, ": finish() called twice");
+  state.require_usable();
+  try {
+    write_rest(metadata);
+  } catch (...) {
+    state.failed = true;
+    throw;
+  }
+  state.finished = true;
+  sync_directory(state.path.parent_path());
+}
+
+void SafetensorsWriter::write_rest(const Metadata& metadata) {
+  State& state = *state_;
   std::stable_sort(state.waiting.begin(), state.waiting.end(),
                    [](const State::Entry& a, const State::Entry& b) {
                      return layout_rank(a.tensor.dtype) < layout_rank(b.tensor.dtype);
@@ -1138,45 +1171,44 @@ void SafetensorsWriter::finish(const Metadata& metadata) {
       fits ? state.header_room - header_text.size() : (8 - header_text.size() % 8) % 8, ' ');
   const auto length = length_field(header_text.size());
   if (fits) {
-    const auto write_at = [&](const void* bytes, std::size_t size, off_t at) {
-      if (::pwrite(state.file->get(), bytes, size, at) != static_cast<ssize_t>(size)) {
-        fail<IOError>(state.where, ": cannot write its header: ", errno_text(errno));
-      }
-    };
-    write_at(length.data(), length.size(), 0);
-    write_at(header_text.data(), header_text.size(), 8);
-    commit(*state.file, state.temporary, state.path, state.where);
-  } else {
-    // The header outgrew its room: a second temporary file gets the header, then the data.
-    auto [moved, fd] = create_temporary(state.path, state.where);
-    FileDescriptor file(fd);
-    try {
-      write_all(file.get(), length.data(), length.size(), state.where, state.progress);
-      write_all(file.get(), header_text.data(), header_text.size(), state.where, state.progress);
-      std::vector<char> buffer(kWritePiece);
-      auto from = static_cast<off_t>(8 + state.header_room);
-      for (std::int64_t left = state.offset; left > 0;) {
-        const ssize_t got = ::pread(state.file->get(), buffer.data(),
-                                    std::min<std::size_t>(buffer.size(), left), from);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-          fail<IOError>(state.where, ": cannot read back its data: ",
-                        got == 0 ? std::string("the file ended early") : errno_text(errno));
-        }
-        write_all(file.get(), buffer.data(), static_cast<std::size_t>(got), state.where,
-                  state.progress);
-        from += got;
-        left -= got;
-      }
-      commit(file, moved, state.path, state.where);
-    } catch (...) {
-      ::unlink(moved.c_str());
-      throw;
+    if (::lseek(state.file->get(), 0, SEEK_SET) != 0) {
+      fail<IOError>(state.where, ": cannot seek to its header: ", errno_text(errno));
     }
-    ::unlink(state.temporary.c_str());
+    write_all(state.file->get(), length.data(), length.size(), state.where, state.progress);
+    write_all(state.file->get(), header_text.data(), header_text.size(), state.where,
+              state.progress);
+    commit(*state.file, state.temporary, state.path, state.where);
+    return;
   }
-  state.finished = true;
-  sync_directory(state.path.parent_path());
+  // The header outgrew its room: a second temporary file gets the header, then a copy of the
+  // data.
+  auto [copied, fd] = create_temporary(state.path, state.where);
+  FileDescriptor file(fd);
+  try {
+    write_all(file.get(), length.data(), length.size(), state.where, state.progress);
+    write_all(file.get(), header_text.data(), header_text.size(), state.where, state.progress);
+    std::vector<char> buffer(kWritePiece);
+    auto from = static_cast<off_t>(8 + state.header_room);
+    for (std::int64_t left = state.offset; left > 0;) {
+      const ssize_t got = ::pread(state.file->get(), buffer.data(),
+                                  std::min<std::size_t>(buffer.size(), left), from);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        fail<IOError>(state.where, ": cannot read back its data: ",
+                      got == 0 ? std::string("the file ended early") : errno_text(errno));
+      }
+      write_all(file.get(), buffer.data(), static_cast<std::size_t>(got), state.where,
+                state.progress);
+      from += got;
+      left -= got;
+    }
+    commit(file, copied, state.path, state.where);
+  } catch (...) {
+    ::unlink(copied.c_str());
+    throw;
+  }
+  state.file.reset();
+  ::unlink(state.temporary.c_str());
 }
 
 void save(const std::filesystem::path& path, const std::map<std::string, Array>& tensors,

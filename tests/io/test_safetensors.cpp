@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -894,8 +895,19 @@ TEST_F(SafetensorsTest, WriterStreamsTensorsThatLoadBackAlignedWithAnyHeaderRoom
   std::mt19937 random(23);
   const auto tensors = mixed_tensors(random);
   const Metadata metadata = {{"format", "pt"}, {"note", "streamed"}};
-  // Room to spare, room to the byte, and too little (the data is moved behind the header).
-  for (const std::uint64_t room : {std::uint64_t{1} << 16, std::uint64_t{0}, std::uint64_t{8}}) {
+  // The header's size (padded to 8 bytes), from a first write with room to spare.
+  std::uint64_t exact = 0;
+  {
+    const fs::path probe = directory_ / "probe.safetensors";
+    SafetensorsWriter writer(probe);
+    for (const auto& [name, tensor] : tensors) writer.add(name, tensor);
+    writer.finish(metadata);
+    std::string header = read(probe).substr(8, std::uint64_t{1} << 16);
+    exact = (header.find_last_not_of(' ') + 1 + 7) / 8 * 8;
+    fs::remove(probe);
+  }
+  // Room to spare, room to the byte, and too little (the data is copied behind the header).
+  for (const std::uint64_t room : {std::uint64_t{1} << 16, exact, std::uint64_t{8}}) {
     SCOPED_TRACE(room);
     const fs::path path = directory_ / "streamed.safetensors";
     fs::remove(path);
@@ -912,7 +924,7 @@ TEST_F(SafetensorsTest, WriterStreamsTensorsThatLoadBackAlignedWithAnyHeaderRoom
     std::uint64_t header_length = 0;
     for (int i = 7; i >= 0; --i) header_length = header_length << 8 | std::uint8_t(text[i]);
     EXPECT_EQ(header_length % 8, 0u);
-    if (room == (std::uint64_t{1} << 16)) EXPECT_EQ(header_length, room);
+    if (room != 8) EXPECT_EQ(header_length, room);  // written in the room kept for it
     for (const auto& [name, original] : tensors) {
       SCOPED_TRACE(name);
       const StoredTensor& loaded = file.tensors.at(name);
@@ -936,6 +948,25 @@ TEST_F(SafetensorsTest, WriterDestroyedBeforeFinishLeavesTheTargetAndNoTemporary
   }
   EXPECT_EQ(read(path), old_bytes);
   EXPECT_EQ(entries(), std::vector<std::string>{"model.safetensors"});
+}
+
+TEST_F(SafetensorsTest, WriterRefusesFurtherCallsAfterAFailedWrite) {
+  const fs::path path = directory_ / "model.safetensors";
+  std::optional<SafetensorsWriter> writer(std::in_place, path);
+  writer->add("w", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32});
+  // 32 FP6 codes (24 bytes, written at once), one with its top bits set: packing fails midway.
+  Array codes = Array::zeros(DType::kE2M3, {32});
+  codes.data_as<std::uint8_t>()[5] = 0x40;
+  EXPECT_THROW(writer->add("codes", {codes, SafetensorsDType::kF6E2M3}), ValueError);
+  try {
+    writer->add("next", {Array::zeros(DType::kF32, {2}), SafetensorsDType::kF32});
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& error) {
+    EXPECT_TRUE(contains(error.what(), "an earlier write failed")) << error.what();
+  }
+  EXPECT_THROW(writer->finish(), ValueError);
+  writer.reset();
+  EXPECT_TRUE(entries().empty());  // no file, no temporary
 }
 
 TEST_F(SafetensorsTest, WriterRefusesWhatSaveRefusesAndANameAddedTwice) {

@@ -261,7 +261,7 @@ def test_conversions_are_deterministic_and_resume_gives_the_same_bytes(tmp_path:
 
     def stop_after_a_shard(done: int, total: int, tensors: int, count: int, current: str) -> None:
         calls.append(current)
-        # The third shard's turn: the first is written, the second still being written.
+        # The third shard's end: the first two are committed, the third is not yet.
         if sum(c.endswith(".safetensors") for c in calls) == 3:
             raise KeyboardInterrupt
 
@@ -276,6 +276,8 @@ def test_conversions_are_deterministic_and_resume_gives_the_same_bytes(tmp_path:
     left = read_dir(tmp_path / "c")
     assert "model.safetensors.index.json" not in left and "config.json" not in left
     assert "model-00001-of-00003.safetensors" in left
+    assert "model-00002-of-00003.safetensors" in left
+    assert "model-00003-of-00003.safetensors" not in left
     for name, data in left.items():
         assert not name.startswith(".")  # no temporary file is left behind
         assert data == reference[name]  # whatever has a final name is complete

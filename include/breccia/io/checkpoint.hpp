@@ -139,6 +139,8 @@ void save_checkpoint(const std::filesystem::path& path,
 // convention stores it and writes its bytes at once, so a converter holds one tensor, not a
 // whole file, in memory. The file holds what save_checkpoint would write for the same entries,
 // laid out in the order added (see SafetensorsWriter), and appears only when finish() returns.
+// An entry the convention cannot express is refused (ValueError) before any of it is written;
+// once an entry has been written in part (an IOError midway), further calls are refused.
 class CheckpointWriter {
  public:
   CheckpointWriter(const std::filesystem::path& path, SaveOptions options,
@@ -147,9 +149,10 @@ class CheckpointWriter {
   void finish();
 
  private:
-  SafetensorsWriter file_;
   SaveOptions options_;
+  SafetensorsWriter file_;
   Metadata records_;  // breccia's recipe and layout record of each entry, as JSON text
+  bool failed_ = false;
 };
 
 }  // namespace breccia::io

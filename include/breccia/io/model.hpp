@@ -111,8 +111,8 @@ struct ConvertProgress {
   std::size_t tensors_total = 0;
   std::string current;  // the tensor or file at work
 };
-// Called often (between tensors and during writes); whatever it throws abandons the conversion
-// (no file under a final name is left incomplete) and propagates.
+// Called between tensors and files; whatever it throws abandons the conversion (no file under a
+// final name is left incomplete) and propagates.
 using ConvertPoll = std::function<void(const ConvertProgress&)>;
 
 // Converts the checkpoint at `source` (list_model) into the directory `destination`: every
@@ -121,7 +121,8 @@ using ConvertPoll = std::function<void(const ConvertProgress&)>;
 // atomically, then the index, config.json (with the convention's quantization_config) and the
 // other files. Refuses (ValueError, before writing anything) a destination inside the source or
 // equal to it, a non-empty destination without overwrite or resume, and a source the target's
-// convention cannot express. Peak memory is about one output shard plus one tensor.
+// convention cannot express. Each converted tensor is written into its shard at once (while the
+// next converts), so peak memory is a few tensors, whatever the shard size.
 ConvertReport convert_model(const std::filesystem::path& source,
                             const std::filesystem::path& destination, const ConvertOptions& options,
                             const ConvertPoll& poll = {});

@@ -125,14 +125,15 @@ void save(const std::filesystem::path& path, const std::map<std::string, Array>&
 // converter): add() writes a tensor's bytes at once, so the caller can free it before making
 // the next, and a file larger than memory can be written. The header is written last, into
 // `header_room` bytes kept at the front of the file (padded with spaces, as the format allows);
-// a header that outgrows the room makes finish() move the data once. Tensors lie in the order
-// added, except that one whose byte count is not a multiple of 8 (it would misalign the next)
-// waits in memory until finish(), which writes those widest first, as save() orders a file:
-// every tensor stays aligned to its element size.
-// As with save(), the file appears under `path` only when finish() renames its flushed
-// temporary file over it; a writer destroyed before finish() (an exception, an abandoned job)
-// removes its temporary file and leaves `path` untouched. add() checks its arguments as save()
-// does and refuses a name added twice (ValueError); IOError when writing fails.
+// a header that outgrows the room makes finish() copy the data once, behind a larger header.
+// Tensors lie in the order added, except that one whose byte count is not a multiple of 8 (it
+// would misalign the next) is kept (the Array, not a copy: leave it unchanged) until finish(),
+// which writes those widest first, as save() orders a file: every tensor stays aligned to its
+// element size. As with save(), the file appears under `path` only when finish() renames its
+// flushed temporary file over it; a writer destroyed before finish() (an exception, an
+// abandoned job) removes its temporary file and leaves `path` untouched. add() checks its
+// arguments as save() does and refuses a name added twice (ValueError, the writer still
+// usable); after a failed write (IOError) the writer refuses further calls.
 class SafetensorsWriter {
  public:
   explicit SafetensorsWriter(const std::filesystem::path& path,
@@ -146,6 +147,7 @@ class SafetensorsWriter {
   void finish(const Metadata& metadata = {});
 
  private:
+  void write_rest(const Metadata& metadata);
   struct State;
   std::unique_ptr<State> state_;
 };
