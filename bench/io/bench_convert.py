@@ -24,7 +24,7 @@ Prints a Markdown table: median and range of seconds, bytes read and written, th
 cp's (a conversion reads and writes different amounts; cp moves its input twice), and
 breccia's speed over each other tool's. docs/performance.md records it, with the machine.
 
-    python bench/io/bench_convert.py [--gb 4] [--dir build/bench-convert] [--threads N]
+    python bench/io/bench_convert.py [--gb 4] [--dir build/bench-convert] [--threads N] [--device cuda]
         [--repeats 3] [--llmcompressor build/llmcompressor-venv/bin/python]
 """
 
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("build/bench-convert"))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each job; medians shown")
+    parser.add_argument("--device", default="cpu", help="where breccia casts: cpu, cuda, cuda:N")
     parser.add_argument(
         "--llmcompressor",
         metavar="PYTHON",
@@ -189,7 +190,8 @@ def main() -> None:
         write_source(source, args.gb)
     print(
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads; breccia {breccia.__version__}, torch {torch.__version__}; "
+        f"{args.threads} threads, breccia on {args.device}; breccia {breccia.__version__}, "
+        f"torch {torch.__version__}; "
         f"median of {args.repeats} runs, jobs interleaved"
     )
     fp8 = work / "fp8-block"
@@ -220,7 +222,9 @@ def main() -> None:
         (
             "breccia convert --to fp8-block (bf16 -> FP8 128x128)",
             source,
-            in_process(lambda out: checkpoint.convert(source, out, "fp8-block")),
+            in_process(
+                lambda out: checkpoint.convert(source, out, "fp8-block", device=args.device)
+            ),
         ),
         (
             "safetensors + PyTorch script (bf16 -> FP8 128x128)",
@@ -237,7 +241,7 @@ def main() -> None:
         (
             "breccia convert --to bf16 (FP8 128x128 -> bf16)",
             fp8,
-            in_process(lambda out: checkpoint.convert(fp8, out, "bf16")),
+            in_process(lambda out: checkpoint.convert(fp8, out, "bf16", device=args.device)),
         ),
         (
             "DeepSeek's weight_dequant, safetensors + PyTorch script (FP8 128x128 -> bf16)",

@@ -3,6 +3,7 @@
 
 #include <ostream>
 #include <string>
+#include <string_view>
 
 namespace breccia {
 
@@ -21,5 +22,9 @@ struct Device {
 inline std::ostream& operator<<(std::ostream& out, const Device& device) {
   return out << device.str();
 }
+
+// "cpu", "cuda" (device 0) or "cuda:N", as PyTorch spells them; ValueError naming `argument`
+// for anything else.
+Device device_from_string(std::string_view text, std::string_view argument);
 
 }  // namespace breccia

@@ -20,7 +20,7 @@ struct CastOptions {
   // NVFP4 only: the amax its global scale comes from, instead of x's own. The projections that
   // serving stacks fuse into one GEMM (q/k/v, gate/up) must share one global scale: each is cast
   // with the largest of their amaxes. Should be at least x's amax (block scales saturate
-  // otherwise). CPU only (UnsupportedError on other devices).
+  // otherwise); never negative (ValueError), a NaN taken as the canonical one.
   std::optional<float> tensor_amax;
 };
 

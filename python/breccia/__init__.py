@@ -53,9 +53,9 @@ def cast(
     second-to-last (the K dimension of a right-hand matmul operand); the layout says which.
     state (extension): a DelayedScalingState for DelayedScaling; quantizes with its current
     scale and updates its amax history. Without it DelayedScaling uses this tensor's amax.
-    tensor_amax (extension, NVFP4BlockScaling on the CPU): the amax the global scale is computed
-    from instead of x's own. Projections a serving stack fuses into one GEMM (q/k/v, gate/up)
-    must share one global scale: cast each with the largest amax of the group.
+    tensor_amax (extension, NVFP4BlockScaling): the amax (not negative) the global scale is
+    computed from instead of x's own. Projections a serving stack fuses into one GEMM (q/k/v,
+    gate/up) must share one global scale: cast each with the largest amax of the group.
 
     Raises TypeError for a non-array or non-float x, ValueError for a shape the recipe cannot
     block, NotImplementedError for a GPU array when breccia was built without CUDA kernels.

@@ -72,6 +72,7 @@ def convert(
     resume: bool = False,
     validate: str = "error",
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> ConvertReport:
     """Convert the checkpoint at ``source`` into the directory ``destination``.
 
@@ -87,6 +88,10 @@ def convert(
     pattern (regular expression, searched; the first that matches) takes that quantized format
     instead of ``format``. ModelOpt writes ``MIXED_PRECISION`` with a ``quant_algo`` per layer,
     compressed-tensors one config group per format.
+
+    ``device``: where the casts run, ``"cpu"`` or ``"cuda"``/``"cuda:N"`` (each tensor copied to
+    the GPU and back; the same bytes, the GPU kernels being bit-identical to the CPU's). A build
+    without CUDA kernels raises NotImplementedError for a CUDA device.
     """
     raw = _core.convert_model(
         os.fspath(source),
@@ -106,6 +111,7 @@ def convert(
         validate,
         progress,
         [(str(pattern), str(chosen)) for pattern, chosen in format_for],
+        device,
     )
     return ConvertReport(
         tensors=[ConvertedTensor(**item) for item in raw["tensors"]],

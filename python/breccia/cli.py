@@ -227,6 +227,12 @@ class _ProgressBar:
     help="Largest output shard (5GB, 512MiB, ...).",
 )
 @click.option("--threads", type=int, help="CPU threads (default: all cores).")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the casts run: cpu, cuda or cuda:N (a build with CUDA kernels).",
+)
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty DESTINATION.")
 @click.option("--resume", is_flag=True, help="Keep the shards an interrupted run completed.")
 @click.option(
@@ -253,6 +259,7 @@ def convert(
     fp8_format: str,
     max_shard_size: str,
     threads: int | None,
+    device: str,
     overwrite: bool,
     resume: bool,
     validate: str,
@@ -298,6 +305,7 @@ def convert(
             overwrite=overwrite,
             resume=resume,
             validate=validate,
+            device=device,
             progress=bar,
         )
     finally:

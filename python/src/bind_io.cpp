@@ -140,7 +140,8 @@ void bind_io(nb::module_& m) {
          std::string_view int4_scale_dtype, std::string_view scale_rounding,
          std::string_view fp8_format, std::uint64_t max_shard_bytes, bool overwrite, bool resume,
          std::string_view validate, const nb::object& progress,
-         const std::vector<std::pair<std::string, std::string>>& format_for) {
+         const std::vector<std::pair<std::string, std::string>>& format_for,
+         std::string_view device) {
         io::ConvertOptions options;
         options.target = target_from(format, group_size, int4_signed, int4_scale_dtype,
                                      scale_rounding, fp8_format);
@@ -152,6 +153,7 @@ void bind_io(nb::module_& m) {
         options.overwrite = overwrite;
         options.resume = resume;
         options.validate = io::validation_from_string(validate);
+        options.device = device_from_string(device, "device");
         io::ConvertReport report;
         {
           nb::gil_scoped_release unlocked;
@@ -172,7 +174,7 @@ void bind_io(nb::module_& m) {
       "int4_signed"_a = true, "int4_scale_dtype"_a = "bf16", "scale_rounding"_a = "floor",
       "fp8_format"_a = "E4M3", "max_shard_bytes"_a = 5'000'000'000ULL, "overwrite"_a = false,
       "resume"_a = false, "validate"_a = "error", "progress"_a = nb::none(),
-      "format_for"_a = std::vector<std::pair<std::string, std::string>>{},
+      "format_for"_a = std::vector<std::pair<std::string, std::string>>{}, "device"_a = "cpu",
       "Converts a checkpoint; see model.hpp. Runs without the GIL; Ctrl-C abandons it. "
       "progress(bytes_done, bytes_total, tensors_done, tensors_total, current), if given.");
   m.def(

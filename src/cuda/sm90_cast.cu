@@ -757,6 +757,10 @@ void launch_amax_bits(const void* x, std::int64_t count, std::uint32_t* result,
                 "cub::DeviceReduce::TransformReduce");
 }
 
+__global__ void store_bits(std::uint32_t* to, std::uint32_t bits) {
+  *to = bits;
+}
+
 bool aligned(const void* pointer, std::uintptr_t bytes) {
   return reinterpret_cast<std::uintptr_t>(pointer) % bytes == 0;
 }
@@ -964,7 +968,7 @@ void launch_warp_tiles(const CastTarget& target, const Array& x, const std::uint
 }  // namespace
 
 void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
-          const Context& context) {
+          const Context& context, std::optional<float> given_tensor_amax) {
   detail::require_cuda(x, "x");
   if (targets.empty() || targets.size() > 2) {
     fail<ValueError>("targets: expected one or two cast outputs, got ", targets.size());
@@ -999,9 +1003,15 @@ void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingSta
     // NVFP4: the tensor amax goes to (the first) global_scale's memory as bits; a one-thread
     // kernel turns it into amax / 2688 for every target after the block pass has read it.
     tensor_amax = targets[0].out.global_scale.data_as<std::uint32_t>();
-    with_wide(x.dtype(), "x", [&]<Wide kWide>() {
-      launch_amax_bits<kWide>(x.data(), x.numel(), tensor_amax, context, x.device());
-    });
+    if (given_tensor_amax) {  // non-negative or the canonical NaN (ops::cast): its bits as is
+      store_bits<<<1, 1, 0, stream>>>(tensor_amax,
+                                      std::bit_cast<std::uint32_t>(*given_tensor_amax));
+      detail::check_launch("store_bits (given tensor amax)");
+    } else {
+      with_wide(x.dtype(), "x", [&]<Wide kWide>() {
+        launch_amax_bits<kWide>(x.data(), x.numel(), tensor_amax, context, x.device());
+      });
+    }
   }
   if (x.numel() == 0) {
     // Nothing to cast; NVFP4's global_scale (of amax 0) is still written below.

@@ -20,6 +20,9 @@
 
 #include "breccia/error.hpp"
 #include "breccia/kernels/cpu.hpp"
+#if defined(BRECCIA_WITH_CUDA)
+#include "breccia/kernels/cuda.hpp"
+#endif
 #include "breccia/kernels/reference.hpp"
 #include "breccia/numerics.hpp"
 #include "breccia/ops.hpp"
@@ -359,18 +362,19 @@ struct Planner {
   // Casts `x` for the choice (per-channel FP8 is the 1 x K block cast, whose rule is the
   // per-tensor one, relabelled).
   static ScaledTensor cast_weight(const Array& x, const Choice& choice,
-                                  std::optional<float> shared_amax) {
+                                  std::optional<float> shared_amax, const Context& context) {
     if (choice.target.format == "fp8-channel") {
       const Recipe row_blocks = Float8BlockScaling{.fp8_format = choice.target.fp8_format,
                                                    .block_k = x.shape().back(),
                                                    .block_m = 1,
                                                    .power_2_scale = false};
-      const ScaledTensor rows = cast(x, row_blocks);
+      const ScaledTensor rows =
+          cast(x, row_blocks, CastOptions{.context = context, .tensor_amax = std::nullopt});
       return from_buffer(rows.data(), rows.scale().contiguous().reshaped({x.shape()[0]}),
                          Float8CurrentScaling{.fp8_format = choice.target.fp8_format},
                          PerChannel{});
     }
-    return cast(x, choice.recipe, CastOptions{.tensor_amax = shared_amax});
+    return cast(x, choice.recipe, CastOptions{.context = context, .tensor_amax = shared_amax});
   }
 
   void plan(Job& job) const {
@@ -456,16 +460,26 @@ struct Planner {
     }
   }
 
-  CheckpointEntry run(const Job& job) const {
-    const CheckpointEntry& entry = *job.entry;
+  // Whether run() would compute (not keep, drop or losslessly re-encode, which stay on the CPU).
+  static bool computes(const Job& job) {
+    return (job.action == Action::kDequantize || job.action == Action::kQuantize ||
+            job.action == Action::kRequantize) &&
+           !(job.action == Action::kRequantize &&
+             reencodes_losslessly(std::get<ScaledTensor>(*job.entry), job.choice->recipe));
+  }
+
+  // The job's output from `entry` (the job's source tensor, or a copy of it on the context's
+  // device), on the device `entry` lies on.
+  CheckpointEntry run(const Job& job, const CheckpointEntry& entry,
+                      const Context& context = {}) const {
     switch (job.action) {
       case Action::kKeep:
       case Action::kDrop:
         return entry;
       case Action::kDequantize:
-        return dequantize(std::get<ScaledTensor>(entry), job.dtype);
+        return dequantize(std::get<ScaledTensor>(entry), job.dtype, context);
       case Action::kQuantize:
-        return cast_weight(std::get<Array>(entry), *job.choice, job.shared_amax);
+        return cast_weight(std::get<Array>(entry), *job.choice, job.shared_amax, context);
       case Action::kRequantize: {
         const auto& scaled = std::get<ScaledTensor>(entry);
         if (reencodes_losslessly(scaled, job.choice->recipe)) {
@@ -475,11 +489,58 @@ struct Planner {
             fail<ValueError>("'", job.source->file, "': tensor '", job.name, "': ", error.what());
           }
         }
-        return cast_weight(dequantize(scaled, DType::kF32), *job.choice, job.shared_amax);
+        return cast_weight(dequantize(scaled, DType::kF32, context), *job.choice, job.shared_amax,
+                           context);
       }
     }
     return entry;
   }
+};
+
+// Every array of `entry` passed through `move` (to a device and back).
+template <class Move>
+CheckpointEntry moved(const CheckpointEntry& entry, const Move& move) {
+  if (const auto* array = std::get_if<Array>(&entry)) return move(*array);
+  const auto& tensor = std::get<ScaledTensor>(entry);
+  std::optional<Array> global_scale, zero_point;
+  if (tensor.global_scale()) global_scale = move(*tensor.global_scale());
+  if (tensor.zero_point()) zero_point = move(*tensor.zero_point());
+  return ScaledTensor(move(tensor.data()), move(tensor.scale()), tensor.recipe(), tensor.layout(),
+                      std::move(global_scale), std::move(zero_point));
+}
+
+// Runs the converter's jobs on options.device: on the CPU as they are; on a CUDA device each
+// computing job's tensor goes there, through the same ops (the GPU kernels give the CPU's
+// bytes), and its output comes back.
+class JobRunner {
+ public:
+  JobRunner(const Planner& planner, Device device) : planner_(planner) {
+    if (device.is_cpu()) return;
+#if defined(BRECCIA_WITH_CUDA)
+    gpu_.emplace(device);
+#else
+    fail<UnsupportedError>("device: this build of breccia has no CUDA kernels, got ", device,
+                           " (use the CPU, or a build made with BRECCIA_CUDA=ON)");
+#endif
+  }
+
+  CheckpointEntry run(const Job& job) const {
+#if defined(BRECCIA_WITH_CUDA)
+    if (gpu_ && Planner::computes(job)) {
+      const auto& gpu = *gpu_;
+      const CheckpointEntry output = planner_.run(
+          job, moved(*job.entry, [&](const Array& a) { return gpu.to_device(a); }), gpu.context());
+      return moved(output, [&](const Array& a) { return gpu.to_host(a); });
+    }
+#endif
+    return planner_.run(job, *job.entry);
+  }
+
+ private:
+  const Planner& planner_;
+#if defined(BRECCIA_WITH_CUDA)
+  std::optional<kernels::cuda::DeviceWorkspace> gpu_;
+#endif
 };
 
 // Activation scales of a source's quantization mean nothing once their weight is converted.
@@ -899,6 +960,7 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
     planner.ignore_text.push_back(pattern);
   }
 
+  const JobRunner runner(planner, options.device);  // refuses a device this build cannot use
   const ModelFiles files = list_model(source);
   check_destination(files, destination, options);
   const Checkpoint checkpoint = load_model(files, {.validate = options.validate});
@@ -1029,7 +1091,7 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
           if (job.linear_kept_high) kept_modules.push_back(module_of(job.name));
           if (!resumed) {
             report_progress(job.name);
-            CheckpointEntry output = planner.run(job);
+            CheckpointEntry output = runner.run(job);
             done.bytes_out = stored_bytes(output);
             finish_writing();
             writing = std::async(std::launch::async,

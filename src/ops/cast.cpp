@@ -1,8 +1,11 @@
+#include <bit>
+#include <cmath>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "breccia/error.hpp"
+#include "breccia/numerics.hpp"
 #include "breccia/ops.hpp"
 #include "breccia/plan.hpp"
 #include "breccia/scale_layout.hpp"
@@ -74,22 +77,24 @@ Array swizzled_scale_for(const QuantPlan& plan, Device device, Allocator* alloca
 ScaledTensor cast(const Array& x, const Recipe& recipe, const CastOptions& options) {
   check_input(x, recipe, options.state, options.context);
   const QuantPlan plan = plan_cast(x.shape(), recipe, options.axis);
-  if (options.tensor_amax) {
+  std::optional<float> tensor_amax = options.tensor_amax;
+  if (tensor_amax) {
     if (!plan.has_global_scale) {
       fail<ValueError>(
           "tensor_amax: only NVFP4's global scale is computed from a given amax, "
           "got recipe ",
           recipe_repr(recipe));
     }
-    if (!x.device().is_cpu()) {
-      fail<UnsupportedError>("tensor_amax: a given amax is taken on the CPU only, got x on ",
-                             x.device().str());
+    if (std::signbit(*tensor_amax) && !std::isnan(*tensor_amax)) {
+      fail<ValueError>("tensor_amax: expected a non-negative amax (or NaN), got ", *tensor_amax);
     }
+    // Any NaN as the canonical one, which the kernels' own amax passes give.
+    if (std::isnan(*tensor_amax)) tensor_amax = std::bit_cast<float>(numerics::kCanonicalNanBits);
   }
   const kernels::CastTarget target{
       &plan, allocate_outputs(plan, x.device(), options.context.allocator), {}};
   ops_detail::run_cast(x.contiguous(), std::span(&target, 1), options.state, options.context,
-                       options.tensor_amax);
+                       tensor_amax);
   return scaled_tensor_of(plan, target.out);
 }
 

@@ -66,7 +66,7 @@ void run_cast(const Array& x, std::span<const kernels::CastTarget> targets,
               std::optional<float> tensor_amax) {
 #if defined(BRECCIA_WITH_CUDA)
   if (on_cuda(x.device(), context)) {
-    kernels::cuda::cast(x, targets, state, context);
+    kernels::cuda::cast(x, targets, state, context, tensor_amax);
     return;
   }
 #endif

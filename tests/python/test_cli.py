@@ -511,6 +511,25 @@ def test_destination_rules(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
     bad = run("convert", str(tmp_path / "src"), str(tmp_path / "y"), "--to", "fp8", "--ignore", "(")
     assert bad.exit_code == 1 and "regular expression" in bad.output
+    device = run(
+        "convert", str(tmp_path / "src"), str(tmp_path / "z"), "--to", "fp8", "--device", "gpu"
+    )
+    assert (
+        device.exit_code == 1 and "expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in device.output
+    )
+    assert not (tmp_path / "z").exists()
+    if not breccia._core.CUDA_BUILT:
+        cuda = run(
+            "convert",
+            str(tmp_path / "src"),
+            str(tmp_path / "z"),
+            "--to",
+            "fp8",
+            "--device",
+            "cuda:0",
+        )
+        assert cuda.exit_code == 1 and "no CUDA kernels" in cuda.output
+        assert not (tmp_path / "z").exists()
 
 
 def test_mixed_precision_modelopt_and_compressed_tensors(tmp_path: Path) -> None:

@@ -158,3 +158,52 @@ def test_linear_on_the_gpu_matches_the_cpu(x_recipe, w_recipe, with_bias):
     out = breccia.linear(gx, gw, None if bias is None else bias.cuda(), torch.bfloat16)
     assert out.is_cuda and out.dtype == torch.bfloat16 and out.shape == (64, 384)
     assert _relative_mismatch(out.cpu(), on_cpu) <= 1e-4
+
+
+# `breccia convert --device cuda`: every tensor cast (and dequantized) by the GPU kernels gives
+# the files the CPU conversion writes, byte for byte; q/k_proj share an NVFP4 global scale.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fp8"],
+        ["fp8-channel"],
+        ["fp8-block"],
+        ["mxfp8"],
+        ["mxfp4"],
+        ["nvfp4"],
+        ["nvfp4", "--convention", "modelopt"],
+        ["int4"],
+        ["int4", "--asymmetric"],
+    ],
+    ids=" ".join,
+)
+def test_convert_on_the_gpu_writes_the_cpu_conversions_bytes(tmp_path, args):
+    from test_cli import bf16_model, read_dir, run
+
+    bf16_model(tmp_path / "src")
+    for device in ("cpu", "cuda"):
+        result = run(
+            "convert",
+            str(tmp_path / "src"),
+            str(tmp_path / device),
+            "--to",
+            *args,
+            "--device",
+            device,
+        )
+        assert result.exit_code == 0, result.output
+    assert read_dir(tmp_path / "cuda") == read_dir(tmp_path / "cpu")
+    # Back to bf16 (dequantize), and to NVFP4 from this format (requantize), on each device.
+    for target in ("bf16", "nvfp4"):
+        for device in ("cpu", "cuda"):
+            result = run(
+                "convert",
+                str(tmp_path / "cpu"),
+                str(tmp_path / f"{target}-{device}"),
+                "--to",
+                target,
+                "--device",
+                device,
+            )
+            assert result.exit_code == 0, result.output
+        assert read_dir(tmp_path / f"{target}-cuda") == read_dir(tmp_path / f"{target}-cpu")

@@ -177,3 +177,12 @@ def test_nvfp4_tensor_amax_gives_a_fused_groups_shared_global_scale(two_d):
         )
     with pytest.raises(ValueError, match="tensor_amax: only NVFP4"):
         breccia.cast(q, breccia.MXFP8BlockScaling(), tensor_amax=1.0)
+    for negative in (-1.0, -0.0):  # an amax is never negative (-0 would turn into NaN bits)
+        with pytest.raises(ValueError, match="tensor_amax: expected a non-negative amax"):
+            breccia.cast(q, recipe, tensor_amax=negative)
+    # Every NaN is taken as the canonical one, as the kernels' own amax pass gives it.
+    nan = breccia.cast(
+        q, recipe, tensor_amax=float(np.frombuffer(b"\x01\x00\xc0\x7f", np.float32)[0])
+    )
+    canonical = breccia.cast(q, recipe, tensor_amax=float("nan"))
+    assert np.asarray(nan.global_scale).tobytes() == np.asarray(canonical.global_scale).tobytes()

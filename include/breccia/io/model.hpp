@@ -82,6 +82,10 @@ struct ConvertOptions {
   bool overwrite = false;  // DST may hold files; those breccia writes are replaced
   bool resume = false;     // shards already complete in DST are kept
   Validation validate = Validation::kError;
+  // Where the casts and dequantizations run: the CPU, or a CUDA device (each tensor copied
+  // there and back; the bytes written are the same, the GPU kernels being bit-identical).
+  // UnsupportedError on a CUDA device when this build has no CUDA kernels.
+  Device device = Device::cpu();
 };
 
 // What happened to one tensor.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -25,6 +26,28 @@ namespace breccia::kernels::cuda {
 // True when the build also has the CUTLASS GEMMs (CUTLASS headers were found at configure).
 bool has_cutlass_gemm();
 
+// A stream and device memory for work breccia does on its own, with no framework to lend its
+// allocator (the checkpoint converter's device option): a stream of its own on `device`, and
+// an allocator of stream-ordered cudaMallocAsync memory from the device's default pool, which
+// keeps freed memory for the next request. to_device and to_host copy an array (any strides)
+// across, on that stream, and return when the copy is done.
+class DeviceWorkspace {
+ public:
+  explicit DeviceWorkspace(Device device);
+  ~DeviceWorkspace();
+  DeviceWorkspace(const DeviceWorkspace&) = delete;
+  DeviceWorkspace& operator=(const DeviceWorkspace&) = delete;
+
+  Device device() const;
+  const Context& context() const;  // its allocator and stream, for the ops
+  Array to_device(const Array& host) const;
+  Array to_host(const Array& array) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Gives back every scratch block (GEMM workspaces, scale products) that the CUDA ops keep per
 // device and stream for their next call (see Context::allocator). Call it before destroying a
 // stream or an allocator whose memory breccia may still hold, or to return that memory.
@@ -36,10 +59,11 @@ void release_scratch();
 // (128 x 128, NVFP4 two_d) both give the same codes and must share one data array. Per-tensor
 // recipes run an amax reduction (CUB) and then the cast; with `state` (DelayedScaling) the
 // cast uses the state's scale, takes the amax in the same pass, and updates the state after
-// the stream synchronises. NVFP4 reduces the tensor amax, then runs one fused pass; the other
-// block recipes are one fused pass (tile amax, scale, encode, pack).
+// the stream synchronises. NVFP4 reduces the tensor amax (or takes `tensor_amax`, the amax of
+// a group of tensors sharing a global scale), then runs one fused pass; the other block recipes
+// are one fused pass (tile amax, scale, encode, pack).
 void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
-          const Context& context);
+          const Context& context, std::optional<float> tensor_amax = std::nullopt);
 
 // decode(data) * scale into `out` (fp32/fp16/bf16/fp64, plan.logical_shape), on the GPU. With
 // `tensor_factors` false the per-tensor factor (an FP8 per-tensor scale, NVFP4's global_scale)
