@@ -207,3 +207,14 @@ def test_convert_on_the_gpu_writes_the_cpu_conversions_bytes(tmp_path, args):
             )
             assert result.exit_code == 0, result.output
         assert read_dir(tmp_path / f"{target}-cuda") == read_dir(tmp_path / f"{target}-cpu")
+
+
+def test_nvfp4_given_tensor_amax_on_the_gpu_gives_the_cpus_bytes():
+    x = _x((256, 512), torch.float32, 9)
+    recipe = breccia.NVFP4BlockScaling()
+    for amax in (float(x.abs().max()) * 3, 0.0, float("nan")):
+        on_cpu = breccia.cast(x, recipe, tensor_amax=amax)
+        on_gpu = breccia.cast(x.cuda(), recipe, tensor_amax=amax)
+        for part in ("data", "scale", "global_scale"):
+            got, want = _bytes(getattr(on_gpu, part)), _bytes(getattr(on_cpu, part))
+            assert got.tobytes() == want.tobytes(), (amax, part)
