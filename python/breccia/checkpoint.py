@@ -72,7 +72,7 @@ def convert(
     resume: bool = False,
     validate: str = "error",
     progress: Progress | None = None,
-    device: str = "cpu",
+    device: str | Any = "cpu",
 ) -> ConvertReport:
     """Convert the checkpoint at ``source`` into the directory ``destination``.
 
@@ -89,9 +89,9 @@ def convert(
     instead of ``format``. ModelOpt writes ``MIXED_PRECISION`` with a ``quant_algo`` per layer,
     compressed-tensors one config group per format.
 
-    ``device``: where the casts run, ``"cpu"`` or ``"cuda"``/``"cuda:N"`` (each tensor copied to
-    the GPU and back; the same bytes, the GPU kernels being bit-identical to the CPU's). A build
-    without CUDA kernels raises NotImplementedError for a CUDA device.
+    ``device``: where the casts run, ``"cpu"`` or ``"cuda"``/``"cuda:N"`` (or a ``torch.device``;
+    each tensor copied to the GPU and back; the same bytes, the GPU kernels being bit-identical
+    to the CPU's). A build without CUDA kernels raises NotImplementedError for a CUDA device.
     """
     raw = _core.convert_model(
         os.fspath(source),
@@ -111,7 +111,7 @@ def convert(
         validate,
         progress,
         [(str(pattern), str(chosen)) for pattern, chosen in format_for],
-        device,
+        str(device),
     )
     return ConvertReport(
         tensors=[ConvertedTensor(**item) for item in raw["tensors"]],

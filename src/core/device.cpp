@@ -16,7 +16,9 @@ Device device_from_string(std::string_view text, std::string_view argument) {
   if (text == "cpu") return Device::cpu();
   if (text == "cuda") return Device::cuda(0);
   constexpr std::string_view kCuda = "cuda:";
-  if (text.starts_with(kCuda) && text.size() > kCuda.size()) {
+  // Digits without a leading zero ("cuda:01" is refused, as PyTorch refuses it).
+  if (text.starts_with(kCuda) && text.size() > kCuda.size() &&
+      (text[kCuda.size()] != '0' || text.size() == kCuda.size() + 1)) {
     int id = -1;
     const char* end = text.data() + text.size();
     const auto [stop, error] = std::from_chars(text.data() + kCuda.size(), end, id);

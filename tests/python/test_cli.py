@@ -518,6 +518,10 @@ def test_destination_rules(tmp_path: Path) -> None:
         device.exit_code == 1 and "expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in device.output
     )
     assert not (tmp_path / "z").exists()
+    for spelling in ("cuda:", "cuda:-1", "cuda:01", " cuda", "cuda:0x1"):
+        with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda' or 'cuda:N'"):
+            checkpoint.convert(tmp_path / "src", tmp_path / "z", "fp8", device=spelling)
+    assert not (tmp_path / "z").exists()
     if not breccia._core.CUDA_BUILT:
         cuda = run(
             "convert",

@@ -193,6 +193,11 @@ def test_convert_on_the_gpu_writes_the_cpu_conversions_bytes(tmp_path, args):
         )
         assert result.exit_code == 0, result.output
     assert read_dir(tmp_path / "cuda") == read_dir(tmp_path / "cpu")
+    # The GPU path is the one taken: a device the machine lacks is refused before any work.
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(ValueError, match=r"this machine has \d+ CUDA device\(s\), got cuda"):
+        breccia.checkpoint.convert(tmp_path / "src", tmp_path / "missing", "fp8", device=missing)
+    assert not (tmp_path / "missing").exists()
     # Back to bf16 (dequantize), and to NVFP4 from this format (requantize), on each device.
     for target in ("bf16", "nvfp4"):
         for device in ("cpu", "cuda"):

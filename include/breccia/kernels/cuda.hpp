@@ -27,10 +27,11 @@ namespace breccia::kernels::cuda {
 bool has_cutlass_gemm();
 
 // A stream and device memory for work breccia does on its own, with no framework to lend its
-// allocator (the checkpoint converter's device option): a stream of its own on `device`, and
-// an allocator of stream-ordered cudaMallocAsync memory from the device's default pool, which
-// keeps freed memory for the next request. to_device and to_host copy an array (any strides)
-// across, on that stream, and return when the copy is done.
+// allocator (the checkpoint converter's device option): a non-blocking stream of its own on
+// `device`, and an allocator of stream-ordered memory from a pool of its own that keeps freed
+// memory for the next request. Arrays from it keep the stream and pool alive, so they may
+// outlive the workspace. to_device and to_host copy an array (any strides) across, on that
+// stream, and return when the copy is done. DeviceError when CUDA finds no such device.
 class DeviceWorkspace {
  public:
   explicit DeviceWorkspace(Device device);
@@ -60,8 +61,9 @@ void release_scratch();
 // recipes run an amax reduction (CUB) and then the cast; with `state` (DelayedScaling) the
 // cast uses the state's scale, takes the amax in the same pass, and updates the state after
 // the stream synchronises. NVFP4 reduces the tensor amax (or takes `tensor_amax`, the amax of
-// a group of tensors sharing a global scale), then runs one fused pass; the other block recipes
-// are one fused pass (tile amax, scale, encode, pack).
+// a group of tensors sharing a global scale: not negative, a NaN the canonical one, as
+// breccia::cast leaves it), then runs one fused pass; the other block recipes are one fused
+// pass (tile amax, scale, encode, pack).
 void cast(const Array& x, std::span<const CastTarget> targets, DelayedScalingState* state,
           const Context& context, std::optional<float> tensor_amax = std::nullopt);
 
