@@ -169,8 +169,10 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
         // Blocks of whole vectors: one factor per block, results stored as they are rounded.
         block_factor.clear();
         block_zero_point.clear();
+        // A run's whole blocks (or its part of one long block) take consecutive scale entries.
+        const std::int64_t first_scale = grid.scale_index(b, row0, col0);
         for (std::int64_t c = 0; c < cols; c += segment) {
-          const std::int64_t s = grid.scale_index(b, row0, col0 + c);
+          const std::int64_t s = first_scale + c / segment;
           block_factor.push_back(decode_scale(s));
           if (zero_points != nullptr)
             block_zero_point.push_back(static_cast<float>(zero_points[s]));
@@ -193,11 +195,11 @@ void DequantizeAs(const QuantPlan& plan, const Array& data, const Array& scale,
         }
         continue;
       }
-      // The band's factor (and zero point) per column: one scale entry per block it touches.
-      for (std::int64_t c = 0; c < cols;) {
+      // The band's factor (and zero point) per column: one scale entry per block it touches,
+      // entries of consecutive blocks one after another.
+      for (std::int64_t c = 0, s = grid.scale_index(b, row0, col0); c < cols; ++s) {
         const std::int64_t block_end =
             std::min(cols, ((col0 + c) / block_cols + 1) * block_cols - col0);
-        const std::int64_t s = grid.scale_index(b, row0, col0 + c);
         const float f = decode_scale(s);
         std::fill(factor.begin() + c, factor.begin() + block_end, f);
         if (zero_points != nullptr) {
