@@ -457,22 +457,40 @@ class TileCast {
                    std::int64_t col0, std::int64_t width) const {
     if (fixed_) return;  // written once by the caller
     // Scale entries run along a row one per block: indices by addition (scale_index divides).
+    // Everything the loops read is in locals: stores through byte pointers may alias any
+    // memory, which would make the compiler reload it after every store.
     const std::int64_t first_block = col0 / grid_.block_cols;
     const std::int64_t last_block = (col0 + width - 1) / grid_.block_cols;
     const std::int64_t blocks_per_tile = tile_cols_ / grid_.block_cols;
-    for (std::int64_t r = row0; r < row0 + rows; r += grid_.block_rows) {
-      const std::int64_t row_first = grid_.scale_index(b, r, col0);
-      for (std::int64_t t = 0; t < static_cast<std::int64_t>(s.scales.size()); ++t) {
-        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
-        const std::int64_t begin = first_block + t * blocks_per_tile;
-        const std::int64_t end = std::min(begin + blocks_per_tile, last_block + 1);
-        for (std::int64_t block = begin; block < end; ++block) {
-          const std::int64_t index = row_first + (block - first_block);
-          store_scale_bits(out_.scale, index, scale.stored);
-          if (plan_.has_zero_point)
-            out_.zero_point.data_as<std::uint8_t>()[index] = scale.zero_point;
+    const std::int64_t block_rows = grid_.block_rows;
+    const rules::TileScale* const scales = s.scales.data();
+    const auto tiles = static_cast<std::int64_t>(s.scales.size());
+    std::uint8_t* const zero_points =
+        plan_.has_zero_point ? out_.zero_point.data_as<std::uint8_t>() : nullptr;
+    const auto store = [&]<class Bits>(Bits* entries) {
+      for (std::int64_t r = row0; r < row0 + rows; r += block_rows) {
+        const std::int64_t row_first = grid_.scale_index(b, r, col0) - first_block;
+        for (std::int64_t t = 0; t < tiles; ++t) {
+          const std::int64_t begin = first_block + t * blocks_per_tile;
+          const std::int64_t end = std::min(begin + blocks_per_tile, last_block + 1);
+          const auto stored = static_cast<Bits>(scales[t].stored);
+          const std::uint8_t zero_point = scales[t].zero_point;
+          for (std::int64_t block = begin; block < end; ++block) {
+            entries[row_first + block] = stored;
+            if (zero_points != nullptr) zero_points[row_first + block] = zero_point;
+          }
         }
       }
+    };
+    switch (itemsize(out_.scale.dtype())) {  // store_scale_bits' widths
+      case 1:
+        store(out_.scale.data_as<std::uint8_t>());
+        break;
+      case 2:
+        store(out_.scale.data_as<std::uint16_t>());
+        break;
+      default:
+        store(out_.scale.data_as<std::uint32_t>());
     }
   }
 
