@@ -281,6 +281,7 @@ struct Job {
   std::uint64_t estimate_out = 0;
   std::size_t shard = 0;
   bool linear_kept_high = false;     // a weight matrix left high precision (the config's ignore)
+  bool reencoded = false;            // kRequantize by reencode_fp4_as_fp8, every value kept
   std::optional<float> shared_amax;  // NVFP4: the amax of its fused group (fused_group_of)
   const Choice* choice = nullptr;    // the format it is written in (quantize, requantize, kept)
 };
@@ -449,7 +450,8 @@ struct Planner {
     }
     job.action = Action::kRequantize;
     job.detail = written + " from " + recipe_repr(scaled->recipe());
-    if (reencodes_losslessly(*scaled, choice.recipe)) {
+    job.reencoded = reencodes_losslessly(*scaled, choice.recipe);
+    if (job.reencoded) {
       const std::int64_t block = fp8_tile(choice.recipe);
       const Recipe reencoded = Float8BlockScaling{.fp8_format = Fp8Format::kE4M3,
                                                   .block_k = block,
@@ -462,10 +464,8 @@ struct Planner {
 
   // Whether run() would compute (not keep, drop or losslessly re-encode, which stay on the CPU).
   static bool computes(const Job& job) {
-    return (job.action == Action::kDequantize || job.action == Action::kQuantize ||
-            job.action == Action::kRequantize) &&
-           !(job.action == Action::kRequantize &&
-             reencodes_losslessly(std::get<ScaledTensor>(*job.entry), job.choice->recipe));
+    return job.action == Action::kDequantize || job.action == Action::kQuantize ||
+           (job.action == Action::kRequantize && !job.reencoded);
   }
 
   // The job's output from `entry` (the job's source tensor, or a copy of it on the context's
@@ -482,7 +482,7 @@ struct Planner {
         return cast_weight(std::get<Array>(entry), *job.choice, job.shared_amax, context);
       case Action::kRequantize: {
         const auto& scaled = std::get<ScaledTensor>(entry);
-        if (reencodes_losslessly(scaled, job.choice->recipe)) {
+        if (job.reencoded) {
           try {
             return reencode_fp4_as_fp8(scaled, fp8_tile(job.choice->recipe));
           } catch (const ValueError& error) {

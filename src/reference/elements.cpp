@@ -54,17 +54,6 @@ std::uint8_t encode_fp8(ElementFormat format, float value) {
                                                                   : formats::E5M2::encode(value));
 }
 
-std::uint32_t load_scale_bits(const Array& scale, std::int64_t s) {
-  switch (itemsize(scale.dtype())) {
-    case 1:
-      return scale.data_as<const std::uint8_t>()[s];
-    case 2:
-      return scale.data_as<const std::uint16_t>()[s];
-    default:
-      return scale.data_as<const std::uint32_t>()[s];
-  }
-}
-
 void store_code(const QuantPlan& plan, const Array& data, std::int64_t i, std::uint8_t code) {
   auto* bytes = data.data_as<std::uint8_t>();
   if (!plan.spec.packed) {

@@ -23,19 +23,27 @@ float read_wide(const Array& in, std::int64_t i);
 // FP8 code of one element in `format` (after the encode scale has been applied).
 std::uint8_t encode_fp8(ElementFormat format, float value);
 
-// The bits of scale entry `s` of a scale array (1, 2 or 4 bytes each), and their store.
-std::uint32_t load_scale_bits(const Array& scale, std::int64_t s);
-inline void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits) {
+// Calls fn with a scale array's entries as unsigned integers of their width (1, 2 or 4 bytes):
+// the one place that width is chosen, for single entries and for loops over many.
+template <class Fn>
+decltype(auto) with_scale_entries(const Array& scale, Fn&& fn) {
   switch (itemsize(scale.dtype())) {
     case 1:
-      scale.data_as<std::uint8_t>()[s] = static_cast<std::uint8_t>(bits);
-      return;
+      return fn(scale.data_as<std::uint8_t>());
     case 2:
-      scale.data_as<std::uint16_t>()[s] = static_cast<std::uint16_t>(bits);
-      return;
+      return fn(scale.data_as<std::uint16_t>());
     default:
-      scale.data_as<std::uint32_t>()[s] = bits;
+      return fn(scale.data_as<std::uint32_t>());
   }
+}
+
+// The bits of scale entry `s` of a scale array, and their store.
+inline std::uint32_t load_scale_bits(const Array& scale, std::int64_t s) {
+  return with_scale_entries(scale, [&](const auto* entries) { return std::uint32_t{entries[s]}; });
+}
+inline void store_scale_bits(const Array& scale, std::int64_t s, std::uint32_t bits) {
+  with_scale_entries(scale,
+                     [&]<class Bits>(Bits* entries) { entries[s] = static_cast<Bits>(bits); });
 }
 
 // Writes element code `code` at logical flat index `i` (packed formats: nibble i % 2).
