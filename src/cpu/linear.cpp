@@ -80,27 +80,42 @@ HWY_INLINE void DecodePair(const std::uint8_t* codes, VF zero_point, VF factor, 
   }
 }
 
+// The per-lane values of a block quantity (factor or zero point) for a vector of codes that
+// starts at block `values[0]`'s: one block's, broadcast, or with kPaired (4-bit blocks of half a
+// vector, as NVFP4's 16-element blocks are with 16 fp32 lanes) two blocks', half each.
+template <bool kPaired>
+HWY_INLINE VF BlockLanes(const float* values) {
+  const DF df;
+  if constexpr (kPaired) {
+    return hn::IfThenElse(hn::FirstN(df, hn::Lanes(df) / 2), hn::Set(df, values[0]),
+                          hn::Set(df, values[1]));
+  } else {
+    return hn::Set(df, values[0]);
+  }
+}
+
 // Up to four dot products of one weight row with rows x[0..kRows) (storage order), for rows
-// whose blocks are whole vectors in storage order: one factor (and zero point) per block,
-// broadcast. Two accumulators per row of x (even and odd vectors, or low and high nibbles)
-// hide the FMA latency.
-template <ElementFormat kFormat, bool kZeroPoint, int kRows>
+// whose blocks are whole vectors in storage order, or pairs of half vectors (kPaired): one
+// factor (and zero point) per block, broadcast. Two accumulators per row of x (even and odd
+// vectors, or low and high nibbles) hide the FMA latency.
+template <ElementFormat kFormat, bool kZeroPoint, bool kPaired, int kRows>
 void DotBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t block_codes,
                std::int64_t pitch, const float* factors, const float* zero_points,
                const float* const* x, float* out) {
   const DF df;
   const auto [step, second] = PairGeometry<kFormat>(pitch);
+  constexpr std::int64_t kBlocksPerStep = kPaired ? 2 : 1;
   const float* x0 = x[0];
   const float* x1 = kRows > 1 ? x[1] : x0;
   const float* x2 = kRows > 2 ? x[2] : x0;
   const float* x3 = kRows > 3 ? x[3] : x0;
   VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
   VF b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
-  for (std::int64_t block = 0; block < blocks; ++block) {
-    const VF factor = hn::Set(df, factors[block]);
-    const VF zero_point = kZeroPoint ? hn::Set(df, zero_points[block]) : hn::Zero(df);
+  for (std::int64_t block = 0; block < blocks; block += kBlocksPerStep) {
+    const VF factor = BlockLanes<kPaired>(factors + block);
+    const VF zero_point = kZeroPoint ? BlockLanes<kPaired>(zero_points + block) : hn::Zero(df);
     const std::int64_t first = block * block_codes;
-    for (std::int64_t j = first; j < first + block_codes; j += step) {
+    for (std::int64_t j = first; j < first + kBlocksPerStep * block_codes; j += step) {
       VF w0, w1;
       DecodePair<kFormat, kZeroPoint>(codes + j, zero_point, factor, w0, w1);
       a0 = hn::MulAdd(w0, hn::LoadU(df, x0 + j), a0);
@@ -163,17 +178,18 @@ void DotColumns(const RowShape& row, const std::uint8_t* codes, const std::uint8
 
 // Decodes one weight row into `values` (storage order, dequantize()'s fp32 values): the
 // broadcast-factor form of DotBlocks.
-template <ElementFormat kFormat, bool kZeroPoint>
+template <ElementFormat kFormat, bool kZeroPoint, bool kPaired>
 void DecodeBlocks(const std::uint8_t* codes, std::int64_t blocks, std::int64_t block_codes,
                   std::int64_t pitch, const float* factors, const float* zero_points,
                   float* values) {
   const DF df;
   const auto [step, second] = PairGeometry<kFormat>(pitch);
-  for (std::int64_t block = 0; block < blocks; ++block) {
-    const VF factor = hn::Set(df, factors[block]);
-    const VF zero_point = kZeroPoint ? hn::Set(df, zero_points[block]) : hn::Zero(df);
+  constexpr std::int64_t kBlocksPerStep = kPaired ? 2 : 1;
+  for (std::int64_t block = 0; block < blocks; block += kBlocksPerStep) {
+    const VF factor = BlockLanes<kPaired>(factors + block);
+    const VF zero_point = kZeroPoint ? BlockLanes<kPaired>(zero_points + block) : hn::Zero(df);
     const std::int64_t first = block * block_codes;
-    for (std::int64_t j = first; j < first + block_codes; j += step) {
+    for (std::int64_t j = first; j < first + kBlocksPerStep * block_codes; j += step) {
       VF w0, w1;
       DecodePair<kFormat, kZeroPoint>(codes + j, zero_point, factor, w0, w1);
       hn::StoreU(w0, df, values + j);
@@ -257,6 +273,22 @@ void DotDecoded(const float* w0, const float* w1, std::int64_t length, const flo
   }
 }
 
+// Calls f.template operator()<kZeroPoint, kPaired>() for the broadcast-factor loops' forms;
+// kPaired only where it can occur (4-bit formats).
+template <bool kPacked, class F>
+HWY_INLINE void WithBlockForm(bool zero_point, bool paired, F&& f) {
+  const bool pairs = kPacked && paired;
+  if (zero_point && pairs) {
+    f.template operator()<true, kPacked>();
+  } else if (zero_point) {
+    f.template operator()<true, false>();
+  } else if (pairs) {
+    f.template operator()<false, kPacked>();
+  } else {
+    f.template operator()<false, false>();
+  }
+}
+
 // Calls dot.template operator()<kRows>(rows, dots) for each group of up to four rows of x and
 // stores the group's dot products into column `column` of out.
 template <class Dot>
@@ -301,11 +333,13 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
   row.pitch = hwy::DivCeil(row.length, lanes) * lanes;
   const std::int64_t stored = row.segments * row.pitch;
   const std::int64_t block_cols = grid.per_tensor ? k : grid.block_cols;
-  // Blocks of whole vector pairs in storage order take the broadcast-factor loop.
+  // Blocks of whole vector pairs in storage order take the broadcast-factor loop, and so do
+  // 4-bit blocks of half a vector in even numbers (a vector's lanes take two blocks' factors).
   const std::int64_t block_codes = kPacked ? block_cols / 2 : block_cols;
-  const bool whole_blocks = k % block_cols == 0 && (!kPacked || block_cols % 2 == 0) &&
-                            block_codes % (kPacked ? lanes : 2 * lanes) == 0;
   const std::int64_t blocks = k / block_cols;
+  const bool divides = k % block_cols == 0 && (!kPacked || block_cols % 2 == 0);
+  const bool paired = kPacked && divides && 2 * block_codes == lanes && blocks % 2 == 0;
+  const bool whole_blocks = paired || (divides && block_codes % (kPacked ? lanes : 2 * lanes) == 0);
 
   // x's rows in storage order, zero-padded.
   std::vector<float> xs(static_cast<std::size_t>(m * stored), 0.0f);
@@ -386,19 +420,19 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
       for (std::int64_t w_row = first_row; w_row < last_row; ++w_row) {
         prepare(w_row);
         const std::uint8_t* codes = bytes + w_row * row_bytes;
-        ForRowGroups(xs.data(), m, stored, result, n, w_row,
-                     [&]<int kRows>(const float* const* rows, float* dots) {
-                       if (!whole_blocks) {
-                         DotColumns<kFormat, kRows>(row, codes, tail.data(), factor.data(), off,
-                                                    rows, dots);
-                       } else if (zero_points != nullptr) {
-                         DotBlocks<kFormat, true, kRows>(codes, blocks, block_codes, row.pitch,
-                                                         factor.data(), off, rows, dots);
-                       } else {
-                         DotBlocks<kFormat, false, kRows>(codes, blocks, block_codes, row.pitch,
-                                                          factor.data(), nullptr, rows, dots);
-                       }
-                     });
+        ForRowGroups(
+            xs.data(), m, stored, result, n, w_row,
+            [&]<int kRows>(const float* const* rows, float* dots) {
+              if (!whole_blocks) {
+                DotColumns<kFormat, kRows>(row, codes, tail.data(), factor.data(), off, rows, dots);
+                return;
+              }
+              WithBlockForm<kPacked>(
+                  zero_points != nullptr, paired, [&]<bool kZeroPoint, bool kPaired>() {
+                    DotBlocks<kFormat, kZeroPoint, kPaired, kRows>(
+                        codes, blocks, block_codes, row.pitch, factor.data(), off, rows, dots);
+                  });
+            });
       }
       return;
     }
@@ -410,13 +444,13 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
         float* values = decoded.data() + i * stored;
         if (!whole_blocks) {
           DecodeColumns<kFormat>(row, codes, tail.data(), factor.data(), off, values);
-        } else if (zero_points != nullptr) {
-          DecodeBlocks<kFormat, true>(codes, blocks, block_codes, row.pitch, factor.data(), off,
-                                      values);
-        } else {
-          DecodeBlocks<kFormat, false>(codes, blocks, block_codes, row.pitch, factor.data(),
-                                       nullptr, values);
+          continue;
         }
+        WithBlockForm<kPacked>(
+            zero_points != nullptr, paired, [&]<bool kZeroPoint, bool kPaired>() {
+              DecodeBlocks<kFormat, kZeroPoint, kPaired>(codes, blocks, block_codes, row.pitch,
+                                                         factor.data(), off, values);
+            });
       }
       const float* w0 = decoded.data();
       const float* w1 = pair == 2 ? w0 + stored : w0;

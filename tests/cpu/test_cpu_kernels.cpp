@@ -152,17 +152,21 @@ TEST_F(CpuKernels, MatchesReferenceOnLongRows) {
 // each output is within gamma_K * sum_k |x_k w_k| (gamma_K = K u / (1 - K u), u = 2^-24) of
 // the exact product, and NaN or infinite exactly where the exact product is. Every recipe,
 // weights blocked along K (axis -1) and along N (axis -2), K with tails shorter than a vector,
-// weights with special values, 1, 2 and 3 threads.
+// weights with special values, 1, 2 and 3 threads. INT4 in groups of 16 beside NVFP4: with 16
+// fp32 lanes a vector of 4-bit codes spans two such blocks, with and without zero points.
 TEST_F(CpuKernels, DecodingLinearIsWithinTheFp32SummationBoundOfTheDequantizedProduct) {
   int checked = 0;
   std::uint32_t seed = 100;
+  std::vector<Recipe> recipes = all_recipes();
+  recipes.push_back(INT4Scaling{16, false, Int4ScaleDType::kF32});
+  recipes.push_back(INT4Scaling{16, true, Int4ScaleDType::kBF16});
   for (int threads : {1, 2, 3}) {
     kernels::cpu::set_num_threads(threads);
     for (const Shape& w_shape : {Shape{127, 4096}, Shape{160, 416}, Shape{32, 6}, Shape{384, 200},
                                  Shape{16, 48}, Shape{1, 32}}) {
       for (const Fill fill : {Fill::kRandom, Fill::kSpecial}) {
         const Array w_values = make_input(w_shape, fill, seed++);
-        for (const Recipe& recipe : all_recipes()) {
+        for (const Recipe& recipe : recipes) {
           for (int axis : {-1, -2}) {
             std::optional<ScaledTensor> w;
             try {
