@@ -71,6 +71,20 @@ void BM_Dequantize(benchmark::State& state, Recipe recipe) {
   state.SetBytesProcessed(state.iterations() * input().nbytes());
 }
 
+// A decoding step: one row of x times a (4096, 4096) weight cast from input()'s values
+// (repeated), through linear()'s small-M CPU kernel.
+void BM_LinearRow(benchmark::State& state, Recipe recipe) {
+  Array w = Array::empty(DType::kF32, {kCols, kCols});
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    w.data_as<float>()[i] = input().data_as<const float>()[i % input().numel()];
+  }
+  const breccia::ScaledTensor weight = breccia::cast(w, recipe);
+  Array x = Array::empty(DType::kF32, {1, kCols});
+  std::memcpy(x.data(), input().data(), static_cast<std::size_t>(x.nbytes()));
+  for (auto _ : state) benchmark::DoNotOptimize(breccia::linear(x, weight));
+  state.SetBytesProcessed(state.iterations() * weight.data().nbytes());
+}
+
 BENCHMARK(BM_Memcpy);
 BENCHMARK_CAPTURE(BM_Cast, DelayedScaling, breccia::DelayedScaling{});
 BENCHMARK_CAPTURE(BM_Cast, Float8CurrentScaling, breccia::Float8CurrentScaling{});
@@ -85,6 +99,9 @@ BENCHMARK_CAPTURE(BM_Dequantize, Float8CurrentScaling, breccia::Float8CurrentSca
 BENCHMARK_CAPTURE(BM_Dequantize, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
 BENCHMARK_CAPTURE(BM_Dequantize, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});
 BENCHMARK_CAPTURE(BM_Dequantize, INT4Scaling, breccia::INT4Scaling{});
+BENCHMARK_CAPTURE(BM_LinearRow, MXFP8BlockScaling, breccia::MXFP8BlockScaling{});
+BENCHMARK_CAPTURE(BM_LinearRow, NVFP4BlockScaling, breccia::NVFP4BlockScaling{});
+BENCHMARK_CAPTURE(BM_LinearRow, INT4Scaling, breccia::INT4Scaling{});
 
 }  // namespace
 

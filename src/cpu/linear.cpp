@@ -371,13 +371,13 @@ void LinearAs(const QuantPlan& plan, const Array& data, const Array& scale,
     // The factors (and zero points) of row w_row's blocks, and its zero-padded last codes.
     const auto prepare = [&](std::int64_t w_row) {
       if (whole_blocks) {
-        // A row's blocks have consecutive scale entries.
-        const std::int64_t first_scale = grid.scale_index(0, w_row, 0);
-        for (std::int64_t block = 0; block < blocks; ++block) {
-          const std::int64_t s = grid.per_tensor ? 0 : first_scale + block;
-          factor[static_cast<std::size_t>(block)] = decode_scale(s);
-          if (zero_points != nullptr) {
-            offset[static_cast<std::size_t>(block)] = static_cast<float>(zero_points[s]);
+        // A row's blocks have consecutive scale entries (one block per tensor: entry 0).
+        const std::int64_t first_scale = grid.per_tensor ? 0 : grid.scale_index(0, w_row, 0);
+        decode_scale.decode_run(first_scale, blocks, factor.data());
+        if (zero_points != nullptr) {
+          for (std::int64_t block = 0; block < blocks; ++block) {
+            offset[static_cast<std::size_t>(block)] =
+                static_cast<float>(zero_points[first_scale + block]);
           }
         }
         return;
