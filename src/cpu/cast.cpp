@@ -318,31 +318,68 @@ class TileCast {
     std::int64_t b, row0, rows, col0, width, tiles, vectors, first_row;
   };
 
+  // One-row tiles of whole vectors (MX, NVFP4, FP8 1 x 128, INT4 along a row): a vector's
+  // worth of tiles at a time, their statistics, scales (NVFP4's rule runs a vector of tiles at
+  // once) and codes in turn while their values are in L1. Two passes over a whole chunk (every
+  // tile's statistics, then every tile's codes, from L2) left the first waiting on memory and
+  // the second on arithmetic.
+  template <class T>
+  HWY_FLATTEN void FusedTiles(Scratch& s, const Span& span, const T* row) const {
+    const auto [b, row0, rows, col0, width, tiles, vectors, first_row] = span;
+    const DF df;
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    const bool in_place = !is_packed(Rule::kElement) && width % lanes == 0;
+    std::uint8_t* const codes =
+        in_place ? out_.data.data_as<std::uint8_t>() + first_row * grid_.cols + col0
+                 : s.codes.data();
+    s.scales.resize(static_cast<std::size_t>(tiles));
+    s.stats.resize(static_cast<std::size_t>(tiles));
+    for (std::int64_t group = 0; group < tiles; group += lanes) {
+      const std::int64_t group_end = std::min(group + lanes, tiles);
+      for (std::int64_t t = group; t < group_end; ++t) {
+        const std::int64_t c = t * tile_cols_;
+        const std::int64_t count = std::min(tile_cols_, vectors - c);
+        rules::TileStats& stats = s.stats[static_cast<std::size_t>(t)];
+        if constexpr (Rule::kReadsRange) {
+          stats = RangeOfTile(row + c, count);
+        } else {
+          stats = rules::TileStats{};
+          stats.amax = AmaxOfBits(MaxAbsBits(row + c, count));
+        }
+      }
+      TileScales(rule_, s.stats.data() + group, group_end - group, s.scales.data() + group);
+      for (std::int64_t t = group; t < group_end; ++t) {
+        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+        const std::int64_t c = t * tile_cols_;
+        if (scale.nan_block) {  // every element takes the rule's block code
+          std::fill(codes + c, codes + std::min(c + tile_cols_, width), rule_.encode(0.0f, scale));
+          continue;
+        }
+        const std::int64_t end = std::min(c + tile_cols_, vectors);
+        const VF factor = hn::Set(df, scale.factor);
+        const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
+        for (std::int64_t i = c; i < end; i += lanes) {
+          StoreCodes(Encode(LoadAsF32(row + i), factor, zero_point), codes + i);
+        }
+      }
+    }
+    StoreScales(s, b, row0, rows, col0, width);
+    if (!in_place) StoreRow(codes, first_row, col0, width);
+  }
+
   // A chunk's statistics, scales and codes from its values (`stride` elements a row).
   template <class T>
   void Body(Scratch& s, const Span& span, const T* values, std::int64_t stride) const {
     const auto [b, row0, rows, col0, width, tiles, vectors, first_row] = span;
     const DF df;
     const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    if (!fixed_ && rows == 1 && uniform_tiles_) return FusedTiles(s, span, values);
 
     // Tile statistics, then scales.
     s.scales.resize(static_cast<std::size_t>(tiles));
     s.stats.resize(static_cast<std::size_t>(tiles));
     if (fixed_) {
       std::fill(s.scales.begin(), s.scales.end(), *fixed_);
-    } else if (rows == 1 && uniform_tiles_) {
-      for (std::int64_t t = 0; t < tiles; ++t) {
-        rules::TileStats stats;
-        const std::int64_t c = t * tile_cols_;
-        const std::int64_t count = std::min(tile_cols_, vectors - c);
-        if constexpr (Rule::kReadsRange) {
-          stats = RangeOfTile(values + c, count);
-        } else {
-          stats.amax = AmaxOfBits(MaxAbsBits(values + c, count));
-        }
-        s.stats[static_cast<std::size_t>(t)] = stats;
-      }
-      TileScales(rule_, s.stats.data(), tiles, s.scales.data());
     } else {
       ColumnStats(s, values, stride, rows, vectors);
       for (std::int64_t t = 0; t < tiles; ++t) {
