@@ -511,35 +511,66 @@ CheckpointEntry moved(const CheckpointEntry& entry, const Move& move) {
 
 // Runs the converter's jobs on options.device: on the CPU as they are; on a CUDA device each
 // computing job's tensor goes there, through the same ops (the GPU kernels give the CPU's
-// bytes), and its output comes back.
+// bytes), and its output comes back. On a device, two workspaces (each its own stream) take
+// alternate jobs and the next job starts on a thread of its own while this one finishes, so
+// one tensor's upload overlaps the previous one's kernels and download: copies from the
+// file mapping are pageable and hold their calling thread until done.
 class JobRunner {
  public:
   JobRunner(const Planner& planner, Device device) : planner_(planner) {
     if (device.is_cpu()) return;
 #if defined(BRECCIA_WITH_CUDA)
-    gpu_.emplace(device);
+    gpus_[0].emplace(device);
+    gpus_[1].emplace(device);
 #else
     fail<UnsupportedError>("device: this build of breccia has no CUDA kernels, got ", device,
                            " (use the CPU, or a build made with BRECCIA_CUDA=ON)");
 #endif
   }
 
-  CheckpointEntry run(const Job& job) const {
+  // `job`'s output; `next`, when given, is the job run after it, started now on a device.
+  CheckpointEntry run(const Job& job, const Job* next = nullptr) {
 #if defined(BRECCIA_WITH_CUDA)
-    if (gpu_ && Planner::computes(job)) {
-      const auto& gpu = *gpu_;
-      const CheckpointEntry output = planner_.run(
-          job, moved(*job.entry, [&](const Array& a) { return gpu.to_device(a); }), gpu.context());
-      return moved(output, [&](const Array& a) { return gpu.to_host(a); });
+    if (gpus_[0] && Planner::computes(job)) {
+      if (ahead_job_ != &job && ahead_.valid()) ahead_.wait();  // not what was announced
+      std::future<CheckpointEntry> started;  // `job`, when it was started as the next one
+      const int gpu = turn_;
+      if (ahead_job_ == &job) {
+        started = std::move(ahead_);
+      } else {
+        turn_ ^= 1;
+      }
+      ahead_job_ = nullptr;
+      if (next != nullptr && Planner::computes(*next)) {
+        ahead_ = std::async(std::launch::async,
+                            [this, next, other = turn_] { return run_on(*next, *gpus_[other]); });
+        ahead_job_ = next;
+        turn_ ^= 1;
+      }
+      return started.valid() ? started.get() : run_on(job, *gpus_[gpu]);
     }
 #endif
+    (void)next;
     return planner_.run(job, *job.entry);
   }
 
  private:
+#if defined(BRECCIA_WITH_CUDA)
+  CheckpointEntry run_on(const Job& job, const kernels::cuda::DeviceWorkspace& gpu) const {
+    const CheckpointEntry output = planner_.run(
+        job, moved(*job.entry, [&](const Array& a) { return gpu.to_device(a); }), gpu.context());
+    return moved(output, [&](const Array& a) { return gpu.to_host(a); });
+  }
+#endif
+
   const Planner& planner_;
 #if defined(BRECCIA_WITH_CUDA)
-  std::optional<kernels::cuda::DeviceWorkspace> gpu_;
+  std::optional<kernels::cuda::DeviceWorkspace> gpus_[2];
+  int turn_ = 0;  // the workspace the next job started takes
+  // The job started ahead and its output; declared after the workspaces, so that a job still
+  // running when the runner goes (an error elsewhere) is waited for before they are destroyed.
+  const Job* ahead_job_ = nullptr;
+  std::future<CheckpointEntry> ahead_;
 #endif
 };
 
@@ -960,7 +991,7 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
     planner.ignore_text.push_back(pattern);
   }
 
-  const JobRunner runner(planner, options.device);  // refuses a device this build cannot use
+  JobRunner runner(planner, options.device);  // refuses a device this build cannot use
   const ModelFiles files = list_model(source);
   check_destination(files, destination, options);
   const Checkpoint checkpoint = load_model(files, {.validate = options.validate});
@@ -1091,7 +1122,13 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
           if (job.linear_kept_high) kept_modules.push_back(module_of(job.name));
           if (!resumed) {
             report_progress(job.name);
-            CheckpointEntry output = runner.run(job);
+            const auto following =
+                std::find_if(jobs.begin() + static_cast<std::ptrdiff_t>(next) + 1,
+                             jobs.begin() + static_cast<std::ptrdiff_t>(end),
+                             [](const Job& j) { return j.action != Action::kDrop; });
+            CheckpointEntry output = runner.run(
+                job, following != jobs.begin() + static_cast<std::ptrdiff_t>(end) ? &*following
+                                                                                  : nullptr);
             done.bytes_out = stored_bytes(output);
             finish_writing();
             writing = std::async(std::launch::async,
