@@ -24,8 +24,8 @@ Prints a Markdown table: median and range of seconds, bytes read and written, th
 cp's (a conversion reads and writes different amounts; cp moves its input twice), and
 breccia's speed over each other tool's. docs/performance.md records it, with the machine.
 
-    python bench/io/bench_convert.py [--gb 4] [--dir build/bench-convert] [--threads N] [--device cuda]
-        [--repeats 3] [--llmcompressor build/llmcompressor-venv/bin/python]
+    python bench/io/bench_convert.py [--gb 4] [--dir build/bench-convert] [--threads N]
+        [--device cuda] [--repeats 3] [--llmcompressor build/llmcompressor-venv/bin/python]
 """
 
 from __future__ import annotations
