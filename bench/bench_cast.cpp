@@ -1,5 +1,5 @@
-// Cast and dequantize throughput per recipe, beside a memcpy of the same input in the same
-// run: the ratio bytes/s(kernel) / bytes/s(memcpy) is what docs/performance.md records.
+// Cast, dequantize and decoding-linear throughput per recipe, beside a memcpy of the same input in
+// the same run: the ratio bytes/s(kernel) / bytes/s(memcpy) is what docs/performance.md records.
 #include <benchmark/benchmark.h>
 
 #include <bit>

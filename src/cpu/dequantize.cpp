@@ -1,9 +1,10 @@
 // dequantize() on the CPU: the reference kernel's fp32 arithmetic, (decode(q) - zero point) *
 // (decoded scale * global scale), rounded to the output dtype, with SIMD and threads. Codes
-// decode arithmetically (simd-inl.h), every byte, valid code or not, as the reference decodes
-// it. Work units are a band of one scale row (block_rows rows) x a run of columns. Where blocks
-// are whole vectors, each block's factor is broadcast and the results are rounded and stored
-// straight into the output; otherwise per-column factors are worked out once for the band.
+// decode arithmetically, or E2M1 by a table permute (simd-inl.h), every byte, valid code or not,
+// as the reference decodes it. Work units are a band of one scale row (block_rows rows) x a run of
+// columns. Where blocks are whole vectors, each block's factor is broadcast and the results are
+// rounded and stored straight into the output; otherwise per-column factors are worked out once for
+// the band.
 //
 // Compiled once per instruction set by Highway (foreach_target) and dispatched at run time.
 #undef HWY_TARGET_INCLUDE

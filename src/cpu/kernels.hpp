@@ -63,7 +63,8 @@ struct ScaleDecoder {
     }
   }
   // Entries [first, first + count) into out: the width decided once for the run (a call per
-  // entry cost a third of an NVFP4 decoding linear, whose 16-element blocks each have one).
+  // entry cost a fifth to a quarter of an NVFP4 decoding linear, whose 16-element blocks each have
+  // one).
   void decode_run(std::int64_t first, std::int64_t count, float* out) const {
     if (itemsize == 1) {
       const auto* bits = static_cast<const std::uint8_t*>(scales) + first;

@@ -528,11 +528,21 @@ class JobRunner {
 #endif
   }
 
+  // Waits for (and drops) a job started ahead: before what it reads (the jobs, the source's
+  // mapping) goes away when a conversion is abandoned.
+  void drain() noexcept {
+#if defined(BRECCIA_WITH_CUDA)
+    if (ahead_.valid()) ahead_.wait();
+    ahead_ = {};
+    ahead_job_ = nullptr;
+#endif
+  }
+
   // `job`'s output; `next`, when given, is the job run after it, started now on a device.
   CheckpointEntry run(const Job& job, const Job* next = nullptr) {
 #if defined(BRECCIA_WITH_CUDA)
     if (gpus_[0] && Planner::computes(job)) {
-      if (ahead_job_ != &job && ahead_.valid()) ahead_.wait();  // not what was announced
+      if (ahead_job_ != &job) drain();       // not what was announced
       std::future<CheckpointEntry> started;  // `job`, when it was started as the next one
       const int gpu = turn_;
       if (ahead_job_ == &job) {
@@ -565,6 +575,7 @@ class JobRunner {
 
   const Planner& planner_;
 #if defined(BRECCIA_WITH_CUDA)
+  // Each keeps its own cached device memory: up to two tensors' working sets at a time.
   std::optional<kernels::cuda::DeviceWorkspace> gpus_[2];
   int turn_ = 0;  // the workspace the next job started takes
   // The job started ahead and its output; declared after the workspaces, so that a job still
@@ -1154,6 +1165,7 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
     finish_writing();
   } catch (...) {
     if (writing.valid()) writing.wait();  // before the writer it may be using is destroyed
+    runner.drain();                       // before the jobs and the checkpoint it reads
     throw;
   }
 

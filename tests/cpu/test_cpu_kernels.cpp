@@ -3,6 +3,7 @@
 // batched input, 1, 2 and several threads, and every SIMD element encoder against its scalar
 // rule on every rounding boundary.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <bit>
 #include <cmath>
@@ -147,6 +148,39 @@ TEST_F(CpuKernels, MatchesReferenceOnLongRows) {
   }
 }
 
+// linear(x, w) on the CPU against the exact product of x and dequantize(w): within
+// gamma_K * sum_k |x_k w_k| (gamma_K = K u / (1 - K u), u = 2^-24), and NaN or infinite exactly
+// where the exact product is.
+void expect_within_summation_bound(const Array& x, const ScaledTensor& w) {
+  const Array w32 = dequantize(w, DType::kF32);  // (N, K)
+  const float* wv = w32.data_as<const float>();
+  const Array got = linear(x, w, std::nullopt, DType::kF32);
+  const std::int64_t m = x.shape()[0], k = x.shape()[1], n = w32.shape()[0];
+  const float* xv = x.data_as<const float>();
+  const float* out = got.data_as<const float>();
+  const double unit = std::ldexp(1.0, -24);
+  const double gamma = static_cast<double>(k) * unit / (1 - static_cast<double>(k) * unit);
+  for (std::int64_t r = 0; r < m; ++r) {
+    for (std::int64_t c = 0; c < n; ++c) {
+      double exact = 0, magnitude = 0;
+      for (std::int64_t i = 0; i < k; ++i) {
+        const double product = static_cast<double>(xv[r * k + i]) * wv[c * k + i];
+        exact += product;
+        magnitude += std::fabs(product);
+      }
+      const double value = out[r * n + c];
+      // Partial sums beyond fp32's range overflow in any order; nothing to bound.
+      if (magnitude > 1e38) continue;
+      if (std::isnan(exact) || std::isinf(exact)) {
+        ASSERT_EQ(std::isnan(value), std::isnan(exact)) << "row " << r << " col " << c;
+        if (std::isinf(exact)) ASSERT_EQ(value, exact) << "row " << r << " col " << c;
+        continue;
+      }
+      ASSERT_LE(std::fabs(value - exact), gamma * magnitude + 1e-45) << "row " << r << " col " << c;
+    }
+  }
+}
+
 // linear() for up to 16 rows decodes the weight in registers instead of dequantizing it: the
 // weight values are dequantize()'s, only the order of the fp32 sums differs from the BLAS, so
 // each output is within gamma_K * sum_k |x_k w_k| (gamma_K = K u / (1 - K u), u = 2^-24) of
@@ -174,40 +208,11 @@ TEST_F(CpuKernels, DecodingLinearIsWithinTheFp32SummationBoundOfTheDequantizedPr
             } catch (const ValueError&) {
               continue;  // the recipe does not take the shape
             }
-            const std::int64_t n = w_shape[0], k = w_shape[1];
-            const Array w32 = dequantize(*w, DType::kF32);
-            const float* wv = w32.data_as<const float>();
             for (std::int64_t m : {1, 5, 16}) {
               SCOPED_TRACE(recipe_repr(recipe) + " axis=" + std::to_string(axis) +
                            " w=" + shape_str(w_shape) + " M=" + std::to_string(m) +
                            " threads=" + std::to_string(threads));
-              const Array x = make_input({m, k}, Fill::kRandom, seed++);
-              const Array got = linear(x, *w, std::nullopt, DType::kF32);
-              const float* xv = x.data_as<const float>();
-              const float* out = got.data_as<const float>();
-              const double unit = std::ldexp(1.0, -24);
-              const double gamma =
-                  static_cast<double>(k) * unit / (1 - static_cast<double>(k) * unit);
-              for (std::int64_t r = 0; r < m; ++r) {
-                for (std::int64_t c = 0; c < n; ++c) {
-                  double exact = 0, magnitude = 0;
-                  for (std::int64_t i = 0; i < k; ++i) {
-                    const double product = static_cast<double>(xv[r * k + i]) * wv[c * k + i];
-                    exact += product;
-                    magnitude += std::fabs(product);
-                  }
-                  const double value = out[r * n + c];
-                  // Partial sums beyond fp32's range overflow in any order; nothing to bound.
-                  if (magnitude > 1e38) continue;
-                  if (std::isnan(exact) || std::isinf(exact)) {
-                    ASSERT_EQ(std::isnan(value), std::isnan(exact)) << "row " << r << " col " << c;
-                    if (std::isinf(exact)) ASSERT_EQ(value, exact) << "row " << r << " col " << c;
-                    continue;
-                  }
-                  ASSERT_LE(std::fabs(value - exact), gamma * magnitude + 1e-45)
-                      << "row " << r << " col " << c;
-                }
-              }
+              expect_within_summation_bound(make_input({m, w_shape[1]}, Fill::kRandom, seed++), *w);
               ++checked;
             }
           }
@@ -216,6 +221,36 @@ TEST_F(CpuKernels, DecodingLinearIsWithinTheFp32SummationBoundOfTheDequantizedPr
     }
   }
   EXPECT_GT(checked, 300);
+}
+
+// The 4-bit paths that depend on the vector width (E2M1 decoded by a lane permute from 8 lanes
+// up, blocks of half a vector paired at 16 lanes) on every SIMD target this machine runs, not
+// only the best: dequantize bit for bit against the reference, linear within the bound.
+TEST_F(CpuKernels, FourBitDecodingMatchesOnEverySimdTarget) {
+  const std::vector<Recipe> recipes = {NVFP4BlockScaling{}, MXFP4BlockScaling{},
+                                       INT4Scaling{16, false, Int4ScaleDType::kF32}};
+  int targets = 0;
+  for (std::int64_t rest = hwy::SupportedTargets() & HWY_TARGETS; rest != 0; rest &= rest - 1) {
+    const std::int64_t target = rest & -rest;
+    hwy::SetSupportedTargetsForTest(target);
+    ++targets;
+    for (const Shape& w_shape : {Shape{16, 416}, Shape{8, 4096}}) {
+      const Array w_values = make_input(w_shape, Fill::kSpecial, 7);
+      for (const Recipe& recipe : recipes) {
+        SCOPED_TRACE(recipe_repr(recipe) + " target=" + hwy::TargetName(target) +
+                     " w=" + shape_str(w_shape));
+        const ScaledTensor w = cast(w_values, recipe);
+        EXPECT_EQ(
+            mismatched_bytes(dequantize(w, DType::kF32), dequantize(w, DType::kF32, kReference)),
+            0);
+        for (std::int64_t m : {1, 5}) {
+          expect_within_summation_bound(make_input({m, w_shape[1]}, Fill::kRandom, 8), w);
+        }
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to every target the machine has
+  EXPECT_GT(targets, 0);
 }
 
 // Weights near fp32's largest value (block factors of 2^119 and more) and tiny activations:
