@@ -349,22 +349,33 @@ class TileCast {
       }
       TileScales(rule_, s.stats.data() + group, group_end - group, s.scales.data() + group);
       for (std::int64_t t = group; t < group_end; ++t) {
-        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
-        const std::int64_t c = t * tile_cols_;
-        if (scale.nan_block) {  // every element takes the rule's block code
-          std::fill(codes + c, codes + std::min(c + tile_cols_, width), rule_.encode(0.0f, scale));
-          continue;
-        }
-        const std::int64_t end = std::min(c + tile_cols_, vectors);
-        const VF factor = hn::Set(df, scale.factor);
-        const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
-        for (std::int64_t i = c; i < end; i += lanes) {
-          StoreCodes(Encode(LoadAsF32(row + i), factor, zero_point), codes + i);
-        }
+        TileCodes(row, t, vectors, width, s.scales[static_cast<std::size_t>(t)], codes);
       }
     }
     StoreScales(s, b, row0, rows, col0, width);
     if (!in_place) StoreRow(codes, first_row, col0, width);
+  }
+
+  // Tile t's codes in one row of whole-vector tiles (columns [0, vectors) readable, the first
+  // `width` real): each value encoded under the tile's scale, or, in a NaN tile, the rule's
+  // block code whatever the value.
+  template <class T>
+  HWY_INLINE void TileCodes(const T* row, std::int64_t t, std::int64_t vectors, std::int64_t width,
+                            const rules::TileScale& scale, std::uint8_t* codes) const {
+    const DF df;
+    const auto lanes = static_cast<std::int64_t>(hn::Lanes(df));
+    const std::int64_t first = t * tile_cols_;
+    if (scale.nan_block) {
+      std::fill(codes + first, codes + std::min(first + tile_cols_, width),
+                rule_.encode(0.0f, scale));
+      return;
+    }
+    const VF factor = hn::Set(df, scale.factor);
+    const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
+    const std::int64_t end = std::min(first + tile_cols_, vectors);
+    for (std::int64_t c = first; c < end; c += lanes) {
+      StoreCodes(Encode(LoadAsF32(row + c), factor, zero_point), codes + c);
+    }
   }
 
   // A chunk's statistics, scales and codes from its values (`stride` elements a row).
@@ -419,13 +430,7 @@ class TileCast {
                    : s.codes.data();
       if (uniform_tiles_) {
         for (std::int64_t t = 0; t < tiles; ++t) {
-          const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
-          const VF factor = hn::Set(df, scale.factor);
-          const VF zero_point = hn::Set(df, static_cast<float>(scale.zero_point));
-          const std::int64_t end = std::min((t + 1) * tile_cols_, vectors);
-          for (std::int64_t c = t * tile_cols_; c < end; c += lanes) {
-            StoreCodes(Encode(LoadAsF32(row + c), factor, zero_point), codes + c);
-          }
+          TileCodes(row, t, vectors, width, s.scales[static_cast<std::size_t>(t)], codes);
         }
       } else {
         for (std::int64_t c = 0; c < vectors; c += lanes) {
@@ -433,13 +438,13 @@ class TileCast {
                             hn::LoadU(df, s.column_zero_point.data() + c)),
                      codes + c);
         }
-      }
-      // A NaN tile's elements all take the rule's block code, whatever their values.
-      for (std::int64_t t = 0; t < tiles; ++t) {
-        const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
-        if (!scale.nan_block) continue;
-        const std::int64_t end = std::min((t + 1) * tile_cols_, width);
-        std::fill(codes + t * tile_cols_, codes + end, rule_.encode(0.0f, scale));
+        // A NaN tile's elements all take the rule's block code, whatever their values.
+        for (std::int64_t t = 0; t < tiles; ++t) {
+          const rules::TileScale& scale = s.scales[static_cast<std::size_t>(t)];
+          if (!scale.nan_block) continue;
+          const std::int64_t end = std::min((t + 1) * tile_cols_, width);
+          std::fill(codes + t * tile_cols_, codes + end, rule_.encode(0.0f, scale));
+        }
       }
       if (!in_place) StoreRow(codes, first_row + r, col0, width);
     }

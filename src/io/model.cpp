@@ -1133,13 +1133,12 @@ ConvertReport convert_model(const fs::path& source, const fs::path& destination,
           if (job.linear_kept_high) kept_modules.push_back(module_of(job.name));
           if (!resumed) {
             report_progress(job.name);
-            const auto following =
-                std::find_if(jobs.begin() + static_cast<std::ptrdiff_t>(next) + 1,
-                             jobs.begin() + static_cast<std::ptrdiff_t>(end),
-                             [](const Job& j) { return j.action != Action::kDrop; });
-            CheckpointEntry output = runner.run(
-                job, following != jobs.begin() + static_cast<std::ptrdiff_t>(end) ? &*following
-                                                                                  : nullptr);
+            // The shard's next tensor to write, which a GPU starts while this one finishes.
+            const Job* following = nullptr;
+            for (std::size_t j = next + 1; j < end && following == nullptr; ++j) {
+              if (jobs[j].action != Action::kDrop) following = &jobs[j];
+            }
+            CheckpointEntry output = runner.run(job, following);
             done.bytes_out = stored_bytes(output);
             finish_writing();
             writing = std::async(std::launch::async,
